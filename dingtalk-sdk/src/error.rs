@@ -1,0 +1,120 @@
+//! The crate's one error type.
+
+use std::fmt;
+
+/// Everything that can go wrong in `dingtalk-sdk`.
+///
+/// Variants carry the context needed to act on them; secrets (tokens, keys, plaintexts) are
+/// never included. Callback-crypto variants mirror the official helpers' error codes
+/// (900004–900010) so logs line up with DingTalk's documentation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The `aes_key` (EncodingAESKey) is not 43 base64 characters (900004).
+    #[error("invalid aes_key: {reason}")]
+    BadAesKey {
+        /// What was wrong with it.
+        reason: &'static str,
+    },
+    /// The signature did not match `SHA1(sort(token, timestamp, nonce, encrypt))` (900005).
+    #[error("signature mismatch: the request was not signed with the configured token")]
+    BadSignature,
+    /// The `encrypt` value is not valid standard base64.
+    #[error("`encrypt` is not valid base64")]
+    BadBase64,
+    /// The ciphertext is empty or not a whole number of AES blocks.
+    #[error("ciphertext length {len} is not a non-zero multiple of 16")]
+    BadCiphertextLength {
+        /// The decoded ciphertext length in bytes.
+        len: usize,
+    },
+    /// The PKCS#7 padding is out of range (1..=32) or not uniform.
+    #[error("invalid PKCS#7 padding (last byte {pad})")]
+    BadPadding {
+        /// The last byte of the decrypted frame.
+        pad: u8,
+    },
+    /// The frame's length field points outside the frame (900009).
+    #[error("frame length field {declared} exceeds the {available} bytes available")]
+    BadLength {
+        /// The message length the frame declares.
+        declared: u64,
+        /// The bytes actually available after the header.
+        available: usize,
+    },
+    /// The frame was encrypted for another receiver (AppKey / corpId / suiteKey) (900010).
+    #[error("receiver id mismatch: expected `{expected}`, found `{found}`")]
+    ReceiverIdMismatch {
+        /// The configured receiver id.
+        expected: String,
+        /// The receiver id in the frame (lossily decoded).
+        found: String,
+    },
+    /// The decrypted message is not valid UTF-8.
+    #[error("decrypted message is not valid UTF-8")]
+    BadUtf8,
+    /// A message is too large to frame (over 4 GiB).
+    #[error("message of {len} bytes is too large to encrypt")]
+    MessageTooLarge {
+        /// The message length in bytes.
+        len: usize,
+    },
+    /// A decrypted event is not the JSON DingTalk sends.
+    #[error("malformed event JSON: {reason}")]
+    BadEvent {
+        /// The parser's explanation, including the position.
+        reason: String,
+    },
+    /// A callback request lacks a required query parameter.
+    #[error("missing query parameter `{name}`")]
+    MissingParameter {
+        /// The parameter's canonical name (`signature`, `timestamp` or `nonce`).
+        name: &'static str,
+    },
+    /// A callback `timestamp` is neither 10-digit seconds nor 13-digit milliseconds.
+    #[error("timestamp `{value}` is neither 10-digit seconds nor 13-digit milliseconds")]
+    BadTimestamp {
+        /// The value received (it is not secret).
+        value: String,
+    },
+    /// A callback `timestamp` lies outside the configured replay window.
+    #[error("timestamp is {skew_ms} ms away from now, outside the {window_ms} ms replay window")]
+    StaleTimestamp {
+        /// Absolute distance between the timestamp and now.
+        skew_ms: u64,
+        /// The configured window.
+        window_ms: u64,
+    },
+    /// A callback body exceeds the configured size limit.
+    #[error("body of {len} bytes exceeds the {limit}-byte limit")]
+    BodyTooLarge {
+        /// The body length.
+        len: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A callback body is not `{"encrypt": "<base64>"}`.
+    #[error("malformed callback body: {reason}")]
+    BadBody {
+        /// The parser's explanation.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Whether retrying the same operation may succeed.
+    ///
+    /// Crypto and callback failures are properties of the input and never are.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+
+    pub(crate) fn bad_event(err: impl fmt::Display) -> Self {
+        Error::BadEvent {
+            reason: err.to_string(),
+        }
+    }
+}
+
+/// Shorthand for `Result<T, dingtalk_sdk::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,701 @@
+//! Typed DingTalk events, normalised across the three shapes DingTalk sends.
+//!
+//! | shape | where | metadata |
+//! |---|---|---|
+//! | HTTP push, current | decrypted callback body | flat `EventType`, `EventTime`, `CorpId`, `BizId`, `eventId` |
+//! | HTTP push, historical | decrypted callback body | flat `EventType`, lower-case `corpId`, no `eventId` |
+//! | Stream | `EVENT` frame | frame headers `eventType`, `eventId`, `eventCorpId`, `eventBornTime`; business fields in the JSON *string* `data` |
+//!
+//! All three become one [`Event`]. Times are Unix milliseconds (`i64`), accepted as numbers or
+//! digit strings; instance results are lower-case (`agree`), task results upper-case (`AGREE`),
+//! whatever case the wire used. Keys this module does not know are kept in `extra`; event types
+//! it does not know are kept raw in [`Event::Unknown`].
+//!
+//! ```
+//! use dingtalk_sdk::event::{Event, InstanceChangeType, InstanceResult};
+//!
+//! let event = Event::from_json(r#"{"EventType":"bpms_instance_change","eventId":"e1","processInstanceId":"pi-1",
+//!     "type":"finish","result":"agree","EventTime":1741703477120,"staffId":"manager4321"}"#)?;
+//! let Event::InstanceChange(change) = &event else { panic!("not an instance change") };
+//! assert_eq!(change.change, InstanceChangeType::Finish);
+//! assert_eq!(change.result, Some(InstanceResult::Agree));
+//! assert!(change.is_approved());
+//! assert_eq!(event.idempotency_key(), "e1");
+//! # Ok::<(), dingtalk_sdk::Error>(())
+//! ```
+
+use crate::error::{Error, Result};
+use crate::ids::{CorpId, ProcessCode, ProcessInstanceId, UserId};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Event type of the URL-verification event sent when a Request URL is saved.
+pub const CHECK_URL: &str = "check_url";
+/// Event type of approval-instance changes.
+pub const BPMS_INSTANCE_CHANGE: &str = "bpms_instance_change";
+/// Event type of approval-task changes.
+pub const BPMS_TASK_CHANGE: &str = "bpms_task_change";
+
+/// A DingTalk event, from HTTP push or Stream mode.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// URL verification (`check_url`): reply `success`, nothing else to do.
+    CheckUrl(EventMeta),
+    /// An approval instance started, finished, was terminated or deleted.
+    InstanceChange(InstanceChange),
+    /// An approval task started, finished, was cancelled or commented on.
+    TaskChange(TaskChange),
+    /// Any other event, kept raw.
+    Unknown(UnknownEvent),
+}
+
+/// Metadata every event carries (as far as its shape provides it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EventMeta {
+    /// `EventType` / Stream header `eventType`.
+    pub event_type: String,
+    /// Unique event id (`eventId`); absent in the historical HTTP format.
+    pub event_id: Option<String>,
+    /// The organisation (`CorpId`, `corpId`, Stream `eventCorpId`).
+    pub corp_id: Option<CorpId>,
+    /// When the event happened, Unix ms (`EventTime`, Stream `eventBornTime`).
+    pub event_time: Option<i64>,
+    /// `BizId`: no business meaning, an idempotency key (HTTP push only).
+    pub biz_id: Option<String>,
+    /// Stream `eventUnifiedAppId`.
+    pub unified_app_id: Option<String>,
+}
+
+/// What happened to an approval instance (`type` of `bpms_instance_change`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum InstanceChangeType {
+    /// The instance was started (status RUNNING).
+    Start,
+    /// The instance finished; see [`InstanceChange::result`] (COMPLETED).
+    Finish,
+    /// The instance was terminated (revoked by the originator or through the API); no result.
+    Terminate,
+    /// The instance was deleted.
+    Delete,
+    /// A value this SDK does not know yet.
+    Other(String),
+}
+
+/// The outcome of a finished approval instance. Lower-case on the wire (`agree`, `refuse`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum InstanceResult {
+    /// Approved.
+    Agree,
+    /// Rejected.
+    Refuse,
+    /// A value this SDK does not know yet.
+    Other(String),
+}
+
+/// What happened to an approval task (`type` of `bpms_task_change`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TaskChangeType {
+    /// The task reached its approver.
+    Start,
+    /// The approver acted; see [`TaskChange::result`].
+    Finish,
+    /// Another approver of an OR-sign node acted, so this task was cancelled.
+    Cancel,
+    /// A comment was added.
+    Comment,
+    /// A value this SDK does not know yet.
+    Other(String),
+}
+
+/// The outcome of an approval task. Upper-case, as the workflow API spells it (`AGREE`,
+/// `REFUSE`, `REDIRECTED`), although events send lower-case `agree`/`refuse`/`redirect`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TaskResult {
+    /// `AGREE`.
+    Agree,
+    /// `REFUSE`.
+    Refuse,
+    /// `REDIRECTED` (transferred to another approver).
+    Redirected,
+    /// `AUDIT` (a handler node).
+    Audit,
+    /// A value this SDK does not know yet.
+    Other(String),
+}
+
+/// A `bpms_instance_change` event.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct InstanceChange {
+    /// Event metadata.
+    pub meta: EventMeta,
+    /// The approval instance.
+    pub process_instance_id: ProcessInstanceId,
+    /// The approval template (`PROC-…`).
+    pub process_code: Option<ProcessCode>,
+    /// What happened.
+    pub change: InstanceChangeType,
+    /// The outcome; only for `finish` (absent for `start` and `terminate`).
+    pub result: Option<InstanceResult>,
+    /// The instance's originator (`staffId`).
+    pub staff_id: Option<UserId>,
+    /// Instance title, e.g. `张三提交的…申请`.
+    pub title: Option<String>,
+    /// Approval serial number (`businessId`).
+    pub business_id: Option<String>,
+    /// Business category (`bizCategoryId`), often empty.
+    pub biz_category_id: Option<String>,
+    /// Business identity (`businessType`), often empty.
+    pub business_type: Option<String>,
+    /// Link to the instance in DingTalk.
+    pub url: Option<String>,
+    /// Creation time, Unix ms.
+    pub create_time: Option<i64>,
+    /// Finish time, Unix ms (absent for `start`).
+    pub finish_time: Option<i64>,
+    /// Keys this SDK does not model, kept as sent.
+    pub extra: Map<String, Value>,
+}
+
+impl InstanceChange {
+    /// `type=finish` with `result=agree`. Note that `status=COMPLETED` alone is not approval.
+    pub fn is_approved(&self) -> bool {
+        self.change == InstanceChangeType::Finish && self.result == Some(InstanceResult::Agree)
+    }
+
+    /// `type=finish` with `result=refuse`.
+    pub fn is_refused(&self) -> bool {
+        self.change == InstanceChangeType::Finish && self.result == Some(InstanceResult::Refuse)
+    }
+}
+
+/// A `bpms_task_change` event.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct TaskChange {
+    /// Event metadata.
+    pub meta: EventMeta,
+    /// The approval instance the task belongs to.
+    pub process_instance_id: ProcessInstanceId,
+    /// The approval template (`PROC-…`).
+    pub process_code: Option<ProcessCode>,
+    /// The task id (exceeds 2^32 in practice).
+    pub task_id: Option<i64>,
+    /// What happened.
+    pub change: TaskChangeType,
+    /// The approver's action; for `finish`.
+    pub result: Option<TaskResult>,
+    /// The approver (or the user who transferred the task), not the originator.
+    pub staff_id: Option<UserId>,
+    /// The approver's comment.
+    pub remark: Option<String>,
+    /// Instance title.
+    pub title: Option<String>,
+    /// Approval serial number (`businessId`).
+    pub business_id: Option<String>,
+    /// Business category (`bizCategoryId`).
+    pub biz_category_id: Option<String>,
+    /// Creation time, Unix ms.
+    pub create_time: Option<i64>,
+    /// Finish time, Unix ms.
+    pub finish_time: Option<i64>,
+    /// Keys this SDK does not model, kept as sent.
+    pub extra: Map<String, Value>,
+}
+
+/// An event type this SDK does not model, kept raw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnknownEvent {
+    /// Event metadata.
+    pub meta: EventMeta,
+    /// The JSON as received: the decrypted body (HTTP push) or the `data` string (Stream).
+    pub raw: String,
+}
+
+/// The event headers of a Stream-mode `EVENT` frame. Header values are strings on the wire;
+/// numeric ones are accepted as strings or numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct StreamEventHeaders {
+    /// `eventType`.
+    pub event_type: String,
+    /// `eventId`.
+    #[serde(default)]
+    pub event_id: Option<String>,
+    /// `eventCorpId`.
+    #[serde(default)]
+    pub event_corp_id: Option<CorpId>,
+    /// `eventBornTime`, Unix ms.
+    #[serde(default, deserialize_with = "millis_opt")]
+    pub event_born_time: Option<i64>,
+    /// `eventUnifiedAppId`.
+    #[serde(default)]
+    pub event_unified_app_id: Option<String>,
+}
+
+impl StreamEventHeaders {
+    /// Headers for an event of the given type; set the other fields as needed.
+    pub fn new(event_type: impl Into<String>) -> Self {
+        Self {
+            event_type: event_type.into(),
+            ..Self::default()
+        }
+    }
+}
+
+impl Event {
+    /// Parses a decrypted HTTP-push event body (current or historical format).
+    ///
+    /// # Errors
+    /// [`Error::BadEvent`] if the body is not a JSON object with a string `EventType`, or if a
+    /// known event lacks `processInstanceId` or has a field of the wrong type.
+    pub fn from_json(plaintext: &str) -> Result<Self> {
+        let mut fields: Fields = serde_json::from_str(plaintext).map_err(Error::bad_event)?;
+        let event_type = match &fields.event_type {
+            Some(Scalar::Str(t)) => t.clone(),
+            _ => return Err(Error::bad_event("missing string field `EventType`")),
+        };
+        let meta = EventMeta {
+            event_type,
+            event_id: fields.text(F::EventId)?,
+            corp_id: fields.text(F::CorpId)?.map(CorpId::new),
+            event_time: fields.millis(F::EventTime)?,
+            biz_id: fields.text(F::BizId)?,
+            unified_app_id: None,
+        };
+        Self::build(meta, fields, plaintext)
+    }
+
+    /// Builds an event from a Stream `EVENT` frame's headers and its `data` string.
+    ///
+    /// # Errors
+    /// [`Error::BadEvent`] if `data` of a known event type is not the expected JSON object.
+    pub fn from_stream(headers: &StreamEventHeaders, data: &str) -> Result<Self> {
+        let meta = EventMeta {
+            event_type: headers.event_type.clone(),
+            event_id: headers.event_id.clone(),
+            corp_id: headers.event_corp_id.clone(),
+            event_time: headers.event_born_time,
+            biz_id: None,
+            unified_app_id: headers.event_unified_app_id.clone(),
+        };
+        match meta.event_type.as_str() {
+            BPMS_INSTANCE_CHANGE | BPMS_TASK_CHANGE => {
+                let fields: Fields = serde_json::from_str(data).map_err(Error::bad_event)?;
+                Self::build(meta, fields, data)
+            }
+            CHECK_URL => Ok(Event::CheckUrl(meta)),
+            _ => Ok(Event::Unknown(UnknownEvent {
+                meta,
+                raw: data.to_owned(),
+            })),
+        }
+    }
+
+    fn build(meta: EventMeta, mut f: Fields, raw: &str) -> Result<Self> {
+        Ok(match meta.event_type.as_str() {
+            CHECK_URL => Event::CheckUrl(meta),
+            BPMS_INSTANCE_CHANGE => Event::InstanceChange(InstanceChange {
+                process_instance_id: f.instance_id()?,
+                process_code: f.text(F::ProcessCode)?.map(ProcessCode::new),
+                change: match f.text(F::Type)?.as_deref() {
+                    Some(t) => InstanceChangeType::parse(t),
+                    None => return Err(Error::bad_event("missing field `type`")),
+                },
+                result: f
+                    .text(F::Result)?
+                    .filter(|r| !r.is_empty())
+                    .map(|r| InstanceResult::parse(&r)),
+                staff_id: f.text(F::StaffId)?.map(UserId::new),
+                title: f.text(F::Title)?,
+                business_id: f.text(F::BusinessId)?,
+                biz_category_id: f.text(F::BizCategoryId)?,
+                business_type: f.text(F::BusinessType)?,
+                url: f.text(F::Url)?,
+                create_time: f.millis(F::CreateTime)?,
+                finish_time: f.millis(F::FinishTime)?,
+                extra: std::mem::take(&mut f.extra),
+                meta,
+            }),
+            BPMS_TASK_CHANGE => Event::TaskChange(TaskChange {
+                process_instance_id: f.instance_id()?,
+                process_code: f.text(F::ProcessCode)?.map(ProcessCode::new),
+                task_id: f.millis(F::TaskId)?,
+                change: match f.text(F::Type)?.as_deref() {
+                    Some(t) => TaskChangeType::parse(t),
+                    None => return Err(Error::bad_event("missing field `type`")),
+                },
+                result: f
+                    .text(F::Result)?
+                    .filter(|r| !r.is_empty())
+                    .map(|r| TaskResult::parse(&r)),
+                staff_id: f.text(F::StaffId)?.map(UserId::new),
+                remark: f.text(F::Remark)?,
+                title: f.text(F::Title)?,
+                business_id: f.text(F::BusinessId)?,
+                biz_category_id: f.text(F::BizCategoryId)?,
+                create_time: f.millis(F::CreateTime)?,
+                finish_time: f.millis(F::FinishTime)?,
+                extra: std::mem::take(&mut f.extra),
+                meta,
+            }),
+            _ => Event::Unknown(UnknownEvent {
+                meta,
+                raw: raw.to_owned(),
+            }),
+        })
+    }
+
+    /// The event's metadata.
+    pub fn meta(&self) -> &EventMeta {
+        match self {
+            Event::CheckUrl(meta) => meta,
+            Event::InstanceChange(e) => &e.meta,
+            Event::TaskChange(e) => &e.meta,
+            Event::Unknown(e) => &e.meta,
+        }
+    }
+
+    /// The event type string (`check_url`, `bpms_instance_change`, …).
+    pub fn event_type(&self) -> &str {
+        &self.meta().event_type
+    }
+
+    /// A key to de-duplicate deliveries: the `eventId` where there is one; otherwise (the
+    /// historical format) instance + type + result (+ task id) for approval events, and
+    /// `BizId` or the event type for the rest.
+    pub fn idempotency_key(&self) -> String {
+        let meta = self.meta();
+        if let Some(id) = meta.event_id.as_deref().filter(|id| !id.is_empty()) {
+            return id.to_owned();
+        }
+        match self {
+            Event::InstanceChange(e) => format!(
+                "{}:{}:{}:{}",
+                BPMS_INSTANCE_CHANGE,
+                e.process_instance_id,
+                e.change.as_str(),
+                e.result.as_ref().map_or("", InstanceResult::as_str)
+            ),
+            Event::TaskChange(e) => format!(
+                "{}:{}:{}:{}:{}",
+                BPMS_TASK_CHANGE,
+                e.process_instance_id,
+                e.task_id.unwrap_or_default(),
+                e.change.as_str(),
+                e.result.as_ref().map_or("", TaskResult::as_str)
+            ),
+            _ => meta.biz_id.clone().unwrap_or_else(|| meta.event_type.clone()),
+        }
+    }
+}
+
+macro_rules! wire_enum {
+    ($ty:ident { $($variant:ident => $wire:literal $(| $alias:literal)*),+ $(,)? }) => {
+        impl $ty {
+            /// Parses a wire value, case-insensitively; unknown values become `Other`.
+            pub fn parse(value: &str) -> Self {
+                $(
+                    if value.eq_ignore_ascii_case($wire) $(|| value.eq_ignore_ascii_case($alias))* {
+                        return $ty::$variant;
+                    }
+                )+
+                $ty::Other(value.to_owned())
+            }
+
+            /// The canonical wire spelling.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($ty::$variant => $wire,)+
+                    $ty::Other(other) => other,
+                }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let value = std::borrow::Cow::<'de, str>::deserialize(d)?;
+                Ok($ty::parse(&value))
+            }
+        }
+    };
+}
+
+wire_enum!(InstanceChangeType { Start => "start", Finish => "finish", Terminate => "terminate", Delete => "delete" });
+wire_enum!(InstanceResult { Agree => "agree", Refuse => "refuse" });
+wire_enum!(TaskChangeType { Start => "start", Finish => "finish", Cancel => "cancel", Comment => "comment" });
+wire_enum!(TaskResult { Agree => "AGREE", Refuse => "REFUSE", Redirected => "REDIRECTED" | "redirect", Audit => "AUDIT" });
+
+// ---- parsing -------------------------------------------------------------------------------
+
+/// The keys this module models. Parsed by a hand-written visitor so known keys cost no
+/// allocation and unknown ones land in `extra` (serde's `flatten` would buffer everything).
+#[derive(Clone, Copy)]
+enum F {
+    EventType,
+    EventTime,
+    CorpId,
+    BizId,
+    EventId,
+    ProcessInstanceId,
+    ProcessCode,
+    BizCategoryId,
+    BusinessId,
+    BusinessType,
+    Title,
+    Type,
+    Result,
+    CreateTime,
+    FinishTime,
+    StaffId,
+    Url,
+    TaskId,
+    Remark,
+}
+
+const FIELD_COUNT: usize = 19;
+
+impl F {
+    fn from_key(key: &str) -> Option<F> {
+        Some(match key {
+            "EventType" => F::EventType,
+            "EventTime" => F::EventTime,
+            "CorpId" | "corpId" => F::CorpId,
+            "BizId" => F::BizId,
+            "eventId" => F::EventId,
+            "processInstanceId" => F::ProcessInstanceId,
+            "processCode" => F::ProcessCode,
+            "bizCategoryId" => F::BizCategoryId,
+            "businessId" => F::BusinessId,
+            "businessType" => F::BusinessType,
+            "title" => F::Title,
+            "type" => F::Type,
+            "result" => F::Result,
+            "createTime" => F::CreateTime,
+            "finishTime" => F::FinishTime,
+            "staffId" => F::StaffId,
+            "url" => F::Url,
+            "taskId" => F::TaskId,
+            "remark" => F::Remark,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            F::EventType => "EventType",
+            F::EventTime => "EventTime",
+            F::CorpId => "CorpId",
+            F::BizId => "BizId",
+            F::EventId => "eventId",
+            F::ProcessInstanceId => "processInstanceId",
+            F::ProcessCode => "processCode",
+            F::BizCategoryId => "bizCategoryId",
+            F::BusinessId => "businessId",
+            F::BusinessType => "businessType",
+            F::Title => "title",
+            F::Type => "type",
+            F::Result => "result",
+            F::CreateTime => "createTime",
+            F::FinishTime => "finishTime",
+            F::StaffId => "staffId",
+            F::Url => "url",
+            F::TaskId => "taskId",
+            F::Remark => "remark",
+        }
+    }
+}
+
+/// A JSON value of a modelled key: typed later, once the event type is known, so that an
+/// unknown event with oddly-typed keys is still kept raw instead of rejected.
+#[derive(Debug)]
+enum Scalar {
+    Str(String),
+    Int(i64),
+    Null,
+    Other(Value),
+}
+
+#[derive(Default)]
+struct Fields {
+    event_type: Option<Scalar>,
+    values: [Option<Scalar>; FIELD_COUNT],
+    extra: Map<String, Value>,
+}
+
+impl Fields {
+    fn take(&mut self, field: F) -> Option<Scalar> {
+        self.values.get_mut(field as usize).and_then(Option::take)
+    }
+
+    fn text(&mut self, field: F) -> Result<Option<String>> {
+        match self.take(field) {
+            None | Some(Scalar::Null) => Ok(None),
+            Some(Scalar::Str(s)) => Ok(Some(s)),
+            Some(Scalar::Int(n)) => Ok(Some(n.to_string())),
+            Some(Scalar::Other(_)) => Err(Error::bad_event(format_args!(
+                "field `{}`: expected a string",
+                field.name()
+            ))),
+        }
+    }
+
+    fn millis(&mut self, field: F) -> Result<Option<i64>> {
+        match self.take(field) {
+            None | Some(Scalar::Null) => Ok(None),
+            Some(Scalar::Int(n)) => Ok(Some(n)),
+            Some(Scalar::Str(s)) if s.is_empty() => Ok(None),
+            Some(Scalar::Str(s)) => s.parse().map(Some).map_err(|_| {
+                Error::bad_event(format_args!(
+                    "field `{}`: expected an integer, got `{s}`",
+                    field.name()
+                ))
+            }),
+            Some(Scalar::Other(_)) => Err(Error::bad_event(format_args!(
+                "field `{}`: expected an integer",
+                field.name()
+            ))),
+        }
+    }
+
+    fn instance_id(&mut self) -> Result<ProcessInstanceId> {
+        self.text(F::ProcessInstanceId)?
+            .filter(|id| !id.is_empty())
+            .map(ProcessInstanceId::new)
+            .ok_or_else(|| Error::bad_event("missing field `processInstanceId`"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_map(FieldsVisitor)
+    }
+}
+
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Fields, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Known(F::EventType) => fields.event_type = Some(map.next_value()?),
+                Key::Known(field) => {
+                    if let Some(slot) = fields.values.get_mut(field as usize) {
+                        *slot = Some(map.next_value()?);
+                    }
+                }
+                Key::Other(name) => {
+                    fields.extra.insert(name, map.next_value()?);
+                }
+            }
+        }
+        Ok(fields)
+    }
+}
+
+enum Key {
+    Known(F),
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> std::result::Result<Key, E> {
+                Ok(F::from_key(key).map_or_else(|| Key::Other(key.to_owned()), Key::Known))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl<'de> Visitor<'de> for ScalarVisitor {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::Str(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Scalar, E> {
+                Ok(i64::try_from(v).map_or_else(|_| Scalar::Other(Value::from(v)), Scalar::Int))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::Other(Value::from(v)))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::Other(Value::Bool(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> std::result::Result<Scalar, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Scalar, A::Error> {
+                Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Scalar::Other)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> std::result::Result<Scalar, A::Error> {
+                Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Scalar::Other)
+            }
+        }
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// Deserializes an optional Unix-ms value sent as a number or a digit string.
+fn millis_opt<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<i64>, D::Error> {
+    match Scalar::deserialize(d)? {
+        Scalar::Null => Ok(None),
+        Scalar::Int(n) => Ok(Some(n)),
+        Scalar::Str(s) if s.is_empty() => Ok(None),
+        Scalar::Str(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| de::Error::custom(format_args!("expected milliseconds, got `{s}`"))),
+        Scalar::Other(v) => Err(de::Error::custom(format_args!("expected milliseconds, got {v}"))),
+    }
+}

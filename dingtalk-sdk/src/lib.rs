@@ -1,0 +1,39 @@
+//! # dingtalk-sdk
+//!
+//! A DingTalk (钉钉) SDK for OA approval integrations. It knows nothing of SASE.
+//!
+//! - [`crypto`]: event-subscription crypto ([`EventCrypto`](crypto::EventCrypto)) — verify
+//!   signatures in constant time, decrypt, encrypt and sign replies. Synchronous, no runtime.
+//! - [`event`]: typed events (`check_url`, `bpms_instance_change`, `bpms_task_change`, unknown
+//!   kept raw), normalising HTTP push (current and historical) and Stream shapes.
+//! - [`callback`]: a framework-agnostic HTTP-push callback handler with a replay window and a
+//!   body-size limit; the `axum` feature adds a ready router.
+//!
+//! ```
+//! use dingtalk_sdk::callback::{CallbackHandler, CallbackQuery};
+//! use dingtalk_sdk::crypto::EventCrypto;
+//! use dingtalk_sdk::event::Event;
+//!
+//! let crypto = EventCrypto::new("sase1token2cb", "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx", "dingq5z1ybtkwcvhx7ab")?;
+//! // What DingTalk would send when the Request URL is saved:
+//! let pushed = crypto.encrypt_reply(r#"{"EventType":"check_url"}"#, "1741699800123", "nX6slGXV")?;
+//! let query = format!("signature={}&timestamp={}&nonce={}", pushed.msg_signature, pushed.time_stamp, pushed.nonce);
+//! let body = format!(r#"{{"encrypt":"{}"}}"#, pushed.encrypt);
+//!
+//! let handler = CallbackHandler::builder(crypto).replay_window(None).build();
+//! let outcome = handler.handle(&CallbackQuery::parse(&query)?, body.as_bytes())?;
+//! assert!(matches!(outcome.event, Event::CheckUrl(_)));
+//! // Answer DingTalk with `serde_json::to_string(&outcome.reply)`.
+//! # Ok::<(), dingtalk_sdk::Error>(())
+//! ```
+
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod callback;
+pub mod crypto;
+mod error;
+pub mod event;
+mod ids;
+
+pub use error::{Error, Result};
+pub use ids::{CorpId, ProcessCode, ProcessInstanceId, UserId};
