@@ -17,7 +17,7 @@
 //! let event = Event::from_json(r#"{"EventType":"bpms_instance_change","eventId":"e1","processInstanceId":"pi-1",
 //!     "type":"finish","result":"agree","EventTime":1741703477120,"staffId":"manager4321"}"#)?;
 //! let Event::InstanceChange(change) = &event else { panic!("not an instance change") };
-//! assert_eq!(change.change, InstanceChangeType::Finish);
+//! assert_eq!(change.change, Some(InstanceChangeType::Finish));
 //! assert_eq!(change.result, Some(InstanceResult::Agree));
 //! assert!(change.is_approved());
 //! assert_eq!(event.idempotency_key(), "e1");
@@ -137,12 +137,13 @@ pub enum TaskResult {
 pub struct InstanceChange {
     /// Event metadata.
     pub meta: EventMeta,
-    /// The approval instance.
-    pub process_instance_id: ProcessInstanceId,
+    /// The approval instance (always sent in practice; optional like every field but
+    /// `EventType`, as the historical formats vary).
+    pub process_instance_id: Option<ProcessInstanceId>,
     /// The approval template (`PROC-…`).
     pub process_code: Option<ProcessCode>,
-    /// What happened.
-    pub change: InstanceChangeType,
+    /// What happened (`type`).
+    pub change: Option<InstanceChangeType>,
     /// The outcome; only for `finish` (absent for `start` and `terminate`).
     pub result: Option<InstanceResult>,
     /// The instance's originator (`staffId`).
@@ -168,12 +169,12 @@ pub struct InstanceChange {
 impl InstanceChange {
     /// `type=finish` with `result=agree`. Note that `status=COMPLETED` alone is not approval.
     pub fn is_approved(&self) -> bool {
-        self.change == InstanceChangeType::Finish && self.result == Some(InstanceResult::Agree)
+        self.change == Some(InstanceChangeType::Finish) && self.result == Some(InstanceResult::Agree)
     }
 
     /// `type=finish` with `result=refuse`.
     pub fn is_refused(&self) -> bool {
-        self.change == InstanceChangeType::Finish && self.result == Some(InstanceResult::Refuse)
+        self.change == Some(InstanceChangeType::Finish) && self.result == Some(InstanceResult::Refuse)
     }
 }
 
@@ -184,13 +185,13 @@ pub struct TaskChange {
     /// Event metadata.
     pub meta: EventMeta,
     /// The approval instance the task belongs to.
-    pub process_instance_id: ProcessInstanceId,
+    pub process_instance_id: Option<ProcessInstanceId>,
     /// The approval template (`PROC-…`).
     pub process_code: Option<ProcessCode>,
     /// The task id (exceeds 2^32 in practice).
     pub task_id: Option<i64>,
-    /// What happened.
-    pub change: TaskChangeType,
+    /// What happened (`type`).
+    pub change: Option<TaskChangeType>,
     /// The approver's action; for `finish`.
     pub result: Option<TaskResult>,
     /// The approver (or the user who transferred the task), not the originator.
@@ -258,7 +259,7 @@ impl Event {
     ///
     /// # Errors
     /// [`Error::BadEvent`] if the body is not a JSON object with a string `EventType`, or if a
-    /// known event lacks `processInstanceId` or has a field of the wrong type.
+    /// known event has a field of the wrong type (every field but `EventType` is optional).
     pub fn from_json(plaintext: &str) -> Result<Self> {
         let mut fields: Fields = serde_json::from_str(plaintext).map_err(Error::bad_event)?;
         let event_type = match &fields.event_type {
@@ -308,10 +309,7 @@ impl Event {
             BPMS_INSTANCE_CHANGE => Event::InstanceChange(InstanceChange {
                 process_instance_id: f.instance_id()?,
                 process_code: f.text(F::ProcessCode)?.map(ProcessCode::new),
-                change: match f.text(F::Type)?.as_deref() {
-                    Some(t) => InstanceChangeType::parse(t),
-                    None => return Err(Error::bad_event("missing field `type`")),
-                },
+                change: f.text(F::Type)?.map(|t| InstanceChangeType::parse(&t)),
                 result: f
                     .text(F::Result)?
                     .filter(|r| !r.is_empty())
@@ -331,10 +329,7 @@ impl Event {
                 process_instance_id: f.instance_id()?,
                 process_code: f.text(F::ProcessCode)?.map(ProcessCode::new),
                 task_id: f.millis(F::TaskId)?,
-                change: match f.text(F::Type)?.as_deref() {
-                    Some(t) => TaskChangeType::parse(t),
-                    None => return Err(Error::bad_event("missing field `type`")),
-                },
+                change: f.text(F::Type)?.map(|t| TaskChangeType::parse(&t)),
                 result: f
                     .text(F::Result)?
                     .filter(|r| !r.is_empty())
@@ -383,16 +378,20 @@ impl Event {
             Event::InstanceChange(e) => format!(
                 "{}:{}:{}:{}",
                 BPMS_INSTANCE_CHANGE,
-                e.process_instance_id,
-                e.change.as_str(),
+                e.process_instance_id
+                    .as_ref()
+                    .map_or("", ProcessInstanceId::as_str),
+                e.change.as_ref().map_or("", InstanceChangeType::as_str),
                 e.result.as_ref().map_or("", InstanceResult::as_str)
             ),
             Event::TaskChange(e) => format!(
                 "{}:{}:{}:{}:{}",
                 BPMS_TASK_CHANGE,
-                e.process_instance_id,
+                e.process_instance_id
+                    .as_ref()
+                    .map_or("", ProcessInstanceId::as_str),
                 e.task_id.unwrap_or_default(),
-                e.change.as_str(),
+                e.change.as_ref().map_or("", TaskChangeType::as_str),
                 e.result.as_ref().map_or("", TaskResult::as_str)
             ),
             _ => meta.biz_id.clone().unwrap_or_else(|| meta.event_type.clone()),
@@ -580,11 +579,11 @@ impl Fields {
         }
     }
 
-    fn instance_id(&mut self) -> Result<ProcessInstanceId> {
-        self.text(F::ProcessInstanceId)?
+    fn instance_id(&mut self) -> Result<Option<ProcessInstanceId>> {
+        Ok(self
+            .text(F::ProcessInstanceId)?
             .filter(|id| !id.is_empty())
-            .map(ProcessInstanceId::new)
-            .ok_or_else(|| Error::bad_event("missing field `processInstanceId`"))
+            .map(ProcessInstanceId::new))
     }
 }
 
