@@ -23,7 +23,7 @@ use aes::cipher::block_padding::NoPadding;
 use aes::cipher::generic_array::GenericArray;
 use aes::cipher::{BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit};
 use base64::alphabet;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use rand::Rng as _;
@@ -199,7 +199,10 @@ impl EventCrypto {
     /// # Errors
     /// As [`verify_and_decrypt`](Self::verify_and_decrypt), less [`Error::BadSignature`].
     pub fn decrypt_unverified(&self, encrypt: &str) -> Result<String> {
-        let mut buf = STANDARD.decode(encrypt).map_err(|_| Error::BadBase64)?;
+        // SIMD base64: on a typical event this is a third of the cost with the scalar decoder.
+        let mut buf = base64_simd::STANDARD
+            .decode_to_vec(encrypt.as_bytes())
+            .map_err(|_| Error::BadBase64)?;
         let len = buf.len();
         if len == 0 || len % 16 != 0 {
             return Err(Error::BadCiphertextLength { len });
@@ -276,7 +279,7 @@ impl EventCrypto {
         )
         .encrypt_padded_mut::<NoPadding>(&mut frame, len)
         .map_err(|_| Error::MessageTooLarge { len: msg.len() })?;
-        Ok(STANDARD.encode(ciphertext))
+        Ok(base64_simd::STANDARD.encode_to_string(ciphertext))
     }
 
     /// Encrypts and signs `plaintext` for the given timestamp and nonce: a complete callback

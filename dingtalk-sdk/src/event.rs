@@ -29,6 +29,7 @@ use crate::ids::{CorpId, ProcessCode, ProcessInstanceId, UserId};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt;
 
 /// Event type of the URL-verification event sent when a Request URL is saved.
@@ -261,9 +262,9 @@ impl Event {
     /// [`Error::BadEvent`] if the body is not a JSON object with a string `EventType`, or if a
     /// known event has a field of the wrong type (every field but `EventType` is optional).
     pub fn from_json(plaintext: &str) -> Result<Self> {
-        let mut fields: Fields = serde_json::from_str(plaintext).map_err(Error::bad_event)?;
-        let event_type = match &fields.event_type {
-            Some(Scalar::Str(t)) => t.clone(),
+        let mut fields: Fields<'_> = serde_json::from_str(plaintext).map_err(Error::bad_event)?;
+        let event_type = match fields.event_type.take() {
+            Some(Scalar::Str(t)) => t.into_owned(),
             _ => return Err(Error::bad_event("missing string field `EventType`")),
         };
         let meta = EventMeta {
@@ -292,7 +293,7 @@ impl Event {
         };
         match meta.event_type.as_str() {
             BPMS_INSTANCE_CHANGE | BPMS_TASK_CHANGE => {
-                let fields: Fields = serde_json::from_str(data).map_err(Error::bad_event)?;
+                let fields: Fields<'_> = serde_json::from_str(data).map_err(Error::bad_event)?;
                 Self::build(meta, fields, data)
             }
             CHECK_URL => Ok(Event::CheckUrl(meta)),
@@ -303,15 +304,15 @@ impl Event {
         }
     }
 
-    fn build(meta: EventMeta, mut f: Fields, raw: &str) -> Result<Self> {
+    fn build(meta: EventMeta, mut f: Fields<'_>, raw: &str) -> Result<Self> {
         Ok(match meta.event_type.as_str() {
             CHECK_URL => Event::CheckUrl(meta),
             BPMS_INSTANCE_CHANGE => Event::InstanceChange(InstanceChange {
                 process_instance_id: f.instance_id()?,
                 process_code: f.text(F::ProcessCode)?.map(ProcessCode::new),
-                change: f.text(F::Type)?.map(|t| InstanceChangeType::parse(&t)),
+                change: f.cow(F::Type)?.map(|t| InstanceChangeType::parse(&t)),
                 result: f
-                    .text(F::Result)?
+                    .cow(F::Result)?
                     .filter(|r| !r.is_empty())
                     .map(|r| InstanceResult::parse(&r)),
                 staff_id: f.text(F::StaffId)?.map(UserId::new),
@@ -329,9 +330,9 @@ impl Event {
                 process_instance_id: f.instance_id()?,
                 process_code: f.text(F::ProcessCode)?.map(ProcessCode::new),
                 task_id: f.millis(F::TaskId)?,
-                change: f.text(F::Type)?.map(|t| TaskChangeType::parse(&t)),
+                change: f.cow(F::Type)?.map(|t| TaskChangeType::parse(&t)),
                 result: f
-                    .text(F::Result)?
+                    .cow(F::Result)?
                     .filter(|r| !r.is_empty())
                     .map(|r| TaskResult::parse(&r)),
                 staff_id: f.text(F::StaffId)?.map(UserId::new),
@@ -530,30 +531,37 @@ impl F {
 /// A JSON value of a modelled key: typed later, once the event type is known, so that an
 /// unknown event with oddly-typed keys is still kept raw instead of rejected.
 #[derive(Debug)]
-enum Scalar {
-    Str(String),
+enum Scalar<'de> {
+    /// Borrowed from the input when it has no escapes, so fields that are only matched
+    /// (`type`, `result`, `EventType`) cost no allocation.
+    Str(Cow<'de, str>),
     Int(i64),
     Null,
     Other(Value),
 }
 
 #[derive(Default)]
-struct Fields {
-    event_type: Option<Scalar>,
-    values: [Option<Scalar>; FIELD_COUNT],
+struct Fields<'de> {
+    event_type: Option<Scalar<'de>>,
+    values: [Option<Scalar<'de>>; FIELD_COUNT],
     extra: Map<String, Value>,
 }
 
-impl Fields {
-    fn take(&mut self, field: F) -> Option<Scalar> {
+impl<'de> Fields<'de> {
+    fn take(&mut self, field: F) -> Option<Scalar<'de>> {
         self.values.get_mut(field as usize).and_then(Option::take)
     }
 
     fn text(&mut self, field: F) -> Result<Option<String>> {
+        Ok(self.cow(field)?.map(Cow::into_owned))
+    }
+
+    /// Like [`text`](Self::text) without copying borrowed strings.
+    fn cow(&mut self, field: F) -> Result<Option<Cow<'de, str>>> {
         match self.take(field) {
             None | Some(Scalar::Null) => Ok(None),
             Some(Scalar::Str(s)) => Ok(Some(s)),
-            Some(Scalar::Int(n)) => Ok(Some(n.to_string())),
+            Some(Scalar::Int(n)) => Ok(Some(Cow::Owned(n.to_string()))),
             Some(Scalar::Other(_)) => Err(Error::bad_event(format_args!(
                 "field `{}`: expected a string",
                 field.name()
@@ -587,7 +595,7 @@ impl Fields {
     }
 }
 
-impl<'de> Deserialize<'de> for Fields {
+impl<'de> Deserialize<'de> for Fields<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         d.deserialize_map(FieldsVisitor)
     }
@@ -596,13 +604,13 @@ impl<'de> Deserialize<'de> for Fields {
 struct FieldsVisitor;
 
 impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Fields;
+    type Value = Fields<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Fields, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Fields<'de>, A::Error> {
         let mut fields = Fields::default();
         while let Some(key) = map.next_key::<Key>()? {
             match key {
@@ -642,42 +650,45 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
-impl<'de> Deserialize<'de> for Scalar {
+impl<'de> Deserialize<'de> for Scalar<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         struct ScalarVisitor;
         impl<'de> Visitor<'de> for ScalarVisitor {
-            type Value = Scalar;
+            type Value = Scalar<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON value")
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Scalar, E> {
-                Ok(Scalar::Str(v.to_owned()))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> std::result::Result<Scalar<'de>, E> {
+                Ok(Scalar::Str(Cow::Borrowed(v)))
             }
-            fn visit_string<E: de::Error>(self, v: String) -> std::result::Result<Scalar, E> {
-                Ok(Scalar::Str(v))
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Scalar<'de>, E> {
+                Ok(Scalar::Str(Cow::Owned(v.to_owned())))
             }
-            fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Scalar, E> {
+            fn visit_string<E: de::Error>(self, v: String) -> std::result::Result<Scalar<'de>, E> {
+                Ok(Scalar::Str(Cow::Owned(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Scalar<'de>, E> {
                 Ok(Scalar::Int(v))
             }
-            fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Scalar, E> {
+            fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Scalar<'de>, E> {
                 Ok(i64::try_from(v).map_or_else(|_| Scalar::Other(Value::from(v)), Scalar::Int))
             }
-            fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Scalar, E> {
+            fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Scalar<'de>, E> {
                 Ok(Scalar::Other(Value::from(v)))
             }
-            fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<Scalar, E> {
+            fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<Scalar<'de>, E> {
                 Ok(Scalar::Other(Value::Bool(v)))
             }
-            fn visit_unit<E: de::Error>(self) -> std::result::Result<Scalar, E> {
+            fn visit_unit<E: de::Error>(self) -> std::result::Result<Scalar<'de>, E> {
                 Ok(Scalar::Null)
             }
-            fn visit_none<E: de::Error>(self) -> std::result::Result<Scalar, E> {
+            fn visit_none<E: de::Error>(self) -> std::result::Result<Scalar<'de>, E> {
                 Ok(Scalar::Null)
             }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Scalar, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Scalar<'de>, A::Error> {
                 Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Scalar::Other)
             }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> std::result::Result<Scalar, A::Error> {
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> std::result::Result<Scalar<'de>, A::Error> {
                 Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Scalar::Other)
             }
         }
