@@ -44,18 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("nonce001", r#"{"EventType":"check_url"}"#),
         ("nonce002", approved.as_str()),
     ] {
-        // What DingTalk does: encrypt + sign, POST with signature/timestamp/nonce in the query.
-        let push = crypto.encrypt_reply(plaintext, &now, nonce)?;
-        let res = client
-            .post(&url)
-            .query(&[
-                ("signature", &push.msg_signature),
-                ("timestamp", &push.time_stamp),
-                ("nonce", &push.nonce),
-            ])
-            .json(&serde_json::json!({ "encrypt": push.encrypt }))
-            .send()
-            .await?;
+        let res = push(&client, &url, &crypto.encrypt_reply(plaintext, &now, nonce)?).await?;
         let status = res.status();
         let reply: EncryptedMessage = res.json().await?;
         let answer = crypto.verify_and_decrypt(
@@ -72,16 +61,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A forged push (wrong token) is refused before decryption.
     let forged =
         EventCrypto::new("not-the-token", AES_KEY, APP_KEY)?.encrypt_reply("{}", &now, "nonce003")?;
-    let res = client
-        .post(&url)
-        .query(&[
-            ("signature", &forged.msg_signature),
-            ("timestamp", &forged.time_stamp),
-            ("nonce", &forged.nonce),
-        ])
-        .json(&serde_json::json!({ "encrypt": forged.encrypt }))
-        .send()
-        .await?;
+    let res = push(&client, &url, &forged).await?;
     println!("forged push: HTTP {} {}", res.status(), res.text().await?);
     Ok(())
+}
+
+/// What DingTalk does: POST `{"encrypt": …}` with signature, timestamp and nonce in the query.
+async fn push(
+    client: &reqwest::Client,
+    url: &str,
+    sealed: &EncryptedMessage,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(url)
+        .query(&[
+            ("signature", &sealed.msg_signature),
+            ("timestamp", &sealed.time_stamp),
+            ("nonce", &sealed.nonce),
+        ])
+        .json(&serde_json::json!({ "encrypt": sealed.encrypt }))
+        .send()
+        .await
 }
