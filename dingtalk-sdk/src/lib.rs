@@ -8,6 +8,7 @@
 //!   kept raw), normalising HTTP push (current and historical) and Stream shapes.
 //! - [`callback`]: a framework-agnostic HTTP-push callback handler with a replay window and a
 //!   body-size limit; the `axum` feature adds a ready router.
+//! - [`stream`]: Stream-mode wire frames (downstream frames, event ACKs, ping answers).
 //!
 //! ```
 //! use dingtalk_sdk::callback::{CallbackHandler, CallbackQuery};
@@ -34,6 +35,7 @@ pub mod crypto;
 mod error;
 pub mod event;
 mod ids;
+pub mod stream;
 
 pub use error::{Error, Result};
 pub use ids::{CorpId, ProcessCode, ProcessInstanceId, UserId};
