@@ -8,7 +8,8 @@
 //!   kept raw), normalising HTTP push (current and historical) and Stream shapes.
 //! - [`callback`]: a framework-agnostic HTTP-push callback handler with a replay window and a
 //!   body-size limit; the `axum` feature adds a ready router.
-//! - [`stream`]: Stream-mode wire frames (downstream frames, event ACKs, ping answers).
+//! - [`stream`]: Stream-mode wire frames and (feature `stream`) the supervising client.
+//! - `mock` (feature `mock`): a mock DingTalk for tests, on loopback.
 //!
 //! ```
 //! use dingtalk_sdk::callback::{CallbackHandler, CallbackQuery};
@@ -35,6 +36,9 @@ pub mod crypto;
 mod error;
 pub mod event;
 mod ids;
+#[cfg(feature = "mock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
+pub mod mock;
 pub mod stream;
 
 pub use error::{Error, Result};

@@ -178,6 +178,14 @@ impl AckFrame {
         Self::ok(message_id, data)
     }
 
+    /// Code 404 for a topic this client does not handle (as the Go SDK answers).
+    pub fn not_supported(message_id: &str) -> Self {
+        let mut ack = Self::ok(message_id, "{}".to_owned());
+        ack.code = 404;
+        ack.message = "topic not supported".to_owned();
+        ack
+    }
+
     /// The answer to a `SYSTEM` `ping`: code 200 with the ping's `data` (the `opaque`) echoed.
     pub fn pong(ping: &DownstreamFrame) -> Self {
         Self::ok(&ping.headers.message_id, ping.data.clone())
@@ -188,5 +196,99 @@ impl AckFrame {
         serde_json::from_str::<EventAckData<'_>>(&self.data)
             .ok()
             .map(|d| d.status)
+    }
+}
+
+/// One subscription of an open-connection request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Subscription {
+    /// `EVENT`, `CALLBACK` or `SYSTEM`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For `EVENT`, only `*` is supported; the concrete events are chosen in the console.
+    pub topic: String,
+}
+
+impl Subscription {
+    /// All events (`{"type":"EVENT","topic":"*"}`).
+    pub fn all_events() -> Self {
+        Self {
+            kind: "EVENT".to_owned(),
+            topic: "*".to_owned(),
+        }
+    }
+}
+
+/// Body of `POST /v1.0/gateway/connections/open`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct OpenConnectionRequest {
+    /// The app's Client ID (AppKey).
+    pub client_id: String,
+    /// The app's Client Secret.
+    pub client_secret: String,
+    /// What to receive.
+    pub subscriptions: Vec<Subscription>,
+    /// Free-form client identification.
+    #[serde(default)]
+    pub ua: String,
+    /// The client's local IP address(es), comma-separated; optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_ip: Option<String>,
+}
+
+impl std::fmt::Debug for OpenConnectionRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenConnectionRequest")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("subscriptions", &self.subscriptions)
+            .field("ua", &self.ua)
+            .field("local_ip", &self.local_ip)
+            .finish()
+    }
+}
+
+impl OpenConnectionRequest {
+    /// A request subscribing to all events.
+    pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            subscriptions: vec![Subscription::all_events()],
+            ua: String::new(),
+            local_ip: None,
+        }
+    }
+}
+
+/// Response of `POST /v1.0/gateway/connections/open`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct OpenConnectionResponse {
+    /// WebSocket endpoint, e.g. `wss://wss-open-connection.dingtalk.com:443/connect`.
+    pub endpoint: String,
+    /// Single-use ticket, valid 90 s; appended URL-encoded as `?ticket=`.
+    pub ticket: String,
+}
+
+impl OpenConnectionResponse {
+    /// A response with the given endpoint and ticket.
+    pub fn new(endpoint: impl Into<String>, ticket: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            ticket: ticket.into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for OpenConnectionResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenConnectionResponse")
+            .field("endpoint", &self.endpoint)
+            .field("ticket", &"<redacted>")
+            .finish()
     }
 }

@@ -1,0 +1,497 @@
+//! A mock DingTalk Stream gateway on loopback: `POST /v1.0/gateway/connections/open` issues
+//! single-use tickets, `GET /connect?ticket=…` upgrades to a WebSocket that pushes `EVENT` and
+//! `SYSTEM` frames, records every frame clients send, and re-pushes events that were not
+//! ACKed `SUCCESS` (answered `LATER`, or not answered at all) after a configurable delay.
+//!
+//! ```no_run
+//! use dingtalk_sdk::mock::gateway::MockGateway;
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let gateway = MockGateway::start().await?;
+//! gateway.register_app("dingappkey", "secret");
+//! // Point a client at it: StreamClient::builder("dingappkey", "secret").api_base(gateway.base_url())
+//! gateway.push_event("dingappkey", "bpms_instance_change", "event-1", r#"{"processInstanceId":"p","type":"start"}"#);
+//! # Ok(()) }
+//! ```
+
+use crate::stream::frame::{
+    AckFrame, DownstreamFrame, EventAckStatus, FrameHeaders, FrameType, OpenConnectionRequest,
+    OpenConnectionResponse,
+};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// Tickets are valid this long, as on the real gateway.
+pub const TICKET_TTL: Duration = Duration::from_secs(90);
+
+/// A frame a client sent, as the gateway received it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RecordedReply {
+    /// Which WebSocket connection sent it (1-based, in connection order).
+    pub connection: u64,
+    /// The frame as sent.
+    pub raw: String,
+    /// The frame parsed as an ACK, if it is one.
+    pub ack: Option<AckFrame>,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    client_id: String,
+    frame: String,
+    deliveries: u32,
+}
+
+struct Connection {
+    id: u64,
+    client_id: String,
+    tx: mpsc::UnboundedSender<Message>,
+    silenced: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Inner {
+    apps: HashMap<String, String>,
+    tickets: HashMap<String, (String, Instant)>,
+    connections: Vec<Connection>,
+    pending: HashMap<String, Pending>,
+    replies: Vec<RecordedReply>,
+    open_requests: Vec<Value>,
+    connects: Vec<String>,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    ws_endpoint: String,
+    redelivery_delay: Mutex<Duration>,
+    disconnect_grace: Mutex<Duration>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panicking test thread must not wedge every other test using the gateway.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn next(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// A running mock gateway. Dropping it stops the server.
+pub struct MockGateway {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for MockGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockGateway")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for MockGateway {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl MockGateway {
+    /// Starts a gateway on an ephemeral port of 127.0.0.1.
+    ///
+    /// # Errors
+    /// If the port cannot be bound.
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner::default()),
+            ws_endpoint: format!("ws://{addr}/connect"),
+            redelivery_delay: Mutex::new(Duration::from_millis(200)),
+            disconnect_grace: Mutex::new(Duration::from_millis(500)),
+            next_id: AtomicU64::new(0),
+        });
+        let app = Router::new()
+            .route("/v1.0/gateway/connections/open", post(open_connection))
+            .route("/connect", get(connect))
+            .with_state(Arc::clone(&shared));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { shared, addr, server })
+    }
+
+    /// The base URL to give a client as its API base (`http://127.0.0.1:<port>`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Accepts connections for this app.
+    pub fn register_app(&self, client_id: &str, client_secret: &str) {
+        self.shared
+            .lock()
+            .apps
+            .insert(client_id.to_owned(), client_secret.to_owned());
+    }
+
+    /// How long after a `LATER` (or an unanswered push) an event is pushed again.
+    /// Default: 200 ms.
+    pub fn set_redelivery_delay(&self, delay: Duration) {
+        *self
+            .shared
+            .redelivery_delay
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = delay;
+    }
+
+    /// How long after `disconnect` the gateway closes the socket (≈10 s in production).
+    /// Default: 500 ms.
+    pub fn set_disconnect_grace(&self, grace: Duration) {
+        *self
+            .shared
+            .disconnect_grace
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = grace;
+    }
+
+    /// Pushes an `EVENT` frame to one live connection of the app (or, if none, keeps it until
+    /// the next redelivery). It is pushed again until a client ACKs it `SUCCESS`. Returns its
+    /// `messageId`.
+    pub fn push_event(&self, client_id: &str, event_type: &str, event_id: &str, data: &str) -> String {
+        let id = self.shared.next();
+        let message_id = format!("msg_{id:06}");
+        let now = now_ms().to_string();
+        let mut headers = FrameHeaders::new(&message_id, "*");
+        headers.time = Some(Value::String(now.clone()));
+        for (key, value) in [
+            ("appId", client_id),
+            ("eventType", event_type),
+            ("eventId", event_id),
+            ("eventCorpId", "dingmockcorp"),
+            ("eventBornTime", now.as_str()),
+            ("eventUnifiedAppId", client_id),
+        ] {
+            headers
+                .extensions
+                .insert(key.to_owned(), Value::String(value.to_owned()));
+        }
+        let frame = serialize(&DownstreamFrame {
+            spec_version: "1.0".to_owned(),
+            frame_type: FrameType::Event,
+            headers,
+            data: data.to_owned(),
+        });
+        self.shared.lock().pending.insert(
+            message_id.clone(),
+            Pending {
+                client_id: client_id.to_owned(),
+                frame,
+                deliveries: 0,
+            },
+        );
+        deliver(&self.shared, &message_id);
+        message_id
+    }
+
+    /// Sends a `SYSTEM` `ping` with a fresh `opaque` to every connection; returns the
+    /// `(messageId, opaque)` pairs.
+    pub fn ping(&self) -> Vec<(String, String)> {
+        let inner = self.shared.lock();
+        let mut sent = Vec::new();
+        for conn in &inner.connections {
+            let n = self.shared.next();
+            let (message_id, opaque) = (format!("ping_{n:06}"), format!("opaque-{n}"));
+            let frame = system_frame(&message_id, "ping", json!({ "opaque": opaque }));
+            if conn.tx.send(Message::Text(frame.into())).is_ok() {
+                sent.push((message_id, opaque));
+            }
+        }
+        sent
+    }
+
+    /// Sends `SYSTEM` `disconnect` to every live connection and closes each one after the
+    /// disconnect grace period, as the gateway does for load balancing.
+    pub fn disconnect_all(&self) {
+        let grace = *self
+            .shared
+            .disconnect_grace
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let inner = self.shared.lock();
+        for conn in &inner.connections {
+            let message_id = format!("disc_{:06}", self.shared.next());
+            let frame = system_frame(
+                &message_id,
+                "disconnect",
+                json!({ "reason": "connection is expired" }),
+            );
+            let _ = conn.tx.send(Message::Text(frame.into()));
+            let tx = conn.tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                let _ = tx.send(Message::Close(None));
+            });
+        }
+    }
+
+    /// Makes every current connection go silent: it stays open but neither reads nor writes
+    /// (no pongs either), like a connection that died without a FIN.
+    pub fn silence_connections(&self) {
+        for conn in &self.shared.lock().connections {
+            conn.silenced.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Number of open WebSocket connections.
+    pub fn connection_count(&self) -> usize {
+        self.shared.lock().connections.len()
+    }
+
+    /// Events pushed but not yet ACKed `SUCCESS`.
+    pub fn pending_count(&self) -> usize {
+        self.shared.lock().pending.len()
+    }
+
+    /// How many times the event with this `messageId` was pushed (0 once ACKed `SUCCESS`).
+    pub fn deliveries(&self, message_id: &str) -> u32 {
+        self.shared
+            .lock()
+            .pending
+            .get(message_id)
+            .map_or(0, |p| p.deliveries)
+    }
+
+    /// Every frame clients sent, in arrival order.
+    pub fn replies(&self) -> Vec<RecordedReply> {
+        self.shared.lock().replies.clone()
+    }
+
+    /// Every `connections/open` body received, in order.
+    pub fn open_requests(&self) -> Vec<Value> {
+        self.shared.lock().open_requests.clone()
+    }
+
+    /// The raw query (`ticket=…`) of every accepted WebSocket connection, in order.
+    pub fn connects(&self) -> Vec<String> {
+        self.shared.lock().connects.clone()
+    }
+
+    /// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held.
+    pub async fn wait_for(&self, timeout: Duration, condition: impl Fn(&Self) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if condition(self) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        condition(self)
+    }
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+fn serialize(frame: &DownstreamFrame) -> String {
+    serde_json::to_string(frame).unwrap_or_default()
+}
+
+fn system_frame(message_id: &str, topic: &str, data: Value) -> String {
+    let mut headers = FrameHeaders::new(message_id, topic);
+    headers.time = Some(Value::String(now_ms().to_string()));
+    serialize(&DownstreamFrame {
+        spec_version: "1.0".to_owned(),
+        frame_type: FrameType::System,
+        headers,
+        data: data.to_string(),
+    })
+}
+
+/// Pushes a pending event to a live connection of its app, chosen at random as the real
+/// gateway load-balances. Returns whether the event is still pending.
+fn send_pending(shared: &Shared, message_id: &str) -> bool {
+    let mut inner = shared.lock();
+    let Inner {
+        pending, connections, ..
+    } = &mut *inner;
+    let Some(p) = pending.get_mut(message_id) else {
+        return false;
+    };
+    let live: Vec<&Connection> = connections
+        .iter()
+        .filter(|c| c.client_id == p.client_id)
+        .collect();
+    if let Some(conn) = live.get(rand::random::<usize>() % live.len().max(1)) {
+        if conn.tx.send(Message::Text(p.frame.clone().into())).is_ok() {
+            p.deliveries += 1;
+        }
+    }
+    true
+}
+
+/// Sends the event now and again every redelivery delay until it is ACKed `SUCCESS`.
+fn deliver(shared: &Arc<Shared>, message_id: &str) {
+    send_pending(shared, message_id);
+    let (shared, message_id) = (Arc::clone(shared), message_id.to_owned());
+    tokio::spawn(async move {
+        loop {
+            let delay = *shared
+                .redelivery_delay
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            tokio::time::sleep(delay).await;
+            if !send_pending(&shared, &message_id) {
+                break;
+            }
+        }
+    });
+}
+
+#[derive(serde::Deserialize)]
+struct TicketQuery {
+    ticket: Option<String>,
+}
+
+async fn open_connection(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
+    shared.lock().open_requests.push(body.clone());
+    let request: OpenConnectionRequest = match serde_json::from_value(body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalidParameter", &e.to_string()),
+    };
+    let mut inner = shared.lock();
+    if inner.apps.get(&request.client_id) != Some(&request.client_secret) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalidClientIdOrSecret",
+            "无效的clientId或者clientSecret",
+        );
+    }
+    // Real tickets are UUIDs; the `+/=` tail checks that clients URL-encode them.
+    let ticket = format!("{:032x}+/=", rand::random::<u128>());
+    inner
+        .tickets
+        .insert(ticket.clone(), (request.client_id, Instant::now()));
+    Json(OpenConnectionResponse::new(shared.ws_endpoint.clone(), ticket)).into_response()
+}
+
+async fn connect(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<TicketQuery>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let claimed = query.ticket.and_then(|t| shared.lock().tickets.remove(&t));
+    let client_id = match claimed {
+        Some((client_id, issued)) if issued.elapsed() <= TICKET_TTL => client_id,
+        _ => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "invalidTicket",
+                "ticket is unknown, used or expired",
+            )
+        }
+    };
+    shared.lock().connects.push(raw.unwrap_or_default());
+    upgrade.on_upgrade(move |socket| serve(shared, client_id, socket))
+}
+
+async fn serve(shared: Arc<Shared>, client_id: String, socket: WebSocket) {
+    let id = shared.next();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let silenced = Arc::new(AtomicBool::new(false));
+    shared.lock().connections.push(Connection {
+        id,
+        client_id: client_id.clone(),
+        tx,
+        silenced: Arc::clone(&silenced),
+    });
+    // Events that waited for a connection go out now rather than at their next timer.
+    let waiting: Vec<String> = shared
+        .lock()
+        .pending
+        .iter()
+        .filter(|(_, p)| p.client_id == client_id && p.deliveries == 0)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for message_id in waiting {
+        send_pending(&shared, &message_id);
+    }
+
+    let (mut sink, mut stream) = socket.split();
+    loop {
+        if silenced.load(Ordering::SeqCst) {
+            // Hold the socket open without reading or writing until the client gives up.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if rx.is_closed() {
+                break;
+            }
+            continue;
+        }
+        tokio::select! {
+            outgoing = rx.recv() => match outgoing {
+                Some(Message::Close(frame)) => {
+                    let _ = sink.send(Message::Close(frame)).await;
+                    break;
+                }
+                Some(message) => {
+                    if sink.send(message).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(text))) => on_reply(&shared, id, text.as_str()),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    shared.lock().connections.retain(|c| c.id != id);
+}
+
+fn on_reply(shared: &Arc<Shared>, connection: u64, raw: &str) {
+    let ack: Option<AckFrame> = serde_json::from_str(raw).ok();
+    let mut inner = shared.lock();
+    if let Some(ack) = &ack {
+        if ack.code == 200 && ack.event_status() == Some(EventAckStatus::Success) {
+            inner.pending.remove(&ack.headers.message_id);
+        }
+    }
+    inner.replies.push(RecordedReply {
+        connection,
+        raw: raw.to_owned(),
+        ack,
+    });
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let requestid = format!("{:032X}", rand::random::<u128>());
+    (
+        status,
+        Json(json!({ "code": code, "message": message, "requestid": requestid })),
+    )
+        .into_response()
+}
