@@ -1,1 +1,3 @@
+//! Policy-evaluation benchmarks (written with the sase-policy evaluator).
+
 fn main() {}
