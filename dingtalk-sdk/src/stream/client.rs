@@ -18,7 +18,8 @@
 //!
 //! # async fn run() {
 //! let client = StreamClient::builder("dingappkey", "app-secret").build();
-//! let shutdown = async { let _ = tokio::signal::ctrl_c().await; };
+//! // Any future: a ctrl-c signal, a cancellation token, a oneshot receiver…
+//! let shutdown = tokio::time::sleep(std::time::Duration::from_secs(3600));
 //! client
 //!     .run(
 //!         |event: Event| async move {
