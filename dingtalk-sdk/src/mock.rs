@@ -1,7 +1,26 @@
 //! Test utilities: a mock DingTalk that behaves like the real one closely enough that code
 //! passing against it works in production. Loopback only.
 //!
-//! - [`gateway`]: the Stream-mode gateway (connections/open, WebSocket frames, ACK records,
-//!   redelivery of events not ACKed `SUCCESS`).
+//! - [`MockDingTalk`]: the OpenAPI token and workflow endpoints with real paths, JSON shapes,
+//!   validation against registered forms and error bodies; instances with real state
+//!   (RUNNING → COMPLETED agree/refuse, TERMINATED), tasks and operation records; encrypted
+//!   event delivery by HTTP push (checking the encrypted `success` reply) and by Stream; fault
+//!   injection; a request journal.
+//! - [`control`]: the control API, under `/__mock/`, to act as approvers would.
+//! - [`gateway`]: the Stream gateway, also usable on its own.
+//!
+//! The standalone binary `dingtalk-mock` serves the same for test authors in any language.
 
+// Handlers return ready axum responses as their errors; their size does not matter in a mock.
+#[allow(clippy::result_large_err)]
+mod api;
+mod config;
+pub mod control;
+mod delivery;
 pub mod gateway;
+mod server;
+mod state;
+
+pub use config::{MockApp, MockConfig, MockFaults, MockFormField, MockProcess};
+pub use delivery::{Channel, Delivery};
+pub use server::{JournalEntry, MockDingTalk, MockDingTalkBuilder};

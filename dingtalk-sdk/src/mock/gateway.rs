@@ -98,7 +98,7 @@ impl Shared {
 pub struct MockGateway {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    server: tokio::task::JoinHandle<()>,
+    server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for MockGateway {
@@ -111,7 +111,9 @@ impl std::fmt::Debug for MockGateway {
 
 impl Drop for MockGateway {
     fn drop(&mut self) {
-        self.server.abort();
+        if let Some(server) = &self.server {
+            server.abort();
+        }
     }
 }
 
@@ -122,7 +124,16 @@ impl MockGateway {
     /// If the port cannot be bound.
     pub async fn start() -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
+        let mut gateway = Self::attached(listener.local_addr()?);
+        let app = gateway.router();
+        gateway.server = Some(tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        }));
+        Ok(gateway)
+    }
+
+    /// A gateway whose routes another server (the mock DingTalk) serves at `addr`.
+    pub(crate) fn attached(addr: SocketAddr) -> Self {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner::default()),
             ws_endpoint: format!("ws://{addr}/connect"),
@@ -130,14 +141,19 @@ impl MockGateway {
             disconnect_grace: Mutex::new(Duration::from_millis(500)),
             next_id: AtomicU64::new(0),
         });
-        let app = Router::new()
+        Self {
+            shared,
+            addr,
+            server: None,
+        }
+    }
+
+    /// The gateway's routes: `connections/open` and the WebSocket endpoint.
+    pub(crate) fn router(&self) -> Router {
+        Router::new()
             .route("/v1.0/gateway/connections/open", post(open_connection))
             .route("/connect", get(connect))
-            .with_state(Arc::clone(&shared));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { shared, addr, server })
+            .with_state(Arc::clone(&self.shared))
     }
 
     /// The base URL to give a client as its API base (`http://127.0.0.1:<port>`).

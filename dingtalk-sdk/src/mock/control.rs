@@ -1,0 +1,231 @@
+//! The control API: act as approvers and administrators would, inspect and inject faults.
+//! Served over HTTP under `/__mock/` (clearly apart from DingTalk's own paths) and used by the
+//! Rust methods of [`MockDingTalk`](super::MockDingTalk).
+//!
+//! | method and path | body | does |
+//! |---|---|---|
+//! | `POST /__mock/instances/{id}/approve` | `{"userId"?, "remark"?}` | the approver (default: first running task) agrees |
+//! | `POST /__mock/instances/{id}/refuse` | `{"userId"?, "remark"?}` | the approver refuses |
+//! | `POST /__mock/instances/{id}/terminate` | `{"remark"?}` | the originator revokes it |
+//! | `POST /__mock/instances/{id}/comment` | `{"userId", "text"}` | adds a comment |
+//! | `GET /__mock/instances` / `GET /__mock/instances/{id}` | | instances as `GetProcessInstance` shows them |
+//! | `GET /__mock/journal` | | every OpenAPI request received |
+//! | `GET /__mock/deliveries` | | every event delivery attempt |
+//! | `PUT /__mock/faults` | [`MockFaults`] | sets the injected faults |
+//! | `POST /__mock/tokens/revoke` | | invalidates every access token |
+//! | `POST /__mock/apps` | [`MockApp`](super::MockApp) | registers an app (sends `check_url` to its Request URL) |
+//! | `POST /__mock/processes` | [`MockProcess`](super::MockProcess) | registers a process |
+
+use super::config::{MockApp, MockFaults, MockProcess};
+use super::delivery::{self, Delivery};
+use super::server::{now_ms, Shared};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// A refused control action: DingTalk's error code and message.
+pub(crate) type Refused = (String, String);
+
+fn not_found() -> Refused {
+    ("processInstanceNotExist".to_owned(), "审批实例不存在".to_owned())
+}
+
+/// An approver decides: the running task of `approver`, or the first running task.
+pub(crate) fn decide(
+    shared: &Shared,
+    id: &str,
+    approver: Option<&str>,
+    agree: bool,
+    remark: Option<&str>,
+) -> Result<(), Refused> {
+    let events = {
+        let mut store = shared.lock();
+        let instance = store.instances.get_mut(id).ok_or_else(not_found)?;
+        let task = instance.running_task(approver).cloned().ok_or_else(|| {
+            (
+                "taskNotExist".to_owned(),
+                "no running task for that approver".to_owned(),
+            )
+        })?;
+        instance
+            .execute(task.task_id, &task.user_id, agree, remark, now_ms())
+            .map_err(|r| (r.code.to_owned(), r.message))?
+    };
+    shared.emit(events);
+    Ok(())
+}
+
+/// The originator revokes the instance in the DingTalk app (no 15-second rule there).
+pub(crate) fn terminate(shared: &Shared, id: &str, remark: Option<&str>) -> Result<(), Refused> {
+    let events = {
+        let mut store = shared.lock();
+        let instance = store.instances.get_mut(id).ok_or_else(not_found)?;
+        let originator = instance.originator.clone();
+        instance
+            .terminate(&originator, remark, now_ms(), 0)
+            .map_err(|r| (r.code.to_owned(), r.message))?
+    };
+    shared.emit(events);
+    Ok(())
+}
+
+/// Adds a comment as `user`.
+pub(crate) fn comment(shared: &Shared, id: &str, user: &str, text: &str) -> Result<(), Refused> {
+    let events = {
+        let mut store = shared.lock();
+        let instance = store.instances.get_mut(id).ok_or_else(not_found)?;
+        instance.comment(user, text, now_ms())
+    };
+    shared.emit(events);
+    Ok(())
+}
+
+/// Registers (or replaces) an app; a Request URL gets `check_url` first.
+pub(crate) async fn register_app(shared: &Arc<Shared>, app: MockApp) -> Option<Delivery> {
+    shared.gateway.register_app(&app.client_id, &app.client_secret);
+    shared.lock().apps.insert(app.client_id.clone(), app.clone());
+    if app.request_url.is_some() {
+        Some(delivery::check_url(shared, &app).await)
+    } else {
+        None
+    }
+}
+
+pub(crate) fn router() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/__mock/instances", get(list))
+        .route("/__mock/instances/{id}", get(one))
+        .route("/__mock/instances/{id}/approve", post(approve))
+        .route("/__mock/instances/{id}/refuse", post(refuse))
+        .route("/__mock/instances/{id}/terminate", post(revoke))
+        .route("/__mock/instances/{id}/comment", post(add_comment))
+        .route("/__mock/journal", get(journal))
+        .route("/__mock/deliveries", get(deliveries))
+        .route("/__mock/faults", put(set_faults).get(get_faults))
+        .route("/__mock/tokens/revoke", post(revoke_tokens))
+        .route("/__mock/apps", post(add_app))
+        .route("/__mock/processes", post(add_process))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct Action {
+    user_id: Option<String>,
+    remark: Option<String>,
+    text: Option<String>,
+}
+
+fn outcome(result: Result<(), Refused>) -> Response {
+    match result {
+        Ok(()) => Json(json!({"ok": true})).into_response(),
+        Err((code, message)) => (
+            StatusCode::CONFLICT,
+            Json(json!({"code": code, "message": message})),
+        )
+            .into_response(),
+    }
+}
+
+fn action(body: Option<Json<Action>>) -> Action {
+    body.map(|Json(a)| a).unwrap_or_default()
+}
+
+async fn approve(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Option<Json<Action>>,
+) -> Response {
+    let a = action(body);
+    outcome(decide(&s, &id, a.user_id.as_deref(), true, a.remark.as_deref()))
+}
+
+async fn refuse(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Option<Json<Action>>,
+) -> Response {
+    let a = action(body);
+    outcome(decide(&s, &id, a.user_id.as_deref(), false, a.remark.as_deref()))
+}
+
+async fn revoke(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Option<Json<Action>>,
+) -> Response {
+    outcome(terminate(&s, &id, action(body).remark.as_deref()))
+}
+
+async fn add_comment(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Option<Json<Action>>,
+) -> Response {
+    let a = action(body);
+    let (Some(user), Some(text)) = (a.user_id, a.text) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"code": "invalidParameter", "message": "userId and text are required"})),
+        )
+            .into_response();
+    };
+    outcome(comment(&s, &id, &user, &text))
+}
+
+async fn list(State(s): State<Arc<Shared>>) -> Json<Value> {
+    let store = s.lock();
+    let all: Vec<Value> = store
+        .order
+        .iter()
+        .filter_map(|id| store.instances.get(id))
+        .map(|i| json!({"processInstanceId": i.id, "processCode": i.process_code, "instance": i.to_json()}))
+        .collect();
+    Json(Value::Array(all))
+}
+
+async fn one(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    match s.lock().instances.get(&id) {
+        Some(i) => Json(i.to_json()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"code": "processInstanceNotExist"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn journal(State(s): State<Arc<Shared>>) -> Response {
+    Json(s.lock().journal.clone()).into_response()
+}
+
+async fn deliveries(State(s): State<Arc<Shared>>) -> Response {
+    Json(s.lock().deliveries.clone()).into_response()
+}
+
+async fn set_faults(State(s): State<Arc<Shared>>, Json(faults): Json<MockFaults>) -> Response {
+    s.lock().faults = faults.clone();
+    Json(faults).into_response()
+}
+
+async fn get_faults(State(s): State<Arc<Shared>>) -> Response {
+    Json(s.lock().faults.clone()).into_response()
+}
+
+async fn revoke_tokens(State(s): State<Arc<Shared>>) -> Response {
+    s.lock().tokens.clear();
+    Json(json!({"ok": true})).into_response()
+}
+
+async fn add_app(State(s): State<Arc<Shared>>, Json(app): Json<MockApp>) -> Response {
+    Json(json!({"ok": true, "checkUrl": register_app(&s, app).await})).into_response()
+}
+
+async fn add_process(State(s): State<Arc<Shared>>, Json(process): Json<MockProcess>) -> Response {
+    s.lock().processes.insert(process.process_code.clone(), process);
+    Json(json!({"ok": true})).into_response()
+}

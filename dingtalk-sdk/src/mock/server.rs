@@ -1,0 +1,425 @@
+//! The running mock: shared state, the request journal, fault injection and the Rust control
+//! API ([`MockDingTalk`]).
+
+use super::config::{MockApp, MockConfig, MockFaults, MockProcess};
+use super::control;
+use super::delivery::{self, Delivery};
+use super::gateway::MockGateway;
+use super::state::{EventDraft, Instance, Refusal};
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// Header carrying the v1.0 access token.
+pub(crate) const TOKEN_HEADER: &str = "x-acs-dingtalk-access-token";
+
+/// One API request the mock received, for assertions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct JournalEntry {
+    /// HTTP method.
+    pub method: String,
+    /// Path, e.g. `/v1.0/workflow/processInstances`.
+    pub path: String,
+    /// Raw query string, if any.
+    pub query: Option<String>,
+    /// Whether an `x-acs-dingtalk-access-token` header was sent (its value is not recorded).
+    pub token_present: bool,
+    /// The JSON body, if any.
+    pub body: Option<Value>,
+    /// The status the mock answered.
+    pub status: u16,
+}
+
+#[derive(Default)]
+pub(crate) struct Store {
+    pub(crate) apps: HashMap<String, MockApp>,
+    pub(crate) processes: HashMap<String, MockProcess>,
+    pub(crate) tokens: HashMap<String, (String, Instant)>,
+    pub(crate) instances: HashMap<String, Instance>,
+    pub(crate) order: Vec<String>,
+    pub(crate) faults: MockFaults,
+    pub(crate) journal: Vec<JournalEntry>,
+    pub(crate) deliveries: Vec<Delivery>,
+    pub(crate) counter: u64,
+}
+
+impl Store {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+}
+
+pub(crate) struct Shared {
+    store: Mutex<Store>,
+    pub(crate) token_ttl: Duration,
+    pub(crate) terminate_grace_ms: i64,
+    pub(crate) events: mpsc::UnboundedSender<EventDraft>,
+    pub(crate) gateway: MockGateway,
+    pub(crate) http: reqwest::Client,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Store> {
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues events for in-order delivery, after the API call that caused them has answered.
+    pub(crate) fn emit(&self, events: Vec<EventDraft>) {
+        for event in events {
+            let _ = self.events.send(event);
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A DingTalk error body with its status.
+pub(crate) fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let requestid = format!("{:032X}", rand::random::<u128>());
+    (
+        status,
+        Json(json!({ "code": code, "message": message, "requestid": requestid })),
+    )
+        .into_response()
+}
+
+impl From<Refusal> for Response {
+    fn from(r: Refusal) -> Self {
+        api_error(StatusCode::BAD_REQUEST, r.code, &r.message)
+    }
+}
+
+/// A mock DingTalk on loopback: OpenAPI endpoints (token and workflow), a control API that
+/// acts as approvers would, encrypted event delivery by HTTP push and Stream, fault injection
+/// and a request journal. Dropping it stops the server.
+///
+/// ```no_run
+/// use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let mock = MockDingTalk::builder()
+///     .app(MockApp::new("dingappkey", "secret").events("token123", "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx")
+///         .request_url("http://127.0.0.1:8080/dingtalk/events"))
+///     .process(MockProcess::new("PROC-UNINSTALL", "App uninstall",
+///         vec![MockFormField::new("Reason", "TextareaField", true)], vec!["approver1".into()]))
+///     .start()
+///     .await?;
+/// println!("point the client's api base at {}", mock.base_url());
+/// # Ok(()) }
+/// ```
+pub struct MockDingTalk {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for MockDingTalk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockDingTalk")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for MockDingTalk {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Builder for [`MockDingTalk`].
+#[derive(Debug, Default)]
+pub struct MockDingTalkBuilder {
+    config: MockConfig,
+    addr: Option<SocketAddr>,
+}
+
+impl MockDingTalkBuilder {
+    /// Registers an app.
+    pub fn app(mut self, app: MockApp) -> Self {
+        self.config.apps.push(app);
+        self
+    }
+
+    /// Registers a process (form).
+    pub fn process(mut self, process: MockProcess) -> Self {
+        self.config.processes.push(process);
+        self
+    }
+
+    /// Takes apps, processes and settings from a configuration (e.g. a file).
+    pub fn config(mut self, config: MockConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Access-token lifetime. Default: 7200 s, as DingTalk.
+    pub fn token_ttl(mut self, ttl: Duration) -> Self {
+        self.config.token_ttl_secs = Some(ttl.as_secs());
+        self
+    }
+
+    /// How long after creation terminate is refused. Default: 15 s, as DingTalk.
+    pub fn terminate_grace(mut self, grace: Duration) -> Self {
+        self.config.terminate_grace_secs = Some(grace.as_secs());
+        self
+    }
+
+    /// Listen on this address instead of an ephemeral port of 127.0.0.1.
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.addr = Some(addr);
+        self
+    }
+
+    /// Starts the server. Apps with a Request URL get a `check_url` event first.
+    ///
+    /// # Errors
+    /// If the address cannot be bound.
+    pub async fn start(self) -> std::io::Result<MockDingTalk> {
+        let addr = self.addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let gateway = MockGateway::attached(addr);
+        let (events, queue) = mpsc::unbounded_channel();
+        let mut store = Store::default();
+        for app in &self.config.apps {
+            gateway.register_app(&app.client_id, &app.client_secret);
+            store.apps.insert(app.client_id.clone(), app.clone());
+        }
+        for process in &self.config.processes {
+            store
+                .processes
+                .insert(process.process_code.clone(), process.clone());
+        }
+        let shared = Arc::new(Shared {
+            store: Mutex::new(store),
+            token_ttl: Duration::from_secs(self.config.token_ttl_secs.unwrap_or(7200)),
+            terminate_grace_ms: i64::try_from(self.config.terminate_grace_secs.unwrap_or(15))
+                .unwrap_or(15)
+                .saturating_mul(1000),
+            events,
+            gateway,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_millis(1500))
+                .build()
+                .unwrap_or_default(),
+        });
+        let app = super::api::router()
+            .layer(middleware::from_fn_with_state(
+                Arc::clone(&shared),
+                journal_and_faults,
+            ))
+            .merge(super::control::router())
+            .with_state(Arc::clone(&shared))
+            .merge(shared.gateway.router());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let worker = tokio::spawn(delivery::worker(Arc::clone(&shared), queue));
+        for app in &self.config.apps {
+            if app.request_url.is_some() {
+                delivery::check_url(&shared, app).await;
+            }
+        }
+        Ok(MockDingTalk {
+            shared,
+            addr,
+            tasks: vec![server, worker],
+        })
+    }
+}
+
+/// Records every OpenAPI request in the journal and applies the injected latency and faults.
+async fn journal_and_faults(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = to_bytes(body, 1 << 20).await else {
+        return api_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalidParameter",
+            "body too large",
+        );
+    };
+    let path = parts.uri.path().to_owned();
+    let mut entry = JournalEntry {
+        method: parts.method.to_string(),
+        path: path.clone(),
+        query: parts.uri.query().map(str::to_owned),
+        token_present: parts.headers.contains_key(TOKEN_HEADER),
+        body: serde_json::from_slice(&bytes).ok(),
+        status: 0,
+    };
+    let latency = shared.lock().faults.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let injected = if path.starts_with("/v1.0/workflow/") {
+        let mut store = shared.lock();
+        if store.faults.rate_limit_next > 0 {
+            store.faults.rate_limit_next -= 1;
+            Some(api_error(
+                StatusCode::FORBIDDEN,
+                "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi",
+                "应用调用该接口的QPS超过限制",
+            ))
+        } else if store.faults.server_error_next > 0 {
+            store.faults.server_error_next -= 1;
+            Some(api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "systemError",
+                "系统错误",
+            ))
+        } else {
+            None
+        }
+    } else {
+        None
+    };
+    let response = match injected {
+        Some(response) => response,
+        None => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+    };
+    entry.status = response.status().as_u16();
+    shared.lock().journal.push(entry);
+    response
+}
+
+impl MockDingTalk {
+    /// Starts a builder.
+    pub fn builder() -> MockDingTalkBuilder {
+        MockDingTalkBuilder::default()
+    }
+
+    /// The base URL for both `api.dingtalk.com` and the Stream gateway (`http://127.0.0.1:<port>`).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The Stream gateway served on the same address.
+    pub fn gateway(&self) -> &MockGateway {
+        &self.shared.gateway
+    }
+
+    /// Registers (or replaces) an app; if it has a Request URL, DingTalk's `check_url` is sent
+    /// to it first and the outcome returned.
+    pub async fn register_app(&self, app: MockApp) -> Option<Delivery> {
+        control::register_app(&self.shared, app).await
+    }
+
+    /// Registers (or replaces) a process.
+    pub fn register_process(&self, process: MockProcess) {
+        self.shared
+            .lock()
+            .processes
+            .insert(process.process_code.clone(), process);
+    }
+
+    /// Changes the injected faults.
+    pub fn set_faults(&self, faults: MockFaults) {
+        self.shared.lock().faults = faults;
+    }
+
+    /// Revokes every access token issued so far (callers get `InvalidAuthentication`).
+    pub fn revoke_tokens(&self) {
+        self.shared.lock().tokens.clear();
+    }
+
+    /// Every OpenAPI request received, in order.
+    pub fn journal(&self) -> Vec<JournalEntry> {
+        self.shared.lock().journal.clone()
+    }
+
+    /// Every event delivery attempt (and dropped event), in order.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.shared.lock().deliveries.clone()
+    }
+
+    /// Ids of all instances, in creation order.
+    pub fn instance_ids(&self) -> Vec<String> {
+        self.shared.lock().order.clone()
+    }
+
+    /// An instance as `GetProcessInstance` would return it (`result` object).
+    pub fn instance(&self, id: &str) -> Option<Value> {
+        self.shared.lock().instances.get(id).map(Instance::to_json)
+    }
+
+    /// Acts as an approver: agrees on the running task of `approver` (or the first running
+    /// task). Pushes the resulting events.
+    ///
+    /// # Errors
+    /// DingTalk's `(code, message)` when the instance or task does not allow it.
+    pub fn approve(
+        &self,
+        instance_id: &str,
+        approver: Option<&str>,
+        remark: Option<&str>,
+    ) -> Result<(), (String, String)> {
+        control::decide(&self.shared, instance_id, approver, true, remark)
+    }
+
+    /// Acts as an approver: refuses. See [`approve`](Self::approve).
+    ///
+    /// # Errors
+    /// DingTalk's `(code, message)` when the instance or task does not allow it.
+    pub fn refuse(
+        &self,
+        instance_id: &str,
+        approver: Option<&str>,
+        remark: Option<&str>,
+    ) -> Result<(), (String, String)> {
+        control::decide(&self.shared, instance_id, approver, false, remark)
+    }
+
+    /// The originator revokes the instance in DingTalk (no 15-second rule for the app UI).
+    ///
+    /// # Errors
+    /// DingTalk's `(code, message)` when the instance is not running.
+    pub fn terminate(&self, instance_id: &str, remark: Option<&str>) -> Result<(), (String, String)> {
+        control::terminate(&self.shared, instance_id, remark)
+    }
+
+    /// Adds a comment as `user`.
+    ///
+    /// # Errors
+    /// `processInstanceNotExist` for an unknown instance.
+    pub fn comment(&self, instance_id: &str, user: &str, text: &str) -> Result<(), (String, String)> {
+        control::comment(&self.shared, instance_id, user, text)
+    }
+
+    /// Waits until `condition` holds (polling every 10 ms) or `timeout` passes.
+    pub async fn wait_for(&self, timeout: Duration, condition: impl Fn(&Self) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            if condition(self) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        condition(self)
+    }
+}
