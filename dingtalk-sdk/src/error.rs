@@ -99,14 +99,127 @@ pub enum Error {
         /// The parser's explanation.
         reason: String,
     },
+    /// DingTalk answered a call with an error status and body.
+    #[error("{operation}: DingTalk answered HTTP {status} `{code}`: {message} (request id {request_id:?})")]
+    Api {
+        /// The API operation, e.g. `StartProcessInstance`.
+        operation: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// DingTalk's error code, e.g. `InvalidAuthentication`, `Forbidden.AccessDenied.QpsLimitForAppkeyAndApi`.
+        code: String,
+        /// DingTalk's message.
+        message: String,
+        /// `requestid`, for DingTalk support.
+        request_id: Option<String>,
+    },
+    /// The HTTP exchange failed before a response arrived.
+    #[error("{operation}: HTTP transport failed: {source}")]
+    Transport {
+        /// The API operation.
+        operation: &'static str,
+        /// Whether the request may have reached DingTalk (false for connection failures).
+        sent: bool,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A non-idempotent call (creating an instance) failed in a way that leaves unknown whether
+    /// it took effect. It is not retried: reconcile first (e.g. list instances by originator).
+    #[error("{operation}: outcome unknown ({reason}); reconcile before retrying")]
+    OutcomeUnknown {
+        /// The API operation.
+        operation: &'static str,
+        /// What happened.
+        reason: String,
+    },
+    /// A response body is not the JSON the API documents.
+    #[error("{operation}: unexpected response at `{path}`: {reason}")]
+    Decode {
+        /// The API operation.
+        operation: &'static str,
+        /// The JSON path that failed, e.g. `result.tasks[0].taskId`.
+        path: String,
+        /// The parser's explanation.
+        reason: String,
+    },
+    /// The client was configured with an invalid value.
+    #[error("invalid client configuration: {reason}")]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// How an error should be handled, whatever its variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A network failure or timeout: retry idempotent calls.
+    Transient,
+    /// A rate limit (DingTalk sends QPS limits as HTTP 403): back off, then retry.
+    Throttling,
+    /// A server-side failure (5xx): retry idempotent calls.
+    Server,
+    /// The request is wrong (4xx, bad input, bad signature): retrying will not help.
+    Client,
+    /// The access token is invalid or expired: refresh it and retry once.
+    Auth,
 }
 
 impl Error {
-    /// Whether retrying the same operation may succeed.
-    ///
-    /// Crypto and callback failures are properties of the input and never are.
+    /// Classifies the error from its HTTP status and DingTalk code (never from message text).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Api { status, code, .. } => {
+                if code.starts_with("Forbidden.AccessDenied.Qps") {
+                    ErrorKind::Throttling
+                } else if *status == 401 || code == "InvalidAuthentication" {
+                    ErrorKind::Auth
+                } else if *status >= 500 {
+                    ErrorKind::Server
+                } else {
+                    ErrorKind::Client
+                }
+            }
+            Error::Transport { .. } | Error::OutcomeUnknown { .. } => ErrorKind::Transient,
+            _ => ErrorKind::Client,
+        }
+    }
+
+    /// Whether retrying the same operation may succeed. Crypto and callback failures are
+    /// properties of the input and never are; an [`Error::OutcomeUnknown`] must be reconciled
+    /// rather than retried.
     pub fn is_retryable(&self) -> bool {
-        false
+        !matches!(self, Error::OutcomeUnknown { .. })
+            && matches!(
+                self.kind(),
+                ErrorKind::Transient | ErrorKind::Throttling | ErrorKind::Server
+            )
+    }
+
+    /// DingTalk's error code, for API errors.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// DingTalk's request id, for API errors.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Error::Api { request_id, .. } => request_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, for API errors.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Error::Api { status, .. } => Some(*status),
+            _ => None,
+        }
     }
 
     pub(crate) fn bad_event(err: impl fmt::Display) -> Self {

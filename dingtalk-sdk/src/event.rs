@@ -400,49 +400,6 @@ impl Event {
     }
 }
 
-macro_rules! wire_enum {
-    ($ty:ident { $($variant:ident => $wire:literal $(| $alias:literal)*),+ $(,)? }) => {
-        impl $ty {
-            /// Parses a wire value, case-insensitively; unknown values become `Other`.
-            pub fn parse(value: &str) -> Self {
-                $(
-                    if value.eq_ignore_ascii_case($wire) $(|| value.eq_ignore_ascii_case($alias))* {
-                        return $ty::$variant;
-                    }
-                )+
-                $ty::Other(value.to_owned())
-            }
-
-            /// The canonical wire spelling.
-            pub fn as_str(&self) -> &str {
-                match self {
-                    $($ty::$variant => $wire,)+
-                    $ty::Other(other) => other,
-                }
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl Serialize for $ty {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-                let value = std::borrow::Cow::<'de, str>::deserialize(d)?;
-                Ok($ty::parse(&value))
-            }
-        }
-    };
-}
-
 wire_enum!(InstanceChangeType { Start => "start", Finish => "finish", Terminate => "terminate", Delete => "delete" });
 wire_enum!(InstanceResult { Agree => "agree", Refuse => "refuse" });
 wire_enum!(TaskChangeType { Start => "start", Finish => "finish", Cancel => "cancel", Comment => "comment" });

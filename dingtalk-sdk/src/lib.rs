@@ -9,6 +9,10 @@
 //! - [`callback`]: a framework-agnostic HTTP-push callback handler with a replay window and a
 //!   body-size limit; the `axum` feature adds a ready router.
 //! - [`stream`]: Stream-mode wire frames and (feature `stream`) the supervising client.
+//! - `client`, `token`, `retry` (feature `client`, on by default): `DingTalkClient` with
+//!   cached single-flight access tokens, typed errors, rate-limit backoff and no blind retry
+//!   of creates.
+//! - [`workflow`]: the OA approval API's wire types and (feature `client`) calls.
 //! - `mock` (feature `mock`): a mock DingTalk for tests, on loopback.
 //!
 //! ```
@@ -31,7 +35,13 @@
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[macro_use]
+mod wire_enum;
+
 pub mod callback;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod client;
 pub mod crypto;
 mod error;
 pub mod event;
@@ -39,7 +49,14 @@ mod ids;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod retry;
 pub mod stream;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod token;
+pub mod workflow;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use ids::{CorpId, ProcessCode, ProcessInstanceId, UserId};
