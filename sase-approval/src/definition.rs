@@ -1,0 +1,242 @@
+//! What an admin defines: workflow templates with their system fields, and approval
+//! workflows (built-in, or DingTalk with credentials and template → process-code mappings).
+
+use crate::error::{Error, Result};
+use dingtalk_sdk::workflow::FormSchema;
+use dingtalk_sdk::ProcessCode;
+use sase_policy::ids::{UserId, WorkflowId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The system fields of the built-in "app uninstall" template.
+pub const APP_UNINSTALL_FIELDS: [&str; 5] = ["requester", "device", "reason", "app_version", "requested_at"];
+
+/// A template: a kind of request and the system fields it carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Template {
+    /// Template id, e.g. `app_uninstall`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The system fields a request of this template fills.
+    pub fields: Vec<String>,
+}
+
+impl Template {
+    /// The built-in "app uninstall" template.
+    pub fn app_uninstall() -> Self {
+        Self {
+            id: "app_uninstall".to_owned(),
+            name: "App uninstall".to_owned(),
+            fields: APP_UNINSTALL_FIELDS.iter().map(|f| (*f).to_owned()).collect(),
+        }
+    }
+}
+
+/// How DingTalk delivers events to us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Delivery {
+    /// HTTP push to our Request URL.
+    HttpPush,
+    /// Stream mode (a WebSocket we open).
+    Stream,
+}
+
+/// DingTalk credentials and event subscription of one workflow. `Debug` redacts secrets.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DingTalkSettings {
+    /// Client ID (AppKey).
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: String,
+    /// Event-subscription token.
+    pub token: String,
+    /// Event-subscription aes_key (43 characters).
+    pub aes_key: String,
+    /// Receiver id of events (the AppKey for console-configured subscriptions).
+    pub receiver_id: String,
+    /// HTTP push or Stream.
+    pub delivery: Delivery,
+    /// The originator's department when none is known (`-1` = root).
+    #[serde(default = "root_dept")]
+    pub dept_id: i64,
+}
+
+fn root_dept() -> i64 {
+    -1
+}
+
+impl fmt::Debug for DingTalkSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DingTalkSettings")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("token", &"<redacted>")
+            .field("aes_key", &"<redacted>")
+            .field("receiver_id", &self.receiver_id)
+            .field("delivery", &self.delivery)
+            .finish()
+    }
+}
+
+/// Where a workflow's requests are approved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WorkflowKind {
+    /// In SASE's console, by these approvers.
+    BuiltIn {
+        /// Who may approve.
+        approvers: Vec<UserId>,
+    },
+    /// In DingTalk.
+    DingTalk(DingTalkSettings),
+}
+
+/// How one template maps onto one DingTalk form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mapping {
+    /// The template.
+    pub template: String,
+    /// The DingTalk form.
+    pub process_code: ProcessCode,
+    /// System field → form label.
+    pub fields: BTreeMap<String, String>,
+}
+
+/// An approval workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workflow {
+    /// Id (what policies name).
+    pub id: WorkflowId,
+    /// Display name.
+    pub name: String,
+    /// Built-in or DingTalk.
+    pub kind: WorkflowKind,
+    /// Template → form mappings (DingTalk workflows).
+    #[serde(default)]
+    pub mappings: Vec<Mapping>,
+    /// Unguessable id of this workflow's Request URL, `/dingtalk/callback/{callback_id}`.
+    #[serde(default = "new_callback_id")]
+    pub callback_id: String,
+}
+
+/// A fresh unguessable id (128 random bits, hex).
+pub fn new_callback_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+impl Workflow {
+    /// The Request URL path DingTalk must push this workflow's events to.
+    pub fn callback_path(&self) -> String {
+        format!("/dingtalk/callback/{}", self.callback_id)
+    }
+
+    /// The mapping for `template`.
+    pub fn mapping(&self, template: &str) -> Option<&Mapping> {
+        self.mappings.iter().find(|m| m.template == template)
+    }
+
+    /// The DingTalk settings, for DingTalk workflows.
+    pub fn dingtalk(&self) -> Option<&DingTalkSettings> {
+        match &self.kind {
+            WorkflowKind::DingTalk(s) => Some(s),
+            WorkflowKind::BuiltIn { .. } => None,
+        }
+    }
+
+    /// Checks the mappings against the templates: unknown templates or system fields,
+    /// duplicate mappings, DingTalk workflows without mappings.
+    ///
+    /// # Errors
+    /// [`Error::Definition`] naming the field.
+    pub fn validate(&self, templates: &[Template]) -> Result<()> {
+        let bad = |path: String, reason: String| Err(Error::Definition { path, reason });
+        if self.dingtalk().is_some() && self.mappings.is_empty() {
+            return bad(
+                format!("workflows.{}.mappings", self.id),
+                "a DingTalk workflow needs a mapping".into(),
+            );
+        }
+        for (i, m) in self.mappings.iter().enumerate() {
+            let at = |f: &str| format!("workflows.{}.mappings[{i}].{f}", self.id);
+            if self
+                .mappings
+                .iter()
+                .take(i)
+                .any(|other| other.template == m.template)
+            {
+                return bad(
+                    at("template"),
+                    format!("template `{}` is mapped twice", m.template),
+                );
+            }
+            let Some(template) = templates.iter().find(|t| t.id == m.template) else {
+                return bad(at("template"), format!("unknown template `{}`", m.template));
+            };
+            for field in m.fields.keys() {
+                if !template.fields.contains(field) {
+                    return bad(
+                        at(&format!("fields.{field}")),
+                        format!("`{field}` is not a system field of `{}`", template.id),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a mapping against the live form: every mapped label exists with a compatible
+    /// (text-like) component, and every required form field is covered.
+    ///
+    /// # Errors
+    /// [`Error::Definition`] naming the field.
+    pub fn validate_against_form(&self, template: &str, form: &FormSchema) -> Result<()> {
+        let Some(mapping) = self.mapping(template) else {
+            return Err(Error::Definition {
+                path: format!("workflows.{}.mappings", self.id),
+                reason: format!("no mapping for template `{template}`"),
+            });
+        };
+        const TEXT_LIKE: [&str; 5] = [
+            "TextField",
+            "TextareaField",
+            "DDSelectField",
+            "NumberField",
+            "TextNote",
+        ];
+        for (field, label) in &mapping.fields {
+            let path = format!("workflows.{}.mappings.{template}.fields.{field}", self.id);
+            match form.field(label) {
+                None => {
+                    return Err(Error::Definition {
+                        path,
+                        reason: format!("the form has no field labelled `{label}`"),
+                    })
+                }
+                Some(item) if !TEXT_LIKE.contains(&item.component_name.as_str()) => {
+                    return Err(Error::Definition {
+                        path,
+                        reason: format!(
+                            "form field `{label}` is a {}, which cannot hold a text value",
+                            item.component_name
+                        ),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+        for item in form.schema_content.items.iter().filter(|i| i.props.required) {
+            if !mapping.fields.values().any(|label| *label == item.props.label) {
+                return Err(Error::Definition {
+                    path: format!("workflows.{}.mappings.{template}.fields", self.id),
+                    reason: format!("required form field `{}` is not mapped", item.props.label),
+                });
+            }
+        }
+        Ok(())
+    }
+}

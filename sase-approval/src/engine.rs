@@ -1,0 +1,700 @@
+//! The engine: submit requests, follow them through DingTalk events, console actions and
+//! reconciliation, issue grants on approval, and tell subscribers about every change.
+
+use crate::backend::{ApprovalBackend, ExternalStatus};
+use crate::definition::{Template, Workflow};
+use crate::error::{Error, Result};
+use crate::state::{plan, ApprovalRequest, Plan, RequestId, RequestState, Source};
+use crate::store::{ApprovalStore, ListFilter};
+use dingtalk_sdk::event::{Event, InstanceChangeType, InstanceResult};
+use sase_policy::ids::{DeviceId, GrantId, UserId, WorkflowId};
+use sase_policy::{Action, Grant, GrantSigner, GrantVerifier};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::broadcast;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// What a requester files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubmitRequest {
+    /// The template (`app_uninstall`).
+    pub template: String,
+    /// The workflow the policy named.
+    pub workflow: WorkflowId,
+    /// Who files.
+    pub requester: UserId,
+    /// For which device.
+    pub device: DeviceId,
+    /// For which action.
+    pub action: Action,
+    /// System field values, e.g. `reason`, `app_version`.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl SubmitRequest {
+    /// An app-uninstall request with a reason.
+    pub fn uninstall(
+        workflow: WorkflowId,
+        requester: UserId,
+        device: DeviceId,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            template: Template::app_uninstall().id,
+            workflow,
+            requester,
+            device,
+            action: Action::Uninstall,
+            fields: [("reason".to_owned(), reason.into())].into(),
+        }
+    }
+
+    /// Adds a system field value.
+    pub fn field(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.fields.insert(name.into(), value.into());
+        self
+    }
+}
+
+/// A change subscribers hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestUpdate {
+    /// The request.
+    pub id: RequestId,
+    /// Its new state.
+    pub state: RequestState,
+    /// Its new version.
+    pub version: u64,
+}
+
+/// What handling an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventOutcome {
+    /// The request moved.
+    Applied,
+    /// Recorded for the audit trail (task events) or already in that state.
+    Recorded,
+    /// Seen before: nothing done.
+    Duplicate,
+    /// Older than the current state, or not allowed from it: nothing done.
+    Stale,
+    /// Not about any request of ours (or not an approval event).
+    Ignored,
+}
+
+/// What a reconciliation pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReconcileReport {
+    /// Requests looked at.
+    pub checked: usize,
+    /// Requests whose state changed.
+    pub changed: usize,
+    /// External instances created or found for requests that had none.
+    pub linked: usize,
+}
+
+struct Registered {
+    definition: Workflow,
+    backend: Arc<dyn ApprovalBackend>,
+}
+
+/// Builder for [`Engine`].
+pub struct EngineBuilder {
+    store: Arc<dyn ApprovalStore>,
+    signer: GrantSigner,
+    templates: Vec<Template>,
+    workflows: Vec<(Workflow, Arc<dyn ApprovalBackend>)>,
+    grant_ttl: Duration,
+    expire_after: Option<Duration>,
+}
+
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineBuilder {
+    /// Registers a workflow and the backend that decides it.
+    pub fn workflow(mut self, workflow: Workflow, backend: Arc<dyn ApprovalBackend>) -> Self {
+        self.workflows.push((workflow, backend));
+        self
+    }
+
+    /// Adds a template (the built-in `app_uninstall` is always there).
+    pub fn template(mut self, template: Template) -> Self {
+        self.templates.push(template);
+        self
+    }
+
+    /// How long grants stay valid. Default: 1 hour.
+    pub fn grant_ttl(mut self, ttl: Duration) -> Self {
+        self.grant_ttl = ttl;
+        self
+    }
+
+    /// Pending requests older than this expire at reconciliation. Default: never.
+    pub fn expire_after(mut self, after: Duration) -> Self {
+        self.expire_after = Some(after);
+        self
+    }
+
+    /// Validates the workflows against the templates and builds the engine.
+    ///
+    /// # Errors
+    /// [`Error::Definition`] naming the first invalid field.
+    pub fn build(self) -> Result<Engine> {
+        let mut workflows = HashMap::new();
+        for (definition, backend) in self.workflows {
+            definition.validate(&self.templates)?;
+            workflows.insert(definition.id.clone(), Registered { definition, backend });
+        }
+        Ok(Engine {
+            store: self.store,
+            signer: self.signer,
+            templates: self.templates,
+            workflows,
+            grant_ttl: self.grant_ttl,
+            expire_after: self.expire_after,
+            updates: broadcast::channel(1024).0,
+        })
+    }
+}
+
+/// The approval engine.
+pub struct Engine {
+    store: Arc<dyn ApprovalStore>,
+    signer: GrantSigner,
+    templates: Vec<Template>,
+    workflows: HashMap<WorkflowId, Registered>,
+    grant_ttl: Duration,
+    expire_after: Option<Duration>,
+    updates: broadcast::Sender<RequestUpdate>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("store", &self.store)
+            .field("workflows", &self.workflows.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Starts a builder: requests live in `store`, grants are signed with `signer`.
+    pub fn builder(store: Arc<dyn ApprovalStore>, signer: GrantSigner) -> EngineBuilder {
+        EngineBuilder {
+            store,
+            signer,
+            templates: vec![Template::app_uninstall()],
+            workflows: Vec::new(),
+            grant_ttl: Duration::from_secs(3600),
+            expire_after: None,
+        }
+    }
+
+    /// The public key agents verify grants with.
+    pub fn verifier(&self) -> GrantVerifier {
+        self.signer.verifier()
+    }
+
+    /// Every state change, as it is stored.
+    pub fn subscribe(&self) -> broadcast::Receiver<RequestUpdate> {
+        self.updates.subscribe()
+    }
+
+    /// The workflow definitions.
+    pub fn workflows(&self) -> impl Iterator<Item = &Workflow> {
+        self.workflows.values().map(|r| &r.definition)
+    }
+
+    /// A request by id.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], or a store error.
+    pub async fn get(&self, id: &RequestId) -> Result<ApprovalRequest> {
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound { id: id.to_string() })
+    }
+
+    /// Requests matching `filter`.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn list(&self, filter: &ListFilter) -> Result<Vec<ApprovalRequest>> {
+        self.store.list(filter).await
+    }
+
+    fn backend(&self, workflow: &WorkflowId) -> Result<&Arc<dyn ApprovalBackend>> {
+        self.workflows
+            .get(workflow)
+            .map(|r| &r.backend)
+            .ok_or_else(|| Error::InvalidRequest {
+                field: "workflow".into(),
+                reason: format!("unknown workflow `{workflow}`"),
+            })
+    }
+
+    /// Files a request: stores it, then creates the external instance. An outage leaves it
+    /// `Submitted` (created later by [`reconcile`](Self::reconcile)); a create with an
+    /// unknown outcome is reconciled, never blindly repeated.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] for an unknown workflow/template, unknown or missing fields;
+    /// store errors.
+    pub async fn submit(&self, submit: SubmitRequest) -> Result<ApprovalRequest> {
+        let backend = self.backend(&submit.workflow)?;
+        let Some(template) = self.templates.iter().find(|t| t.id == submit.template) else {
+            return Err(Error::InvalidRequest {
+                field: "template".into(),
+                reason: format!("unknown template `{}`", submit.template),
+            });
+        };
+        if let Some(field) = submit.fields.keys().find(|f| !template.fields.contains(f)) {
+            return Err(Error::InvalidRequest {
+                field: field.clone(),
+                reason: "not a system field of the template".into(),
+            });
+        }
+        if submit.fields.get("reason").is_none_or(|r| r.trim().is_empty()) {
+            return Err(Error::InvalidRequest {
+                field: "reason".into(),
+                reason: "a reason is required".into(),
+            });
+        }
+        let now = now_ms();
+        let mut request = ApprovalRequest {
+            id: RequestId::generate(),
+            template: submit.template,
+            workflow: submit.workflow,
+            requester: submit.requester,
+            device: submit.device,
+            action: submit.action,
+            fields: submit.fields,
+            state: RequestState::Submitted,
+            state_at_ms: now,
+            external_id: None,
+            create_uncertain: false,
+            created_at_ms: now,
+            grant: None,
+            version: 0,
+            history: Vec::new(),
+        };
+        let requester = request.requester.to_string();
+        request.record(RequestState::Submitted, now, &requester, Source::Agent, None);
+        self.store.insert(&request).await?;
+        self.notify(&request);
+        let backend = Arc::clone(backend);
+        self.create_external(&request.id, backend.as_ref()).await
+    }
+
+    /// Creates (or, after an uncertain attempt, finds) the external instance.
+    async fn create_external(
+        &self,
+        id: &RequestId,
+        backend: &dyn ApprovalBackend,
+    ) -> Result<ApprovalRequest> {
+        let request = self.get(id).await?;
+        let (external, note) = if request.create_uncertain {
+            let mut linked = None;
+            for candidate in backend.find_existing(&request).await? {
+                if self.store.find_by_external(&candidate).await?.is_none() {
+                    linked = Some(candidate);
+                    break;
+                }
+            }
+            match linked {
+                Some(found) => (
+                    Ok(found),
+                    Some("found the instance an uncertain create had made".to_owned()),
+                ),
+                None => (backend.create(&request).await, None),
+            }
+        } else {
+            (backend.create(&request).await, None)
+        };
+        let now = now_ms();
+        self.mutate(id, |r| {
+            if r.external_id.is_some() {
+                return Ok(false);
+            }
+            match &external {
+                Ok(ext) => {
+                    r.external_id = Some(ext.clone());
+                    r.create_uncertain = false;
+                    self.apply(
+                        r,
+                        RequestState::Pending,
+                        now,
+                        "system",
+                        Source::System,
+                        note.clone(),
+                    )
+                }
+                Err(Error::DingTalk(dingtalk_sdk::Error::OutcomeUnknown { reason, .. })) => {
+                    r.create_uncertain = true;
+                    r.record(
+                        r.state,
+                        now,
+                        "system",
+                        Source::System,
+                        Some(format!("create outcome unknown: {reason}")),
+                    );
+                    Ok(true)
+                }
+                Err(e)
+                    if e.is_retryable()
+                        || matches!(e, Error::DingTalk(dingtalk_sdk::Error::Transport { .. })) =>
+                {
+                    r.record(
+                        r.state,
+                        now,
+                        "system",
+                        Source::System,
+                        Some(format!("create failed, will retry: {e}")),
+                    );
+                    Ok(true)
+                }
+                Err(e) => self.apply(
+                    r,
+                    RequestState::Failed,
+                    now,
+                    "system",
+                    Source::System,
+                    Some(e.to_string()),
+                ),
+            }
+        })
+        .await
+    }
+
+    /// Applies a state (plan + record + grant) to a loaded request; `Ok(false)` if unchanged.
+    fn apply(
+        &self,
+        r: &mut ApprovalRequest,
+        to: RequestState,
+        at_ms: i64,
+        actor: &str,
+        source: Source,
+        note: Option<String>,
+    ) -> Result<bool> {
+        if plan(r, to, at_ms)? != Plan::Apply {
+            return Ok(false);
+        }
+        r.record(to, at_ms, actor, source, note);
+        match to {
+            RequestState::Approved => {
+                let now = now_ms();
+                r.grant = Some(self.signer.sign(Grant {
+                    id: GrantId::new(format!("grant-{:024x}", rand::random::<u128>() >> 32)),
+                    user: r.requester.clone(),
+                    device: r.device.clone(),
+                    action: r.action,
+                    issued_at_ms: now,
+                    expires_at_ms: now.saturating_add(millis(self.grant_ttl)),
+                    request_id: Some(r.id.to_string()),
+                }));
+            }
+            // Revoked after approval: the unused grant dies with it.
+            RequestState::Revoked => r.grant = None,
+            _ => {}
+        }
+        Ok(true)
+    }
+
+    /// Loads, changes and stores a request, retrying on concurrent updates.
+    async fn mutate(
+        &self,
+        id: &RequestId,
+        mut change: impl FnMut(&mut ApprovalRequest) -> Result<bool>,
+    ) -> Result<ApprovalRequest> {
+        for _ in 0..8 {
+            let mut request = self.get(id).await?;
+            if !change(&mut request)? {
+                return Ok(request);
+            }
+            match self.store.update(&request).await {
+                Ok(()) => {
+                    request.version += 1;
+                    self.notify(&request);
+                    return Ok(request);
+                }
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Store {
+            reason: format!("request `{id}` kept changing concurrently"),
+        })
+    }
+
+    fn notify(&self, r: &ApprovalRequest) {
+        // No subscribers is fine.
+        let _ = self.updates.send(RequestUpdate {
+            id: r.id.clone(),
+            state: r.state,
+            version: r.version,
+        });
+    }
+
+    /// Handles a DingTalk event (HTTP push or Stream), exactly once per event: de-duplicated
+    /// by its id (or instance + type + result), ordered by its time.
+    ///
+    /// # Errors
+    /// Store errors; the event is then forgotten so a redelivery is processed again.
+    pub async fn handle_event(&self, event: &Event) -> Result<EventOutcome> {
+        let (external, target, at, actor, audit) = match event {
+            Event::InstanceChange(c) => {
+                let target = match (&c.change, &c.result) {
+                    (Some(InstanceChangeType::Start), _) => RequestState::Pending,
+                    (Some(InstanceChangeType::Finish), Some(InstanceResult::Agree)) => RequestState::Approved,
+                    (Some(InstanceChangeType::Finish), Some(InstanceResult::Refuse)) => {
+                        RequestState::Rejected
+                    }
+                    (Some(InstanceChangeType::Terminate | InstanceChangeType::Delete), _) => {
+                        RequestState::Revoked
+                    }
+                    _ => return Ok(EventOutcome::Ignored),
+                };
+                let at = c
+                    .finish_time
+                    .or(c.meta.event_time)
+                    .or(c.create_time)
+                    .unwrap_or_else(now_ms);
+                let actor = c
+                    .staff_id
+                    .as_ref()
+                    .map_or("dingtalk".to_owned(), ToString::to_string);
+                (c.process_instance_id.as_ref(), Some(target), at, actor, None)
+            }
+            Event::TaskChange(t) => {
+                let at = t
+                    .finish_time
+                    .or(t.meta.event_time)
+                    .or(t.create_time)
+                    .unwrap_or_else(now_ms);
+                let actor = t
+                    .staff_id
+                    .as_ref()
+                    .map_or("dingtalk".to_owned(), ToString::to_string);
+                let note = format!(
+                    "task {} {} {}{}",
+                    t.task_id.unwrap_or_default(),
+                    t.change.as_ref().map_or("", |c| c.as_str()),
+                    t.result.as_ref().map_or("", |r| r.as_str()),
+                    t.remark.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+                );
+                (t.process_instance_id.as_ref(), None, at, actor, Some(note))
+            }
+            _ => return Ok(EventOutcome::Ignored),
+        };
+        let Some(external) = external else {
+            return Ok(EventOutcome::Ignored);
+        };
+        let key = event.idempotency_key();
+        if !self.store.record_event(&key, now_ms()).await? {
+            return Ok(EventOutcome::Duplicate);
+        }
+        let result = self
+            .apply_event(external.as_str(), target, at, &actor, &key, audit)
+            .await;
+        match result {
+            Ok(EventOutcome::Ignored) | Err(_) => {
+                // Not ours yet (the create may still be in flight) or not stored: let a
+                // redelivery or reconciliation process it again.
+                self.store.forget_event(&key).await?;
+            }
+            Ok(_) => {}
+        }
+        result
+    }
+
+    async fn apply_event(
+        &self,
+        external: &str,
+        target: Option<RequestState>,
+        at: i64,
+        actor: &str,
+        key: &str,
+        audit: Option<String>,
+    ) -> Result<EventOutcome> {
+        let Some(request) = self.store.find_by_external(external).await? else {
+            return Ok(EventOutcome::Ignored);
+        };
+        let source = Source::DingTalkEvent {
+            event: key.to_owned(),
+        };
+        let mut outcome = EventOutcome::Recorded;
+        self.mutate(&request.id, |r| match target {
+            None => {
+                r.record(r.state, at, actor, source.clone(), audit.clone());
+                Ok(true)
+            }
+            Some(to) => match plan(r, to, at) {
+                Ok(Plan::Apply) => {
+                    outcome = EventOutcome::Applied;
+                    self.apply(r, to, at, actor, source.clone(), None)
+                }
+                Ok(Plan::Unchanged) => {
+                    outcome = EventOutcome::Recorded;
+                    Ok(false)
+                }
+                Ok(Plan::Stale) | Err(Error::IllegalTransition { .. }) => {
+                    outcome = EventOutcome::Stale;
+                    Ok(false)
+                }
+                Err(e) => Err(e),
+            },
+        })
+        .await?;
+        Ok(outcome)
+    }
+
+    /// An admin approves from the console; written back to DingTalk first.
+    ///
+    /// # Errors
+    /// [`Error::IllegalTransition`] (e.g. after a revoke); a DingTalk error leaves the request
+    /// unchanged.
+    pub async fn approve(
+        &self,
+        id: &RequestId,
+        admin: &str,
+        remark: Option<&str>,
+    ) -> Result<ApprovalRequest> {
+        self.console(id, RequestState::Approved, admin, remark).await
+    }
+
+    /// An admin rejects from the console. See [`approve`](Self::approve).
+    ///
+    /// # Errors
+    /// As [`approve`](Self::approve).
+    pub async fn reject(&self, id: &RequestId, admin: &str, remark: Option<&str>) -> Result<ApprovalRequest> {
+        self.console(id, RequestState::Rejected, admin, remark).await
+    }
+
+    /// An admin revokes, also after approval (the grant dies with it). See
+    /// [`approve`](Self::approve).
+    ///
+    /// # Errors
+    /// As [`approve`](Self::approve).
+    pub async fn revoke(&self, id: &RequestId, admin: &str, remark: Option<&str>) -> Result<ApprovalRequest> {
+        self.console(id, RequestState::Revoked, admin, remark).await
+    }
+
+    async fn console(
+        &self,
+        id: &RequestId,
+        to: RequestState,
+        admin: &str,
+        remark: Option<&str>,
+    ) -> Result<ApprovalRequest> {
+        let request = self.get(id).await?;
+        let now = now_ms();
+        if plan(&request, to, now)? == Plan::Unchanged {
+            return Ok(request);
+        }
+        // Write back first: if DingTalk refuses, nothing changes here.
+        if let (Some(external), true) = (&request.external_id, request.state == RequestState::Pending) {
+            let backend = self.backend(&request.workflow)?;
+            match to {
+                RequestState::Approved => backend.approve(external, admin, remark).await?,
+                RequestState::Rejected => backend.reject(external, admin, remark).await?,
+                _ => backend.revoke(external, admin, remark).await?,
+            }
+        }
+        let note = remark.map(str::to_owned);
+        self.mutate(id, |r| {
+            self.apply(r, to, now, admin, Source::Console, note.clone())
+        })
+        .await
+    }
+
+    /// Catches up on what events did not tell us (HTTP push has no documented retry, and
+    /// subscriptions have a monthly quota): for requests older than `older_than`, creates
+    /// missing external instances, polls pending ones, and expires overdue ones.
+    ///
+    /// # Errors
+    /// Store errors; backend errors are logged per request and retried next pass.
+    pub async fn reconcile(&self, older_than: Duration) -> Result<ReconcileReport> {
+        let now = now_ms();
+        let mut filter = ListFilter::default().states(vec![RequestState::Submitted, RequestState::Pending]);
+        filter.created_to_ms = Some(now - millis(older_than));
+        let mut report = ReconcileReport::default();
+        for request in self.store.list(&filter).await? {
+            report.checked += 1;
+            let Ok(backend) = self.backend(&request.workflow).map(Arc::clone) else {
+                continue;
+            };
+            let outcome = self.reconcile_one(&request, backend.as_ref(), now).await;
+            match outcome {
+                Ok((changed, linked)) => {
+                    report.changed += usize::from(changed);
+                    report.linked += usize::from(linked);
+                }
+                Err(e) => {
+                    tracing::warn!(request = %request.id, error = %e, "reconciliation failed; will retry")
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn reconcile_one(
+        &self,
+        request: &ApprovalRequest,
+        backend: &dyn ApprovalBackend,
+        now: i64,
+    ) -> Result<(bool, bool)> {
+        let Some(external) = &request.external_id else {
+            let after = self.create_external(&request.id, backend).await?;
+            let linked = after.external_id.is_some();
+            return Ok((after.state != request.state, linked));
+        };
+        if let Some(limit) = self
+            .expire_after
+            .filter(|l| now - request.created_at_ms > millis(*l))
+        {
+            tracing::info!(request = %request.id, ?limit, "expiring an undecided request");
+            if let Err(e) = backend.revoke(external, "system", Some("expired")).await {
+                tracing::warn!(request = %request.id, error = %e, "could not revoke the expired instance");
+            }
+            let after = self
+                .mutate(&request.id, |r| {
+                    self.apply(r, RequestState::Expired, now, "system", Source::System, None)
+                })
+                .await?;
+            return Ok((after.state != request.state, false));
+        }
+        let target = match backend.status(external).await? {
+            ExternalStatus::Running => RequestState::Pending,
+            ExternalStatus::Approved => RequestState::Approved,
+            ExternalStatus::Rejected => RequestState::Rejected,
+            ExternalStatus::Revoked => RequestState::Revoked,
+        };
+        let after = self
+            .mutate(&request.id, |r| {
+                self.apply(r, target, now, "dingtalk", Source::Reconciliation, None)
+            })
+            .await?;
+        Ok((after.state != request.state, false))
+    }
+}

@@ -1,0 +1,278 @@
+//! The request record and its state machine.
+//!
+//! ```text
+//! Submitted ─▶ Pending ─▶ Approved ─▶ Revoked
+//!     │           ├─────▶ Rejected
+//!     │           ├─────▶ Revoked
+//!     │           └─────▶ Expired
+//!     └─▶ Failed (the external instance could not be created)
+//! ```
+//!
+//! [`plan`] is pure: applying the state a request is already in is a no-op (idempotence),
+//! an event older than the one that set the current state is ignored (ordering), and any
+//! other move out of a terminal state is an [`Error::IllegalTransition`].
+
+use crate::error::{Error, Result};
+use sase_policy::ids::{DeviceId, UserId, WorkflowId};
+use sase_policy::{Action, SignedGrant};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// An approval request's id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        Self(format!("req-{:024x}", rand::random::<u128>() >> 32))
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RequestState {
+    /// Recorded; the external instance is being (or will be) created.
+    Submitted,
+    /// The external instance exists and awaits a decision.
+    Pending,
+    /// Approved: a grant was issued.
+    Approved,
+    /// Rejected.
+    Rejected,
+    /// Revoked (by the requester, an admin, or in DingTalk), possibly after approval.
+    Revoked,
+    /// No decision before the deadline.
+    Expired,
+    /// The external instance could not be created.
+    Failed,
+}
+
+impl RequestState {
+    /// Whether nothing (but a revoke, after approval) can follow.
+    pub fn is_final(self) -> bool {
+        !matches!(self, RequestState::Submitted | RequestState::Pending)
+    }
+
+    fn allows(self, to: RequestState) -> bool {
+        use RequestState::*;
+        matches!(
+            (self, to),
+            (
+                Submitted,
+                Pending | Approved | Rejected | Revoked | Expired | Failed
+            ) | (Pending, Approved | Rejected | Revoked | Expired | Failed)
+                | (Approved, Revoked)
+        )
+    }
+}
+
+/// What caused a transition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Source {
+    /// The requester's agent.
+    Agent,
+    /// A DingTalk event.
+    DingTalkEvent {
+        /// The event's idempotency key.
+        event: String,
+    },
+    /// An admin in the console.
+    Console,
+    /// The reconciliation poll.
+    Reconciliation,
+    /// The engine itself (creation, expiry).
+    System,
+}
+
+/// One entry of a request's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    /// State before.
+    pub from: RequestState,
+    /// State after (equal to `from` for audit-only entries such as task events).
+    pub to: RequestState,
+    /// When it happened (the event's time), Unix ms.
+    pub at_ms: i64,
+    /// Who: a user id, an admin, `dingtalk`, `system`.
+    pub actor: String,
+    /// What caused it.
+    pub source: Source,
+    /// Free text (remark, failure reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// An approval request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    /// Id.
+    pub id: RequestId,
+    /// Template.
+    pub template: String,
+    /// Workflow.
+    pub workflow: WorkflowId,
+    /// Who asks.
+    pub requester: UserId,
+    /// For which device.
+    pub device: DeviceId,
+    /// For which action.
+    pub action: Action,
+    /// System field values (`reason`, `app_version`, …).
+    pub fields: BTreeMap<String, String>,
+    /// State.
+    pub state: RequestState,
+    /// Time of the event that set the current state, Unix ms (orders late events).
+    pub state_at_ms: i64,
+    /// The external instance (DingTalk processInstanceId), once created.
+    pub external_id: Option<String>,
+    /// Creation was attempted and its outcome is unknown: reconcile before creating again.
+    #[serde(default)]
+    pub create_uncertain: bool,
+    /// Created, Unix ms.
+    pub created_at_ms: i64,
+    /// The grant, once approved.
+    pub grant: Option<SignedGrant>,
+    /// Optimistic-concurrency version, bumped by every update.
+    pub version: u64,
+    /// Every transition, in order.
+    pub history: Vec<Transition>,
+}
+
+/// What applying a state would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Plan {
+    /// Move to the state.
+    Apply,
+    /// Already there: nothing to do.
+    Unchanged,
+    /// Older than what set the current state: ignore.
+    Stale,
+}
+
+/// Decides whether `request` may move to `to` because of something that happened at `at_ms`.
+///
+/// # Errors
+/// [`Error::IllegalTransition`] for a move the state machine forbids.
+pub fn plan(request: &ApprovalRequest, to: RequestState, at_ms: i64) -> Result<Plan> {
+    if request.state == to {
+        return Ok(Plan::Unchanged);
+    }
+    if at_ms < request.state_at_ms && request.state != RequestState::Submitted {
+        return Ok(Plan::Stale);
+    }
+    if request.state.allows(to) {
+        Ok(Plan::Apply)
+    } else if to == RequestState::Pending {
+        // A late "started" report after a decision: the decision stands.
+        Ok(Plan::Stale)
+    } else {
+        Err(Error::IllegalTransition {
+            id: request.id.to_string(),
+            from: request.state,
+            to,
+        })
+    }
+}
+
+impl ApprovalRequest {
+    /// Moves to `to` and records it (call after [`plan`] said [`Plan::Apply`]).
+    pub fn record(
+        &mut self,
+        to: RequestState,
+        at_ms: i64,
+        actor: &str,
+        source: Source,
+        note: Option<String>,
+    ) {
+        self.history.push(Transition {
+            from: self.state,
+            to,
+            at_ms,
+            actor: actor.to_owned(),
+            source,
+            note,
+        });
+        self.state = to;
+        self.state_at_ms = self.state_at_ms.max(at_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use RequestState::*;
+
+    fn request(state: RequestState, at: i64) -> ApprovalRequest {
+        ApprovalRequest {
+            id: RequestId("r".into()),
+            template: "t".into(),
+            workflow: WorkflowId::new("w"),
+            requester: UserId::new("u"),
+            device: DeviceId::new("d"),
+            action: Action::Uninstall,
+            fields: BTreeMap::new(),
+            state,
+            state_at_ms: at,
+            external_id: None,
+            create_uncertain: false,
+            created_at_ms: 0,
+            grant: None,
+            version: 0,
+            history: vec![],
+        }
+    }
+
+    #[test]
+    fn transitions_follow_the_machine() {
+        let ok = |from, to| plan(&request(from, 10), to, 20).unwrap();
+        assert_eq!(ok(Submitted, Pending), Plan::Apply);
+        assert_eq!(ok(Pending, Approved), Plan::Apply);
+        assert_eq!(ok(Approved, Revoked), Plan::Apply);
+        assert_eq!(ok(Approved, Approved), Plan::Unchanged);
+        assert_eq!(
+            ok(Approved, Pending),
+            Plan::Stale,
+            "a late start never undoes a decision"
+        );
+        for (from, to) in [
+            (Revoked, Approved),
+            (Rejected, Approved),
+            (Approved, Rejected),
+            (Expired, Pending),
+            (Failed, Approved),
+        ] {
+            assert!(
+                matches!(
+                    plan(&request(from, 10), to, 20),
+                    Err(Error::IllegalTransition { .. })
+                ),
+                "{from:?}->{to:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn older_events_are_stale() {
+        assert_eq!(plan(&request(Approved, 100), Revoked, 50).unwrap(), Plan::Stale);
+        assert_eq!(plan(&request(Pending, 100), Approved, 50).unwrap(), Plan::Stale);
+        assert_eq!(plan(&request(Submitted, 100), Approved, 50).unwrap(), Plan::Apply);
+    }
+}

@@ -1,0 +1,242 @@
+//! A durable SQLite store (WAL, full sync): versioned migrations, indexed columns for lookups
+//! and filters, and the whole request as JSON. Runtime queries only, so a PostgreSQL store
+//! can follow the same code.
+
+use super::{ApprovalStore, ListFilter};
+use crate::error::{Error, Result};
+use crate::state::{ApprovalRequest, RequestId};
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use std::path::Path;
+use std::time::Duration;
+
+/// Schema versions, applied in order inside one transaction each.
+const MIGRATIONS: &[&[&str]] = &[&[
+    "CREATE TABLE requests (
+        id TEXT PRIMARY KEY,
+        external_id TEXT UNIQUE,
+        state TEXT NOT NULL,
+        workflow TEXT NOT NULL,
+        requester TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        body TEXT NOT NULL
+    )",
+    "CREATE INDEX requests_by_state ON requests (state, created_at_ms)",
+    "CREATE INDEX requests_by_requester ON requests (requester, created_at_ms)",
+    "CREATE TABLE events (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL)",
+]];
+
+fn store_err(e: impl std::fmt::Display) -> Error {
+    Error::Store {
+        reason: e.to_string(),
+    }
+}
+
+/// Requests in a SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    ///
+    /// # Errors
+    /// [`Error::Store`] if the file cannot be opened or migrated.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(store_err)?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(store_err)?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            .execute(&mut *tx)
+            .await
+            .map_err(store_err)?;
+        let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            .fetch_one(&mut *tx)
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(store_err)?;
+        for (i, statements) in MIGRATIONS.iter().enumerate() {
+            let version = i64::try_from(i).unwrap_or(i64::MAX) + 1;
+            if version <= current {
+                continue;
+            }
+            for statement in *statements {
+                sqlx::query(statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_err)?;
+            }
+            sqlx::query("INSERT INTO schema_version (version) VALUES (?)")
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_err)?;
+        }
+        tx.commit().await.map_err(store_err)
+    }
+
+    fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<ApprovalRequest> {
+        let body: String = row.try_get("body").map_err(store_err)?;
+        let version: i64 = row.try_get("version").map_err(store_err)?;
+        let mut request: ApprovalRequest = serde_json::from_str(&body).map_err(store_err)?;
+        request.version = u64::try_from(version).unwrap_or_default();
+        Ok(request)
+    }
+
+    async fn one(&self, sql: &str, key: &str) -> Result<Option<ApprovalRequest>> {
+        let row = sqlx::query(sql)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err)?;
+        row.as_ref().map(Self::decode).transpose()
+    }
+}
+
+fn state_name(request: &ApprovalRequest) -> Result<String> {
+    serde_json::to_value(request.state)
+        .map_err(store_err)
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+}
+
+#[async_trait]
+impl ApprovalStore for SqliteStore {
+    async fn insert(&self, request: &ApprovalRequest) -> Result<()> {
+        let body = serde_json::to_string(request).map_err(store_err)?;
+        sqlx::query(
+            "INSERT INTO requests (id, external_id, state, workflow, requester, created_at_ms, version, body)
+             VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+        )
+        .bind(request.id.as_str())
+        .bind(request.external_id.as_deref())
+        .bind(state_name(request)?)
+        .bind(request.workflow.as_str())
+        .bind(request.requester.as_str())
+        .bind(request.created_at_ms)
+        .bind(body)
+        .execute(&self.pool)
+        .await
+        .map_err(store_err)?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &RequestId) -> Result<Option<ApprovalRequest>> {
+        self.one("SELECT body, version FROM requests WHERE id = ?", id.as_str())
+            .await
+    }
+
+    async fn find_by_external(&self, external_id: &str) -> Result<Option<ApprovalRequest>> {
+        self.one(
+            "SELECT body, version FROM requests WHERE external_id = ?",
+            external_id,
+        )
+        .await
+    }
+
+    async fn update(&self, request: &ApprovalRequest) -> Result<()> {
+        let mut next = request.clone();
+        next.version = request.version + 1;
+        let body = serde_json::to_string(&next).map_err(store_err)?;
+        let expected = i64::try_from(request.version).map_err(store_err)?;
+        let done = sqlx::query(
+            "UPDATE requests SET external_id = ?, state = ?, version = version + 1, body = ?
+             WHERE id = ? AND version = ?",
+        )
+        .bind(request.external_id.as_deref())
+        .bind(state_name(request)?)
+        .bind(body)
+        .bind(request.id.as_str())
+        .bind(expected)
+        .execute(&self.pool)
+        .await
+        .map_err(store_err)?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        match self.get(&request.id).await? {
+            Some(stored) => Err(Error::Conflict {
+                id: request.id.to_string(),
+                expected: request.version,
+                actual: stored.version,
+            }),
+            None => Err(Error::NotFound {
+                id: request.id.to_string(),
+            }),
+        }
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<ApprovalRequest>> {
+        let mut q: QueryBuilder<'_, Sqlite> =
+            QueryBuilder::new("SELECT body, version FROM requests WHERE 1 = 1");
+        if !filter.states.is_empty() {
+            q.push(" AND state IN (");
+            let mut sep = q.separated(", ");
+            for state in &filter.states {
+                let name = serde_json::to_value(state).map_err(store_err)?;
+                sep.push_bind(name.as_str().unwrap_or_default().to_owned());
+            }
+            q.push(")");
+        }
+        if let Some(user) = &filter.requester {
+            q.push(" AND requester = ").push_bind(user.as_str().to_owned());
+        }
+        if let Some(workflow) = &filter.workflow {
+            q.push(" AND workflow = ").push_bind(workflow.as_str().to_owned());
+        }
+        if let Some(from) = filter.created_from_ms {
+            q.push(" AND created_at_ms >= ").push_bind(from);
+        }
+        if let Some(to) = filter.created_to_ms {
+            q.push(" AND created_at_ms < ").push_bind(to);
+        }
+        let limit = if filter.limit == 0 {
+            i64::MAX
+        } else {
+            i64::try_from(filter.limit).unwrap_or(i64::MAX)
+        };
+        q.push(" ORDER BY created_at_ms, id LIMIT ").push_bind(limit);
+        q.push(" OFFSET ")
+            .push_bind(i64::try_from(filter.offset).unwrap_or(0));
+        let rows = q.build().fetch_all(&self.pool).await.map_err(store_err)?;
+        rows.iter().map(Self::decode).collect()
+    }
+
+    async fn record_event(&self, key: &str, at_ms: i64) -> Result<bool> {
+        let done = sqlx::query("INSERT OR IGNORE INTO events (key, at_ms) VALUES (?, ?)")
+            .bind(key)
+            .bind(at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(store_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn forget_event(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM events WHERE key = ?")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(store_err)?;
+        Ok(())
+    }
+}

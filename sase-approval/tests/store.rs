@@ -1,0 +1,140 @@
+//! One conformance suite run against the in-memory and the SQLite store (a real file,
+//! reopened to prove nothing is lost).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use sase_approval::state::{ApprovalRequest, RequestId, RequestState, Source};
+use sase_approval::store::{ApprovalStore, ListFilter, MemoryStore, SqliteStore};
+use sase_approval::Error;
+use sase_policy::ids::{DeviceId, UserId, WorkflowId};
+use sase_policy::Action;
+use std::sync::Arc;
+
+fn request(id: &str, user: &str, created: i64) -> ApprovalRequest {
+    let mut r = ApprovalRequest {
+        id: RequestId(id.into()),
+        template: "app_uninstall".into(),
+        workflow: WorkflowId::new("wf"),
+        requester: UserId::new(user),
+        device: DeviceId::new("dev"),
+        action: Action::Uninstall,
+        fields: [("reason".to_owned(), "重装系统".to_owned())].into(),
+        state: RequestState::Submitted,
+        state_at_ms: created,
+        external_id: None,
+        create_uncertain: false,
+        created_at_ms: created,
+        grant: None,
+        version: 0,
+        history: vec![],
+    };
+    r.record(RequestState::Submitted, created, user, Source::Agent, None);
+    r
+}
+
+async fn conformance(store: Arc<dyn ApprovalStore>) {
+    store.insert(&request("r1", "alice", 100)).await.unwrap();
+    store.insert(&request("r2", "bob", 200)).await.unwrap();
+    store.insert(&request("r3", "alice", 300)).await.unwrap();
+    assert!(
+        store.insert(&request("r1", "alice", 100)).await.is_err(),
+        "ids are unique"
+    );
+
+    let mut r1 = store.get(&RequestId("r1".into())).await.unwrap().unwrap();
+    assert_eq!(r1.version, 0);
+    r1.external_id = Some("pi-1".into());
+    r1.record(RequestState::Pending, 150, "system", Source::System, None);
+    store.update(&r1).await.unwrap();
+    let stored = store.find_by_external("pi-1").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.state, stored.version, stored.history.len()),
+        (RequestState::Pending, 1, 2)
+    );
+    // A writer holding version 0 loses.
+    match store.update(&r1).await {
+        Err(Error::Conflict {
+            expected: 0,
+            actual: 1,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+
+    let pending = store
+        .list(&ListFilter::default().states(vec![RequestState::Pending]))
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    let alice = store
+        .list(&ListFilter::default().requester(UserId::new("alice")))
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.iter().map(|r| r.id.0.as_str()).collect::<Vec<_>>(),
+        ["r1", "r3"]
+    );
+    let mut page = ListFilter::default();
+    page.offset = 1;
+    page.limit = 1;
+    assert_eq!(store.list(&page).await.unwrap()[0].id.0, "r2");
+
+    assert!(store.record_event("ev-1", 1).await.unwrap());
+    assert!(
+        !store.record_event("ev-1", 2).await.unwrap(),
+        "duplicates are detected"
+    );
+    store.forget_event("ev-1").await.unwrap();
+    assert!(store.record_event("ev-1", 3).await.unwrap());
+
+    // Two concurrent updates of one request: exactly one wins, the other sees a conflict.
+    let base = store.get(&RequestId("r2".into())).await.unwrap().unwrap();
+    let (mut a, mut b) = (base.clone(), base.clone());
+    a.fields.insert("app_version".into(), "1".into());
+    b.fields.insert("app_version".into(), "2".into());
+    let (sa, sb) = (Arc::clone(&store), Arc::clone(&store));
+    let (ra, rb) = tokio::join!(
+        tokio::spawn(async move { sa.update(&a).await }),
+        tokio::spawn(async move { sb.update(&b).await })
+    );
+    let results = [ra.unwrap(), rb.unwrap()];
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert!(results.iter().any(|r| matches!(r, Err(Error::Conflict { .. }))));
+    let after = store.get(&RequestId("r2".into())).await.unwrap().unwrap();
+    assert_eq!(after.version, 1);
+    assert!(
+        ["1", "2"].contains(&after.fields["app_version"].as_str()),
+        "the winner's write is whole"
+    );
+}
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    conformance(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_conforms_and_keeps_everything_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("approvals.sqlite");
+    conformance(Arc::new(SqliteStore::open(&path).await.unwrap())).await;
+
+    // Reopen the file: requests, versions, history and event keys are all there.
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    let r1 = reopened.find_by_external("pi-1").await.unwrap().unwrap();
+    assert_eq!(
+        (r1.state, r1.version, r1.history.len()),
+        (RequestState::Pending, 1, 2)
+    );
+    assert_eq!(r1.fields["reason"], "重装系统");
+    assert_eq!(reopened.list(&ListFilter::default()).await.unwrap().len(), 3);
+    assert!(
+        !reopened.record_event("ev-1", 4).await.unwrap(),
+        "event de-duplication survives a restart"
+    );
+}
