@@ -256,7 +256,7 @@ mod tests {
             (Revoked, Approved),
             (Rejected, Approved),
             (Approved, Rejected),
-            (Expired, Pending),
+            (Expired, Approved),
             (Failed, Approved),
         ] {
             assert!(
