@@ -291,7 +291,7 @@ impl Engine {
             action: submit.action,
             fields: submit.fields,
             state: RequestState::Submitted,
-            state_at_ms: now,
+            state_at_ms: 0,
             external_id: None,
             create_uncertain: false,
             created_at_ms: now,
@@ -480,10 +480,9 @@ impl Engine {
                     .or(c.meta.event_time)
                     .or(c.create_time)
                     .unwrap_or_else(now_ms);
-                let actor = c
-                    .staff_id
-                    .as_ref()
-                    .map_or("dingtalk".to_owned(), ToString::to_string);
+                // An instance event's staffId is the originator, not the decider; the approver
+                // is recorded from the task events.
+                let actor = "dingtalk".to_owned();
                 (c.process_instance_id.as_ref(), Some(target), at, actor, None)
             }
             Event::TaskChange(t) => {

@@ -138,7 +138,8 @@ pub struct ApprovalRequest {
     pub fields: BTreeMap<String, String>,
     /// State.
     pub state: RequestState,
-    /// Time of the event that set the current state, Unix ms (orders late events).
+    /// Time (DingTalk's clock) of the event that set the current state, Unix ms; 0 when the
+    /// state was set locally. Events older than this are stale.
     pub state_at_ms: i64,
     /// The external instance (DingTalk processInstanceId), once created.
     pub external_id: Option<String>,
@@ -175,7 +176,7 @@ pub fn plan(request: &ApprovalRequest, to: RequestState, at_ms: i64) -> Result<P
     if request.state == to {
         return Ok(Plan::Unchanged);
     }
-    if at_ms < request.state_at_ms && request.state != RequestState::Submitted {
+    if at_ms < request.state_at_ms {
         return Ok(Plan::Stale);
     }
     if request.state.allows(to) {
@@ -202,6 +203,15 @@ impl ApprovalRequest {
         source: Source,
         note: Option<String>,
     ) {
+        // Only DingTalk events order later events: their times share DingTalk's clock, while
+        // local moves (creation, console actions) would compare our clock with theirs.
+        if to != self.state {
+            self.state_at_ms = if matches!(source, Source::DingTalkEvent { .. }) {
+                at_ms
+            } else {
+                0
+            };
+        }
         self.history.push(Transition {
             from: self.state,
             to,
@@ -211,7 +221,6 @@ impl ApprovalRequest {
             note,
         });
         self.state = to;
-        self.state_at_ms = self.state_at_ms.max(at_ms);
     }
 }
 
@@ -273,6 +282,10 @@ mod tests {
     fn older_events_are_stale() {
         assert_eq!(plan(&request(Approved, 100), Revoked, 50).unwrap(), Plan::Stale);
         assert_eq!(plan(&request(Pending, 100), Approved, 50).unwrap(), Plan::Stale);
-        assert_eq!(plan(&request(Submitted, 100), Approved, 50).unwrap(), Plan::Apply);
+        assert_eq!(
+            plan(&request(Submitted, 0), Approved, 50).unwrap(),
+            Plan::Apply,
+            "set locally: unordered"
+        );
     }
 }

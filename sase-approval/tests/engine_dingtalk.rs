@@ -1,0 +1,491 @@
+//! The engine against the mock DingTalk over real HTTP on 127.0.0.1: the mock pushes
+//! encrypted events to our axum callback route, which feeds the engine. Approve, refuse and
+//! terminate from DingTalk; approve, reject and revoke from the console (written back);
+//! duplicate and out-of-order events; a lost event recovered by reconciliation; an outage and
+//! an ambiguous create during submit; a restart on a real SQLite file.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
+use dingtalk_sdk::client::DingTalkClient;
+use dingtalk_sdk::crypto::EventCrypto;
+use dingtalk_sdk::event::Event;
+use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFaults, MockFormField, MockProcess};
+use dingtalk_sdk::retry::RetryPolicy;
+use dingtalk_sdk::token::Credentials;
+use dingtalk_sdk::ProcessCode;
+use sase_approval::backend::DingTalkBackend;
+use sase_approval::definition::{
+    new_callback_id, Delivery, DingTalkSettings, Mapping, Workflow, WorkflowKind,
+};
+use sase_approval::engine::{Engine, EventOutcome, SubmitRequest};
+use sase_approval::state::{RequestId, RequestState};
+use sase_approval::store::{ApprovalStore, MemoryStore, SqliteStore};
+use sase_approval::Error;
+use sase_policy::ids::{DeviceId, UserId, WorkflowId};
+use sase_policy::{Action, GrantSigner};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const APP: &str = "dingappkey0001";
+const SECRET: &str = "secret";
+const TOKEN: &str = "sase1token2cb";
+const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
+const CODE: &str = "PROC-UNINSTALL";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn workflow() -> Workflow {
+    Workflow {
+        id: WorkflowId::new("wf-dingtalk"),
+        name: "DingTalk approval".into(),
+        kind: WorkflowKind::DingTalk(DingTalkSettings {
+            client_id: APP.into(),
+            client_secret: SECRET.into(),
+            token: TOKEN.into(),
+            aes_key: AES_KEY.into(),
+            receiver_id: APP.into(),
+            delivery: Delivery::HttpPush,
+            dept_id: -1,
+        }),
+        mappings: vec![Mapping {
+            template: "app_uninstall".into(),
+            process_code: ProcessCode::new(CODE),
+            fields: [
+                ("device", "设备名称"),
+                ("reason", "卸载原因"),
+                ("requester", "申请人"),
+            ]
+            .into_iter()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect(),
+        }],
+        callback_id: new_callback_id(),
+    }
+}
+
+struct Env {
+    mock: MockDingTalk,
+    engine: Arc<Engine>,
+    outcomes: Arc<Mutex<Vec<EventOutcome>>>,
+}
+
+/// Starts the callback route (feeding the engine) and the mock pushing to it.
+async fn env(store: Arc<dyn ApprovalStore>) -> Env {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let request_url = format!("http://{}/dingtalk/callback", listener.local_addr().unwrap());
+    let mock = MockDingTalk::builder()
+        .app(
+            MockApp::new(APP, SECRET)
+                .events(TOKEN, AES_KEY)
+                .request_url(request_url),
+        )
+        .process(MockProcess::new(
+            CODE,
+            "安全客户端卸载申请",
+            vec![
+                MockFormField::new("设备名称", "TextField", true),
+                MockFormField::new("卸载原因", "TextareaField", true),
+                MockFormField::new("申请人", "TextField", false),
+            ],
+            vec!["approver1".into()],
+        ))
+        .terminate_grace(Duration::ZERO)
+        .start()
+        .await
+        .unwrap();
+    let client = DingTalkClient::builder(Credentials::new(APP, SECRET))
+        .api_base(mock.base_url())
+        .retry(RetryPolicy::new(
+            3,
+            Duration::from_millis(5),
+            Duration::from_millis(20),
+            Duration::from_millis(10),
+        ))
+        .build()
+        .unwrap();
+    let wf = workflow();
+    let backend = Arc::new(DingTalkBackend::new(client, wf.clone()).unwrap());
+    let engine = Arc::new(
+        Engine::builder(store, GrantSigner::from_bytes(&[9; 32]))
+            .workflow(wf, backend)
+            .build()
+            .unwrap(),
+    );
+    let outcomes: Arc<Mutex<Vec<EventOutcome>>> = Arc::default();
+    let (e, o) = (Arc::clone(&engine), Arc::clone(&outcomes));
+    let handler = CallbackHandler::builder(EventCrypto::new(TOKEN, AES_KEY, APP).unwrap()).build();
+    let route = callback_route(handler, move |event: Event| {
+        let (engine, outcomes) = (Arc::clone(&e), Arc::clone(&o));
+        async move {
+            let outcome = engine.handle_event(&event).await.map_err(|e| e.to_string())?;
+            outcomes.lock().unwrap().push(outcome);
+            Ok::<(), String>(())
+        }
+    });
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().route("/dingtalk/callback", route)).await
+    });
+    Env {
+        mock,
+        engine,
+        outcomes,
+    }
+}
+
+fn submit(user: &str) -> SubmitRequest {
+    SubmitRequest::uninstall(
+        WorkflowId::new("wf-dingtalk"),
+        UserId::new(user),
+        DeviceId::new("LAPTOP-7F3K2"),
+        "重装系统",
+    )
+    .field("app_version", "5.2.1")
+}
+
+impl Env {
+    async fn wait_state(&self, id: &RequestId, state: RequestState) {
+        for _ in 0..500 {
+            if self.engine.get(id).await.unwrap().state == state {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "request never reached {state:?}: {:?}",
+            self.engine.get(id).await.unwrap()
+        );
+    }
+
+    fn instance(&self, external: &str) -> serde_json::Value {
+        self.mock.instance(external).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn approved_in_dingtalk_issues_a_grant_the_agent_can_verify() {
+    let e = env(Arc::new(MemoryStore::new())).await;
+    let mut updates = e.engine.subscribe();
+    let r = e.engine.submit(submit("alice")).await.unwrap();
+    assert_eq!(r.state, RequestState::Pending);
+    let external = r.external_id.clone().unwrap();
+    // The form values came from the mapping.
+    let form = &e.instance(&external)["formComponentValues"];
+    assert!(form
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["name"] == "卸载原因" && f["value"] == "重装系统"));
+    assert!(form
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["name"] == "申请人" && f["value"] == "alice"));
+
+    e.mock
+        .approve(&external, Some("approver1"), Some("同意"))
+        .unwrap();
+    e.wait_state(&r.id, RequestState::Approved).await;
+    let approved = e.engine.get(&r.id).await.unwrap();
+    let grant = approved.grant.clone().unwrap();
+    let verified = e
+        .engine
+        .verifier()
+        .verify(
+            &grant,
+            &UserId::new("alice"),
+            &DeviceId::new("LAPTOP-7F3K2"),
+            Action::Uninstall,
+            grant.grant.issued_at_ms,
+            &HashSet::new(),
+        )
+        .unwrap();
+    assert_eq!(verified.request_id.as_deref(), Some(r.id.as_str()));
+    let last = approved
+        .history
+        .iter()
+        .rev()
+        .find(|t| t.to == RequestState::Approved)
+        .unwrap();
+    assert_eq!(last.actor, "dingtalk");
+    let decided_by = approved
+        .history
+        .iter()
+        .find(|t| t.note.as_deref().is_some_and(|n| n.contains("finish AGREE")));
+    assert_eq!(
+        decided_by.map(|t| t.actor.as_str()),
+        Some("approver1"),
+        "the approver is on the audit trail"
+    );
+    assert!(matches!(
+        last.source,
+        sase_approval::state::Source::DingTalkEvent { .. }
+    ));
+    // Subscribers heard every state change.
+    let mut seen = Vec::new();
+    while let Ok(u) = updates.try_recv() {
+        seen.push(u.state);
+    }
+    assert!(
+        seen.contains(&RequestState::Pending) && seen.contains(&RequestState::Approved),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn refused_and_terminated_in_dingtalk() {
+    let e = env(Arc::new(MemoryStore::new())).await;
+    let refused = e.engine.submit(submit("bob")).await.unwrap();
+    e.mock
+        .refuse(refused.external_id.as_deref().unwrap(), None, Some("不同意"))
+        .unwrap();
+    e.wait_state(&refused.id, RequestState::Rejected).await;
+    let revoked = e.engine.submit(submit("carol")).await.unwrap();
+    e.mock
+        .terminate(revoked.external_id.as_deref().unwrap(), Some("不需要了"))
+        .unwrap();
+    e.wait_state(&revoked.id, RequestState::Revoked).await;
+    assert!(e.engine.get(&revoked.id).await.unwrap().grant.is_none());
+}
+
+#[tokio::test]
+async fn console_actions_are_written_back_to_dingtalk() {
+    let e = env(Arc::new(MemoryStore::new())).await;
+    let r = e.engine.submit(submit("dave")).await.unwrap();
+    let external = r.external_id.clone().unwrap();
+    let approved = e.engine.approve(&r.id, "admin1", Some("ok")).await.unwrap();
+    assert_eq!(approved.state, RequestState::Approved);
+    assert!(approved.grant.is_some());
+    let instance = e.instance(&external);
+    assert_eq!(
+        (instance["status"].as_str(), instance["result"].as_str()),
+        (Some("COMPLETED"), Some("agree"))
+    );
+    // DingTalk's own finish event then changes nothing.
+    assert!(
+        e.mock
+            .wait_for(WAIT, |_| e
+                .outcomes
+                .lock()
+                .unwrap()
+                .contains(&EventOutcome::Recorded))
+            .await
+    );
+    let after = e.engine.get(&r.id).await.unwrap();
+    assert_eq!(after.state, RequestState::Approved, "{:#?}", after.history);
+
+    // Revoked after approval: the grant dies with it; approving again is illegal.
+    let revoked = e
+        .engine
+        .revoke(&r.id, "admin1", Some("device reassigned"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (revoked.state, revoked.grant.is_none()),
+        (RequestState::Revoked, true)
+    );
+    assert!(matches!(
+        e.engine.approve(&r.id, "admin1", None).await,
+        Err(Error::IllegalTransition { .. })
+    ));
+
+    let rejected = e.engine.submit(submit("erin")).await.unwrap();
+    e.engine.reject(&rejected.id, "admin2", Some("no")).await.unwrap();
+    assert_eq!(
+        e.instance(rejected.external_id.as_deref().unwrap())["result"],
+        "refuse"
+    );
+    let revoke_pending = e.engine.submit(submit("frank")).await.unwrap();
+    e.engine.revoke(&revoke_pending.id, "admin2", None).await.unwrap();
+    assert_eq!(
+        e.instance(revoke_pending.external_id.as_deref().unwrap())["status"],
+        "TERMINATED"
+    );
+}
+
+#[tokio::test]
+async fn when_dingtalk_refuses_a_console_action_nothing_changes() {
+    let e = env(Arc::new(MemoryStore::new())).await;
+    let r = e.engine.submit(submit("gina")).await.unwrap();
+    // The approver already decided in DingTalk, but the event was lost: the console's
+    // write-back fails and the store is left consistent (still pending until reconciled).
+    e.mock.set_faults(MockFaults {
+        drop_events_next: 10,
+        ..MockFaults::default()
+    });
+    e.mock
+        .approve(r.external_id.as_deref().unwrap(), None, None)
+        .unwrap();
+    let err = e.engine.reject(&r.id, "admin", None).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Backend { .. } | Error::DingTalk(_)),
+        "{err:?}"
+    );
+    assert_eq!(e.engine.get(&r.id).await.unwrap().state, RequestState::Pending);
+    // Reconciliation then finds the truth.
+    let report = e.engine.reconcile(Duration::ZERO).await.unwrap();
+    assert_eq!(report.changed, 1);
+    assert_eq!(e.engine.get(&r.id).await.unwrap().state, RequestState::Approved);
+}
+
+#[tokio::test]
+async fn duplicate_and_out_of_order_events_end_in_the_in_order_state() {
+    let e = env(Arc::new(MemoryStore::new())).await;
+    let r = e.engine.submit(submit("hank")).await.unwrap();
+    let external = r.external_id.clone().unwrap();
+    e.mock.set_faults(MockFaults {
+        duplicate_events_next: 10,
+        ..MockFaults::default()
+    });
+    e.mock.approve(&external, None, None).unwrap();
+    e.wait_state(&r.id, RequestState::Approved).await;
+    assert!(
+        e.mock
+            .wait_for(WAIT, |_| e
+                .outcomes
+                .lock()
+                .unwrap()
+                .contains(&EventOutcome::Duplicate))
+            .await
+    );
+    let approvals = e
+        .engine
+        .get(&r.id)
+        .await
+        .unwrap()
+        .history
+        .iter()
+        .filter(|t| t.to == RequestState::Approved && t.from != t.to)
+        .count();
+    assert_eq!(approvals, 1, "one state change however often the event came");
+
+    // An older "start" event arriving after the decision is stale.
+    let late_start = Event::from_json(&format!(
+        r#"{{"EventType":"bpms_instance_change","eventId":"late-start","processInstanceId":"{external}","type":"start","EventTime":1}}"#
+    ))
+    .unwrap();
+    assert_eq!(
+        e.engine.handle_event(&late_start).await.unwrap(),
+        EventOutcome::Stale
+    );
+    assert_eq!(
+        e.engine.handle_event(&late_start).await.unwrap(),
+        EventOutcome::Duplicate
+    );
+    assert_eq!(e.engine.get(&r.id).await.unwrap().state, RequestState::Approved);
+}
+
+#[tokio::test]
+async fn a_lost_event_is_recovered_by_reconciliation() {
+    let e = env(Arc::new(MemoryStore::new())).await;
+    let r = e.engine.submit(submit("ivan")).await.unwrap();
+    e.mock.set_faults(MockFaults {
+        drop_events_next: 10,
+        ..MockFaults::default()
+    });
+    e.mock
+        .approve(r.external_id.as_deref().unwrap(), None, None)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        e.engine.get(&r.id).await.unwrap().state,
+        RequestState::Pending,
+        "the event was lost"
+    );
+    assert_eq!(
+        e.engine
+            .reconcile(Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .checked,
+        0,
+        "too young to poll"
+    );
+    let report = e.engine.reconcile(Duration::ZERO).await.unwrap();
+    assert_eq!((report.checked, report.changed), (1, 1));
+    let approved = e.engine.get(&r.id).await.unwrap();
+    assert_eq!(approved.state, RequestState::Approved);
+    assert!(approved.grant.is_some());
+}
+
+#[tokio::test]
+async fn an_outage_during_submit_is_created_later_and_an_ambiguous_create_is_never_duplicated() {
+    let e = env(Arc::new(MemoryStore::new())).await;
+    // Rate limited beyond the client's budget: the request waits, nothing is lost.
+    e.mock.set_faults(MockFaults {
+        rate_limit_next: 50,
+        ..MockFaults::default()
+    });
+    let waiting = e.engine.submit(submit("judy")).await.unwrap();
+    assert_eq!(
+        (waiting.state, waiting.external_id.as_ref()),
+        (RequestState::Submitted, None)
+    );
+    e.mock.set_faults(MockFaults::default());
+    let report = e.engine.reconcile(Duration::ZERO).await.unwrap();
+    assert_eq!(report.linked, 1);
+    assert_eq!(
+        e.engine.get(&waiting.id).await.unwrap().state,
+        RequestState::Pending
+    );
+
+    // DingTalk created the instance but answered 500: the engine finds it instead of
+    // creating a second one.
+    let before = e.mock.instance_ids().len();
+    e.mock.set_faults(MockFaults {
+        create_then_fail_next: 1,
+        ..MockFaults::default()
+    });
+    let uncertain = e.engine.submit(submit("kate")).await.unwrap();
+    assert!(uncertain.create_uncertain);
+    assert_eq!(e.mock.instance_ids().len(), before + 1);
+    e.engine.reconcile(Duration::ZERO).await.unwrap();
+    let linked = e.engine.get(&uncertain.id).await.unwrap();
+    assert_eq!(linked.state, RequestState::Pending);
+    assert_eq!(e.mock.instance_ids().len(), before + 1, "no duplicate instance");
+    assert_eq!(
+        linked.external_id.as_deref(),
+        e.mock.instance_ids().last().map(String::as_str)
+    );
+}
+
+#[tokio::test]
+async fn a_restart_in_the_middle_of_a_pending_request_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("engine.sqlite");
+    let e = env(Arc::new(SqliteStore::open(&path).await.unwrap())).await;
+    let r = e.engine.submit(submit("liam")).await.unwrap();
+    let external = r.external_id.clone().unwrap();
+    drop(e);
+
+    // A new process on the same file: the request is there and DingTalk's decision lands.
+    let e = env(Arc::new(SqliteStore::open(&path).await.unwrap())).await;
+    let reloaded = e.engine.get(&r.id).await.unwrap();
+    assert_eq!(
+        (reloaded.state, reloaded.external_id.as_deref()),
+        (RequestState::Pending, Some(external.as_str()))
+    );
+    let finish = Event::from_json(&format!(
+        r#"{{"EventType":"bpms_instance_change","eventId":"restart-1","processInstanceId":"{external}","type":"finish","result":"agree","staffId":"approver1","finishTime":{}}}"#,
+        r.created_at_ms + 1000
+    ))
+    .unwrap();
+    assert_eq!(
+        e.engine.handle_event(&finish).await.unwrap(),
+        EventOutcome::Applied
+    );
+    drop(e);
+    let store = SqliteStore::open(&path).await.unwrap();
+    let stored = store.get(&r.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, RequestState::Approved);
+    assert!(stored.grant.is_some());
+    assert!(
+        !store.record_event("restart-1", 0).await.unwrap(),
+        "the processed event is remembered"
+    );
+}
