@@ -489,3 +489,78 @@ async fn a_restart_in_the_middle_of_a_pending_request_loses_nothing() {
         "the processed event is remembered"
     );
 }
+
+#[tokio::test]
+async fn mappings_are_checked_against_the_live_form() {
+    let e = env(Arc::new(MemoryStore::new())).await;
+    let client = DingTalkClient::builder(Credentials::new(APP, SECRET))
+        .api_base(e.mock.base_url())
+        .build()
+        .unwrap();
+    let form = client
+        .workflow()
+        .form_schema(&ProcessCode::new(CODE))
+        .await
+        .unwrap();
+    let wf = workflow();
+    wf.validate_against_form("app_uninstall", &form).unwrap();
+
+    let mut missing_label = workflow();
+    missing_label.mappings[0]
+        .fields
+        .insert("app_version".into(), "版本号".into());
+    let err = missing_label
+        .validate_against_form("app_uninstall", &form)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Definition { path, .. } if path.ends_with("fields.app_version")),
+        "{err}"
+    );
+
+    let mut uncovered = workflow();
+    uncovered.mappings[0].fields.remove("reason");
+    let err = uncovered
+        .validate_against_form("app_uninstall", &form)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("卸载原因"),
+        "a required form field must be mapped: {err}"
+    );
+
+    let mut unknown_field = workflow();
+    unknown_field.mappings[0]
+        .fields
+        .insert("shoe_size".into(), "设备名称".into());
+    let err = unknown_field
+        .validate(&[sase_approval::definition::Template::app_uninstall()])
+        .unwrap_err();
+    assert!(err.to_string().contains("shoe_size"), "{err}");
+    let mut twice = workflow();
+    twice.mappings.push(twice.mappings[0].clone());
+    assert!(twice
+        .validate(&[sase_approval::definition::Template::app_uninstall()])
+        .is_err());
+}
+
+#[tokio::test]
+async fn undecided_requests_expire_and_their_instance_is_revoked() {
+    let e = env(Arc::new(MemoryStore::new())).await;
+    let client = DingTalkClient::builder(Credentials::new(APP, SECRET))
+        .api_base(e.mock.base_url())
+        .build()
+        .unwrap();
+    let wf = workflow();
+    let expiring = Engine::builder(Arc::new(MemoryStore::new()), GrantSigner::from_bytes(&[9; 32]))
+        .workflow(wf.clone(), Arc::new(DingTalkBackend::new(client, wf).unwrap()))
+        .expire_after(Duration::ZERO)
+        .build()
+        .unwrap();
+    let r = expiring.submit(submit("mona")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    expiring.reconcile(Duration::ZERO).await.unwrap();
+    assert_eq!(expiring.get(&r.id).await.unwrap().state, RequestState::Expired);
+    assert_eq!(
+        e.instance(r.external_id.as_deref().unwrap())["status"],
+        "TERMINATED"
+    );
+}
