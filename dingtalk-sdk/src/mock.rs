@@ -24,3 +24,15 @@ mod state;
 pub use config::{MockApp, MockConfig, MockFaults, MockFormField, MockProcess};
 pub use delivery::{Channel, Delivery};
 pub use server::{JournalEntry, MockDingTalk, MockDingTalkBuilder};
+
+/// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held.
+pub(crate) async fn poll_until(timeout: std::time::Duration, condition: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    condition()
+}

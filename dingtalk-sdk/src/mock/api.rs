@@ -352,14 +352,8 @@ async fn get_instance(State(shared): State<Arc<Shared>>, headers: HeaderMap, Que
     }
 }
 
-async fn terminate(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let result = (|| {
-        let client_id = authenticate(&shared, &headers)?;
-        let body = object(&body)?;
+async fn terminate(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: JsonBody) -> Response {
+    instance_action(&shared, &headers, &body, |client_id, body| {
         let id = req_str(body, "processInstanceId")?;
         if body
             .get("isSystem")
@@ -370,32 +364,18 @@ async fn terminate(
         let operator = body
             .get("operatingUserId")
             .and_then(Value::as_str)
-            .unwrap_or("system")
-            .to_owned();
-        let remark = body.get("remark").and_then(Value::as_str).map(str::to_owned);
+            .unwrap_or("system");
+        let remark = body.get("remark").and_then(Value::as_str);
         let grace = shared.terminate_grace_ms;
-        with_instance(&shared, &client_id, id, |i| {
-            i.terminate(&operator, remark.as_deref(), now_ms(), grace)
+        with_instance(&shared, client_id, id, |i| {
+            i.terminate(operator, remark, now_ms(), grace)
                 .map_err(Response::from)
         })
-    })();
-    match result {
-        Ok(events) => {
-            shared.emit(events);
-            ok_true()
-        }
-        Err(r) => r,
-    }
+    })
 }
 
-async fn execute(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let result = (|| {
-        let client_id = authenticate(&shared, &headers)?;
-        let body = object(&body)?;
+async fn execute(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: JsonBody) -> Response {
+    instance_action(&shared, &headers, &body, |client_id, body| {
         let id = req_str(body, "processInstanceId")?;
         let actioner = req_str(body, "actionerUserId")?;
         let task_id = opt_i64(body, "taskId")?.ok_or_else(|| invalid("taskId is required"))?;
@@ -405,33 +385,33 @@ async fn execute(
             other => return Err(invalid(format!("result must be agree or refuse, not {other}"))),
         };
         let remark = body.get("remark").and_then(Value::as_str);
-        with_instance(&shared, &client_id, id, |i| {
+        with_instance(&shared, client_id, id, |i| {
             i.execute(task_id, actioner, agree, remark, now_ms())
                 .map_err(Response::from)
         })
-    })();
-    match result {
-        Ok(events) => {
-            shared.emit(events);
-            ok_true()
-        }
-        Err(r) => r,
-    }
+    })
 }
 
-async fn comment(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let result = (|| {
-        let client_id = authenticate(&shared, &headers)?;
-        let body = object(&body)?;
+async fn comment(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: JsonBody) -> Response {
+    instance_action(&shared, &headers, &body, |client_id, body| {
         let id = req_str(body, "processInstanceId")?;
         let text = req_str(body, "text")?;
         let user = req_str(body, "commentUserId")?;
-        with_instance(&shared, &client_id, id, |i| Ok(i.comment(user, text, now_ms())))
-    })();
+        with_instance(&shared, client_id, id, |i| Ok(i.comment(user, text, now_ms())))
+    })
+}
+
+type JsonBody = Result<Json<Value>, axum::extract::rejection::JsonRejection>;
+
+/// Runs an action on an instance (terminate, execute, comment): authentication, the JSON
+/// body, then `act`; answers `{"result":true,"success":true}` and pushes the events.
+fn instance_action(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: &JsonBody,
+    act: impl FnOnce(&str, &Map<String, Value>) -> Result<Vec<super::state::EventDraft>, Response>,
+) -> Response {
+    let result = authenticate(shared, headers).and_then(|client_id| act(&client_id, object(body)?));
     match result {
         Ok(events) => {
             shared.emit(events);

@@ -313,14 +313,7 @@ impl MockGateway {
 
     /// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held.
     pub async fn wait_for(&self, timeout: Duration, condition: impl Fn(&Self) -> bool) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while tokio::time::Instant::now() < deadline {
-            if condition(self) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        condition(self)
+        super::poll_until(timeout, || condition(self)).await
     }
 }
 

@@ -413,13 +413,6 @@ impl MockDingTalk {
 
     /// Waits until `condition` holds (polling every 10 ms) or `timeout` passes.
     pub async fn wait_for(&self, timeout: Duration, condition: impl Fn(&Self) -> bool) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while tokio::time::Instant::now() < deadline {
-            if condition(self) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        condition(self)
+        super::poll_until(timeout, || condition(self)).await
     }
 }
