@@ -1,0 +1,357 @@
+//! HTTP routes: the per-workflow Request URL, the agent API (device tokens), the console API
+//! (admin token) and health. Every bad input gets a 4xx JSON error `{"error", "message"}`.
+
+use crate::config::DeviceConfig;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use sase_dingtalk::approval::definition::Workflow;
+use sase_dingtalk::approval::engine::{Engine, SubmitRequest};
+use sase_dingtalk::approval::state::{ApprovalRequest, RequestId, RequestState};
+use sase_dingtalk::approval::store::ListFilter;
+use sase_dingtalk::approval::Error as EngineError;
+use sase_dingtalk::dingtalk::callback::{axum::callback_route, CallbackHandler};
+use sase_dingtalk::dingtalk::crypto::EventCrypto;
+use sase_dingtalk::policy::ids::{DeptId, DeviceId, GroupId, UserId};
+use sase_dingtalk::policy::{Action, Context, Effect, PolicySet, Subject};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use subtle::ConstantTimeEq as _;
+
+/// Tokens are compared in constant time.
+fn eq(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    engine: Arc<Engine>,
+    policies: Arc<PolicySet>,
+    admin_token: Arc<str>,
+    devices: Arc<Vec<DeviceConfig>>,
+}
+
+impl AppState {
+    pub fn new(
+        engine: Arc<Engine>,
+        policies: PolicySet,
+        admin_token: String,
+        devices: Vec<DeviceConfig>,
+    ) -> Self {
+        Self {
+            engine,
+            policies: Arc::new(policies),
+            admin_token: admin_token.into(),
+            devices: Arc::new(devices),
+        }
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
+    (
+        status,
+        Json(json!({"error": code, "message": message.to_string()})),
+    )
+        .into_response()
+}
+
+fn engine_error(e: &EngineError) -> Response {
+    match e {
+        EngineError::NotFound { .. } => error(StatusCode::NOT_FOUND, "not_found", e),
+        EngineError::IllegalTransition { .. } => error(StatusCode::CONFLICT, "illegal_transition", e),
+        EngineError::InvalidRequest { .. } => error(StatusCode::BAD_REQUEST, "invalid_request", e),
+        EngineError::DingTalk(_) | EngineError::Backend { .. } => {
+            error(StatusCode::BAD_GATEWAY, "dingtalk_error", e)
+        }
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("authorization")?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+fn device<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a DeviceConfig, Response> {
+    let token = bearer(headers).ok_or_else(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a device token is required",
+        )
+    })?;
+    state
+        .devices
+        .iter()
+        .find(|d| eq(&d.token, token))
+        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "unauthorized", "unknown device token"))
+}
+
+fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    match bearer(headers) {
+        Some(token) if eq(token, &state.admin_token) => Ok(()),
+        _ => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the admin token is required",
+        )),
+    }
+}
+
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+fn body<T>(b: JsonBody<T>) -> Result<T, Response> {
+    b.map(|Json(v)| v)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_body", e.body_text()))
+}
+
+pub fn router(state: AppState, workflow: &Workflow) -> Router {
+    let engine = Arc::clone(&state.engine);
+    let callback = workflow.dingtalk().map(|s| {
+        let crypto =
+            EventCrypto::new(&s.token, &s.aes_key, &s.receiver_id).expect("the aes_key was validated");
+        callback_route(CallbackHandler::builder(crypto).build(), move |event| {
+            let engine = Arc::clone(&engine);
+            async move {
+                engine
+                    .handle_event(&event)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        })
+    });
+    let mut router = Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/api/agent/uninstall-check", post(uninstall_check))
+        .route("/api/agent/requests", post(file_request))
+        .route("/api/agent/requests/{id}", get(agent_request))
+        .route("/api/console/requests", get(console_list))
+        .route("/api/console/requests/{id}", get(console_get))
+        .route("/api/console/requests/{id}/{action}", post(console_action))
+        .with_state(state);
+    if let Some(callback) = callback {
+        router = router.route(&workflow.callback_path(), callback);
+    }
+    router.layer(DefaultBodyLimit::max(64 * 1024))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CheckBody {
+    locale: Option<String>,
+    action: Option<Action>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
+}
+
+async fn uninstall_check(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: JsonBody<CheckBody>,
+) -> Response {
+    let (dev, b) = match (device(&state, &headers), body(b)) {
+        (Ok(d), Ok(b)) => (d, b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let user = UserId::new(&dev.user_id);
+    let device_id = DeviceId::new(&dev.device_id);
+    let groups: Vec<GroupId> = dev.groups.iter().map(GroupId::new).collect();
+    let depts: Vec<DeptId> = dev.departments.iter().map(DeptId::new).collect();
+    let subject = Subject {
+        user: &user,
+        groups: &groups,
+        departments: &depts,
+        device: &device_id,
+        tags: &[],
+    };
+    let locale = b.locale.unwrap_or_else(|| "zh-CN".into());
+    let d = state.policies.evaluate(
+        &subject,
+        b.action.unwrap_or(Action::Uninstall),
+        &Context {
+            now_ms: now_ms(),
+            locale: &locale,
+            grant: None,
+        },
+    );
+    let (effect, workflow) = match d.effect {
+        Effect::Allow => ("allow", None),
+        Effect::Deny => ("deny", None),
+        Effect::RequireApproval { workflow } => ("require_approval", Some(workflow.to_string())),
+        _ => ("deny", None),
+    };
+    Json(json!({"effect": effect, "workflow": workflow, "reason": d.reason, "policy": d.policy, "prompt": d.prompt, "auto_start": d.auto_start}))
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct FileBody {
+    reason: String,
+    #[serde(default)]
+    app_version: Option<String>,
+}
+
+fn agent_view(r: &ApprovalRequest) -> Value {
+    json!({"id": r.id, "state": r.state, "grant": r.grant, "created_at_ms": r.created_at_ms})
+}
+
+async fn file_request(State(state): State<AppState>, headers: HeaderMap, b: JsonBody<FileBody>) -> Response {
+    let (dev, b) = match (device(&state, &headers), body(b)) {
+        (Ok(d), Ok(b)) => (d.clone(), b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    // The policy decides whether filing is possible, and where to.
+    let user = UserId::new(&dev.user_id);
+    let device_id = DeviceId::new(&dev.device_id);
+    let groups: Vec<GroupId> = dev.groups.iter().map(GroupId::new).collect();
+    let subject = Subject {
+        user: &user,
+        groups: &groups,
+        departments: &[],
+        device: &device_id,
+        tags: &[],
+    };
+    let decision = state.policies.evaluate(
+        &subject,
+        Action::Uninstall,
+        &Context {
+            now_ms: now_ms(),
+            locale: "en-US",
+            grant: None,
+        },
+    );
+    let Effect::RequireApproval { workflow } = decision.effect else {
+        return error(
+            StatusCode::CONFLICT,
+            "filing_not_possible",
+            format!(
+                "the policy decision is {:?} ({:?})",
+                decision.effect, decision.reason
+            ),
+        );
+    };
+    let mut submit = SubmitRequest::uninstall(workflow.clone(), user.clone(), device_id.clone(), b.reason);
+    if let Some(v) = b.app_version {
+        submit = submit.field("app_version", v);
+    }
+    match state.engine.submit(submit).await {
+        Ok(r) => (StatusCode::CREATED, Json(agent_view(&r))).into_response(),
+        Err(e) => engine_error(&e),
+    }
+}
+
+async fn agent_request(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let dev = match device(&state, &headers) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match state.engine.get(&RequestId(id)).await {
+        Ok(r) if r.requester.as_str() == dev.user_id && r.device.as_str() == dev.device_id => {
+            Json(agent_view(&r)).into_response()
+        }
+        Ok(_) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such request for this device",
+        ),
+        Err(e) => engine_error(&e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ListQuery {
+    state: Option<RequestState>,
+    requester: Option<String>,
+    offset: usize,
+    limit: usize,
+}
+
+async fn console_list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Err(r) = admin(&state, &headers) {
+        return r;
+    }
+    let Ok(Query(q)) = q else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "state must be one of submitted, pending, approved, rejected, revoked, expired, failed",
+        );
+    };
+    let mut filter = ListFilter::default();
+    filter.states = q.state.into_iter().collect();
+    filter.requester = q.requester.map(UserId::new);
+    filter.offset = q.offset;
+    filter.limit = if q.limit == 0 { 100 } else { q.limit.min(1000) };
+    match state.engine.list(&filter).await {
+        Ok(list) => Json(list).into_response(),
+        Err(e) => engine_error(&e),
+    }
+}
+
+async fn console_get(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = admin(&state, &headers) {
+        return r;
+    }
+    match state.engine.get(&RequestId(id)).await {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => engine_error(&e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ActionBody {
+    remark: Option<String>,
+    admin: Option<String>,
+}
+
+async fn console_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    b: Option<Json<ActionBody>>,
+) -> Response {
+    if let Err(r) = admin(&state, &headers) {
+        return r;
+    }
+    let b = b.map(|Json(b)| b).unwrap_or_default();
+    let (id, admin) = (RequestId(id), b.admin.unwrap_or_else(|| "console-admin".into()));
+    let remark = b.remark.as_deref();
+    let result = match action.as_str() {
+        "approve" => state.engine.approve(&id, &admin, remark).await,
+        "reject" => state.engine.reject(&id, &admin, remark).await,
+        "revoke" => state.engine.revoke(&id, &admin, remark).await,
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown_action",
+                format!("`{other}`: use approve, reject or revoke"),
+            )
+        }
+    };
+    match result {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => engine_error(&e),
+    }
+}
