@@ -277,7 +277,8 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
          Walk the flow:\n\
          curl -s -X POST http://{local}/api/agent/uninstall-check -H 'authorization: Bearer {}' -H 'content-type: application/json' -d '{{\"locale\":\"en-US\"}}'\n\
          curl -s -X POST http://{local}/api/agent/requests -H 'authorization: Bearer {}' -H 'content-type: application/json' -d '{{\"reason\":\"reinstalling the OS\"}}'\n\
-         curl -s http://{local}/api/console/requests -H 'authorization: Bearer {admin_token}'\n{}",
+         curl -s http://{local}/api/console/requests -H 'authorization: Bearer {admin_token}'\n{}\
+         curl -s http://{local}/api/agent/requests/<id> -H 'authorization: Bearer {}'   # state and, once approved, the grant\n",
         device.token,
         device.device_id,
         device.user_id,
@@ -285,7 +286,8 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         device.token,
         mock.as_ref()
             .map(|m| format!("curl -s -X POST {}/__mock/instances/<instanceId>/approve   # act as the DingTalk approver\n", m.base_url()))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        device.token
     );
     server.await??;
     Ok(())
