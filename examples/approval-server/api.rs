@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use sase_dingtalk::approval::definition::Workflow;
+use sase_dingtalk::approval::definition::{Delivery, Workflow};
 use sase_dingtalk::approval::engine::{Engine, SubmitRequest};
 use sase_dingtalk::approval::state::{ApprovalRequest, RequestId, RequestState};
 use sase_dingtalk::approval::store::ListFilter;
@@ -114,20 +114,23 @@ fn body<T>(b: JsonBody<T>) -> Result<T, Response> {
 
 pub fn router(state: AppState, workflow: &Workflow) -> Router {
     let engine = Arc::clone(&state.engine);
-    let callback = workflow.dingtalk().map(|s| {
-        let crypto =
-            EventCrypto::new(&s.token, &s.aes_key, &s.receiver_id).expect("the aes_key was validated");
-        callback_route(CallbackHandler::builder(crypto).build(), move |event| {
-            let engine = Arc::clone(&engine);
-            async move {
-                engine
-                    .handle_event(&event)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-        })
-    });
+    let callback = workflow
+        .dingtalk()
+        .filter(|s| s.delivery == Delivery::HttpPush)
+        .map(|s| {
+            let crypto =
+                EventCrypto::new(&s.token, &s.aes_key, &s.receiver_id).expect("the aes_key was validated");
+            callback_route(CallbackHandler::builder(crypto).build(), move |event| {
+                let engine = Arc::clone(&engine);
+                async move {
+                    engine
+                        .handle_event(&event)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            })
+        });
     let mut router = Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/api/agent/uninstall-check", post(uninstall_check))

@@ -1,6 +1,7 @@
 //! Server configuration: a TOML file, overridden by `SASE_*` environment variables and flags,
 //! with embedded defaults that need nothing (SQLite file, in-process mock DingTalk).
 
+use sase_dingtalk::approval::definition::Delivery;
 use sase_dingtalk::policy::PolicyDocument;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -64,6 +65,8 @@ pub struct Config {
     pub policies: Option<PolicyDocument>,
     pub reconcile_every_secs: u64,
     pub grant_ttl_secs: u64,
+    /// `http_push` (a Request URL) or `stream` (a WebSocket we open; no public URL needed).
+    pub delivery: Delivery,
 }
 
 impl Default for Config {
@@ -78,6 +81,7 @@ impl Default for Config {
             policies: None,
             reconcile_every_secs: 30,
             grant_ttl_secs: 3600,
+            delivery: Delivery::HttpPush,
         }
     }
 }
@@ -116,6 +120,13 @@ impl Config {
         }
         if let Some(v) = env("SASE_ADMIN_TOKEN") {
             config.admin_token = Some(v);
+        }
+        if let Some(v) = env("SASE_DELIVERY") {
+            config.delivery = match v.as_str() {
+                "stream" => Delivery::Stream,
+                "http_push" => Delivery::HttpPush,
+                other => return Err(format!("SASE_DELIVERY={other}: use http_push or stream")),
+            };
         }
         Ok(config)
     }

@@ -20,7 +20,9 @@ use sase_dingtalk::approval::definition::{
 use sase_dingtalk::approval::engine::Engine;
 use sase_dingtalk::approval::store::SqliteStore;
 use sase_dingtalk::dingtalk::client::DingTalkClient;
+use sase_dingtalk::dingtalk::event::Event;
 use sase_dingtalk::dingtalk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
+use sase_dingtalk::dingtalk::stream::client::StreamClient;
 use sase_dingtalk::dingtalk::token::Credentials;
 use sase_dingtalk::dingtalk::ProcessCode;
 use sase_dingtalk::policy::ids::WorkflowId;
@@ -125,7 +127,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
                 token: dt.token.clone(),
                 aes_key: dt.aes_key.clone(),
                 receiver_id: dt.receiver_id.clone().unwrap_or_else(|| dt.client_id.clone()),
-                delivery: Delivery::HttpPush,
+                delivery: config.delivery,
                 dept_id: -1,
             },
             dt.fields.clone(),
@@ -168,7 +170,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
                     token,
                     aes_key,
                     receiver_id: client_id,
-                    delivery: Delivery::HttpPush,
+                    delivery: config.delivery,
                     dept_id: -1,
                 },
                 fields
@@ -239,17 +241,40 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             .await
     });
 
-    // The Request URL exists now: register it (DingTalk sends check_url, as when it is saved).
     let request_url = format!("{public_url}{}", workflow.callback_path());
     if let Some(mock) = &mock {
         let app = MockApp::new(&settings.client_id, &settings.client_secret)
-            .events(&settings.token, &settings.aes_key)
-            .request_url(&request_url);
+            .events(&settings.token, &settings.aes_key);
+        let app = match settings.delivery {
+            Delivery::Stream => app.stream(true),
+            // The Request URL exists now: register it (DingTalk sends check_url, as when it is saved).
+            _ => app.request_url(&request_url),
+        };
         let check = mock.register_app(app).await;
         tracing::info!(
-            ok = check.as_ref().is_some_and(|d| d.ok),
-            "mock DingTalk verified the Request URL"
+            ok = check.as_ref().is_none_or(|d| d.ok),
+            "mock DingTalk app registered"
         );
+    }
+    if settings.delivery == Delivery::Stream {
+        // One Stream client per DingTalk app, feeding the engine exactly as the callback route.
+        let mut stream = StreamClient::builder(&settings.client_id, &settings.client_secret);
+        if let Some(base) = &api_base {
+            stream = stream.api_base(base);
+        }
+        let (stream, feeder) = (stream.build(), Arc::clone(&engine));
+        tokio::spawn(async move {
+            stream
+                .run(
+                    move |event: Event| {
+                        let engine = Arc::clone(&feeder);
+                        async move { engine.handle_event(&event).await.map(|_| ()) }
+                    },
+                    std::future::pending(),
+                )
+                .await;
+        });
+        tracing::info!("receiving DingTalk events over Stream mode");
     }
     let reconciler = Arc::clone(&engine);
     let every = Duration::from_secs(config.reconcile_every_secs.max(1));

@@ -564,3 +564,70 @@ async fn undecided_requests_expire_and_their_instance_is_revoked() {
         "TERMINATED"
     );
 }
+
+#[tokio::test]
+async fn stream_delivery_feeds_the_engine_like_the_callback_route() {
+    use dingtalk_sdk::stream::client::StreamClient;
+    let mock = MockDingTalk::builder()
+        .app(MockApp::new(APP, SECRET).events(TOKEN, AES_KEY).stream(true))
+        .process(MockProcess::new(
+            CODE,
+            "安全客户端卸载申请",
+            vec![
+                MockFormField::new("设备名称", "TextField", true),
+                MockFormField::new("卸载原因", "TextareaField", true),
+                MockFormField::new("申请人", "TextField", false),
+            ],
+            vec!["approver1".into()],
+        ))
+        .start()
+        .await
+        .unwrap();
+    let client = DingTalkClient::builder(Credentials::new(APP, SECRET))
+        .api_base(mock.base_url())
+        .build()
+        .unwrap();
+    let mut wf = workflow();
+    if let WorkflowKind::DingTalk(settings) = &mut wf.kind {
+        settings.delivery = Delivery::Stream;
+    }
+    let engine = Arc::new(
+        Engine::builder(Arc::new(MemoryStore::new()), GrantSigner::from_bytes(&[9; 32]))
+            .workflow(wf.clone(), Arc::new(DingTalkBackend::new(client, wf).unwrap()))
+            .build()
+            .unwrap(),
+    );
+    let feeder = Arc::clone(&engine);
+    let stream = StreamClient::builder(APP, SECRET)
+        .api_base(mock.base_url())
+        .build();
+    let task = tokio::spawn(async move {
+        stream
+            .run(
+                move |event: Event| {
+                    let engine = Arc::clone(&feeder);
+                    async move { engine.handle_event(&event).await.map(|_| ()) }
+                },
+                std::future::pending(),
+            )
+            .await
+    });
+    assert!(mock.gateway().wait_for(WAIT, |g| g.connection_count() == 1).await);
+    let r = engine.submit(submit("nina")).await.unwrap();
+    mock.approve(r.external_id.as_deref().unwrap(), None, None)
+        .unwrap();
+    let mut approved = false;
+    for _ in 0..500 {
+        if engine.get(&r.id).await.unwrap().state == RequestState::Approved {
+            approved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(approved, "the Stream event moved the request");
+    assert!(
+        mock.gateway().wait_for(WAIT, |g| g.pending_count() == 0).await,
+        "every event ACKed SUCCESS"
+    );
+    task.abort();
+}
