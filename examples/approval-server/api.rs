@@ -136,6 +136,7 @@ pub fn router(state: AppState, workflow: &Workflow) -> Router {
         .route("/api/agent/uninstall-check", post(uninstall_check))
         .route("/api/agent/requests", post(file_request))
         .route("/api/agent/requests/{id}", get(agent_request))
+        .route("/api/agent/grant-key", get(grant_key))
         .route("/api/console/requests", get(console_list))
         .route("/api/console/requests/{id}", get(console_get))
         .route("/api/console/requests/{id}/{action}", post(console_action))
@@ -275,6 +276,11 @@ async fn agent_request(
         ),
         Err(e) => engine_error(&e),
     }
+}
+
+/// The server's grant-verification key, for agents to check grants offline.
+async fn grant_key(State(state): State<AppState>) -> Response {
+    Json(json!({"public_key": state.engine.verifier().to_hex(), "algorithm": "ed25519"})).into_response()
 }
 
 #[derive(Deserialize, Default)]

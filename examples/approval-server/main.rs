@@ -299,7 +299,9 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
          Request URL for DingTalk: {request_url}\n\
          Admin token:  {admin_token}\n\
          Device token: {} (device {}, user {})\n\n\
-         Walk the flow:\n\
+         Walk the flow with the agent simulator (then approve on the mock, below):\n\
+         cargo run --example agent-simulator -- --server http://{local} --token {} --locale en-US --reason 'reinstalling the OS'\n\n\
+         or by hand:\n\
          curl -s -X POST http://{local}/api/agent/uninstall-check -H 'authorization: Bearer {}' -H 'content-type: application/json' -d '{{\"locale\":\"en-US\"}}'\n\
          curl -s -X POST http://{local}/api/agent/requests -H 'authorization: Bearer {}' -H 'content-type: application/json' -d '{{\"reason\":\"reinstalling the OS\"}}'\n\
          curl -s http://{local}/api/console/requests -H 'authorization: Bearer {admin_token}'\n{}\
@@ -307,6 +309,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         device.token,
         device.device_id,
         device.user_id,
+        device.token,
         device.token,
         device.token,
         mock.as_ref()
