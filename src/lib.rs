@@ -17,5 +17,8 @@
 //! ```
 
 pub use dingtalk_sdk as dingtalk;
+
+#[cfg(feature = "server")]
+pub mod server;
 pub use sase_approval as approval;
 pub use sase_policy as policy;

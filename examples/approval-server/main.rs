@@ -1,93 +1,10 @@
-//! The SASE approval server: policy checks for agents, approval requests through DingTalk
-//! (HTTP push to a per-workflow Request URL), a console API for admins, and grants.
+//! The SASE approval server: policy checks for agents, approval requests through DingTalk,
+//! a console API for admins, and grants (see `sase_dingtalk::server`).
 //!
 //! Run: `cargo run --example approval-server` — with no DingTalk credentials configured it
 //! starts the mock DingTalk in-process and stores requests in `sase-approval.sqlite`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-// Handlers return ready axum responses as their errors; their size does not matter here.
-#[allow(clippy::result_large_err)]
-mod api;
-mod config;
-
-use config::{Config, DeviceConfig};
-use rand::distributions::{Alphanumeric, DistString as _};
-use sase_dingtalk::approval::backend::DingTalkBackend;
-use sase_dingtalk::approval::definition::{
-    new_callback_id, Delivery, DingTalkSettings, Mapping, Workflow, WorkflowKind,
-};
-use sase_dingtalk::approval::engine::Engine;
-use sase_dingtalk::approval::store::SqliteStore;
-use sase_dingtalk::dingtalk::client::DingTalkClient;
-use sase_dingtalk::dingtalk::event::Event;
-use sase_dingtalk::dingtalk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
-use sase_dingtalk::dingtalk::stream::client::StreamClient;
-use sase_dingtalk::dingtalk::token::Credentials;
-use sase_dingtalk::dingtalk::ProcessCode;
-use sase_dingtalk::policy::ids::WorkflowId;
-use sase_dingtalk::policy::{
-    Catalog, GrantSigner, PolicyDocument, PolicySet, WorkflowKind as PolicyWorkflowKind,
-};
-use std::sync::Arc;
-use std::time::Duration;
-
-const WORKFLOW: &str = "wf-dingtalk";
-
-fn random(n: usize) -> String {
-    Alphanumeric.sample_string(&mut rand::thread_rng(), n)
-}
-
-/// The grant signing key, kept beside the database so grants survive restarts.
-fn signer(database: &str) -> GrantSigner {
-    let path = format!("{database}.grant-key");
-    let seed = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|hex| u8_32(hex.trim()))
-        .unwrap_or_else(|| {
-            let seed: [u8; 32] = rand::random();
-            let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
-            if let Err(e) = std::fs::write(&path, hex) {
-                tracing::warn!(%path, error = %e, "cannot persist the grant key; grants will not survive a restart");
-            }
-            seed
-        });
-    GrantSigner::from_bytes(&seed)
-}
-
-fn u8_32(hex: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
-fn demo_policies() -> PolicyDocument {
-    toml::from_str(&format!(
-        r#"
-        [[policies]]
-        id = "anti-uninstall-employees"
-        name = "Employees need approval to uninstall"
-        priority = 10
-        switches = {{ anti_uninstall = true, auto_start = true }}
-        scope = {{ groups = ["employees"] }}
-        whitelist = ["it-admin"]
-        approval = {{ allow_filing = true, workflow = "{WORKFLOW}" }}
-        [policies.prompt.zh-CN]
-        title = "禁止卸载安全客户端"
-        content = "卸载需要审批。请填写原因并提交审批。"
-        primary_button = "提交审批"
-        secondary_button = "取消"
-        [policies.prompt.en-US]
-        title = "Uninstalling the SASE App needs approval"
-        content = "Give a reason and file a request; you can uninstall once it is approved."
-        primary_button = "File for Approval"
-        secondary_button = "Cancel"
-        "#
-    ))
-    .expect("the demo policy parses")
-}
+use sase_dingtalk::server::{self, config::Config};
 
 #[tokio::main]
 async fn main() {
@@ -103,197 +20,23 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    if let Err(e) = run(config).await {
-        tracing::error!(error = %e, "server failed");
-        std::process::exit(1);
-    }
-}
-
-async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    let local = listener.local_addr()?;
-    let public_url = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{local}"));
-    let callback_id = new_callback_id();
-
-    // DingTalk: real credentials, or the mock in-process.
-    let (settings, mapping_fields, process_code, api_base, mock) = match &config.dingtalk {
-        Some(dt) => (
-            DingTalkSettings {
-                client_id: dt.client_id.clone(),
-                client_secret: dt.client_secret.clone(),
-                token: dt.token.clone(),
-                aes_key: dt.aes_key.clone(),
-                receiver_id: dt.receiver_id.clone().unwrap_or_else(|| dt.client_id.clone()),
-                delivery: config.delivery,
-                dept_id: -1,
-            },
-            dt.fields.clone(),
-            dt.process_code.clone(),
-            dt.api_base.clone(),
-            None,
-        ),
-        None => {
-            let (client_id, secret, token, aes_key) =
-                ("dingmocksase".to_owned(), random(24), random(16), random(43));
-            let fields = [
-                ("device", "设备名称"),
-                ("reason", "卸载原因"),
-                ("requester", "申请人"),
-                ("app_version", "客户端版本"),
-            ];
-            let mock = MockDingTalk::builder()
-                .app(MockApp::new(&client_id, &secret))
-                .process(MockProcess::new(
-                    "PROC-SASE-UNINSTALL",
-                    "安全客户端卸载申请",
-                    fields
-                        .iter()
-                        .map(|(_, label)| MockFormField::new(*label, "TextField", *label == "卸载原因"))
-                        .collect(),
-                    vec!["approver1".into()],
-                ))
-                .start()
-                .await?;
-            tracing::warn!(
-                mock = %mock.base_url(),
-                "NO DINGTALK CREDENTIALS CONFIGURED: using the built-in MOCK DingTalk. Approve requests with \
-                 POST {}/__mock/instances/<instanceId>/approve",
-                mock.base_url()
-            );
-            (
-                DingTalkSettings {
-                    client_id: client_id.clone(),
-                    client_secret: secret,
-                    token,
-                    aes_key,
-                    receiver_id: client_id,
-                    delivery: config.delivery,
-                    dept_id: -1,
-                },
-                fields
-                    .iter()
-                    .map(|(f, l)| ((*f).to_owned(), (*l).to_owned()))
-                    .collect(),
-                "PROC-SASE-UNINSTALL".to_owned(),
-                None,
-                Some(mock),
-            )
+    let server = match server::start(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed to start");
+            std::process::exit(1);
         }
     };
-    let api_base = api_base.or_else(|| mock.as_ref().map(MockDingTalk::base_url));
-    let workflow = Workflow {
-        id: WorkflowId::new(WORKFLOW),
-        name: "DingTalk approval".into(),
-        kind: WorkflowKind::DingTalk(settings.clone()),
-        mappings: vec![Mapping {
-            template: "app_uninstall".into(),
-            process_code: ProcessCode::new(&process_code),
-            fields: mapping_fields,
-        }],
-        callback_id,
-    };
-    let mut client = DingTalkClient::builder(Credentials::new(&settings.client_id, &settings.client_secret));
-    if let Some(base) = &api_base {
-        client = client.api_base(base);
-    }
-    let backend = Arc::new(DingTalkBackend::new(client.build()?, workflow.clone())?);
-    let store = Arc::new(SqliteStore::open(&config.database).await?);
-    let engine = Arc::new(
-        Engine::builder(store, signer(&config.database))
-            .workflow(workflow.clone(), backend)
-            .grant_ttl(Duration::from_secs(config.grant_ttl_secs))
-            .build()?,
+    let (local, request_url, admin_token) = (
+        server.addr,
+        server.request_url.clone(),
+        server.admin_token.clone(),
     );
-    let catalog = Catalog::new().workflow(WorkflowId::new(WORKFLOW), PolicyWorkflowKind::DingTalk);
-    let policies = PolicySet::compile(
-        config.policies.clone().unwrap_or_else(demo_policies).policies,
-        &catalog,
-    )?;
-    let admin_token = config.admin_token.clone().unwrap_or_else(|| random(32));
-    let devices = if config.devices.is_empty() {
-        vec![DeviceConfig {
-            token: random(32),
-            device_id: "LAPTOP-DEMO".into(),
-            user_id: "alice".into(),
-            groups: vec!["employees".into()],
-            departments: vec![],
-        }]
-    } else {
-        config.devices.clone()
+    let mock = server.mock.as_ref();
+    let Some(device) = server.devices.first() else {
+        tracing::error!("no device configured");
+        std::process::exit(2);
     };
-
-    let state = api::AppState::new(
-        Arc::clone(&engine),
-        policies,
-        admin_token.clone(),
-        devices.clone(),
-    );
-    let app = api::router(state, &workflow);
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-                tracing::info!("shutting down");
-            })
-            .await
-    });
-
-    let request_url = format!("{public_url}{}", workflow.callback_path());
-    if let Some(mock) = &mock {
-        let app = MockApp::new(&settings.client_id, &settings.client_secret)
-            .events(&settings.token, &settings.aes_key);
-        let app = match settings.delivery {
-            Delivery::Stream => app.stream(true),
-            // The Request URL exists now: register it (DingTalk sends check_url, as when it is saved).
-            _ => app.request_url(&request_url),
-        };
-        let check = mock.register_app(app).await;
-        tracing::info!(
-            ok = check.as_ref().is_none_or(|d| d.ok),
-            "mock DingTalk app registered"
-        );
-    }
-    if settings.delivery == Delivery::Stream {
-        // One Stream client per DingTalk app, feeding the engine exactly as the callback route.
-        let mut stream = StreamClient::builder(&settings.client_id, &settings.client_secret);
-        if let Some(base) = &api_base {
-            stream = stream.api_base(base);
-        }
-        let (stream, feeder) = (stream.build(), Arc::clone(&engine));
-        tokio::spawn(async move {
-            stream
-                .run(
-                    move |event: Event| {
-                        let engine = Arc::clone(&feeder);
-                        async move { engine.handle_event(&event).await.map(|_| ()) }
-                    },
-                    std::future::pending(),
-                )
-                .await;
-        });
-        tracing::info!("receiving DingTalk events over Stream mode");
-    }
-    let reconciler = Arc::clone(&engine);
-    let every = Duration::from_secs(config.reconcile_every_secs.max(1));
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            match reconciler.reconcile(every).await {
-                Ok(r) if r.changed + r.linked > 0 => tracing::info!(?r, "reconciled"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
-            }
-        }
-    });
-
-    let Some(device) = devices.first() else {
-        return Err("no device configured".into());
-    };
-    tracing::info!(%local, request_url, database = %config.database, "approval server listening");
     println!(
         "\nSASE approval server on http://{local}\n\
          Request URL for DingTalk: {request_url}\n\
@@ -312,11 +55,14 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         device.token,
         device.token,
         device.token,
-        mock.as_ref()
+        mock
             .map(|m| format!("curl -s -X POST {}/__mock/instances/<instanceId>/approve   # act as the DingTalk approver\n", m.base_url()))
             .unwrap_or_default(),
         device.token
     );
-    server.await??;
-    Ok(())
+
+    if let Err(e) = server.run_until_ctrl_c().await {
+        tracing::error!(error = %e, "server failed");
+        std::process::exit(1);
+    }
 }

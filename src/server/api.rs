@@ -1,21 +1,21 @@
 //! HTTP routes: the per-workflow Request URL, the agent API (device tokens), the console API
 //! (admin token) and health. Every bad input gets a 4xx JSON error `{"error", "message"}`.
 
-use crate::config::DeviceConfig;
+use super::config::DeviceConfig;
+use crate::approval::definition::{Delivery, Workflow};
+use crate::approval::engine::{Engine, SubmitRequest};
+use crate::approval::state::{ApprovalRequest, RequestId, RequestState};
+use crate::approval::store::ListFilter;
+use crate::approval::Error as EngineError;
+use crate::dingtalk::callback::{axum::callback_route, CallbackHandler};
+use crate::dingtalk::crypto::EventCrypto;
+use crate::policy::ids::{DeptId, DeviceId, GroupId, UserId};
+use crate::policy::{Action, Context, Effect, PolicySet, Subject};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use sase_dingtalk::approval::definition::{Delivery, Workflow};
-use sase_dingtalk::approval::engine::{Engine, SubmitRequest};
-use sase_dingtalk::approval::state::{ApprovalRequest, RequestId, RequestState};
-use sase_dingtalk::approval::store::ListFilter;
-use sase_dingtalk::approval::Error as EngineError;
-use sase_dingtalk::dingtalk::callback::{axum::callback_route, CallbackHandler};
-use sase_dingtalk::dingtalk::crypto::EventCrypto;
-use sase_dingtalk::policy::ids::{DeptId, DeviceId, GroupId, UserId};
-use sase_dingtalk::policy::{Action, Context, Effect, PolicySet, Subject};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -112,15 +112,15 @@ fn body<T>(b: JsonBody<T>) -> Result<T, Response> {
         .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_body", e.body_text()))
 }
 
-pub fn router(state: AppState, workflow: &Workflow) -> Router {
+/// The server's routes. Fails only for an invalid event-subscription key.
+pub fn router(state: AppState, workflow: &Workflow) -> Result<Router, crate::dingtalk::Error> {
     let engine = Arc::clone(&state.engine);
-    let callback = workflow
-        .dingtalk()
-        .filter(|s| s.delivery == Delivery::HttpPush)
-        .map(|s| {
-            let crypto =
-                EventCrypto::new(&s.token, &s.aes_key, &s.receiver_id).expect("the aes_key was validated");
-            callback_route(CallbackHandler::builder(crypto).build(), move |event| {
+    let mut callback = None;
+    if let Some(s) = workflow.dingtalk().filter(|s| s.delivery == Delivery::HttpPush) {
+        let crypto = EventCrypto::new(&s.token, &s.aes_key, &s.receiver_id)?;
+        callback = Some(callback_route(
+            CallbackHandler::builder(crypto).build(),
+            move |event| {
                 let engine = Arc::clone(&engine);
                 async move {
                     engine
@@ -129,8 +129,9 @@ pub fn router(state: AppState, workflow: &Workflow) -> Router {
                         .map(|_| ())
                         .map_err(|e| e.to_string())
                 }
-            })
-        });
+            },
+        ));
+    }
     let mut router = Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/api/agent/uninstall-check", post(uninstall_check))
@@ -144,7 +145,7 @@ pub fn router(state: AppState, workflow: &Workflow) -> Router {
     if let Some(callback) = callback {
         router = router.route(&workflow.callback_path(), callback);
     }
-    router.layer(DefaultBodyLimit::max(64 * 1024))
+    Ok(router.layer(DefaultBodyLimit::max(64 * 1024)))
 }
 
 #[derive(Deserialize, Default)]

@@ -1,20 +1,25 @@
 //! Server configuration: a TOML file, overridden by `SASE_*` environment variables and flags,
 //! with embedded defaults that need nothing (SQLite file, in-process mock DingTalk).
 
-use sase_dingtalk::approval::definition::Delivery;
-use sase_dingtalk::policy::PolicyDocument;
+use crate::approval::definition::Delivery;
+use crate::policy::PolicyDocument;
 use serde::Deserialize;
 use std::net::SocketAddr;
 
 /// Real DingTalk credentials; without them the server starts the mock DingTalk in-process.
 #[derive(Clone, Deserialize)]
 pub struct DingTalkConfig {
+    /// Client ID (AppKey).
     pub client_id: String,
+    /// Client secret.
     pub client_secret: String,
+    /// Event-subscription token.
     pub token: String,
+    /// Event-subscription aes_key (43 characters).
     pub aes_key: String,
     /// Defaults to the Client ID (console-configured subscriptions).
     pub receiver_id: Option<String>,
+    /// The approval form (`PROC-…`).
     pub process_code: String,
     /// System field → form label, e.g. `reason = "卸载原因"`.
     pub fields: std::collections::BTreeMap<String, String>,
@@ -34,12 +39,17 @@ impl std::fmt::Debug for DingTalkConfig {
 /// An enrolled device: its bearer token and who uses it.
 #[derive(Clone, Deserialize)]
 pub struct DeviceConfig {
+    /// Bearer token the agent presents.
     pub token: String,
+    /// The device.
     pub device_id: String,
+    /// Its user (a stable id).
     pub user_id: String,
     #[serde(default)]
+    /// The user's groups.
     pub groups: Vec<String>,
     #[serde(default)]
+    /// The user's departments.
     pub departments: Vec<String>,
 }
 
@@ -52,18 +62,27 @@ impl std::fmt::Debug for DeviceConfig {
     }
 }
 
+/// The server's configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Config {
+    /// Listen address.
     pub listen: SocketAddr,
     /// Public base URL DingTalk reaches us at (for the Request URL); defaults to `http://{listen}`.
     pub public_url: Option<String>,
+    /// SQLite file.
     pub database: String,
+    /// Console bearer token (random if unset).
     pub admin_token: Option<String>,
+    /// Real DingTalk; unset = the mock in-process.
     pub dingtalk: Option<DingTalkConfig>,
+    /// Enrolled devices (a demo device if empty).
     pub devices: Vec<DeviceConfig>,
+    /// Policies (a demo policy if unset).
     pub policies: Option<PolicyDocument>,
+    /// Reconciliation period, seconds.
     pub reconcile_every_secs: u64,
+    /// Grant lifetime, seconds.
     pub grant_ttl_secs: u64,
     /// `http_push` (a Request URL) or `stream` (a WebSocket we open; no public URL needed).
     pub delivery: Delivery,
@@ -87,7 +106,7 @@ impl Default for Config {
 }
 
 impl Config {
-    /// `--config FILE`, then `SASE_LISTEN`, `SASE_DATABASE`, `SASE_ADMIN_TOKEN`, then
+    /// Loads from `--config FILE`, then `SASE_LISTEN`, `SASE_DATABASE`, `SASE_ADMIN_TOKEN`, then
     /// `--listen ADDR`, `--database PATH`.
     pub fn load() -> Result<Self, String> {
         let args: Vec<String> = std::env::args().skip(1).collect();
