@@ -36,6 +36,24 @@ fn random(n: usize) -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), n)
 }
 
+/// The Request URL's unguessable id, kept beside the database so the URL configured in
+/// DingTalk stays valid across restarts.
+fn persisted_callback_id(database: &str) -> String {
+    let path = format!("{database}.callback-id");
+    if let Some(id) = std::fs::read_to_string(&path)
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| s.len() == 32)
+    {
+        return id;
+    }
+    let id = new_callback_id();
+    if let Err(e) = std::fs::write(&path, &id) {
+        tracing::warn!(%path, error = %e, "cannot persist the callback id; the Request URL will change on restart");
+    }
+    id
+}
+
 /// The grant signing key, kept beside the database so grants survive restarts.
 fn signer(database: &str) -> GrantSigner {
     let path = format!("{database}.grant-key");
@@ -142,7 +160,10 @@ pub async fn start(config: Config) -> Result<Server, Box<dyn std::error::Error +
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
-    let callback_id = new_callback_id();
+    let callback_id = config
+        .callback_id
+        .clone()
+        .unwrap_or_else(|| persisted_callback_id(&config.database));
 
     // DingTalk: real credentials, or the mock in-process.
     let (settings, mapping_fields, process_code, api_base, mock) = match &config.dingtalk {

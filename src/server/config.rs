@@ -72,6 +72,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// SQLite file.
     pub database: String,
+    /// The Request URL's id (`/dingtalk/callback/{id}`); persisted beside the database if unset.
+    pub callback_id: Option<String>,
     /// Console bearer token (random if unset).
     pub admin_token: Option<String>,
     /// Real DingTalk; unset = the mock in-process.
@@ -94,6 +96,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
             database: "sase-approval.sqlite".into(),
+            callback_id: None,
             admin_token: None,
             dingtalk: None,
             devices: Vec::new(),

@@ -1,0 +1,440 @@
+//! The whole flow over real HTTP on 127.0.0.1: the approval server (SQLite file) and a mock
+//! DingTalk that pushes encrypted events to the server's Request URL. Approved, rejected and
+//! revoked requests; whitelisted, out-of-scope and filing-disabled users; expired and reused
+//! grants; console approval written back to DingTalk; a server restart mid-request.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use sase_dingtalk::dingtalk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
+use sase_dingtalk::policy::ids::{DeviceId, GrantId, UserId};
+use sase_dingtalk::policy::{Action, Error as PolicyError, GrantVerifier, PolicyDocument, SignedGrant};
+use sase_dingtalk::server::config::{Config, DeviceConfig, DingTalkConfig};
+use sase_dingtalk::server::{self, Server};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::Duration;
+
+const APP: &str = "dinge2eapp";
+const SECRET: &str = "e2e-secret";
+const TOKEN: &str = "e2etoken123";
+const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
+const CODE: &str = "PROC-E2E";
+const ADMIN: &str = "admin-token-e2e";
+
+fn policies() -> PolicyDocument {
+    let prompt = |title: &str| {
+        format!(
+            r#"
+            [policies.prompt.zh-CN]
+            title = "{title}"
+            content = "内容"
+            primary_button = "提交审批"
+            secondary_button = "取消"
+            [policies.prompt.en-US]
+            title = "{title} (en)"
+            content = "content"
+            primary_button = "File for Approval"
+            secondary_button = "Cancel""#
+        )
+    };
+    toml::from_str(&format!(
+        r#"
+        [[policies]]
+        id = "employees"
+        name = "Employees"
+        priority = 10
+        switches = {{ anti_uninstall = true }}
+        scope = {{ groups = ["employees"] }}
+        whitelist = ["it-admin"]
+        approval = {{ allow_filing = true, workflow = "wf-dingtalk" }}
+        {}
+        [[policies]]
+        id = "kiosks"
+        name = "Kiosks"
+        priority = 20
+        switches = {{ anti_uninstall = true }}
+        scope = {{ groups = ["kiosk"] }}
+        approval = {{ allow_filing = false }}
+        {}
+        "#,
+        prompt("需要审批"),
+        prompt("禁止卸载")
+    ))
+    .unwrap()
+}
+
+fn device(token: &str, user: &str, group: &str) -> DeviceConfig {
+    toml::from_str(&format!(
+        r#"token = "{token}"
+device_id = "dev-{user}"
+user_id = "{user}"
+groups = ["{group}"]"#
+    ))
+    .unwrap()
+}
+
+async fn mock() -> MockDingTalk {
+    MockDingTalk::builder()
+        .app(MockApp::new(APP, SECRET))
+        .process(MockProcess::new(
+            CODE,
+            "卸载申请",
+            vec![
+                MockFormField::new("设备名称", "TextField", true),
+                MockFormField::new("卸载原因", "TextareaField", true),
+            ],
+            vec!["approver1".into()],
+        ))
+        .terminate_grace(Duration::ZERO)
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn start(mock: &MockDingTalk, database: &std::path::Path) -> Server {
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.database = database.display().to_string();
+    config.admin_token = Some(ADMIN.into());
+    config.callback_id = Some("0123456789abcdef0123456789abcdef".into());
+    config.policies = Some(policies());
+    config.devices = vec![
+        device("tok-alice", "alice", "employees"),
+        device("tok-admin", "it-admin", "employees"),
+        device("tok-contractor", "carl", "contractors"),
+        device("tok-kiosk", "kiosk1", "kiosk"),
+    ];
+    config.dingtalk = Some(
+        serde_json::from_value::<DingTalkConfig>(json!({
+            "client_id": APP, "client_secret": SECRET, "token": TOKEN, "aes_key": AES_KEY,
+            "process_code": CODE, "api_base": mock.base_url(),
+            "fields": {"device": "设备名称", "reason": "卸载原因"}
+        }))
+        .unwrap(),
+    );
+    let server = server::start(config).await.unwrap();
+    // What the admin does in the developer console: save the Request URL (check_url must pass).
+    let app = MockApp::new(APP, SECRET)
+        .events(TOKEN, AES_KEY)
+        .request_url(&server.request_url);
+    assert!(mock.register_app(app).await.unwrap().ok, "check_url round trip");
+    server
+}
+
+struct Agent {
+    http: reqwest::Client,
+    base: String,
+    token: &'static str,
+}
+
+impl Agent {
+    fn new(server: &Server, token: &'static str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: format!("http://{}", server.addr),
+            token,
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+        let res = req.bearer_auth(self.token).send().await.unwrap();
+        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn check(&self) -> Value {
+        let (status, body) = self
+            .send(
+                self.http
+                    .post(format!("{}/api/agent/uninstall-check", self.base))
+                    .json(&json!({"locale": "en-US"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    async fn file(&self, reason: &str) -> (u16, Value) {
+        self.send(
+            self.http
+                .post(format!("{}/api/agent/requests", self.base))
+                .json(&json!({"reason": reason})),
+        )
+        .await
+    }
+
+    async fn poll(&self, id: &str, until: &str) -> Value {
+        for _ in 0..500 {
+            let (_, body) = self
+                .send(self.http.get(format!("{}/api/agent/requests/{id}", self.base)))
+                .await;
+            if body["state"] == until {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("request {id} never became {until}");
+    }
+
+    async fn console(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn external_id(&self, id: &str) -> String {
+        let (_, r) = self
+            .console(reqwest::Method::GET, &format!("/api/console/requests/{id}"))
+            .await;
+        r["external_id"].as_str().unwrap().to_owned()
+    }
+
+    async fn verifier(&self) -> GrantVerifier {
+        let key: Value = self
+            .http
+            .get(format!("{}/api/agent/grant-key", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        GrantVerifier::from_hex(key["public_key"].as_str().unwrap()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn approved_in_dingtalk_then_the_grant_is_single_use_and_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = mock().await;
+    let server = start(&mock, &dir.path().join("e2e.sqlite")).await;
+    let alice = Agent::new(&server, "tok-alice");
+    let check = alice.check().await;
+    assert_eq!(
+        (check["effect"].as_str(), check["workflow"].as_str()),
+        (Some("require_approval"), Some("wf-dingtalk"))
+    );
+    assert_eq!(check["prompt"]["primary_button"], "File for Approval");
+
+    let (status, filed) = alice.file("reinstalling the OS").await;
+    assert_eq!(status, 201, "{filed}");
+    let id = filed["id"].as_str().unwrap().to_owned();
+    let external = alice.external_id(&id).await;
+    let form = &mock.instance(&external).unwrap()["formComponentValues"];
+    assert!(form
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["name"] == "卸载原因" && f["value"] == "reinstalling the OS"));
+
+    mock.approve(&external, Some("approver1"), Some("ok")).unwrap();
+    let approved = alice.poll(&id, "approved").await;
+    let grant: SignedGrant = serde_json::from_value(approved["grant"].clone()).unwrap();
+    let verifier = alice.verifier().await;
+    let (user, dev) = (UserId::new("alice"), DeviceId::new("dev-alice"));
+    let now = grant.grant.issued_at_ms;
+    verifier
+        .verify(&grant, &user, &dev, Action::Uninstall, now, &HashSet::new())
+        .unwrap();
+    // Single use: once consumed, the agent refuses it; and it expires.
+    let used: HashSet<GrantId> = [grant.grant.id.clone()].into_iter().collect();
+    assert!(matches!(
+        verifier.verify(&grant, &user, &dev, Action::Uninstall, now, &used),
+        Err(PolicyError::GrantUsed { .. })
+    ));
+    assert!(matches!(
+        verifier.verify(
+            &grant,
+            &user,
+            &dev,
+            Action::Uninstall,
+            grant.grant.expires_at_ms,
+            &HashSet::new()
+        ),
+        Err(PolicyError::GrantExpired { .. })
+    ));
+    assert!(matches!(
+        verifier.verify(
+            &grant,
+            &user,
+            &DeviceId::new("another-laptop"),
+            Action::Uninstall,
+            now,
+            &HashSet::new()
+        ),
+        Err(PolicyError::GrantForeign { .. })
+    ));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn rejected_and_revoked_in_dingtalk_allow_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = mock().await;
+    let server = start(&mock, &dir.path().join("e2e.sqlite")).await;
+    let alice = Agent::new(&server, "tok-alice");
+    let (_, a) = alice.file("first").await;
+    let a = a["id"].as_str().unwrap().to_owned();
+    mock.refuse(&alice.external_id(&a).await, None, Some("no"))
+        .unwrap();
+    assert!(alice.poll(&a, "rejected").await["grant"].is_null());
+    let (_, b) = alice.file("second").await;
+    let b = b["id"].as_str().unwrap().to_owned();
+    mock.terminate(&alice.external_id(&b).await, Some("withdrawn"))
+        .unwrap();
+    assert!(alice.poll(&b, "revoked").await["grant"].is_null());
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn whitelisted_out_of_scope_and_filing_disabled_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = mock().await;
+    let server = start(&mock, &dir.path().join("e2e.sqlite")).await;
+    let admin = Agent::new(&server, "tok-admin");
+    let check = admin.check().await;
+    assert_eq!(
+        (check["effect"].as_str(), check["reason"].as_str()),
+        (Some("allow"), Some("whitelisted"))
+    );
+    let contractor = Agent::new(&server, "tok-contractor");
+    let check = contractor.check().await;
+    assert_eq!(
+        (check["effect"].as_str(), check["reason"].as_str()),
+        (Some("allow"), Some("out_of_scope"))
+    );
+    let kiosk = Agent::new(&server, "tok-kiosk");
+    let check = kiosk.check().await;
+    assert_eq!(
+        (check["effect"].as_str(), check["reason"].as_str()),
+        (Some("deny"), Some("filing_disabled"))
+    );
+    assert_eq!(check["prompt"]["title"], "禁止卸载 (en)");
+    let (status, body) = kiosk.file("please").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("filing_not_possible"))
+    );
+    // Bad input is a 4xx JSON error.
+    let unknown = Agent::new(&server, "nope");
+    let (status, body) = unknown
+        .send(
+            unknown
+                .http
+                .post(format!("{}/api/agent/requests", unknown.base))
+                .json(&json!({"reason": "x"})),
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("unauthorized")));
+    let alice = Agent::new(&server, "tok-alice");
+    let (status, body) = alice
+        .send(
+            alice
+                .http
+                .post(format!("{}/api/agent/requests", alice.base))
+                .body("{oops")
+                .header("content-type", "application/json"),
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("bad_body")));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn console_approval_is_written_back_to_dingtalk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = mock().await;
+    let server = start(&mock, &dir.path().join("e2e.sqlite")).await;
+    let alice = Agent::new(&server, "tok-alice");
+    let (_, filed) = alice.file("console please").await;
+    let id = filed["id"].as_str().unwrap().to_owned();
+    let (status, body) = alice
+        .console(
+            reqwest::Method::POST,
+            &format!("/api/console/requests/{id}/approve"),
+        )
+        .await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("approved")),
+        "{body}"
+    );
+    let instance = mock.instance(&alice.external_id(&id).await).unwrap();
+    assert_eq!(
+        (instance["status"].as_str(), instance["result"].as_str()),
+        (Some("COMPLETED"), Some("agree"))
+    );
+    assert!(alice.poll(&id, "approved").await["grant"].is_object());
+    // Approving a revoked request is refused with a typed 409.
+    alice
+        .console(
+            reqwest::Method::POST,
+            &format!("/api/console/requests/{id}/revoke"),
+        )
+        .await;
+    let (status, body) = alice
+        .console(
+            reqwest::Method::POST,
+            &format!("/api/console/requests/{id}/approve"),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("illegal_transition"))
+    );
+    let (status, list) = alice
+        .console(reqwest::Method::GET, "/api/console/requests?state=revoked")
+        .await;
+    assert_eq!((status, list.as_array().map(Vec::len)), (200, Some(1)));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_restart_in_the_middle_of_a_pending_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("restart.sqlite");
+    let mock = mock().await;
+    let server = start(&mock, &db).await;
+    let alice = Agent::new(&server, "tok-alice");
+    let (_, filed) = alice.file("restart").await;
+    let id = filed["id"].as_str().unwrap().to_owned();
+    let external = alice.external_id(&id).await;
+    let request_url = server.request_url.clone();
+    server.shutdown().await.unwrap();
+
+    // The approver acts while the server is down; the push fails.
+    mock.approve(&external, None, None).unwrap();
+    assert!(
+        mock.wait_for(Duration::from_secs(5), |m| m
+            .deliveries()
+            .iter()
+            .any(|d| !d.ok && d.result.as_deref() == Some("agree")))
+            .await
+    );
+
+    // Back up on the same file (and the same Request URL path): reconciliation recovers the decision.
+    let server = start(&mock, &db).await;
+    assert_eq!(
+        server.request_url.rsplit('/').next(),
+        request_url.rsplit('/').next()
+    );
+    let alice = Agent::new(&server, "tok-alice");
+    assert_eq!(
+        alice.poll(&id, "pending").await["state"],
+        "pending",
+        "nothing lost across the restart"
+    );
+    let report = server.engine.reconcile(Duration::ZERO).await.unwrap();
+    assert_eq!(report.changed, 1);
+    assert!(alice.poll(&id, "approved").await["grant"].is_object());
+    server.shutdown().await.unwrap();
+}
