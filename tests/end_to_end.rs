@@ -97,26 +97,27 @@ async fn mock() -> MockDingTalk {
 }
 
 async fn start(mock: &MockDingTalk, database: &std::path::Path) -> Server {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.database = database.display().to_string();
-    config.admin_token = Some(ADMIN.into());
-    config.callback_id = Some("0123456789abcdef0123456789abcdef".into());
-    config.policies = Some(policies());
-    config.devices = vec![
-        device("tok-alice", "alice", "employees"),
-        device("tok-admin", "it-admin", "employees"),
-        device("tok-contractor", "carl", "contractors"),
-        device("tok-kiosk", "kiosk1", "kiosk"),
-    ];
-    config.dingtalk = Some(
-        serde_json::from_value::<DingTalkConfig>(json!({
-            "client_id": APP, "client_secret": SECRET, "token": TOKEN, "aes_key": AES_KEY,
-            "process_code": CODE, "api_base": mock.base_url(),
-            "fields": {"device": "设备名称", "reason": "卸载原因"}
-        }))
-        .unwrap(),
-    );
+    let dingtalk: DingTalkConfig = serde_json::from_value(json!({
+        "client_id": APP, "client_secret": SECRET, "token": TOKEN, "aes_key": AES_KEY,
+        "process_code": CODE, "api_base": mock.base_url(),
+        "fields": {"device": "设备名称", "reason": "卸载原因"}
+    }))
+    .unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database: database.display().to_string(),
+        admin_token: Some(ADMIN.into()),
+        callback_id: Some("0123456789abcdef0123456789abcdef".into()),
+        policies: Some(policies()),
+        devices: vec![
+            device("tok-alice", "alice", "employees"),
+            device("tok-admin", "it-admin", "employees"),
+            device("tok-contractor", "carl", "contractors"),
+            device("tok-kiosk", "kiosk1", "kiosk"),
+        ],
+        dingtalk: Some(dingtalk),
+        ..Config::default()
+    };
     let server = server::start(config).await.unwrap();
     // What the admin does in the developer console: save the Request URL (check_url must pass).
     let app = MockApp::new(APP, SECRET)
