@@ -138,6 +138,8 @@ pub fn router(state: AppState, workflow: &Workflow) -> Result<Router, crate::din
         .route("/api/agent/requests", post(file_request))
         .route("/api/agent/requests/{id}", get(agent_request))
         .route("/api/agent/grant-key", get(grant_key))
+        .route("/api/console/workflows", get(console_workflows))
+        .route("/api/console/policies", get(console_policies))
         .route("/api/console/requests", get(console_list))
         .route("/api/console/requests/{id}", get(console_get))
         .route("/api/console/requests/{id}/{action}", post(console_action))
@@ -317,6 +319,35 @@ async fn console_list(
         Ok(list) => Json(list).into_response(),
         Err(e) => engine_error(&e),
     }
+}
+
+/// The workflows, with their Request URL paths (secrets redacted).
+async fn console_workflows(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&state, &headers) {
+        return r;
+    }
+    let list: Vec<Value> = state
+        .engine
+        .workflows()
+        .map(|w| {
+            json!({
+                "id": w.id, "name": w.name, "callback_path": w.callback_path(),
+                "type": if w.dingtalk().is_some() { "dingtalk" } else { "built_in" },
+                "client_id": w.dingtalk().map(|s| s.client_id.clone()),
+                "delivery": w.dingtalk().map(|s| s.delivery),
+                "mappings": w.mappings,
+            })
+        })
+        .collect();
+    Json(list).into_response()
+}
+
+/// The policies in force, in precedence order.
+async fn console_policies(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&state, &headers) {
+        return r;
+    }
+    Json(state.policies.policies()).into_response()
 }
 
 async fn console_get(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
