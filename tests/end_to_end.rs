@@ -396,6 +396,28 @@ async fn console_approval_is_written_back_to_dingtalk() {
         .console(reqwest::Method::GET, "/api/console/requests?state=revoked")
         .await;
     assert_eq!((status, list.as_array().map(Vec::len)), (200, Some(1)));
+    let (status, workflows) = alice
+        .console(reqwest::Method::GET, "/api/console/workflows")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        workflows[0]["callback_path"],
+        "/dingtalk/callback/0123456789abcdef0123456789abcdef"
+    );
+    assert!(
+        !workflows.to_string().contains(SECRET) && !workflows.to_string().contains(AES_KEY),
+        "secrets stay out"
+    );
+    let (status, policies) = alice.console(reqwest::Method::GET, "/api/console/policies").await;
+    assert_eq!(
+        (status, policies[0]["id"].as_str()),
+        (200, Some("kiosks")),
+        "precedence order"
+    );
+    let (status, _) = alice
+        .send(alice.http.get(format!("{}/api/console/policies", alice.base)))
+        .await;
+    assert_eq!(status, 401, "a device token is not an admin token");
     server.shutdown().await.unwrap();
 }
 
