@@ -139,11 +139,20 @@ impl Server {
         Ok(())
     }
 
-    /// Runs until the process gets ctrl-c, then shuts down gracefully.
+    /// Runs until the process gets ctrl-c (SIGINT) or SIGTERM, then shuts down gracefully.
     ///
     /// # Errors
     /// If the server task failed.
-    pub async fn run_until_ctrl_c(self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    pub async fn run_until_signal(self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
         self.shutdown().await
     }

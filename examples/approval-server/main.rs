@@ -61,7 +61,7 @@ async fn main() {
         device.token
     );
 
-    if let Err(e) = server.run_until_ctrl_c().await {
+    if let Err(e) = server.run_until_signal().await {
         tracing::error!(error = %e, "server failed");
         std::process::exit(1);
     }
