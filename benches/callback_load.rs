@@ -7,7 +7,9 @@
 //! and address existing pending requests, so no work is skipped; the in-memory store is used
 //! (the SQLite store is bounded by fsync, see `cargo bench --bench engine`).
 //!
-//! Run: `cargo bench --bench callback_load` (prints one line per endpoint).
+//! Run: `cargo bench --bench callback_load` (prints one line per endpoint). When `wrk` is
+//! installed (`apt-get install wrk`), the same endpoints are also measured with it, so the
+//! load generator is a separate, lighter process (`--latency` percentiles).
 
 #![allow(
     clippy::unwrap_used,
@@ -141,5 +143,67 @@ fn main() {
         println!("callback_load/hello     {CONNECTIONS} conns: {hello_rps:>9.0} req/s  p50 {hello_p50:?}  p99 {hello_p99:?}");
         println!("callback_load/callback  {CONNECTIONS} conns: {cb_rps:>9.0} req/s  p50 {cb_p50:?}  p99 {cb_p99:?}");
         println!("callback_load/ratio     callback/hello = {:.2} (target >= 0.5), callback p99 {:?} (target <= 2 ms)", cb_rps / hello_rps, cb_p99);
+
+        if std::process::Command::new("wrk").arg("--version").output().is_ok() {
+            // wrk replays pre-encrypted pushes from a file; past the first pass they repeat and
+            // take the duplicate path (verify, decrypt, parse, de-duplicate, reply).
+            let dir = std::env::temp_dir().join(format!("callback-load-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut lines = String::new();
+            for (c, external) in externals.iter().enumerate() {
+                for n in 0..1500 {
+                    let event = format!(
+                        r#"{{"EventType":"bpms_instance_change","EventTime":{now},"CorpId":"dingcorp","eventId":"wrk-{c}-{n}","processInstanceId":"{external}","processCode":"PROC-BENCH","type":"start","title":"张三提交的安全客户端卸载申请","staffId":"u{c}","createTime":{now}}}"#
+                    );
+                    let sealed = crypto.encrypt_reply(&event, &now, &format!("w{c}x{n}")).unwrap();
+                    lines.push_str(&format!(
+                        "/cb?signature={}&timestamp={}&nonce={}\t{{\"encrypt\":\"{}\"}}\n",
+                        sealed.msg_signature, sealed.time_stamp, sealed.nonce, sealed.encrypt
+                    ));
+                }
+            }
+            let requests = dir.join("requests.tsv");
+            std::fs::write(&requests, lines).unwrap();
+            let script = dir.join("replay.lua");
+            std::fs::write(&script, WRK_SCRIPT).unwrap();
+            let hello_script = dir.join("hello.lua");
+            std::fs::write(&hello_script, "wrk.method = \"POST\"\n").unwrap();
+            let run = |url: &str, script: &std::path::Path, extra: Option<&std::path::Path>| {
+                let mut cmd = std::process::Command::new("wrk");
+                cmd.args(["-t2", "-c64", "-d8s", "--latency", "-s"]).arg(script).arg(url);
+                if let Some(extra) = extra {
+                    cmd.arg("--").arg(extra);
+                }
+                String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
+            };
+            for (name, out) in [
+                ("hello", run(&format!("{hello_url}/hello"), &hello_script, None)),
+                ("callback", run(&callback_url, &script, Some(&requests))),
+            ] {
+                let rps = out.lines().find(|l| l.starts_with("Requests/sec")).unwrap_or("").trim().to_owned();
+                let p99 = out.lines().find(|l| l.trim_start().starts_with("99%")).unwrap_or("").trim().to_owned();
+                let errors = out.lines().find(|l| l.contains("Non-2xx") || l.contains("Socket errors")).unwrap_or("").trim().to_owned();
+                println!("callback_load/wrk/{name:<8} {rps}  p99 {p99}  {errors}");
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     });
 }
+
+/// Cycles through `path<TAB>body` lines given as the script argument.
+const WRK_SCRIPT: &str = r#"
+local requests = {}
+local i = 0
+init = function(args)
+  for line in io.lines(args[1]) do
+    local path, body = line:match("([^\t]*)\t(.*)")
+    table.insert(requests, wrk.format("POST", path, {["Content-Type"] = "application/json"}, body))
+  end
+  i = math.random(#requests)
+end
+request = function()
+  i = i + 1
+  if i > #requests then i = 1 end
+  return requests[i]
+end
+"#;
