@@ -69,6 +69,20 @@ fn workflow() -> Workflow {
     }
 }
 
+/// The uninstall form the mock serves, with one default approver.
+fn form() -> MockProcess {
+    MockProcess::new(
+        CODE,
+        "安全客户端卸载申请",
+        vec![
+            MockFormField::new("设备名称", "TextField", true),
+            MockFormField::new("卸载原因", "TextareaField", true),
+            MockFormField::new("申请人", "TextField", false),
+        ],
+        vec!["approver1".into()],
+    )
+}
+
 struct Env {
     mock: MockDingTalk,
     engine: Arc<Engine>,
@@ -85,16 +99,7 @@ async fn env(store: Arc<dyn ApprovalStore>) -> Env {
                 .events(TOKEN, AES_KEY)
                 .request_url(request_url),
         )
-        .process(MockProcess::new(
-            CODE,
-            "安全客户端卸载申请",
-            vec![
-                MockFormField::new("设备名称", "TextField", true),
-                MockFormField::new("卸载原因", "TextareaField", true),
-                MockFormField::new("申请人", "TextField", false),
-            ],
-            vec!["approver1".into()],
-        ))
+        .process(form())
         .terminate_grace(Duration::ZERO)
         .start()
         .await
@@ -570,16 +575,7 @@ async fn stream_delivery_feeds_the_engine_like_the_callback_route() {
     use dingtalk_sdk::stream::client::StreamClient;
     let mock = MockDingTalk::builder()
         .app(MockApp::new(APP, SECRET).events(TOKEN, AES_KEY).stream(true))
-        .process(MockProcess::new(
-            CODE,
-            "安全客户端卸载申请",
-            vec![
-                MockFormField::new("设备名称", "TextField", true),
-                MockFormField::new("卸载原因", "TextareaField", true),
-                MockFormField::new("申请人", "TextField", false),
-            ],
-            vec!["approver1".into()],
-        ))
+        .process(form())
         .start()
         .await
         .unwrap();
