@@ -59,24 +59,18 @@ fn signer(database: &str) -> GrantSigner {
     let path = format!("{database}.grant-key");
     let seed = std::fs::read_to_string(&path)
         .ok()
-        .and_then(|hex| u8_32(hex.trim()))
+        .and_then(|text| {
+            let mut seed = [0u8; 32];
+            hex::decode_to_slice(text.trim(), &mut seed).ok().map(|()| seed)
+        })
         .unwrap_or_else(|| {
             let seed: [u8; 32] = rand::random();
-            let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
-            if let Err(e) = std::fs::write(&path, hex) {
+            if let Err(e) = std::fs::write(&path, hex::encode(seed)) {
                 tracing::warn!(%path, error = %e, "cannot persist the grant key; grants will not survive a restart");
             }
             seed
         });
     GrantSigner::from_bytes(&seed)
-}
-
-fn u8_32(hex: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// The demo policy: employees need approval (via DingTalk) to uninstall; `it-admin` is exempt.

@@ -27,12 +27,43 @@ fn eq(a: &str, b: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
+/// An enrolled device with its policy subject built once, not per request.
+struct Enrolled {
+    token: String,
+    user: UserId,
+    device: DeviceId,
+    groups: Vec<GroupId>,
+    departments: Vec<DeptId>,
+}
+
+impl Enrolled {
+    fn new(d: &DeviceConfig) -> Self {
+        Self {
+            token: d.token.clone(),
+            user: UserId::new(&d.user_id),
+            device: DeviceId::new(&d.device_id),
+            groups: d.groups.iter().map(GroupId::new).collect(),
+            departments: d.departments.iter().map(DeptId::new).collect(),
+        }
+    }
+
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            user: &self.user,
+            groups: &self.groups,
+            departments: &self.departments,
+            device: &self.device,
+            tags: &[],
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct AppState {
     engine: Arc<Engine>,
     policies: Arc<PolicySet>,
     admin_token: Arc<str>,
-    devices: Arc<Vec<DeviceConfig>>,
+    devices: Arc<Vec<Enrolled>>,
 }
 
 impl AppState {
@@ -46,7 +77,7 @@ impl AppState {
             engine,
             policies: Arc::new(policies),
             admin_token: admin_token.into(),
-            devices: Arc::new(devices),
+            devices: Arc::new(devices.iter().map(Enrolled::new).collect()),
         }
     }
 }
@@ -79,7 +110,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .strip_prefix("Bearer ")
 }
 
-fn device<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a DeviceConfig, Response> {
+fn device<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Enrolled, Response> {
     let token = bearer(headers).ok_or_else(|| {
         error(
             StatusCode::UNAUTHORIZED,
@@ -172,17 +203,7 @@ async fn uninstall_check(
         (Ok(d), Ok(b)) => (d, b),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    let user = UserId::new(&dev.user_id);
-    let device_id = DeviceId::new(&dev.device_id);
-    let groups: Vec<GroupId> = dev.groups.iter().map(GroupId::new).collect();
-    let depts: Vec<DeptId> = dev.departments.iter().map(DeptId::new).collect();
-    let subject = Subject {
-        user: &user,
-        groups: &groups,
-        departments: &depts,
-        device: &device_id,
-        tags: &[],
-    };
+    let subject = dev.subject();
     let locale = b.locale.unwrap_or_else(|| "zh-CN".into());
     let d = state.policies.evaluate(
         &subject,
@@ -216,20 +237,11 @@ fn agent_view(r: &ApprovalRequest) -> Value {
 
 async fn file_request(State(state): State<AppState>, headers: HeaderMap, b: JsonBody<FileBody>) -> Response {
     let (dev, b) = match (device(&state, &headers), body(b)) {
-        (Ok(d), Ok(b)) => (d.clone(), b),
+        (Ok(d), Ok(b)) => (d, b),
         (Err(r), _) | (_, Err(r)) => return r,
     };
     // The policy decides whether filing is possible, and where to.
-    let user = UserId::new(&dev.user_id);
-    let device_id = DeviceId::new(&dev.device_id);
-    let groups: Vec<GroupId> = dev.groups.iter().map(GroupId::new).collect();
-    let subject = Subject {
-        user: &user,
-        groups: &groups,
-        departments: &[],
-        device: &device_id,
-        tags: &[],
-    };
+    let subject = dev.subject();
     let decision = state.policies.evaluate(
         &subject,
         Action::Uninstall,
@@ -249,7 +261,8 @@ async fn file_request(State(state): State<AppState>, headers: HeaderMap, b: Json
             ),
         );
     };
-    let mut submit = SubmitRequest::uninstall(workflow.clone(), user.clone(), device_id.clone(), b.reason);
+    let mut submit =
+        SubmitRequest::uninstall(workflow.clone(), dev.user.clone(), dev.device.clone(), b.reason);
     if let Some(v) = b.app_version {
         submit = submit.field("app_version", v);
     }
@@ -269,9 +282,7 @@ async fn agent_request(
         Err(r) => return r,
     };
     match state.engine.get(&RequestId(id)).await {
-        Ok(r) if r.requester.as_str() == dev.user_id && r.device.as_str() == dev.device_id => {
-            Json(agent_view(&r)).into_response()
-        }
+        Ok(r) if r.requester == dev.user && r.device == dev.device => Json(agent_view(&r)).into_response(),
         Ok(_) => error(
             StatusCode::NOT_FOUND,
             "not_found",
