@@ -23,23 +23,29 @@ use crate::dingtalk::token::Credentials;
 use crate::dingtalk::ProcessCode;
 use crate::policy::ids::WorkflowId;
 use crate::policy::{Catalog, GrantSigner, PolicyDocument, PolicySet, WorkflowKind as PolicyWorkflowKind};
-use config::{Config, DeviceConfig};
+use config::{Config, DeviceConfig, WorkflowConfig};
 use rand::distributions::{Alphanumeric, DistString as _};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::net::SocketAddr;
-
-const WORKFLOW: &str = "wf-dingtalk";
+/// The mock's uninstall form when a mock workflow maps no fields: system field → label.
+const MOCK_FIELDS: [(&str, &str); 4] = [
+    ("device", "设备名称"),
+    ("reason", "卸载原因"),
+    ("requester", "申请人"),
+    ("app_version", "客户端版本"),
+];
 
 fn random(n: usize) -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), n)
 }
 
-/// The Request URL's unguessable id, kept beside the database so the URL configured in
-/// DingTalk stays valid across restarts.
-fn persisted_callback_id(database: &str) -> String {
-    let path = format!("{database}.callback-id");
+/// A workflow's Request URL id, kept beside the database so the URL configured in DingTalk
+/// stays valid across restarts. Workflow ids are validated to be file-name safe.
+fn persisted_callback_id(database: &str, workflow: &str) -> String {
+    let path = format!("{database}.{workflow}.callback-id");
     if let Some(id) = std::fs::read_to_string(&path)
         .ok()
         .map(|s| s.trim().to_owned())
@@ -73,8 +79,8 @@ fn signer(database: &str) -> GrantSigner {
     GrantSigner::from_bytes(&seed)
 }
 
-/// The demo policy: employees need approval (via DingTalk) to uninstall; `it-admin` is exempt.
-fn demo_policies() -> Result<PolicyDocument, toml::de::Error> {
+/// The demo policy: employees need approval (via `workflow`) to uninstall; `it-admin` is exempt.
+fn demo_policies(workflow: &str) -> Result<PolicyDocument, toml::de::Error> {
     toml::from_str(&format!(
         r#"
         [[policies]]
@@ -84,7 +90,7 @@ fn demo_policies() -> Result<PolicyDocument, toml::de::Error> {
         switches = {{ anti_uninstall = true, auto_start = true }}
         scope = {{ groups = ["employees"] }}
         whitelist = ["it-admin"]
-        approval = {{ allow_filing = true, workflow = "{WORKFLOW}" }}
+        approval = {{ allow_filing = true, workflow = "{workflow}" }}
         [policies.prompt.zh-CN]
         title = "禁止卸载安全客户端"
         content = "卸载需要审批。请填写原因并提交审批。"
@@ -99,18 +105,34 @@ fn demo_policies() -> Result<PolicyDocument, toml::de::Error> {
     ))
 }
 
+/// A workflow as served.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Endpoint {
+    /// The workflow.
+    pub workflow: WorkflowId,
+    /// Its DingTalk app.
+    pub client_id: String,
+    /// Its form.
+    pub process_code: ProcessCode,
+    /// How its events arrive.
+    pub delivery: Delivery,
+    /// The Request URL DingTalk must push to (HTTP push only).
+    pub request_url: Option<String>,
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// The Request URL DingTalk must push to.
-    pub request_url: String,
+    /// The workflows, with their Request URLs.
+    pub endpoints: Vec<Endpoint>,
     /// The console's bearer token.
     pub admin_token: String,
     /// The enrolled devices (tokens for the agent API).
     pub devices: Vec<DeviceConfig>,
-    /// The in-process mock DingTalk, when no credentials were configured.
+    /// The in-process mock DingTalk, when a workflow has no credentials.
     pub mock: Option<MockDingTalk>,
     /// The engine (for inspection in tests and tools).
     pub engine: Arc<Engine>,
@@ -120,6 +142,14 @@ pub struct Server {
 }
 
 impl Server {
+    /// The Request URL of `workflow`, if it is served over HTTP push.
+    pub fn request_url(&self, workflow: &str) -> Option<&str> {
+        self.endpoints
+            .iter()
+            .find(|e| e.workflow.as_str() == workflow)
+            .and_then(|e| e.request_url.as_deref())
+    }
+
     /// Stops accepting requests, lets in-flight ones finish, and stops background work.
     ///
     /// # Errors
@@ -152,120 +182,167 @@ impl Server {
     }
 }
 
+/// One configured workflow, resolved: real DingTalk, or an app and form on the mock.
+struct Resolved {
+    workflow: Workflow,
+    api_base: Option<String>,
+    /// The mock app to register once the Request URL exists.
+    mock_app: Option<MockApp>,
+}
+
+/// Resolves `w`, creating its app's form on `mock` when it has no credentials.
+fn resolve(w: &WorkflowConfig, database: &str, mock: Option<&MockDingTalk>) -> Option<Resolved> {
+    let callback_id = w
+        .callback_id
+        .clone()
+        .unwrap_or_else(|| persisted_callback_id(database, &w.id));
+    let name = w.name.clone().unwrap_or_else(|| w.id.clone());
+    let workflow =
+        |settings: DingTalkSettings, process_code: String, fields: BTreeMap<String, String>| Workflow {
+            id: WorkflowId::new(&w.id),
+            name: name.clone(),
+            kind: WorkflowKind::DingTalk(settings),
+            mappings: vec![Mapping {
+                template: "app_uninstall".into(),
+                process_code: ProcessCode::new(process_code),
+                fields,
+            }],
+            callback_id: callback_id.clone(),
+        };
+    if let Some(dt) = &w.dingtalk {
+        let settings = DingTalkSettings {
+            client_id: dt.client_id.clone(),
+            client_secret: dt.client_secret.clone(),
+            token: dt.token.clone(),
+            aes_key: dt.aes_key.clone(),
+            receiver_id: dt.receiver_id.clone().unwrap_or_else(|| dt.client_id.clone()),
+            delivery: w.delivery,
+            dept_id: -1,
+        };
+        return Some(Resolved {
+            workflow: workflow(
+                settings,
+                w.process_code.clone().unwrap_or_default(),
+                w.fields.clone(),
+            ),
+            api_base: dt.api_base.clone(),
+            mock_app: None,
+        });
+    }
+    let mock = mock?;
+    let (client_id, secret, token, aes_key) =
+        (format!("dingmock-{}", w.id), random(24), random(16), random(43));
+    let process_code = w
+        .process_code
+        .clone()
+        .unwrap_or_else(|| format!("PROC-{}", w.id.to_uppercase()));
+    let fields: BTreeMap<String, String> = if w.fields.is_empty() {
+        MOCK_FIELDS
+            .iter()
+            .map(|(f, l)| ((*f).to_owned(), (*l).to_owned()))
+            .collect()
+    } else {
+        w.fields.clone()
+    };
+    mock.register_process(MockProcess::new(
+        &process_code,
+        &name,
+        fields
+            .iter()
+            .map(|(field, label)| MockFormField::new(label, "TextField", field == "reason"))
+            .collect(),
+        vec!["approver1".into()],
+    ));
+    let app = MockApp::new(&client_id, &secret).events(&token, &aes_key);
+    let settings = DingTalkSettings {
+        client_id: client_id.clone(),
+        client_secret: secret,
+        token,
+        aes_key,
+        receiver_id: client_id,
+        delivery: w.delivery,
+        dept_id: -1,
+    };
+    Some(Resolved {
+        workflow: workflow(settings, process_code, fields),
+        api_base: Some(mock.base_url()),
+        mock_app: Some(app),
+    })
+}
+
 /// Starts the server described by `config`.
 ///
 /// # Errors
-/// If the address cannot be bound, the database opened, or the configuration is invalid.
+/// If the configuration is invalid, the address cannot be bound or the database opened.
 pub async fn start(config: Config) -> Result<Server, Box<dyn std::error::Error + Send + Sync>> {
+    config.validate()?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let local = listener.local_addr()?;
     let public_url = config
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
-    let callback_id = config
-        .callback_id
-        .clone()
-        .unwrap_or_else(|| persisted_callback_id(&config.database));
 
-    // DingTalk: real credentials, or the mock in-process.
-    let (settings, mapping_fields, process_code, api_base, mock) = match &config.dingtalk {
-        Some(dt) => (
-            DingTalkSettings {
-                client_id: dt.client_id.clone(),
-                client_secret: dt.client_secret.clone(),
-                token: dt.token.clone(),
-                aes_key: dt.aes_key.clone(),
-                receiver_id: dt.receiver_id.clone().unwrap_or_else(|| dt.client_id.clone()),
-                delivery: config.delivery,
-                dept_id: -1,
-            },
-            dt.fields.clone(),
-            dt.process_code.clone(),
-            dt.api_base.clone(),
-            None,
-        ),
-        None => {
-            let (client_id, secret, token, aes_key) =
-                ("dingmocksase".to_owned(), random(24), random(16), random(43));
-            let fields = [
-                ("device", "设备名称"),
-                ("reason", "卸载原因"),
-                ("requester", "申请人"),
-                ("app_version", "客户端版本"),
-            ];
-            let mock = MockDingTalk::builder()
-                .app(MockApp::new(&client_id, &secret))
-                .process(MockProcess::new(
-                    "PROC-SASE-UNINSTALL",
-                    "安全客户端卸载申请",
-                    fields
-                        .iter()
-                        .map(|(_, label)| MockFormField::new(*label, "TextField", *label == "卸载原因"))
-                        .collect(),
-                    vec!["approver1".into()],
-                ))
-                .start()
-                .await?;
-            tracing::warn!(
-                mock = %mock.base_url(),
-                "NO DINGTALK CREDENTIALS CONFIGURED: using the built-in MOCK DingTalk. Approve requests with \
-                 POST {}/__mock/instances/<instanceId>/approve",
-                mock.base_url()
-            );
-            (
-                DingTalkSettings {
-                    client_id: client_id.clone(),
-                    client_secret: secret,
-                    token,
-                    aes_key,
-                    receiver_id: client_id,
-                    delivery: config.delivery,
-                    dept_id: -1,
-                },
-                fields
-                    .iter()
-                    .map(|(f, l)| ((*f).to_owned(), (*l).to_owned()))
-                    .collect(),
-                "PROC-SASE-UNINSTALL".to_owned(),
-                None,
-                Some(mock),
-            )
-        }
+    // Workflows without credentials run on the mock DingTalk, in-process.
+    let mock = if config.workflows.iter().any(|w| w.dingtalk.is_none()) {
+        let mock = MockDingTalk::builder().start().await?;
+        tracing::warn!(
+            mock = %mock.base_url(),
+            "NO DINGTALK CREDENTIALS CONFIGURED for {}: using the built-in MOCK DingTalk. Approve requests with \
+             POST {}/__mock/instances/<instanceId>/approve",
+            config
+                .workflows
+                .iter()
+                .filter(|w| w.dingtalk.is_none())
+                .map(|w| w.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            mock.base_url()
+        );
+        Some(mock)
+    } else {
+        None
     };
-    let api_base = api_base.or_else(|| mock.as_ref().map(MockDingTalk::base_url));
-    let workflow = Workflow {
-        id: WorkflowId::new(WORKFLOW),
-        name: "DingTalk approval".into(),
-        kind: WorkflowKind::DingTalk(settings.clone()),
-        mappings: vec![Mapping {
-            template: "app_uninstall".into(),
-            process_code: ProcessCode::new(&process_code),
-            fields: mapping_fields,
-        }],
-        callback_id,
-    };
-    let mut client = DingTalkClient::builder(Credentials::new(&settings.client_id, &settings.client_secret));
-    if let Some(base) = &api_base {
-        client = client.api_base(base);
-    }
-    let backend = Arc::new(DingTalkBackend::new(client.build()?, workflow.clone())?);
+    let resolved: Vec<Resolved> = config
+        .workflows
+        .iter()
+        .filter_map(|w| resolve(w, &config.database, mock.as_ref()))
+        .collect();
+
     let store = Arc::new(SqliteStore::open(&config.database).await?);
-    let engine = Arc::new(
-        Engine::builder(store, signer(&config.database))
-            .workflow(workflow.clone(), backend)
-            .grant_ttl(Duration::from_secs(config.grant_ttl_secs))
-            .build()?,
-    );
-    let catalog = Catalog::new().workflow(WorkflowId::new(WORKFLOW), PolicyWorkflowKind::DingTalk);
-    let policies = PolicySet::compile(
-        match config.policies.clone() {
-            Some(doc) => doc,
-            None => demo_policies()?,
-        }
-        .policies,
-        &catalog,
-    )?;
+    let mut engine = Engine::builder(store, signer(&config.database))
+        .grant_ttl(Duration::from_secs(config.grant_ttl_secs));
+    let mut catalog = Catalog::new();
+    // Workflows of one app share a client, hence its token.
+    let mut clients: HashMap<(String, Option<String>), DingTalkClient> = HashMap::new();
+    for r in &resolved {
+        let Some(settings) = r.workflow.dingtalk() else {
+            continue;
+        };
+        let key = (settings.client_id.clone(), r.api_base.clone());
+        let client = match clients.get(&key) {
+            Some(client) => client.clone(),
+            None => {
+                let mut builder =
+                    DingTalkClient::builder(Credentials::new(&settings.client_id, &settings.client_secret));
+                if let Some(base) = &r.api_base {
+                    builder = builder.api_base(base);
+                }
+                let client = builder.build()?;
+                clients.insert(key, client.clone());
+                client
+            }
+        };
+        let backend = Arc::new(DingTalkBackend::new(client, r.workflow.clone())?);
+        engine = engine.workflow(r.workflow.clone(), backend);
+        catalog = catalog.workflow(r.workflow.id.clone(), PolicyWorkflowKind::DingTalk);
+    }
+    let engine = Arc::new(engine.build()?);
+    let policies = match config.policies.clone() {
+        Some(doc) => doc,
+        None => demo_policies(config.workflows.first().map_or("wf-dingtalk", |w| w.id.as_str()))?,
+    };
+    let policies = PolicySet::compile(policies.policies, &catalog)?;
     let admin_token = config.admin_token.clone().unwrap_or_else(|| random(32));
     let devices = if config.devices.is_empty() {
         vec![DeviceConfig {
@@ -279,13 +356,14 @@ pub async fn start(config: Config) -> Result<Server, Box<dyn std::error::Error +
         config.devices.clone()
     };
 
+    let workflows: Vec<Workflow> = resolved.iter().map(|r| r.workflow.clone()).collect();
     let state = api::AppState::new(
         Arc::clone(&engine),
         policies,
         admin_token.clone(),
         devices.clone(),
     );
-    let app = api::router(state, &workflow)?;
+    let app = api::router(state, &workflows)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -296,45 +374,71 @@ pub async fn start(config: Config) -> Result<Server, Box<dyn std::error::Error +
             .await
     });
 
-    let request_url = format!("{public_url}{}", workflow.callback_path());
-    if let Some(mock) = &mock {
-        let app = MockApp::new(&settings.client_id, &settings.client_secret)
-            .events(&settings.token, &settings.aes_key);
-        let app = match settings.delivery {
-            Delivery::Stream => app.stream(true),
-            // The Request URL exists now: register it (DingTalk sends check_url, as when it is saved).
-            _ => app.request_url(&request_url),
-        };
-        let check = mock.register_app(app).await;
-        tracing::info!(
-            ok = check.as_ref().is_none_or(|d| d.ok),
-            "mock DingTalk app registered"
-        );
-    }
+    let mut endpoints = Vec::new();
     let mut background = Vec::new();
-    if settings.delivery == Delivery::Stream {
-        // One Stream client per DingTalk app, feeding the engine exactly as the callback route.
-        let mut stream = StreamClient::builder(&settings.client_id, &settings.client_secret);
-        if let Some(base) = &api_base {
-            stream = stream.api_base(base);
+    let mut streaming: Vec<&str> = Vec::new();
+    for r in &resolved {
+        let Some(settings) = r.workflow.dingtalk() else {
+            continue;
+        };
+        let request_url = (settings.delivery == Delivery::HttpPush)
+            .then(|| format!("{public_url}{}", r.workflow.callback_path()));
+        if let (Some(mock), Some(app)) = (&mock, &r.mock_app) {
+            // The Request URL exists now: register it (DingTalk sends check_url, as when it is saved).
+            let app = match &request_url {
+                Some(url) => app.clone().request_url(url),
+                None => app.clone().stream(true),
+            };
+            let check = mock.register_app(app).await;
+            tracing::info!(
+                workflow = %r.workflow.id,
+                ok = check.as_ref().is_none_or(|d| d.ok),
+                "mock DingTalk app registered"
+            );
         }
-        let (stream, feeder) = (stream.build(), Arc::clone(&engine));
-        background.push(tokio::spawn(async move {
-            stream
-                .run(
-                    move |event: Event| {
-                        let engine = Arc::clone(&feeder);
-                        async move { engine.handle_event(&event).await.map(|_| ()) }
-                    },
-                    std::future::pending(),
-                )
-                .await;
-        }));
-        tracing::info!("receiving DingTalk events over Stream mode");
+        if settings.delivery == Delivery::Stream && !streaming.contains(&settings.client_id.as_str()) {
+            // One Stream connection per DingTalk app, feeding the engine exactly as the
+            // callback route does.
+            streaming.push(&settings.client_id);
+            let mut stream = StreamClient::builder(&settings.client_id, &settings.client_secret);
+            if let Some(base) = &r.api_base {
+                stream = stream.api_base(base);
+            }
+            let (stream, feeder) = (stream.build(), Arc::clone(&engine));
+            background.push(tokio::spawn(async move {
+                stream
+                    .run(
+                        move |event: Event| {
+                            let engine = Arc::clone(&feeder);
+                            async move { engine.handle_event(&event).await.map(|_| ()) }
+                        },
+                        std::future::pending(),
+                    )
+                    .await;
+            }));
+        }
+        tracing::info!(
+            workflow = %r.workflow.id,
+            client_id = %settings.client_id,
+            process_code = %r.workflow.mappings.first().map_or("", |m| m.process_code.as_str()),
+            request_url = request_url.as_deref().unwrap_or("(stream mode)"),
+            "workflow ready"
+        );
+        endpoints.push(Endpoint {
+            workflow: r.workflow.id.clone(),
+            client_id: settings.client_id.clone(),
+            process_code: r
+                .workflow
+                .mappings
+                .first()
+                .map_or_else(|| ProcessCode::new(""), |m| m.process_code.clone()),
+            delivery: settings.delivery,
+            request_url,
+        });
     }
     let reconciler = Arc::clone(&engine);
     let every = Duration::from_secs(config.reconcile_every_secs.max(1));
-    let reconcile = tokio::spawn(async move {
+    background.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
@@ -344,13 +448,11 @@ pub async fn start(config: Config) -> Result<Server, Box<dyn std::error::Error +
                 Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
             }
         }
-    });
-
-    background.push(reconcile);
-    tracing::info!(%local, request_url, database = %config.database, "approval server listening");
+    }));
+    tracing::info!(%local, database = %config.database, "approval server listening");
     Ok(Server {
         addr: local,
-        request_url,
+        endpoints,
         admin_token,
         devices,
         mock,

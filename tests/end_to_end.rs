@@ -10,10 +10,11 @@
     clippy::indexing_slicing
 )]
 
-use sase_dingtalk::dingtalk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
-use sase_dingtalk::policy::ids::{DeviceId, GrantId, UserId};
+use sase_dingtalk::approval::definition::Delivery;
+use sase_dingtalk::dingtalk::mock::{Channel, MockApp, MockDingTalk, MockFormField, MockProcess};
+use sase_dingtalk::policy::ids::{DeviceId, GrantId, GroupId, PolicyId, UserId, WorkflowId};
 use sase_dingtalk::policy::{Action, Error as PolicyError, GrantVerifier, PolicyDocument, SignedGrant};
-use sase_dingtalk::server::config::{Config, DeviceConfig, DingTalkConfig};
+use sase_dingtalk::server::config::{Config, DeviceConfig, DingTalkConfig, WorkflowConfig};
 use sase_dingtalk::server::{self, Server};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -97,17 +98,21 @@ async fn mock() -> MockDingTalk {
 }
 
 async fn start(mock: &MockDingTalk, database: &std::path::Path) -> Server {
-    let dingtalk: DingTalkConfig = serde_json::from_value(json!({
+    let app: DingTalkConfig = serde_json::from_value(json!({
         "client_id": APP, "client_secret": SECRET, "token": TOKEN, "aes_key": AES_KEY,
-        "process_code": CODE, "api_base": mock.base_url(),
-        "fields": {"device": "设备名称", "reason": "卸载原因"}
+        "api_base": mock.base_url(),
     }))
     .unwrap();
+    let workflow = WorkflowConfig::new("wf-dingtalk").dingtalk(
+        app,
+        CODE,
+        [("device", "设备名称"), ("reason", "卸载原因")],
+    );
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         database: database.display().to_string(),
         admin_token: Some(ADMIN.into()),
-        callback_id: Some("0123456789abcdef0123456789abcdef".into()),
+        workflows: vec![workflow],
         policies: Some(policies()),
         devices: vec![
             device("tok-alice", "alice", "employees"),
@@ -115,14 +120,14 @@ async fn start(mock: &MockDingTalk, database: &std::path::Path) -> Server {
             device("tok-contractor", "carl", "contractors"),
             device("tok-kiosk", "kiosk1", "kiosk"),
         ],
-        dingtalk: Some(dingtalk),
         ..Config::default()
     };
     let server = server::start(config).await.unwrap();
+    assert!(server.mock.is_none(), "credentials given: no mock in-process");
     // What the admin does in the developer console: save the Request URL (check_url must pass).
     let app = MockApp::new(APP, SECRET)
         .events(TOKEN, AES_KEY)
-        .request_url(&server.request_url);
+        .request_url(server.request_url("wf-dingtalk").unwrap());
     assert!(mock.register_app(app).await.unwrap().ok, "check_url round trip");
     server
 }
@@ -400,10 +405,10 @@ async fn console_approval_is_written_back_to_dingtalk() {
         .console(reqwest::Method::GET, "/api/console/workflows")
         .await;
     assert_eq!(status, 200);
-    assert_eq!(
-        workflows[0]["callback_path"],
-        "/dingtalk/callback/0123456789abcdef0123456789abcdef"
-    );
+    assert!(server
+        .request_url("wf-dingtalk")
+        .unwrap()
+        .ends_with(workflows[0]["callback_path"].as_str().unwrap()));
     assert!(
         !workflows.to_string().contains(SECRET) && !workflows.to_string().contains(AES_KEY),
         "secrets stay out"
@@ -431,7 +436,7 @@ async fn a_server_restart_in_the_middle_of_a_pending_request() {
     let (_, filed) = alice.file("restart").await;
     let id = filed["id"].as_str().unwrap().to_owned();
     let external = alice.external_id(&id).await;
-    let request_url = server.request_url.clone();
+    let request_url = server.request_url("wf-dingtalk").unwrap().to_owned();
     server.shutdown().await.unwrap();
 
     // The approver acts while the server is down; the push fails.
@@ -447,8 +452,14 @@ async fn a_server_restart_in_the_middle_of_a_pending_request() {
     // Back up on the same file (and the same Request URL path): reconciliation recovers the decision.
     let server = start(&mock, &db).await;
     assert_eq!(
-        server.request_url.rsplit('/').next(),
-        request_url.rsplit('/').next()
+        server
+            .request_url("wf-dingtalk")
+            .unwrap()
+            .split_once("/dingtalk/")
+            .unwrap()
+            .1,
+        request_url.split_once("/dingtalk/").unwrap().1,
+        "the Request URL path (persisted beside the database) survives the restart"
     );
     let alice = Agent::new(&server, "tok-alice");
     assert_eq!(
@@ -459,5 +470,94 @@ async fn a_server_restart_in_the_middle_of_a_pending_request() {
     let report = server.engine.reconcile(Duration::ZERO).await.unwrap();
     assert_eq!(report.changed, 1);
     assert!(alice.poll(&id, "approved").await["grant"].is_object());
+    server.shutdown().await.unwrap();
+}
+
+/// Two workflows on the server's own in-process mock (no credentials): staff filed through one
+/// form and its Request URL, contractors through another form over Stream mode; each request
+/// is created on its own form and decided through its own delivery path.
+#[tokio::test]
+async fn several_workflows_each_with_its_own_form_and_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut doc = policies();
+    let mut contractors = doc.policies[0].clone();
+    contractors.id = PolicyId::new("contractors");
+    contractors.scope.groups = vec![GroupId::new("contractors")];
+    contractors.approval.workflow = Some(WorkflowId::new("wf-contractors"));
+    doc.policies.push(contractors);
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database: dir.path().join("two.sqlite").display().to_string(),
+        admin_token: Some(ADMIN.into()),
+        workflows: vec![
+            WorkflowConfig::new("wf-dingtalk"),
+            WorkflowConfig::new("wf-contractors").delivery(Delivery::Stream),
+        ],
+        policies: Some(doc),
+        devices: vec![
+            device("tok-alice", "alice", "employees"),
+            device("tok-contractor", "carl", "contractors"),
+        ],
+        ..Config::default()
+    };
+    let server = server::start(config).await.unwrap();
+    let staff_url = server.request_url("wf-dingtalk").unwrap().to_owned();
+    assert!(staff_url.starts_with(&format!("http://{}/dingtalk/callback/", server.addr)));
+    assert_eq!(
+        server.request_url("wf-contractors"),
+        None,
+        "Stream mode has no Request URL"
+    );
+    let mock = server.mock.as_ref().unwrap();
+
+    let mut filed = Vec::new();
+    for (token, code) in [
+        ("tok-alice", "PROC-WF-DINGTALK"),
+        ("tok-contractor", "PROC-WF-CONTRACTORS"),
+    ] {
+        let agent = Agent::new(&server, token);
+        let (status, body) = agent.file("two forms").await;
+        assert_eq!(status, 201, "{body}");
+        let id = body["id"].as_str().unwrap().to_owned();
+        let external = agent.external_id(&id).await;
+        let created = mock
+            .journal()
+            .into_iter()
+            .rev()
+            .find(|e| e.method == "POST" && e.path == "/v1.0/workflow/processInstances")
+            .unwrap();
+        assert_eq!(
+            created.body.unwrap()["processCode"],
+            code,
+            "created on its own form"
+        );
+        mock.approve(&external, None, None).unwrap();
+        filed.push((agent, id, external));
+    }
+    for (agent, id, _) in &filed {
+        assert!(agent.poll(id, "approved").await["grant"].is_object());
+    }
+    let deliveries = mock.deliveries();
+    let channel = |external: &str| {
+        deliveries
+            .iter()
+            .filter(|d| d.process_instance_id.as_deref() == Some(external) && d.ok)
+            .map(|d| d.channel)
+            .collect::<HashSet<_>>()
+    };
+    assert_eq!(channel(&filed[0].2), HashSet::from([Channel::Http]));
+    assert_eq!(channel(&filed[1].2), HashSet::from([Channel::Stream]));
+
+    let (_, workflows) = filed[0]
+        .0
+        .console(reqwest::Method::GET, "/api/console/workflows")
+        .await;
+    let paths: HashSet<_> = workflows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["callback_path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(paths.len(), 2, "one Request URL per workflow: {workflows}");
     server.shutdown().await.unwrap();
 }

@@ -27,11 +27,23 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let (local, request_url, admin_token) = (
-        server.addr,
-        server.request_url.clone(),
-        server.admin_token.clone(),
-    );
+    let (local, admin_token) = (server.addr, server.admin_token.clone());
+    let workflows: String = server
+        .endpoints
+        .iter()
+        .map(|e| {
+            format!(
+                "Workflow {} ({}, app {}): {}\n",
+                e.workflow,
+                e.process_code,
+                e.client_id,
+                e.request_url.as_ref().map_or_else(
+                    || "events over Stream mode".to_owned(),
+                    |u| format!("Request URL {u}")
+                )
+            )
+        })
+        .collect();
     let mock = server.mock.as_ref();
     let Some(device) = server.devices.first() else {
         tracing::error!("no device configured");
@@ -39,7 +51,7 @@ async fn main() {
     };
     println!(
         "\nSASE approval server on http://{local}\n\
-         Request URL for DingTalk: {request_url}\n\
+         {workflows}\
          Admin token:  {admin_token}\n\
          Device token: {} (device {}, user {})\n\n\
          Walk the flow with the agent simulator (then approve on the mock, below):\n\

@@ -143,26 +143,9 @@ fn body<T>(b: JsonBody<T>) -> Result<T, Response> {
         .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_body", e.body_text()))
 }
 
-/// The server's routes. Fails only for an invalid event-subscription key.
-pub fn router(state: AppState, workflow: &Workflow) -> Result<Router, crate::dingtalk::Error> {
-    let engine = Arc::clone(&state.engine);
-    let mut callback = None;
-    if let Some(s) = workflow.dingtalk().filter(|s| s.delivery == Delivery::HttpPush) {
-        let crypto = EventCrypto::new(&s.token, &s.aes_key, &s.receiver_id)?;
-        callback = Some(callback_route(
-            CallbackHandler::builder(crypto).build(),
-            move |event| {
-                let engine = Arc::clone(&engine);
-                async move {
-                    engine
-                        .handle_event(&event)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-            },
-        ));
-    }
+/// The server's routes: one Request URL per HTTP-push workflow. Fails only for an invalid
+/// event-subscription key.
+pub fn router(state: AppState, workflows: &[Workflow]) -> Result<Router, crate::dingtalk::Error> {
     let mut router = Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/api/agent/uninstall-check", post(uninstall_check))
@@ -174,8 +157,23 @@ pub fn router(state: AppState, workflow: &Workflow) -> Result<Router, crate::din
         .route("/api/console/requests", get(console_list))
         .route("/api/console/requests/{id}", get(console_get))
         .route("/api/console/requests/{id}/{action}", post(console_action))
-        .with_state(state);
-    if let Some(callback) = callback {
+        .with_state(state.clone());
+    for workflow in workflows {
+        let Some(s) = workflow.dingtalk().filter(|s| s.delivery == Delivery::HttpPush) else {
+            continue;
+        };
+        let crypto = EventCrypto::new(&s.token, &s.aes_key, &s.receiver_id)?;
+        let engine = Arc::clone(&state.engine);
+        let callback = callback_route(CallbackHandler::builder(crypto).build(), move |event| {
+            let engine = Arc::clone(&engine);
+            async move {
+                engine
+                    .handle_event(&event)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        });
         router = router.route(&workflow.callback_path(), callback);
     }
     Ok(router.layer(DefaultBodyLimit::max(64 * 1024)))
