@@ -7,9 +7,16 @@
 //! and address existing pending requests, so no work is skipped; the in-memory store is used
 //! (the SQLite store is bounded by fsync, see `cargo bench --bench engine`).
 //!
-//! Run: `cargo bench --bench callback_load` (prints one line per endpoint). When `wrk` is
-//! installed (`apt-get install wrk`), the same endpoints are also measured with it, so the
-//! load generator is a separate, lighter process (`--latency` percentiles).
+//! Two topologies are measured, each in the same run for both endpoints:
+//! - `pinned` (the target's): the server on one core (a one-worker runtime pinned to core 0)
+//!   and the load generator on the other, as with a separate load host; the generator never
+//!   preempts the server, so tail latency is the server's own;
+//! - `shared`: server and generator both free to use every core (each on a two-worker
+//!   runtime), so they compete and the tail includes scheduler preemption.
+//!
+//! Run: `cargo bench --bench callback_load` (prints one line per endpoint and topology). When
+//! `wrk` is installed (`apt-get install wrk`), the same endpoints are also measured with it
+//! (pinned with `taskset`), a separate, lighter generator process (`--latency` percentiles).
 
 #![allow(
     clippy::unwrap_used,
@@ -32,6 +39,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const CONNECTIONS: usize = 64;
 const PER_CONNECTION: usize = 400;
+/// Unique pushes per connection for wrk: more than it sends in `WRK_SECONDS` at ~60k req/s.
+const WRK_PER_CONNECTION: usize = 4_000;
+const WRK_SECONDS: u64 = 4;
 const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
 
 async fn serve(app: axum::Router) -> String {
@@ -81,11 +91,29 @@ async fn load(work: Vec<Vec<(String, String)>>) -> (f64, Duration, Duration) {
     (all.len() as f64 / elapsed.as_secs_f64(), pct(0.50), pct(0.99))
 }
 
-fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+/// Where the server and the load generator run.
+struct Topology {
+    name: &'static str,
+    /// Worker threads of each runtime.
+    workers: usize,
+    /// (server core, generator core), or both unpinned.
+    cores: Option<(usize, usize)>,
+}
+
+fn runtime(workers: usize, core: Option<usize>) -> tokio::runtime::Runtime {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(workers).enable_all();
+    if let Some(id) = core {
+        builder.on_thread_start(move || {
+            core_affinity::set_for_current(core_affinity::CoreId { id });
+        });
+    }
+    builder.build().unwrap()
+}
+
+/// The endpoints under test, served on `rt`: (callback URL, hello URL, pending instance ids,
+/// crypto to seal pushes with).
+fn start_servers(rt: &tokio::runtime::Runtime) -> (String, String, Vec<String>, EventCrypto) {
     rt.block_on(async {
         // The engine with one pending request per connection.
         let workflow = Workflow {
@@ -117,77 +145,123 @@ fn main() {
         });
         let callback_url = serve(axum::Router::new().route("/cb", route)).await;
         let hello_url = serve(axum::Router::new().route("/hello", axum::routing::post(|| async { "hello" }))).await;
+        (callback_url, hello_url, externals, crypto)
+    })
+}
 
-        // Pre-encrypted, unique pushes (what DingTalk would send), and the same count for hello.
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis().to_string();
-        let mut pushes = Vec::new();
-        for (c, external) in externals.iter().enumerate() {
-            let mut list = Vec::new();
-            for n in 0..PER_CONNECTION {
-                let event = format!(
-                    r#"{{"EventType":"bpms_instance_change","EventTime":{now},"CorpId":"dingcorp","eventId":"ev-{c}-{n}","processInstanceId":"{external}","processCode":"PROC-BENCH","type":"start","title":"张三提交的安全客户端卸载申请","staffId":"u{c}","createTime":{now}}}"#
-                );
-                let sealed = crypto.encrypt_reply(&event, &now, &format!("n{c}x{n}")).unwrap();
-                let url = format!("{callback_url}/cb?signature={}&timestamp={}&nonce={}", sealed.msg_signature, sealed.time_stamp, sealed.nonce);
-                list.push((url, format!(r#"{{"encrypt":"{}"}}"#, sealed.encrypt)));
-            }
-            pushes.push(list);
-        }
-        let hellos: Vec<Vec<(String, String)>> =
-            (0..CONNECTIONS).map(|_| (0..PER_CONNECTION).map(|_| (format!("{hello_url}/hello"), String::new())).collect()).collect();
+/// A unique, pre-encrypted `bpms_instance_change` push (what DingTalk would send):
+/// (path and query, body).
+fn push(crypto: &EventCrypto, now: &str, external: &str, c: usize, id: &str) -> (String, String) {
+    let event = format!(
+        r#"{{"EventType":"bpms_instance_change","EventTime":{now},"CorpId":"dingcorp","eventId":"{id}","processInstanceId":"{external}","processCode":"PROC-BENCH","type":"start","title":"张三提交的安全客户端卸载申请","staffId":"u{c}","createTime":{now}}}"#
+    );
+    let sealed = crypto.encrypt_reply(&event, now, &format!("n{id}")).unwrap();
+    (
+        format!("/cb?signature={}&timestamp={}&nonce={}", sealed.msg_signature, sealed.time_stamp, sealed.nonce),
+        format!(r#"{{"encrypt":"{}"}}"#, sealed.encrypt),
+    )
+}
 
+fn measure(topology: &Topology) {
+    let (server_core, load_core) = topology.cores.unzip();
+    let server_rt = runtime(topology.workers, server_core);
+    let load_rt = runtime(topology.workers, load_core);
+    let (callback_url, hello_url, externals, crypto) = start_servers(&server_rt);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis().to_string();
+    let name = topology.name;
+
+    let pushes: Vec<Vec<(String, String)>> = externals
+        .iter()
+        .enumerate()
+        .map(|(c, external)| {
+            (0..PER_CONNECTION)
+                .map(|n| {
+                    let (path, body) = push(&crypto, &now, external, c, &format!("ev-{c}-{n}"));
+                    (format!("{callback_url}{path}"), body)
+                })
+                .collect()
+        })
+        .collect();
+    let hellos: Vec<Vec<(String, String)>> =
+        (0..CONNECTIONS).map(|_| (0..PER_CONNECTION).map(|_| (format!("{hello_url}/hello"), String::new())).collect()).collect();
+    load_rt.block_on(async {
         // Warm up both, then measure.
         load(hellos.iter().map(|l| l[..20].to_vec()).collect()).await;
         let (hello_rps, hello_p50, hello_p99) = load(hellos).await;
         let (cb_rps, cb_p50, cb_p99) = load(pushes).await;
-        println!("callback_load/hello     {CONNECTIONS} conns: {hello_rps:>9.0} req/s  p50 {hello_p50:?}  p99 {hello_p99:?}");
-        println!("callback_load/callback  {CONNECTIONS} conns: {cb_rps:>9.0} req/s  p50 {cb_p50:?}  p99 {cb_p99:?}");
-        println!("callback_load/ratio     callback/hello = {:.2} (target >= 0.5), callback p99 {:?} (target <= 2 ms)", cb_rps / hello_rps, cb_p99);
-
-        if std::process::Command::new("wrk").arg("--version").output().is_ok() {
-            // wrk replays pre-encrypted pushes from a file; past the first pass they repeat and
-            // take the duplicate path (verify, decrypt, parse, de-duplicate, reply).
-            let dir = std::env::temp_dir().join(format!("callback-load-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let mut lines = String::new();
-            for (c, external) in externals.iter().enumerate() {
-                for n in 0..1500 {
-                    let event = format!(
-                        r#"{{"EventType":"bpms_instance_change","EventTime":{now},"CorpId":"dingcorp","eventId":"wrk-{c}-{n}","processInstanceId":"{external}","processCode":"PROC-BENCH","type":"start","title":"张三提交的安全客户端卸载申请","staffId":"u{c}","createTime":{now}}}"#
-                    );
-                    let sealed = crypto.encrypt_reply(&event, &now, &format!("w{c}x{n}")).unwrap();
-                    lines.push_str(&format!(
-                        "/cb?signature={}&timestamp={}&nonce={}\t{{\"encrypt\":\"{}\"}}\n",
-                        sealed.msg_signature, sealed.time_stamp, sealed.nonce, sealed.encrypt
-                    ));
-                }
-            }
-            let requests = dir.join("requests.tsv");
-            std::fs::write(&requests, lines).unwrap();
-            let script = dir.join("replay.lua");
-            std::fs::write(&script, WRK_SCRIPT).unwrap();
-            let hello_script = dir.join("hello.lua");
-            std::fs::write(&hello_script, "wrk.method = \"POST\"\n").unwrap();
-            let run = |url: &str, script: &std::path::Path, extra: Option<&std::path::Path>| {
-                let mut cmd = std::process::Command::new("wrk");
-                cmd.args(["-t2", "-c64", "-d8s", "--latency", "-s"]).arg(script).arg(url);
-                if let Some(extra) = extra {
-                    cmd.arg("--").arg(extra);
-                }
-                String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
-            };
-            for (name, out) in [
-                ("hello", run(&format!("{hello_url}/hello"), &hello_script, None)),
-                ("callback", run(&callback_url, &script, Some(&requests))),
-            ] {
-                let rps = out.lines().find(|l| l.starts_with("Requests/sec")).unwrap_or("").trim().to_owned();
-                let p99 = out.lines().find(|l| l.trim_start().starts_with("99%")).unwrap_or("").trim().to_owned();
-                let errors = out.lines().find(|l| l.contains("Non-2xx") || l.contains("Socket errors")).unwrap_or("").trim().to_owned();
-                println!("callback_load/wrk/{name:<8} {rps}  p99 {p99}  {errors}");
-            }
-            let _ = std::fs::remove_dir_all(&dir);
-        }
+        println!("callback_load/{name}/hello     {CONNECTIONS} conns: {hello_rps:>9.0} req/s  p50 {hello_p50:?}  p99 {hello_p99:?}");
+        println!("callback_load/{name}/callback  {CONNECTIONS} conns: {cb_rps:>9.0} req/s  p50 {cb_p50:?}  p99 {cb_p99:?}");
+        println!(
+            "callback_load/{name}/ratio     callback/hello = {:.2} (target >= 0.5), callback p99 {:?} (target <= 2 ms)",
+            cb_rps / hello_rps,
+            cb_p99
+        );
     });
+
+    if std::process::Command::new("wrk").arg("--version").output().is_ok() {
+        // wrk replays unique pre-encrypted pushes from a file, enough for its whole run.
+        let dir = std::env::temp_dir().join(format!("callback-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut lines = String::new();
+        for (c, external) in externals.iter().enumerate() {
+            for n in 0..WRK_PER_CONNECTION {
+                let (path, body) = push(&crypto, &now, external, c, &format!("wrk-{c}-{n}"));
+                lines.push_str(&format!("{path}\t{body}\n"));
+            }
+        }
+        let requests = dir.join("requests.tsv");
+        std::fs::write(&requests, lines).unwrap();
+        let script = dir.join("replay.lua");
+        std::fs::write(&script, WRK_SCRIPT).unwrap();
+        let hello_script = dir.join("hello.lua");
+        std::fs::write(&hello_script, "wrk.method = \"POST\"\n").unwrap();
+        let run = |url: &str, script: &std::path::Path, extra: Option<&std::path::Path>| {
+            let mut cmd = match load_core {
+                Some(core) => {
+                    let mut cmd = std::process::Command::new("taskset");
+                    cmd.args(["-c", &core.to_string(), "wrk", "-t1"]);
+                    cmd
+                }
+                None => {
+                    let mut cmd = std::process::Command::new("wrk");
+                    cmd.arg(format!("-t{}", topology.workers));
+                    cmd
+                }
+            };
+            cmd.args(["-c64", &format!("-d{WRK_SECONDS}s"), "--latency", "-s"]).arg(script).arg(url);
+            if let Some(extra) = extra {
+                cmd.arg("--").arg(extra);
+            }
+            String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
+        };
+        for (endpoint, out) in [
+            ("hello", run(&format!("{hello_url}/hello"), &hello_script, None)),
+            ("callback", run(&callback_url, &script, Some(&requests))),
+        ] {
+            let rps = out.lines().find(|l| l.starts_with("Requests/sec")).unwrap_or("").trim().to_owned();
+            let total = out.lines().find(|l| l.contains("requests in")).unwrap_or("").trim().to_owned();
+            let p99 = out.lines().find(|l| l.trim_start().starts_with("99%")).unwrap_or("").trim().to_owned();
+            let errors = out.lines().find(|l| l.contains("Non-2xx") || l.contains("Socket errors")).unwrap_or("").trim().to_owned();
+            println!("callback_load/{name}/wrk/{endpoint:<8} {rps}  p99 {p99}  ({total}) {errors}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // The servers' tasks end with their runtime.
+    drop(server_rt);
+}
+
+fn main() {
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let mut topologies = Vec::new();
+    if let [server, load, ..] = cores.as_slice() {
+        topologies.push(Topology { name: "pinned", workers: 1, cores: Some((server.id, load.id)) });
+    } else {
+        println!("callback_load: fewer than two cores visible; the pinned topology is skipped");
+    }
+    topologies.push(Topology { name: "shared", workers: 2, cores: None });
+    for topology in &topologies {
+        measure(topology);
+    }
 }
 
 /// Cycles through `path<TAB>body` lines given as the script argument.
