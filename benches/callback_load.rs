@@ -14,7 +14,8 @@
 //! - `shared`: server and generator both free to use every core (each on a two-worker
 //!   runtime), so they compete and the tail includes scheduler preemption.
 //!
-//! Run: `cargo bench --bench callback_load` (prints one line per endpoint and topology). When
+//! Run: `cargo bench --bench callback_load` (prints one line per endpoint and topology;
+//! `CALLBACK_LOAD_TOPOLOGY=pinned` or `shared` measures one). When
 //! `wrk` is installed (`apt-get install wrk`), the same endpoints are also measured with it
 //! (pinned with `taskset`), a separate, lighter generator process (`--latency` percentiles).
 
@@ -132,7 +133,12 @@ fn start_servers(rt: &tokio::runtime::Runtime) -> (String, String, Vec<String>, 
         let mut externals = Vec::new();
         for i in 0..CONNECTIONS {
             let r = engine
-                .submit(SubmitRequest::uninstall(WorkflowId::new("wf"), UserId::new(format!("u{i}")), DeviceId::new("d"), "bench"))
+                .submit(SubmitRequest::uninstall(
+                    WorkflowId::new("wf"),
+                    UserId::new(format!("u{i}")),
+                    DeviceId::new("d"),
+                    "bench",
+                ))
                 .await
                 .unwrap();
             externals.push(r.external_id.unwrap());
@@ -141,10 +147,17 @@ fn start_servers(rt: &tokio::runtime::Runtime) -> (String, String, Vec<String>, 
         let feeder = Arc::clone(&engine);
         let route = callback_route(CallbackHandler::builder(crypto.clone()).build(), move |event| {
             let engine = Arc::clone(&feeder);
-            async move { engine.handle_event(&event).await.map(|_| ()).map_err(|e| e.to_string()) }
+            async move {
+                engine
+                    .handle_event(&event)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
         });
         let callback_url = serve(axum::Router::new().route("/cb", route)).await;
-        let hello_url = serve(axum::Router::new().route("/hello", axum::routing::post(|| async { "hello" }))).await;
+        let hello_url =
+            serve(axum::Router::new().route("/hello", axum::routing::post(|| async { "hello" }))).await;
         (callback_url, hello_url, externals, crypto)
     })
 }
@@ -157,7 +170,10 @@ fn push(crypto: &EventCrypto, now: &str, external: &str, c: usize, id: &str) -> 
     );
     let sealed = crypto.encrypt_reply(&event, now, &format!("n{id}")).unwrap();
     (
-        format!("/cb?signature={}&timestamp={}&nonce={}", sealed.msg_signature, sealed.time_stamp, sealed.nonce),
+        format!(
+            "/cb?signature={}&timestamp={}&nonce={}",
+            sealed.msg_signature, sealed.time_stamp, sealed.nonce
+        ),
         format!(r#"{{"encrypt":"{}"}}"#, sealed.encrypt),
     )
 }
@@ -167,7 +183,11 @@ fn measure(topology: &Topology) {
     let server_rt = runtime(topology.workers, server_core);
     let load_rt = runtime(topology.workers, load_core);
     let (callback_url, hello_url, externals, crypto) = start_servers(&server_rt);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis().to_string();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
     let name = topology.name;
 
     let pushes: Vec<Vec<(String, String)>> = externals
@@ -182,8 +202,13 @@ fn measure(topology: &Topology) {
                 .collect()
         })
         .collect();
-    let hellos: Vec<Vec<(String, String)>> =
-        (0..CONNECTIONS).map(|_| (0..PER_CONNECTION).map(|_| (format!("{hello_url}/hello"), String::new())).collect()).collect();
+    let hellos: Vec<Vec<(String, String)>> = (0..CONNECTIONS)
+        .map(|_| {
+            (0..PER_CONNECTION)
+                .map(|_| (format!("{hello_url}/hello"), String::new()))
+                .collect()
+        })
+        .collect();
     load_rt.block_on(async {
         // Warm up both, then measure.
         load(hellos.iter().map(|l| l[..20].to_vec()).collect()).await;
@@ -198,7 +223,11 @@ fn measure(topology: &Topology) {
         );
     });
 
-    if std::process::Command::new("wrk").arg("--version").output().is_ok() {
+    if std::process::Command::new("wrk")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
         // wrk replays unique pre-encrypted pushes from a file, enough for its whole run.
         let dir = std::env::temp_dir().join(format!("callback-load-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -228,7 +257,9 @@ fn measure(topology: &Topology) {
                     cmd
                 }
             };
-            cmd.args(["-c64", &format!("-d{WRK_SECONDS}s"), "--latency", "-s"]).arg(script).arg(url);
+            cmd.args(["-c64", &format!("-d{WRK_SECONDS}s"), "--latency", "-s"])
+                .arg(script)
+                .arg(url);
             if let Some(extra) = extra {
                 cmd.arg("--").arg(extra);
             }
@@ -238,10 +269,30 @@ fn measure(topology: &Topology) {
             ("hello", run(&format!("{hello_url}/hello"), &hello_script, None)),
             ("callback", run(&callback_url, &script, Some(&requests))),
         ] {
-            let rps = out.lines().find(|l| l.starts_with("Requests/sec")).unwrap_or("").trim().to_owned();
-            let total = out.lines().find(|l| l.contains("requests in")).unwrap_or("").trim().to_owned();
-            let p99 = out.lines().find(|l| l.trim_start().starts_with("99%")).unwrap_or("").trim().to_owned();
-            let errors = out.lines().find(|l| l.contains("Non-2xx") || l.contains("Socket errors")).unwrap_or("").trim().to_owned();
+            let rps = out
+                .lines()
+                .find(|l| l.starts_with("Requests/sec"))
+                .unwrap_or("")
+                .trim()
+                .to_owned();
+            let total = out
+                .lines()
+                .find(|l| l.contains("requests in"))
+                .unwrap_or("")
+                .trim()
+                .to_owned();
+            let p99 = out
+                .lines()
+                .find(|l| l.trim_start().starts_with("99%"))
+                .unwrap_or("")
+                .trim()
+                .to_owned();
+            let errors = out
+                .lines()
+                .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+                .unwrap_or("")
+                .trim()
+                .to_owned();
             println!("callback_load/{name}/wrk/{endpoint:<8} {rps}  p99 {p99}  ({total}) {errors}");
         }
         let _ = std::fs::remove_dir_all(&dir);
@@ -254,12 +305,25 @@ fn main() {
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut topologies = Vec::new();
     if let [server, load, ..] = cores.as_slice() {
-        topologies.push(Topology { name: "pinned", workers: 1, cores: Some((server.id, load.id)) });
+        topologies.push(Topology {
+            name: "pinned",
+            workers: 1,
+            cores: Some((server.id, load.id)),
+        });
     } else {
         println!("callback_load: fewer than two cores visible; the pinned topology is skipped");
     }
-    topologies.push(Topology { name: "shared", workers: 2, cores: None });
-    for topology in &topologies {
+    topologies.push(Topology {
+        name: "shared",
+        workers: 2,
+        cores: None,
+    });
+    // `CALLBACK_LOAD_TOPOLOGY=pinned` (or `shared`) measures one only.
+    let only = std::env::var("CALLBACK_LOAD_TOPOLOGY").ok();
+    for topology in topologies
+        .iter()
+        .filter(|t| only.as_deref().is_none_or(|o| o == t.name))
+    {
         measure(topology);
     }
 }

@@ -105,6 +105,8 @@ pub struct ReconcileReport {
     pub changed: usize,
     /// External instances created or found for requests that had none.
     pub linked: usize,
+    /// Processed event keys pruned (older than the engine's event retention).
+    pub pruned_events: u64,
 }
 
 struct Registered {
@@ -120,7 +122,12 @@ pub struct EngineBuilder {
     workflows: Vec<(Workflow, Arc<dyn ApprovalBackend>)>,
     grant_ttl: Duration,
     expire_after: Option<Duration>,
+    event_retention: Duration,
 }
+
+/// How long processed event keys are kept for de-duplication by default: far beyond any
+/// redelivery (Stream mode retries for about 60 s; HTTP push retries are undocumented).
+pub const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl std::fmt::Debug for EngineBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -155,6 +162,13 @@ impl EngineBuilder {
         self
     }
 
+    /// How long processed event keys are kept for de-duplication; reconciliation prunes
+    /// older ones so the record stays bounded. Default: [`DEFAULT_EVENT_RETENTION`].
+    pub fn event_retention(mut self, retention: Duration) -> Self {
+        self.event_retention = retention;
+        self
+    }
+
     /// Validates the workflows against the templates and builds the engine.
     ///
     /// # Errors
@@ -172,6 +186,7 @@ impl EngineBuilder {
             workflows,
             grant_ttl: self.grant_ttl,
             expire_after: self.expire_after,
+            event_retention: self.event_retention,
             updates: broadcast::channel(1024).0,
         })
     }
@@ -185,6 +200,7 @@ pub struct Engine {
     workflows: HashMap<WorkflowId, Registered>,
     grant_ttl: Duration,
     expire_after: Option<Duration>,
+    event_retention: Duration,
     updates: broadcast::Sender<RequestUpdate>,
 }
 
@@ -207,6 +223,7 @@ impl Engine {
             workflows: Vec::new(),
             grant_ttl: Duration::from_secs(3600),
             expire_after: None,
+            event_retention: DEFAULT_EVENT_RETENTION,
         }
     }
 
@@ -425,10 +442,20 @@ impl Engine {
     async fn mutate(
         &self,
         id: &RequestId,
+        change: impl FnMut(&mut ApprovalRequest) -> Result<bool>,
+    ) -> Result<ApprovalRequest> {
+        let request = self.get(id).await?;
+        self.mutate_from(request, change).await
+    }
+
+    /// [`mutate`](Self::mutate) starting from a copy the caller has just read, saving a
+    /// store round trip; conflicts re-read it.
+    async fn mutate_from(
+        &self,
+        mut request: ApprovalRequest,
         mut change: impl FnMut(&mut ApprovalRequest) -> Result<bool>,
     ) -> Result<ApprovalRequest> {
         for _ in 0..8 {
-            let mut request = self.get(id).await?;
             if !change(&mut request)? {
                 return Ok(request);
             }
@@ -438,12 +465,12 @@ impl Engine {
                     self.notify(&request);
                     return Ok(request);
                 }
-                Err(Error::Conflict { .. }) => continue,
+                Err(Error::Conflict { .. }) => request = self.get(&request.id).await?,
                 Err(e) => return Err(e),
             }
         }
         Err(Error::Store {
-            reason: format!("request `{id}` kept changing concurrently"),
+            reason: format!("request `{}` kept changing concurrently", request.id),
         })
     }
 
@@ -543,7 +570,7 @@ impl Engine {
             event: key.to_owned(),
         };
         let mut outcome = EventOutcome::Recorded;
-        self.mutate(&request.id, |r| match target {
+        self.mutate_from(request, |r| match target {
             None => {
                 r.record(r.state, at, actor, source.clone(), audit.clone());
                 Ok(true)
@@ -629,7 +656,8 @@ impl Engine {
 
     /// Catches up on what events did not tell us (HTTP push has no documented retry, and
     /// subscriptions have a monthly quota): for requests older than `older_than`, creates
-    /// missing external instances, polls pending ones, and expires overdue ones.
+    /// missing external instances, polls pending ones, and expires overdue ones; then prunes
+    /// processed event keys older than the event retention.
     ///
     /// # Errors
     /// Store errors; backend errors are logged per request and retried next pass.
@@ -654,6 +682,10 @@ impl Engine {
                 }
             }
         }
+        report.pruned_events = self
+            .store
+            .prune_events(now.saturating_sub(millis(self.event_retention)))
+            .await?;
         Ok(report)
     }
 

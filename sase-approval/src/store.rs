@@ -85,4 +85,9 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
 
     /// Forgets an event key (its processing failed and it must be processed again).
     async fn forget_event(&self, key: &str) -> Result<()>;
+
+    /// Forgets event keys recorded before `before_ms`, bounding the de-duplication record;
+    /// returns how many. A redelivery older than that is applied again, which the state
+    /// machine makes harmless.
+    async fn prune_events(&self, before_ms: i64) -> Result<u64>;
 }

@@ -91,6 +91,11 @@ async fn conformance(store: Arc<dyn ApprovalStore>) {
     );
     store.forget_event("ev-1").await.unwrap();
     assert!(store.record_event("ev-1", 3).await.unwrap());
+    // Retention: keys recorded before the cut are forgotten, later ones kept.
+    assert!(store.record_event("ev-late", 1_000).await.unwrap());
+    assert_eq!(store.prune_events(500).await.unwrap(), 1);
+    assert!(store.record_event("ev-1", 4).await.unwrap(), "pruned: new again");
+    assert!(!store.record_event("ev-late", 1_001).await.unwrap(), "kept");
 
     // Two concurrent updates of one request: exactly one wins, the other sees a conflict.
     let base = store.get(&RequestId("r2".into())).await.unwrap().unwrap();

@@ -4,20 +4,38 @@ use super::{ApprovalStore, ListFilter};
 use crate::error::{Error, Result};
 use crate::state::{ApprovalRequest, RequestId};
 use async_trait::async_trait;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher as _, BuildHasherDefault, DefaultHasher};
 use std::sync::{Mutex, MutexGuard};
 
 #[derive(Debug, Default)]
 struct Inner {
     requests: BTreeMap<RequestId, ApprovalRequest>,
     by_external: HashMap<String, RequestId>,
-    events: HashSet<String>,
 }
 
+/// Processed event keys and when they were recorded, split in shards so that growing (a
+/// rehash) or pruning one never stalls every event: each touches 1/`EVENT_SHARDS` of them.
+const EVENT_SHARDS: usize = 64;
+
 /// Requests in a mutex-guarded map.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    events: [Mutex<HashMap<String, i64>>; EVENT_SHARDS],
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            events: std::array::from_fn(|_| Mutex::default()),
+        }
+    }
+}
+
+fn unpoison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl MemoryStore {
@@ -27,9 +45,14 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        unpoison(&self.inner)
+    }
+
+    fn events(&self, key: &str) -> MutexGuard<'_, HashMap<String, i64>> {
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
+        let shard = usize::try_from(hash % EVENT_SHARDS as u64).unwrap_or(0);
+        let [first, ..] = &self.events;
+        unpoison(self.events.get(shard).unwrap_or(first))
     }
 }
 
@@ -96,12 +119,28 @@ impl ApprovalStore for MemoryStore {
         Ok(all.into_iter().skip(filter.offset).take(limit).cloned().collect())
     }
 
-    async fn record_event(&self, key: &str, _at_ms: i64) -> Result<bool> {
-        Ok(self.lock().events.insert(key.to_owned()))
+    async fn record_event(&self, key: &str, at_ms: i64) -> Result<bool> {
+        let mut events = self.events(key);
+        if events.contains_key(key) {
+            return Ok(false);
+        }
+        events.insert(key.to_owned(), at_ms);
+        Ok(true)
     }
 
     async fn forget_event(&self, key: &str) -> Result<()> {
-        self.lock().events.remove(key);
+        self.events(key).remove(key);
         Ok(())
+    }
+
+    async fn prune_events(&self, before_ms: i64) -> Result<u64> {
+        let mut pruned = 0;
+        for shard in &self.events {
+            let mut events = unpoison(shard);
+            let before = events.len();
+            events.retain(|_, at| *at >= before_ms);
+            pruned += (before - events.len()) as u64;
+        }
+        Ok(pruned)
     }
 }

@@ -14,8 +14,9 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Schema versions, applied in order inside one transaction each.
-const MIGRATIONS: &[&[&str]] = &[&[
-    "CREATE TABLE requests (
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE requests (
         id TEXT PRIMARY KEY,
         external_id TEXT UNIQUE,
         state TEXT NOT NULL,
@@ -25,10 +26,15 @@ const MIGRATIONS: &[&[&str]] = &[&[
         version INTEGER NOT NULL,
         body TEXT NOT NULL
     )",
-    "CREATE INDEX requests_by_state ON requests (state, created_at_ms)",
-    "CREATE INDEX requests_by_requester ON requests (requester, created_at_ms)",
-    "CREATE TABLE events (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL)",
-]];
+        "CREATE INDEX requests_by_state ON requests (state, created_at_ms)",
+        "CREATE INDEX requests_by_requester ON requests (requester, created_at_ms)",
+        "CREATE TABLE events (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL)",
+    ],
+    &[
+        // Pruning by age.
+        "CREATE INDEX events_by_time ON events (at_ms)",
+    ],
+];
 
 fn store_err(e: impl std::fmt::Display) -> Error {
     Error::Store {
@@ -238,5 +244,14 @@ impl ApprovalStore for SqliteStore {
             .await
             .map_err(store_err)?;
         Ok(())
+    }
+
+    async fn prune_events(&self, before_ms: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM events WHERE at_ms < ?")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(store_err)?;
+        Ok(done.rows_affected())
     }
 }

@@ -1,0 +1,126 @@
+//! The callback route's own CPU cost per request, without sockets: the axum router is called
+//! directly (`tower::ServiceExt::oneshot`) with a pre-encrypted, unique `bpms_instance_change`
+//! push for a pending request (query parse, signature check, decrypt, typed event,
+//! `Engine::handle_event` on the in-memory store, encrypted `success` reply), beside a bare
+//! "hello" route. What `callback_load` measures over loopback minus the kernel and the
+//! HTTP/1 codec.
+//!
+//! Run: `cargo bench --bench callback_route`
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+use axum::body::Body;
+use axum::http::Request;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use sase_dingtalk::approval::backend::BuiltinBackend;
+use sase_dingtalk::approval::definition::{new_callback_id, Workflow, WorkflowKind};
+use sase_dingtalk::approval::engine::{Engine, SubmitRequest};
+use sase_dingtalk::approval::store::MemoryStore;
+use sase_dingtalk::dingtalk::callback::{axum::callback_route, CallbackHandler};
+use sase_dingtalk::dingtalk::crypto::EventCrypto;
+use sase_dingtalk::policy::ids::{DeviceId, UserId, WorkflowId};
+use sase_dingtalk::policy::GrantSigner;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tower::ServiceExt as _;
+
+const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let workflow = Workflow {
+        id: WorkflowId::new("wf"),
+        name: "bench".into(),
+        kind: WorkflowKind::BuiltIn { approvers: vec![] },
+        mappings: vec![],
+        callback_id: new_callback_id(),
+    };
+    let engine = Arc::new(
+        Engine::builder(Arc::new(MemoryStore::new()), GrantSigner::from_bytes(&[5; 32]))
+            .workflow(workflow, Arc::new(BuiltinBackend))
+            .build()
+            .unwrap(),
+    );
+    let external = rt
+        .block_on(engine.submit(SubmitRequest::uninstall(
+            WorkflowId::new("wf"),
+            UserId::new("u1"),
+            DeviceId::new("d"),
+            "bench",
+        )))
+        .unwrap()
+        .external_id
+        .unwrap();
+    let crypto = EventCrypto::new("benchtoken", AES_KEY, "dingbench").unwrap();
+    let feeder = Arc::clone(&engine);
+    let route = callback_route(CallbackHandler::builder(crypto.clone()).build(), move |event| {
+        let engine = Arc::clone(&feeder);
+        async move {
+            engine
+                .handle_event(&event)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    });
+    let app = axum::Router::new()
+        .route("/cb", route)
+        .route("/hello", axum::routing::post(|| async { "hello" }));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+
+    let mut g = c.benchmark_group("callback_route");
+    g.bench_function("hello", |b| {
+        b.iter_batched(
+            || Request::post("/hello").body(Body::empty()).unwrap(),
+            |req| {
+                let res = rt.block_on(app.clone().oneshot(req)).unwrap();
+                assert_eq!(res.status(), 200);
+                rt.block_on(axum::body::to_bytes(res.into_body(), 1 << 16))
+                    .unwrap()
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let mut n = 0u64;
+    g.bench_function("callback", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                let event = format!(
+                    r#"{{"EventType":"bpms_instance_change","EventTime":{now},"CorpId":"dingcorp","eventId":"ev-{n}","processInstanceId":"{external}","processCode":"PROC-BENCH","type":"start","title":"张三提交的安全客户端卸载申请","staffId":"u1","createTime":{now}}}"#
+                );
+                let sealed = crypto.encrypt_reply(&event, &now, &format!("n{n}")).unwrap();
+                Request::post(format!(
+                    "/cb?signature={}&timestamp={}&nonce={}",
+                    sealed.msg_signature, sealed.time_stamp, sealed.nonce
+                ))
+                .header("content-type", "application/json")
+                .body(Body::from(format!(r#"{{"encrypt":"{}"}}"#, sealed.encrypt)))
+                .unwrap()
+            },
+            |req| {
+                let res = rt.block_on(app.clone().oneshot(req)).unwrap();
+                assert_eq!(res.status(), 200);
+                rt.block_on(axum::body::to_bytes(res.into_body(), 1 << 16)).unwrap()
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
