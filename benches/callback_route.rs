@@ -2,8 +2,8 @@
 //! directly (`tower::ServiceExt::oneshot`) with a pre-encrypted, unique `bpms_instance_change`
 //! push for a pending request (query parse, signature check, decrypt, typed event,
 //! `Engine::handle_event` on the in-memory store, encrypted `success` reply), beside a bare
-//! "hello" route. What `callback_load` measures over loopback minus the kernel and the
-//! HTTP/1 codec.
+//! "hello" route, and the same route with an event handler that does nothing (the SDK's
+//! share). What `callback_load` measures over loopback minus the kernel and the HTTP/1 codec.
 //!
 //! Run: `cargo bench --bench callback_route`
 
@@ -72,8 +72,13 @@ fn bench(c: &mut Criterion) {
                 .map_err(|e| e.to_string())
         }
     });
+    // The same route with an event handler that does nothing: the SDK's share.
+    let sdk_only = callback_route(CallbackHandler::builder(crypto.clone()).build(), |_event| async {
+        Ok::<(), String>(())
+    });
     let app = axum::Router::new()
         .route("/cb", route)
+        .route("/sdk", sdk_only)
         .route("/hello", axum::routing::post(|| async { "hello" }));
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -95,30 +100,32 @@ fn bench(c: &mut Criterion) {
         )
     });
     let mut n = 0u64;
-    g.bench_function("callback", |b| {
-        b.iter_batched(
-            || {
-                n += 1;
-                let event = format!(
-                    r#"{{"EventType":"bpms_instance_change","EventTime":{now},"CorpId":"dingcorp","eventId":"ev-{n}","processInstanceId":"{external}","processCode":"PROC-BENCH","type":"start","title":"张三提交的安全客户端卸载申请","staffId":"u1","createTime":{now}}}"#
-                );
-                let sealed = crypto.encrypt_reply(&event, &now, &format!("n{n}")).unwrap();
-                Request::post(format!(
-                    "/cb?signature={}&timestamp={}&nonce={}",
-                    sealed.msg_signature, sealed.time_stamp, sealed.nonce
-                ))
-                .header("content-type", "application/json")
-                .body(Body::from(format!(r#"{{"encrypt":"{}"}}"#, sealed.encrypt)))
-                .unwrap()
-            },
-            |req| {
-                let res = rt.block_on(app.clone().oneshot(req)).unwrap();
-                assert_eq!(res.status(), 200);
-                rt.block_on(axum::body::to_bytes(res.into_body(), 1 << 16)).unwrap()
-            },
-            BatchSize::SmallInput,
-        )
-    });
+    for (name, path) in [("callback", "/cb"), ("callback_without_engine", "/sdk")] {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    n += 1;
+                    let event = format!(
+                        r#"{{"EventType":"bpms_instance_change","EventTime":{now},"CorpId":"dingcorp","eventId":"ev-{n}","processInstanceId":"{external}","processCode":"PROC-BENCH","type":"start","title":"张三提交的安全客户端卸载申请","staffId":"u1","createTime":{now}}}"#
+                    );
+                    let sealed = crypto.encrypt_reply(&event, &now, &format!("n{n}")).unwrap();
+                    Request::post(format!(
+                        "{path}?signature={}&timestamp={}&nonce={}",
+                        sealed.msg_signature, sealed.time_stamp, sealed.nonce
+                    ))
+                    .header("content-type", "application/json")
+                    .body(Body::from(format!(r#"{{"encrypt":"{}"}}"#, sealed.encrypt)))
+                    .unwrap()
+                },
+                |req| {
+                    let res = rt.block_on(app.clone().oneshot(req)).unwrap();
+                    assert_eq!(res.status(), 200);
+                    rt.block_on(axum::body::to_bytes(res.into_body(), 1 << 16)).unwrap()
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
     g.finish();
 }
 
