@@ -2,10 +2,12 @@
 //! with a bare axum "hello": 64 concurrent connections, requests/s and p99 latency.
 //!
 //! The callback path is the real one: axum route → signature check → decrypt → typed event →
-//! `Engine::handle_event` (de-duplication record, lookup of the request by instance id, state
-//! plan) → encrypted `success` reply. Events are pre-encrypted, unique (distinct event ids)
-//! and address existing pending requests, so no work is skipped; the in-memory store is used
-//! (the SQLite store is bounded by fsync, see `cargo bench --bench engine`).
+//! `Engine::handle_event` (de-duplication record, lookup of the request by instance id, a
+//! state update: the approver's task recorded in the request's history, optimistic write,
+//! subscribers notified) → encrypted `success` reply. Every push is a unique, pre-encrypted
+//! `bpms_task_change` for its own pending request, so no work is skipped or grows with the
+//! run; the in-memory store is used (the SQLite store is bounded by fsync, see
+//! `cargo bench --bench engine`).
 //!
 //! Two topologies are measured, each in the same run for both endpoints:
 //! - `pinned` (the target's): the server on one core (a one-worker runtime pinned to core 0)
@@ -39,10 +41,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const CONNECTIONS: usize = 64;
-const PER_CONNECTION: usize = 400;
-/// Unique pushes per connection for wrk: more than it sends in `WRK_SECONDS` at ~60k req/s.
-const WRK_PER_CONNECTION: usize = 4_000;
-const WRK_SECONDS: u64 = 4;
+/// Unique pushes per connection, for each generator; every push has its own request, so the
+/// store holds 2 × 64 × 1,000 requests by the end.
+const PER_CONNECTION: usize = 1_000;
 const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
 
 async fn serve(app: axum::Router) -> String {
@@ -112,11 +113,14 @@ fn runtime(workers: usize, core: Option<usize>) -> tokio::runtime::Runtime {
     builder.build().unwrap()
 }
 
-/// The endpoints under test, served on `rt`: (callback URL, hello URL, pending instance ids,
-/// crypto to seal pushes with).
-fn start_servers(rt: &tokio::runtime::Runtime) -> (String, String, Vec<String>, EventCrypto) {
+/// The endpoints under test, served on `rt`: (callback URL, hello URL, `requests` pending
+/// instance ids, crypto to seal pushes with).
+fn start_servers(
+    rt: &tokio::runtime::Runtime,
+    requests: usize,
+) -> (String, String, Vec<String>, EventCrypto) {
     rt.block_on(async {
-        // The engine with one pending request per connection.
+        // The engine with one pending request per push.
         let workflow = Workflow {
             id: WorkflowId::new("wf"),
             name: "bench".into(),
@@ -130,8 +134,8 @@ fn start_servers(rt: &tokio::runtime::Runtime) -> (String, String, Vec<String>, 
                 .build()
                 .unwrap(),
         );
-        let mut externals = Vec::new();
-        for i in 0..CONNECTIONS {
+        let mut externals = Vec::with_capacity(requests);
+        for i in 0..requests {
             let r = engine
                 .submit(SubmitRequest::uninstall(
                     WorkflowId::new("wf"),
@@ -162,13 +166,13 @@ fn start_servers(rt: &tokio::runtime::Runtime) -> (String, String, Vec<String>, 
     })
 }
 
-/// A unique, pre-encrypted `bpms_instance_change` push (what DingTalk would send):
-/// (path and query, body).
-fn push(crypto: &EventCrypto, now: &str, external: &str, c: usize, id: &str) -> (String, String) {
+/// A unique, pre-encrypted `bpms_task_change` push (what DingTalk sends when an approver's
+/// task starts): (path and query, body).
+fn push(crypto: &EventCrypto, now: &str, external: &str, task: usize, id: &str) -> (String, String) {
     let event = format!(
-        r#"{{"EventType":"bpms_instance_change","EventTime":{now},"CorpId":"dingcorp","eventId":"{id}","processInstanceId":"{external}","processCode":"PROC-BENCH","type":"start","title":"张三提交的安全客户端卸载申请","staffId":"u{c}","createTime":{now}}}"#
+        r#"{{"EventType":"bpms_task_change","EventTime":{now},"CorpId":"dingcorp","eventId":"{id}","processInstanceId":"{external}","processCode":"PROC-BENCH","taskId":{task},"type":"start","title":"张三提交的安全客户端卸载申请","staffId":"manager4321","createTime":{now}}}"#
     );
-    let sealed = crypto.encrypt_reply(&event, now, &format!("n{id}")).unwrap();
+    let sealed = crypto.encrypt_reply(&event, now, id).unwrap();
     (
         format!(
             "/cb?signature={}&timestamp={}&nonce={}",
@@ -182,7 +186,14 @@ fn measure(topology: &Topology) {
     let (server_core, load_core) = topology.cores.unzip();
     let server_rt = runtime(topology.workers, server_core);
     let load_rt = runtime(topology.workers, load_core);
-    let (callback_url, hello_url, externals, crypto) = start_servers(&server_rt);
+    let wrk = std::process::Command::new("wrk")
+        .arg("--version")
+        .output()
+        .is_ok();
+    let in_process = CONNECTIONS * PER_CONNECTION;
+    let total = in_process * if wrk { 2 } else { 1 };
+    let (callback_url, hello_url, externals, crypto) = start_servers(&server_rt, total);
+    let (externals, wrk_externals) = externals.split_at(in_process);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -191,12 +202,12 @@ fn measure(topology: &Topology) {
     let name = topology.name;
 
     let pushes: Vec<Vec<(String, String)>> = externals
-        .iter()
-        .enumerate()
-        .map(|(c, external)| {
-            (0..PER_CONNECTION)
-                .map(|n| {
-                    let (path, body) = push(&crypto, &now, external, c, &format!("ev-{c}-{n}"));
+        .chunks(PER_CONNECTION)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|external| {
+                    let (path, body) = push(&crypto, &now, external, 1, &format!("ev-{external}"));
                     (format!("{callback_url}{path}"), body)
                 })
                 .collect()
@@ -223,20 +234,14 @@ fn measure(topology: &Topology) {
         );
     });
 
-    if std::process::Command::new("wrk")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
-        // wrk replays unique pre-encrypted pushes from a file, enough for its whole run.
+    if wrk {
+        // wrk replays unique pre-encrypted pushes from a file.
         let dir = std::env::temp_dir().join(format!("callback-load-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut lines = String::new();
-        for (c, external) in externals.iter().enumerate() {
-            for n in 0..WRK_PER_CONNECTION {
-                let (path, body) = push(&crypto, &now, external, c, &format!("wrk-{c}-{n}"));
-                lines.push_str(&format!("{path}\t{body}\n"));
-            }
+        for external in wrk_externals {
+            let (path, body) = push(&crypto, &now, external, 1, &format!("wrk-{external}"));
+            lines.push_str(&format!("{path}\t{body}\n"));
         }
         let requests = dir.join("requests.tsv");
         std::fs::write(&requests, lines).unwrap();
@@ -244,24 +249,24 @@ fn measure(topology: &Topology) {
         std::fs::write(&script, WRK_SCRIPT).unwrap();
         let hello_script = dir.join("hello.lua");
         std::fs::write(&hello_script, "wrk.method = \"POST\"\n").unwrap();
+        // One generator thread per generator core. The replay runs 1 s: about the unique
+        // pushes it has (a run that sends more is flagged below).
+        let threads = if load_core.is_some() { 1 } else { topology.workers };
         let run = |url: &str, script: &std::path::Path, extra: Option<&std::path::Path>| {
             let mut cmd = match load_core {
                 Some(core) => {
                     let mut cmd = std::process::Command::new("taskset");
-                    cmd.args(["-c", &core.to_string(), "wrk", "-t1"]);
+                    cmd.args(["-c", &core.to_string(), "wrk"]);
                     cmd
                 }
-                None => {
-                    let mut cmd = std::process::Command::new("wrk");
-                    cmd.arg(format!("-t{}", topology.workers));
-                    cmd
-                }
+                None => std::process::Command::new("wrk"),
             };
-            cmd.args(["-c64", &format!("-d{WRK_SECONDS}s"), "--latency", "-s"])
+            let seconds = if extra.is_some() { "-d1s" } else { "-d3s" };
+            cmd.args([&format!("-t{threads}"), "-c64", seconds, "--latency", "-s"])
                 .arg(script)
                 .arg(url);
             if let Some(extra) = extra {
-                cmd.arg("--").arg(extra);
+                cmd.arg("--").arg(extra).arg(threads.to_string());
             }
             String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
         };
@@ -293,7 +298,17 @@ fn measure(topology: &Topology) {
                 .unwrap_or("")
                 .trim()
                 .to_owned();
-            println!("callback_load/{name}/wrk/{endpoint:<8} {rps}  p99 {p99}  ({total}) {errors}");
+            let sent: usize = total
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let repeats = if endpoint == "callback" && sent > wrk_externals.len() {
+                " [more than the unique pushes: the rest were duplicates]"
+            } else {
+                ""
+            };
+            println!("callback_load/{name}/wrk/{endpoint:<8} {rps}  p99 {p99}  ({total}) {errors}{repeats}");
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -328,16 +343,26 @@ fn main() {
     }
 }
 
-/// Cycles through `path<TAB>body` lines given as the script argument.
+/// Sends the `path<TAB>body` lines of the file given as the first script argument in turn,
+/// split between the threads (the second argument); past the end they repeat.
 const WRK_SCRIPT: &str = r#"
+local next_id = 0
+setup = function(thread)
+  thread:set("id", next_id)
+  next_id = next_id + 1
+end
 local requests = {}
 local i = 0
 init = function(args)
+  local threads = tonumber(args[2])
+  local n = 0
   for line in io.lines(args[1]) do
-    local path, body = line:match("([^\t]*)\t(.*)")
-    table.insert(requests, wrk.format("POST", path, {["Content-Type"] = "application/json"}, body))
+    if n % threads == id then
+      local path, body = line:match("([^\t]*)\t(.*)")
+      table.insert(requests, wrk.format("POST", path, {["Content-Type"] = "application/json"}, body))
+    end
+    n = n + 1
   end
-  i = math.random(#requests)
 end
 request = function()
   i = i + 1

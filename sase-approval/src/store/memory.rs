@@ -4,13 +4,14 @@ use super::{ApprovalStore, ListFilter};
 use crate::error::{Error, Result};
 use crate::state::{ApprovalRequest, RequestId};
 use async_trait::async_trait;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{BuildHasher as _, BuildHasherDefault, DefaultHasher};
 use std::sync::{Mutex, MutexGuard};
 
 #[derive(Debug, Default)]
 struct Inner {
-    requests: BTreeMap<RequestId, ApprovalRequest>,
+    // Hashed, not ordered: lookups stay O(1) with many requests, and `list` sorts anyway.
+    requests: HashMap<RequestId, ApprovalRequest>,
     by_external: HashMap<String, RequestId>,
 }
 
@@ -99,10 +100,14 @@ impl ApprovalStore for MemoryStore {
                 actual: stored.version,
             });
         }
+        let newly_linked = request
+            .external_id
+            .clone()
+            .filter(|e| stored.external_id.as_ref() != Some(e));
         *stored = request.clone();
         stored.version += 1;
-        if let Some(external) = &request.external_id {
-            inner.by_external.insert(external.clone(), request.id.clone());
+        if let Some(external) = newly_linked {
+            inner.by_external.insert(external, request.id.clone());
         }
         Ok(())
     }
@@ -110,7 +115,7 @@ impl ApprovalStore for MemoryStore {
     async fn list(&self, filter: &ListFilter) -> Result<Vec<ApprovalRequest>> {
         let inner = self.lock();
         let mut all: Vec<&ApprovalRequest> = inner.requests.values().filter(|r| filter.matches(r)).collect();
-        all.sort_by_key(|r| (r.created_at_ms, r.id.clone()));
+        all.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
         let limit = if filter.limit == 0 {
             usize::MAX
         } else {
