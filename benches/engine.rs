@@ -1,6 +1,7 @@
 //! `Engine::handle_event` throughput: a DingTalk "finish / agree" event for a pending request
 //! (dedup record, lookup by instance id, state change, Ed25519 grant, optimistic update), with
-//! the in-memory and the SQLite store.
+//! the in-memory and the SQLite store; and an approver's task event (recorded in the history,
+//! no state change), the callback load benchmark's event.
 //!
 //! Run: `cargo bench --bench engine`
 
@@ -78,6 +79,33 @@ fn bench(c: &mut Criterion) {
             )
         });
     }
+    // The callback load benchmark's event: an approver's task recorded on its own pending
+    // request (no state change, no grant), in memory.
+    let engine = engine(Arc::new(MemoryStore::new()));
+    let mut n = 0u64;
+    g.bench_function("task_start_memory", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                let r = rt
+                    .block_on(engine.submit(SubmitRequest::uninstall(
+                        WorkflowId::new("wf"),
+                        UserId::new(format!("user-{n}")),
+                        DeviceId::new("laptop"),
+                        "reinstall",
+                    )))
+                    .unwrap();
+                let external = r.external_id.unwrap();
+                Event::from_json(&format!(
+                    r#"{{"EventType":"bpms_task_change","eventId":"task-{n}","processInstanceId":"{external}","taskId":{n},"type":"start","staffId":"manager4321","createTime":{}}}"#,
+                    r.created_at_ms + 1
+                ))
+                .unwrap()
+            },
+            |event| assert_eq!(rt.block_on(engine.handle_event(&event)).unwrap(), EventOutcome::Recorded),
+            BatchSize::SmallInput,
+        )
+    });
     g.finish();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -311,7 +311,8 @@ pub async fn start(config: Config) -> Result<Server, Box<dyn std::error::Error +
 
     let store = Arc::new(SqliteStore::open(&config.database).await?);
     let mut engine = Engine::builder(store, signer(&config.database))
-        .grant_ttl(Duration::from_secs(config.grant_ttl_secs));
+        .grant_ttl(Duration::from_secs(config.grant_ttl_secs))
+        .event_retention(Duration::from_secs(config.event_retention_secs));
     let mut catalog = Catalog::new();
     // Workflows of one app share a client, hence its token.
     let mut clients: HashMap<(String, Option<String>), DingTalkClient> = HashMap::new();

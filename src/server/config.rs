@@ -3,6 +3,7 @@
 //! DingTalk).
 
 use crate::approval::definition::Delivery;
+use crate::approval::engine::DEFAULT_EVENT_RETENTION;
 use crate::policy::PolicyDocument;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -203,6 +204,9 @@ pub struct Config {
     pub reconcile_every_secs: u64,
     /// Grant lifetime, seconds.
     pub grant_ttl_secs: u64,
+    /// How long processed event ids are kept to drop redeliveries, seconds (pruned at
+    /// reconciliation).
+    pub event_retention_secs: u64,
 }
 
 impl Default for Config {
@@ -217,6 +221,7 @@ impl Default for Config {
             policies: None,
             reconcile_every_secs: 30,
             grant_ttl_secs: 3600,
+            event_retention_secs: DEFAULT_EVENT_RETENTION.as_secs(),
         }
     }
 }
