@@ -2,12 +2,13 @@
 //! with a bare axum "hello": 64 concurrent connections, requests/s and p99 latency.
 //!
 //! The callback path is the real one: axum route → signature check → decrypt → typed event →
-//! `Engine::handle_event` (de-duplication record, lookup of the request by instance id, a
-//! state update: the approver's task recorded in the request's history, optimistic write,
-//! subscribers notified) → encrypted `success` reply. Every push is a unique, pre-encrypted
-//! `bpms_task_change` for its own pending request, so no work is skipped or grows with the
-//! run; the in-memory store is used (the SQLite store is bounded by fsync, see
-//! `cargo bench --bench engine`).
+//! `Engine::handle_event` → encrypted `success` reply. Two kinds of push are measured, each
+//! unique, pre-encrypted and about its own pending request (so nothing is skipped or grows
+//! with the run): `task` (`bpms_task_change`: de-duplication record, lookup by instance id,
+//! the approver's task recorded in the history, optimistic write, subscribers notified) and
+//! `start` (`bpms_instance_change` start for a pending request: recorded as seen, planned
+//! unchanged, no request write). The in-memory store is used (the SQLite store is bounded by
+//! fsync, see `cargo bench --bench engine`).
 //!
 //! Two topologies are measured, each in the same run for both endpoints:
 //! - `pinned` (the target's): the server on one core (a one-worker runtime pinned to core 0)
@@ -16,7 +17,8 @@
 //! - `shared`: server and generator both free to use every core (each on a two-worker
 //!   runtime), so they compete and the tail includes scheduler preemption.
 //!
-//! Run: `cargo bench --bench callback_load` (prints one line per endpoint and topology;
+//! Run: `benches/callback_load.sh` (installs wrk if missing, then runs this) or `cargo bench
+//! --bench callback_load` (prints one line per endpoint and topology;
 //! `CALLBACK_LOAD_TOPOLOGY=pinned` or `shared` measures one). When
 //! `wrk` is installed (`apt-get install wrk`), the same endpoints are also measured with it
 //! (pinned with `taskset`), a separate, lighter generator process (`--latency` percentiles).
@@ -41,9 +43,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const CONNECTIONS: usize = 64;
-/// Unique pushes per connection, for each generator; every push has its own request, so the
-/// store holds 2 × 64 × 1,000 requests by the end.
-const PER_CONNECTION: usize = 1_000;
+/// Unique pushes per connection in each run (more than wrk sends in its 1 s); every push has
+/// its own request, and each run its own engine.
+const PER_CONNECTION: usize = 1_500;
 const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
 
 async fn serve(app: axum::Router) -> String {
@@ -166,12 +168,37 @@ fn start_servers(
     })
 }
 
-/// A unique, pre-encrypted `bpms_task_change` push (what DingTalk sends when an approver's
-/// task starts): (path and query, body).
-fn push(crypto: &EventCrypto, now: &str, external: &str, task: usize, id: &str) -> (String, String) {
-    let event = format!(
-        r#"{{"EventType":"bpms_task_change","EventTime":{now},"CorpId":"dingcorp","eventId":"{id}","processInstanceId":"{external}","processCode":"PROC-BENCH","taskId":{task},"type":"start","title":"张三提交的安全客户端卸载申请","staffId":"manager4321","createTime":{now}}}"#
-    );
+/// What each push asks of the engine.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// `bpms_task_change`, an approver's task started: recorded in the request's history
+    /// (a write: optimistic update, subscribers notified).
+    Task,
+    /// `bpms_instance_change` `start` for a request already pending: the state machine
+    /// plans it unchanged, nothing is written beyond the de-duplication record.
+    Start,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Task => "task",
+            Kind::Start => "start",
+        }
+    }
+}
+
+/// A unique, pre-encrypted push (what DingTalk would send) about `external`:
+/// (path and query, body).
+fn push(crypto: &EventCrypto, now: &str, kind: Kind, external: &str, id: &str) -> (String, String) {
+    let event = match kind {
+        Kind::Task => format!(
+            r#"{{"EventType":"bpms_task_change","EventTime":{now},"CorpId":"dingcorp","eventId":"{id}","processInstanceId":"{external}","processCode":"PROC-BENCH","taskId":1,"type":"start","title":"张三提交的安全客户端卸载申请","staffId":"manager4321","createTime":{now}}}"#
+        ),
+        Kind::Start => format!(
+            r#"{{"EventType":"bpms_instance_change","EventTime":{now},"CorpId":"dingcorp","eventId":"{id}","processInstanceId":"{external}","processCode":"PROC-BENCH","type":"start","title":"张三提交的安全客户端卸载申请","staffId":"u1","createTime":{now}}}"#
+        ),
+    };
     let sealed = crypto.encrypt_reply(&event, now, id).unwrap();
     (
         format!(
@@ -182,6 +209,11 @@ fn push(crypto: &EventCrypto, now: &str, external: &str, task: usize, id: &str) 
     )
 }
 
+/// The first line of `out` that `matches`, trimmed.
+fn line(out: &str, matches: impl Fn(&str) -> bool) -> String {
+    out.lines().find(|l| matches(l)).unwrap_or("").trim().to_owned()
+}
+
 fn measure(topology: &Topology) {
     let (server_core, load_core) = topology.cores.unzip();
     let server_rt = runtime(topology.workers, server_core);
@@ -190,10 +222,10 @@ fn measure(topology: &Topology) {
         .arg("--version")
         .output()
         .is_ok();
-    let in_process = CONNECTIONS * PER_CONNECTION;
-    let total = in_process * if wrk { 2 } else { 1 };
-    let (callback_url, hello_url, externals, crypto) = start_servers(&server_rt, total);
-    let (externals, wrk_externals) = externals.split_at(in_process);
+    const KINDS: [Kind; 2] = [Kind::Task, Kind::Start];
+    // Each run gets a fresh engine holding exactly its own requests.
+    let fresh = || start_servers(&server_rt, CONNECTIONS * PER_CONNECTION);
+    let (_, hello_url, _, _) = start_servers(&server_rt, 0);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -201,18 +233,6 @@ fn measure(topology: &Topology) {
         .to_string();
     let name = topology.name;
 
-    let pushes: Vec<Vec<(String, String)>> = externals
-        .chunks(PER_CONNECTION)
-        .map(|chunk| {
-            chunk
-                .iter()
-                .map(|external| {
-                    let (path, body) = push(&crypto, &now, external, 1, &format!("ev-{external}"));
-                    (format!("{callback_url}{path}"), body)
-                })
-                .collect()
-        })
-        .collect();
     let hellos: Vec<Vec<(String, String)>> = (0..CONNECTIONS)
         .map(|_| {
             (0..PER_CONNECTION)
@@ -220,39 +240,46 @@ fn measure(topology: &Topology) {
                 .collect()
         })
         .collect();
-    load_rt.block_on(async {
-        // Warm up both, then measure.
-        load(hellos.iter().map(|l| l[..20].to_vec()).collect()).await;
-        let (hello_rps, hello_p50, hello_p99) = load(hellos).await;
-        let (cb_rps, cb_p50, cb_p99) = load(pushes).await;
-        println!("callback_load/{name}/hello     {CONNECTIONS} conns: {hello_rps:>9.0} req/s  p50 {hello_p50:?}  p99 {hello_p99:?}");
-        println!("callback_load/{name}/callback  {CONNECTIONS} conns: {cb_rps:>9.0} req/s  p50 {cb_p50:?}  p99 {cb_p99:?}");
-        println!(
-            "callback_load/{name}/ratio     callback/hello = {:.2} (target >= 0.5), callback p99 {:?} (target <= 2 ms)",
-            cb_rps / hello_rps,
-            cb_p99
-        );
+    let (hello_rps, hello_p50, hello_p99) = load_rt.block_on(async {
+        load(hellos.iter().map(|l| l[..20].to_vec()).collect()).await; // warm-up
+        load(hellos).await
     });
+    println!(
+        "callback_load/{name}/hello           {hello_rps:>9.0} req/s  p50 {hello_p50:?}  p99 {hello_p99:?}"
+    );
+    for kind in KINDS {
+        let (callback_url, _, externals, crypto) = fresh();
+        let pushes: Vec<Vec<(String, String)>> = externals
+            .chunks(PER_CONNECTION)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|external| {
+                        let (path, body) = push(&crypto, &now, kind, external, &format!("ev-{external}"));
+                        (format!("{callback_url}{path}"), body)
+                    })
+                    .collect()
+            })
+            .collect();
+        let (rps, p50, p99) = load_rt.block_on(load(pushes));
+        println!(
+            "callback_load/{name}/callback/{:<5}  {rps:>9.0} req/s  p50 {p50:?}  p99 {p99:?}  = {:.2}x hello (target >= 0.5), p99 target <= 2 ms",
+            kind.name(),
+            rps / hello_rps
+        );
+    }
 
     if wrk {
-        // wrk replays unique pre-encrypted pushes from a file.
         let dir = std::env::temp_dir().join(format!("callback-load-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut lines = String::new();
-        for external in wrk_externals {
-            let (path, body) = push(&crypto, &now, external, 1, &format!("wrk-{external}"));
-            lines.push_str(&format!("{path}\t{body}\n"));
-        }
-        let requests = dir.join("requests.tsv");
-        std::fs::write(&requests, lines).unwrap();
         let script = dir.join("replay.lua");
         std::fs::write(&script, WRK_SCRIPT).unwrap();
         let hello_script = dir.join("hello.lua");
         std::fs::write(&hello_script, "wrk.method = \"POST\"\n").unwrap();
-        // One generator thread per generator core. The replay runs 1 s: about the unique
-        // pushes it has (a run that sends more is flagged below).
+        // One generator thread per generator core. A replay runs 1 s: about the unique pushes
+        // it has (a run that sends more is flagged below).
         let threads = if load_core.is_some() { 1 } else { topology.workers };
-        let run = |url: &str, script: &std::path::Path, extra: Option<&std::path::Path>| {
+        let run = |url: &str, script: &std::path::Path, requests: Option<&std::path::Path>| {
             let mut cmd = match load_core {
                 Some(core) => {
                     let mut cmd = std::process::Command::new("taskset");
@@ -261,54 +288,49 @@ fn measure(topology: &Topology) {
                 }
                 None => std::process::Command::new("wrk"),
             };
-            let seconds = if extra.is_some() { "-d1s" } else { "-d3s" };
+            let seconds = if requests.is_some() { "-d1s" } else { "-d3s" };
             cmd.args([&format!("-t{threads}"), "-c64", seconds, "--latency", "-s"])
                 .arg(script)
                 .arg(url);
-            if let Some(extra) = extra {
-                cmd.arg("--").arg(extra).arg(threads.to_string());
+            if let Some(requests) = requests {
+                cmd.arg("--").arg(requests).arg(threads.to_string());
             }
             String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
         };
-        for (endpoint, out) in [
-            ("hello", run(&format!("{hello_url}/hello"), &hello_script, None)),
-            ("callback", run(&callback_url, &script, Some(&requests))),
-        ] {
-            let rps = out
-                .lines()
-                .find(|l| l.starts_with("Requests/sec"))
-                .unwrap_or("")
-                .trim()
-                .to_owned();
-            let total = out
-                .lines()
-                .find(|l| l.contains("requests in"))
-                .unwrap_or("")
-                .trim()
-                .to_owned();
-            let p99 = out
-                .lines()
-                .find(|l| l.trim_start().starts_with("99%"))
-                .unwrap_or("")
-                .trim()
-                .to_owned();
-            let errors = out
-                .lines()
-                .find(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
-                .unwrap_or("")
-                .trim()
-                .to_owned();
+        let report = |label: &str, out: &str, unique: Option<usize>| {
+            let total = line(out, |l| l.contains("requests in"));
             let sent: usize = total
                 .split_whitespace()
                 .next()
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
-            let repeats = if endpoint == "callback" && sent > wrk_externals.len() {
-                " [more than the unique pushes: the rest were duplicates]"
-            } else {
-                ""
+            let repeats = match unique {
+                Some(unique) if sent > unique => " [more than the unique pushes: the rest were duplicates]",
+                _ => "",
             };
-            println!("callback_load/{name}/wrk/{endpoint:<8} {rps}  p99 {p99}  ({total}) {errors}{repeats}");
+            println!(
+                "callback_load/{name}/wrk/{label:<14} {}  p99 {}  ({total}) {}{repeats}",
+                line(out, |l| l.starts_with("Requests/sec")),
+                line(out, |l| l.trim_start().starts_with("99%")),
+                line(out, |l| l.contains("Non-2xx") || l.contains("Socket errors")),
+            );
+        };
+        report(
+            "hello",
+            &run(&format!("{hello_url}/hello"), &hello_script, None),
+            None,
+        );
+        for kind in KINDS {
+            let (callback_url, _, externals, crypto) = fresh();
+            let mut lines = String::new();
+            for external in &externals {
+                let (path, body) = push(&crypto, &now, kind, external, &format!("wrk-{external}"));
+                lines.push_str(&format!("{path}\t{body}\n"));
+            }
+            let requests = dir.join("requests.tsv");
+            std::fs::write(&requests, lines).unwrap();
+            let out = run(&callback_url, &script, Some(&requests));
+            report(&format!("callback/{}", kind.name()), &out, Some(externals.len()));
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
