@@ -4,15 +4,17 @@ use super::{ApprovalStore, ListFilter};
 use crate::error::{Error, Result};
 use crate::state::{ApprovalRequest, RequestId};
 use async_trait::async_trait;
-use std::collections::HashMap;
-use std::hash::{BuildHasher as _, BuildHasherDefault, DefaultHasher};
+use rustc_hash::FxHashMap;
+use std::hash::BuildHasher as _;
 use std::sync::{Mutex, MutexGuard};
 
+// Keys are our request ids and DingTalk's (signature-checked) instance and event ids, so a
+// fast non-keyed hash is safe. Hashed, not ordered: lookups stay O(1) with many requests, and
+// `list` sorts anyway. Requests are boxed so the table stays small and cache-friendly.
 #[derive(Debug, Default)]
 struct Inner {
-    // Hashed, not ordered: lookups stay O(1) with many requests, and `list` sorts anyway.
-    requests: HashMap<RequestId, ApprovalRequest>,
-    by_external: HashMap<String, RequestId>,
+    requests: FxHashMap<RequestId, Box<ApprovalRequest>>,
+    by_external: FxHashMap<String, RequestId>,
 }
 
 /// Processed event keys and when they were recorded, split in shards so that growing (a
@@ -23,7 +25,7 @@ const EVENT_SHARDS: usize = 64;
 #[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
-    events: [Mutex<HashMap<String, i64>>; EVENT_SHARDS],
+    events: [Mutex<FxHashMap<String, i64>>; EVENT_SHARDS],
 }
 
 impl Default for MemoryStore {
@@ -49,8 +51,8 @@ impl MemoryStore {
         unpoison(&self.inner)
     }
 
-    fn events(&self, key: &str) -> MutexGuard<'_, HashMap<String, i64>> {
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
+    fn events(&self, key: &str) -> MutexGuard<'_, FxHashMap<String, i64>> {
+        let hash = rustc_hash::FxBuildHasher.hash_one(key);
         let shard = usize::try_from(hash % EVENT_SHARDS as u64).unwrap_or(0);
         let [first, ..] = &self.events;
         unpoison(self.events.get(shard).unwrap_or(first))
@@ -69,12 +71,14 @@ impl ApprovalStore for MemoryStore {
         if let Some(external) = &request.external_id {
             inner.by_external.insert(external.clone(), request.id.clone());
         }
-        inner.requests.insert(request.id.clone(), request.clone());
+        inner
+            .requests
+            .insert(request.id.clone(), Box::new(request.clone()));
         Ok(())
     }
 
     async fn get(&self, id: &RequestId) -> Result<Option<ApprovalRequest>> {
-        Ok(self.lock().requests.get(id).cloned())
+        Ok(self.lock().requests.get(id).map(|r| ApprovalRequest::clone(r)))
     }
 
     async fn find_by_external(&self, external_id: &str) -> Result<Option<ApprovalRequest>> {
@@ -83,7 +87,7 @@ impl ApprovalStore for MemoryStore {
             .by_external
             .get(external_id)
             .and_then(|id| inner.requests.get(id))
-            .cloned())
+            .map(|r| ApprovalRequest::clone(r)))
     }
 
     async fn update(&self, request: &ApprovalRequest) -> Result<()> {
@@ -104,7 +108,7 @@ impl ApprovalStore for MemoryStore {
             .external_id
             .clone()
             .filter(|e| stored.external_id.as_ref() != Some(e));
-        *stored = request.clone();
+        **stored = request.clone();
         stored.version += 1;
         if let Some(external) = newly_linked {
             inner.by_external.insert(external, request.id.clone());
@@ -114,7 +118,12 @@ impl ApprovalStore for MemoryStore {
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<ApprovalRequest>> {
         let inner = self.lock();
-        let mut all: Vec<&ApprovalRequest> = inner.requests.values().filter(|r| filter.matches(r)).collect();
+        let mut all: Vec<&ApprovalRequest> = inner
+            .requests
+            .values()
+            .map(|r| &**r)
+            .filter(|r| filter.matches(r))
+            .collect();
         all.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
         let limit = if filter.limit == 0 {
             usize::MAX
