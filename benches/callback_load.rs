@@ -31,14 +31,10 @@
     missing_docs
 )]
 
-use sase_dingtalk::approval::backend::BuiltinBackend;
-use sase_dingtalk::approval::definition::{new_callback_id, Workflow, WorkflowKind};
-use sase_dingtalk::approval::engine::{Engine, SubmitRequest};
+mod support;
+
 use sase_dingtalk::approval::store::MemoryStore;
-use sase_dingtalk::dingtalk::callback::{axum::callback_route, CallbackHandler};
 use sase_dingtalk::dingtalk::crypto::EventCrypto;
-use sase_dingtalk::policy::ids::{DeviceId, UserId, WorkflowId};
-use sase_dingtalk::policy::GrantSigner;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -46,7 +42,6 @@ const CONNECTIONS: usize = 64;
 /// Unique pushes per connection in each run (more than wrk sends in its 1 s); every push has
 /// its own request, and each run its own engine.
 const PER_CONNECTION: usize = 1_500;
-const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
 
 async fn serve(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -123,44 +118,12 @@ fn start_servers(
 ) -> (String, String, Vec<String>, EventCrypto) {
     rt.block_on(async {
         // The engine with one pending request per push.
-        let workflow = Workflow {
-            id: WorkflowId::new("wf"),
-            name: "bench".into(),
-            kind: WorkflowKind::BuiltIn { approvers: vec![] },
-            mappings: vec![],
-            callback_id: new_callback_id(),
-        };
-        let engine = Arc::new(
-            Engine::builder(Arc::new(MemoryStore::new()), GrantSigner::from_bytes(&[5; 32]))
-                .workflow(workflow, Arc::new(BuiltinBackend))
-                .build()
-                .unwrap(),
-        );
+        let engine = support::engine(Arc::new(MemoryStore::new()));
         let mut externals = Vec::with_capacity(requests);
-        for i in 0..requests {
-            let r = engine
-                .submit(SubmitRequest::uninstall(
-                    WorkflowId::new("wf"),
-                    UserId::new(format!("u{i}")),
-                    DeviceId::new("d"),
-                    "bench",
-                ))
-                .await
-                .unwrap();
-            externals.push(r.external_id.unwrap());
+        for n in 0..requests {
+            externals.push(support::submit(&engine, n as u64).await.external_id.unwrap());
         }
-        let crypto = EventCrypto::new("benchtoken", AES_KEY, "dingbench").unwrap();
-        let feeder = Arc::clone(&engine);
-        let route = callback_route(CallbackHandler::builder(crypto.clone()).build(), move |event| {
-            let engine = Arc::clone(&feeder);
-            async move {
-                engine
-                    .handle_event(&event)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-        });
+        let (crypto, route) = (support::crypto(), support::route(&engine));
         let callback_url = serve(axum::Router::new().route("/cb", route)).await;
         let hello_url =
             serve(axum::Router::new().route("/hello", axum::routing::post(|| async { "hello" }))).await;

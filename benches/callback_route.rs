@@ -15,63 +15,26 @@
     missing_docs
 )]
 
+mod support;
+
 use axum::body::Body;
 use axum::http::Request;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use sase_dingtalk::approval::backend::BuiltinBackend;
-use sase_dingtalk::approval::definition::{new_callback_id, Workflow, WorkflowKind};
-use sase_dingtalk::approval::engine::{Engine, SubmitRequest};
 use sase_dingtalk::approval::store::MemoryStore;
 use sase_dingtalk::dingtalk::callback::{axum::callback_route, CallbackHandler};
-use sase_dingtalk::dingtalk::crypto::EventCrypto;
-use sase_dingtalk::policy::ids::{DeviceId, UserId, WorkflowId};
-use sase_dingtalk::policy::GrantSigner;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tower::ServiceExt as _;
-
-const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let workflow = Workflow {
-        id: WorkflowId::new("wf"),
-        name: "bench".into(),
-        kind: WorkflowKind::BuiltIn { approvers: vec![] },
-        mappings: vec![],
-        callback_id: new_callback_id(),
-    };
-    let engine = Arc::new(
-        Engine::builder(Arc::new(MemoryStore::new()), GrantSigner::from_bytes(&[5; 32]))
-            .workflow(workflow, Arc::new(BuiltinBackend))
-            .build()
-            .unwrap(),
-    );
-    let external = rt
-        .block_on(engine.submit(SubmitRequest::uninstall(
-            WorkflowId::new("wf"),
-            UserId::new("u1"),
-            DeviceId::new("d"),
-            "bench",
-        )))
-        .unwrap()
-        .external_id
-        .unwrap();
-    let crypto = EventCrypto::new("benchtoken", AES_KEY, "dingbench").unwrap();
-    let feeder = Arc::clone(&engine);
-    let route = callback_route(CallbackHandler::builder(crypto.clone()).build(), move |event| {
-        let engine = Arc::clone(&feeder);
-        async move {
-            engine
-                .handle_event(&event)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-    });
+    let engine = support::engine(Arc::new(MemoryStore::new()));
+    let external = rt.block_on(support::submit(&engine, 1)).external_id.unwrap();
+    let crypto = support::crypto();
+    let route = support::route(&engine);
     // The same route with an event handler that does nothing: the SDK's share.
     let sdk_only = callback_route(CallbackHandler::builder(crypto.clone()).build(), |_event| async {
         Ok::<(), String>(())

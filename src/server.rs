@@ -16,7 +16,6 @@ use crate::approval::definition::{
 use crate::approval::engine::Engine;
 use crate::approval::store::SqliteStore;
 use crate::dingtalk::client::DingTalkClient;
-use crate::dingtalk::event::Event;
 use crate::dingtalk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
 use crate::dingtalk::stream::client::StreamClient;
 use crate::dingtalk::token::Credentials;
@@ -405,17 +404,9 @@ pub async fn start(config: Config) -> Result<Server, Box<dyn std::error::Error +
             if let Some(base) = &r.api_base {
                 stream = stream.api_base(base);
             }
-            let (stream, feeder) = (stream.build(), Arc::clone(&engine));
+            let (stream, on_event) = (stream.build(), engine.event_handler());
             background.push(tokio::spawn(async move {
-                stream
-                    .run(
-                        move |event: Event| {
-                            let engine = Arc::clone(&feeder);
-                            async move { engine.handle_event(&event).await.map(|_| ()) }
-                        },
-                        std::future::pending(),
-                    )
-                    .await;
+                stream.run(on_event, std::future::pending()).await;
             }));
         }
         tracing::info!(

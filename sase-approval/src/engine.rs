@@ -10,6 +10,8 @@ use dingtalk_sdk::event::{Event, InstanceChangeType, InstanceResult};
 use sase_policy::ids::{DeviceId, GrantId, UserId, WorkflowId};
 use sase_policy::{Action, Grant, GrantSigner, GrantVerifier};
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
@@ -481,6 +483,28 @@ impl Engine {
             state: r.state,
             version: r.version,
         });
+    }
+
+    /// An event handler feeding [`handle_event`](Self::handle_event), for the SDK's HTTP-push
+    /// route (`dingtalk_sdk::callback::axum::callback_route`) or its Stream client: an `Err`
+    /// makes DingTalk deliver the event again.
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # fn demo(engine: Arc<sase_approval::engine::Engine>, crypto: dingtalk_sdk::crypto::EventCrypto) {
+    /// use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
+    /// let route = callback_route(CallbackHandler::builder(crypto).build(), engine.event_handler());
+    /// # }
+    /// ```
+    pub fn event_handler(
+        self: &Arc<Self>,
+    ) -> impl Fn(Event) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Clone + Send + Sync + 'static
+    {
+        let engine = Arc::clone(self);
+        move |event| {
+            let engine = Arc::clone(&engine);
+            Box::pin(async move { engine.handle_event(&event).await.map(|_| ()) })
+        }
     }
 
     /// Handles a DingTalk event (HTTP push or Stream), exactly once per event: de-duplicated

@@ -163,17 +163,10 @@ pub fn router(state: AppState, workflows: &[Workflow]) -> Result<Router, crate::
             continue;
         };
         let crypto = EventCrypto::new(&s.token, &s.aes_key, &s.receiver_id)?;
-        let engine = Arc::clone(&state.engine);
-        let callback = callback_route(CallbackHandler::builder(crypto).build(), move |event| {
-            let engine = Arc::clone(&engine);
-            async move {
-                engine
-                    .handle_event(&event)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-        });
+        let callback = callback_route(
+            CallbackHandler::builder(crypto).build(),
+            state.engine.event_handler(),
+        );
         router = router.route(&workflow.callback_path(), callback);
     }
     Ok(router.layer(DefaultBodyLimit::max(64 * 1024)))

@@ -1,0 +1,63 @@
+//! Set-up shared by the benchmarks: an engine with a built-in workflow `wf`, requests filed
+//! on it, and the callback route feeding it.
+
+// Each benchmark uses part of this.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use sase_dingtalk::approval::backend::BuiltinBackend;
+use sase_dingtalk::approval::definition::{new_callback_id, Workflow, WorkflowKind};
+use sase_dingtalk::approval::engine::{Engine, SubmitRequest};
+use sase_dingtalk::approval::state::ApprovalRequest;
+use sase_dingtalk::approval::store::ApprovalStore;
+use sase_dingtalk::dingtalk::callback::{axum::callback_route, CallbackHandler};
+use sase_dingtalk::dingtalk::crypto::EventCrypto;
+use sase_dingtalk::policy::ids::{DeviceId, UserId, WorkflowId};
+use sase_dingtalk::policy::GrantSigner;
+use std::sync::Arc;
+
+/// The event subscription the benchmarks' pushes are sealed with.
+pub fn crypto() -> EventCrypto {
+    EventCrypto::new(
+        "benchtoken",
+        "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx",
+        "dingbench",
+    )
+    .unwrap()
+}
+
+/// An engine on `store` with the built-in workflow `wf` (console approval, no DingTalk).
+pub fn engine(store: Arc<dyn ApprovalStore>) -> Arc<Engine> {
+    let workflow = Workflow {
+        id: WorkflowId::new("wf"),
+        name: "bench".into(),
+        kind: WorkflowKind::BuiltIn {
+            approvers: vec![UserId::new("admin")],
+        },
+        mappings: vec![],
+        callback_id: new_callback_id(),
+    };
+    Arc::new(
+        Engine::builder(store, GrantSigner::from_bytes(&[5; 32]))
+            .workflow(workflow, Arc::new(BuiltinBackend))
+            .build()
+            .unwrap(),
+    )
+}
+
+/// Files request number `n` (user `user-{n}`); it is pending with an external id.
+pub async fn submit(engine: &Engine, n: u64) -> ApprovalRequest {
+    engine
+        .submit(SubmitRequest::uninstall(
+            WorkflowId::new("wf"),
+            UserId::new(format!("user-{n}")),
+            DeviceId::new("laptop"),
+            "reinstall",
+        ))
+        .await
+        .unwrap()
+}
+
+/// The HTTP-push callback route verifying with [`crypto`] and feeding `engine`.
+pub fn route(engine: &Arc<Engine>) -> axum::routing::MethodRouter {
+    callback_route(CallbackHandler::builder(crypto()).build(), engine.event_handler())
+}
