@@ -189,8 +189,13 @@ struct Resolved {
     mock_app: Option<MockApp>,
 }
 
-/// Resolves `w`, creating its app's form on `mock` when it has no credentials.
-fn resolve(w: &WorkflowConfig, database: &str, mock: Option<&MockDingTalk>) -> Option<Resolved> {
+/// Resolves `w`, creating its app's form on `mock` when it has no credentials (`start`
+/// starts the mock whenever a workflow has none).
+fn resolve(
+    w: &WorkflowConfig,
+    database: &str,
+    mock: Option<&MockDingTalk>,
+) -> Result<Resolved, config::ConfigError> {
     let callback_id = w
         .callback_id
         .clone()
@@ -218,7 +223,7 @@ fn resolve(w: &WorkflowConfig, database: &str, mock: Option<&MockDingTalk>) -> O
             delivery: w.delivery,
             dept_id: -1,
         };
-        return Some(Resolved {
+        return Ok(Resolved {
             workflow: workflow(
                 settings,
                 w.process_code.clone().unwrap_or_default(),
@@ -228,7 +233,10 @@ fn resolve(w: &WorkflowConfig, database: &str, mock: Option<&MockDingTalk>) -> O
             mock_app: None,
         });
     }
-    let mock = mock?;
+    let mock = mock.ok_or_else(|| config::ConfigError::Invalid {
+        key: format!("workflows.{}.dingtalk", w.id),
+        message: "no credentials and no mock DingTalk".into(),
+    })?;
     let (client_id, secret, token, aes_key) =
         (format!("dingmock-{}", w.id), random(24), random(16), random(43));
     let process_code = w
@@ -262,7 +270,7 @@ fn resolve(w: &WorkflowConfig, database: &str, mock: Option<&MockDingTalk>) -> O
         delivery: w.delivery,
         dept_id: -1,
     };
-    Some(Resolved {
+    Ok(Resolved {
         workflow: workflow(settings, process_code, fields),
         api_base: Some(mock.base_url()),
         mock_app: Some(app),
@@ -302,11 +310,11 @@ pub async fn start(config: Config) -> Result<Server, Box<dyn std::error::Error +
     } else {
         None
     };
-    let resolved: Vec<Resolved> = config
+    let resolved = config
         .workflows
         .iter()
-        .filter_map(|w| resolve(w, &config.database, mock.as_ref()))
-        .collect();
+        .map(|w| resolve(w, &config.database, mock.as_ref()))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let store = Arc::new(SqliteStore::open(&config.database).await?);
     let mut engine = Engine::builder(store, signer(&config.database))

@@ -182,8 +182,8 @@ impl std::fmt::Debug for DeviceConfig {
 }
 
 /// The server's configuration. Unknown keys are refused, so a misspelt section never
-/// silently falls back to the mock.
-#[derive(Debug, Clone, Deserialize)]
+/// silently falls back to the mock. `Debug` redacts the admin token.
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Listen address.
@@ -207,6 +207,23 @@ pub struct Config {
     /// How long processed event ids are kept to drop redeliveries, seconds (pruned at
     /// reconciliation).
     pub event_retention_secs: u64,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("database", &self.database)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field("workflows", &self.workflows)
+            .field("devices", &self.devices)
+            .field("policies", &self.policies.as_ref().map(|p| p.policies.len()))
+            .field("reconcile_every_secs", &self.reconcile_every_secs)
+            .field("grant_ttl_secs", &self.grant_ttl_secs)
+            .field("event_retention_secs", &self.event_retention_secs)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -407,6 +424,11 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
         assert_eq!(config.workflows.len(), 2);
         assert_eq!(config.workflows[1].delivery, Delivery::Stream);
         assert!(!format!("{config:?}").contains("kYd8"), "secrets redacted");
+        let with_token = parse("admin_token = \"s3cret-admin\"").unwrap();
+        assert!(
+            !format!("{with_token:?}").contains("s3cret"),
+            "admin token redacted"
+        );
     }
 
     #[test]
