@@ -308,7 +308,7 @@ impl Engine {
             requester: submit.requester,
             device: submit.device,
             action: submit.action,
-            fields: submit.fields,
+            fields: Arc::new(submit.fields),
             state: RequestState::Submitted,
             state_at_ms: 0,
             external_id: None,

@@ -17,6 +17,7 @@ use sase_policy::ids::{DeviceId, UserId, WorkflowId};
 use sase_policy::{Action, SignedGrant};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// An approval request's id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -134,8 +135,9 @@ pub struct ApprovalRequest {
     pub device: DeviceId,
     /// For which action.
     pub action: Action,
-    /// System field values (`reason`, `app_version`, …).
-    pub fields: BTreeMap<String, String>,
+    /// System field values (`reason`, `app_version`, …). Shared, like the history entries,
+    /// so copies of a request (every store read and write makes one) do not copy them.
+    pub fields: Arc<BTreeMap<String, String>>,
     /// State.
     pub state: RequestState,
     /// Time (DingTalk's clock) of the event that set the current state, Unix ms; 0 when the
@@ -153,7 +155,7 @@ pub struct ApprovalRequest {
     /// Optimistic-concurrency version, bumped by every update.
     pub version: u64,
     /// Every transition, in order.
-    pub history: Vec<Transition>,
+    pub history: Vec<Arc<Transition>>,
 }
 
 /// What applying a state would do.
@@ -212,14 +214,14 @@ impl ApprovalRequest {
                 0
             };
         }
-        self.history.push(Transition {
+        self.history.push(Arc::new(Transition {
             from: self.state,
             to,
             at_ms,
             actor: actor.to_owned(),
             source,
             note,
-        });
+        }));
         self.state = to;
     }
 }
@@ -237,7 +239,7 @@ mod tests {
             requester: UserId::new("u"),
             device: DeviceId::new("d"),
             action: Action::Uninstall,
-            fields: BTreeMap::new(),
+            fields: Arc::default(),
             state,
             state_at_ms: at,
             external_id: None,

@@ -23,7 +23,7 @@ fn request(id: &str, user: &str, created: i64) -> ApprovalRequest {
         requester: UserId::new(user),
         device: DeviceId::new("dev"),
         action: Action::Uninstall,
-        fields: [("reason".to_owned(), "重装系统".to_owned())].into(),
+        fields: Arc::new([("reason".to_owned(), "重装系统".to_owned())].into()),
         state: RequestState::Submitted,
         state_at_ms: created,
         external_id: None,
@@ -100,8 +100,8 @@ async fn conformance(store: Arc<dyn ApprovalStore>) {
     // Two concurrent updates of one request: exactly one wins, the other sees a conflict.
     let base = store.get(&RequestId("r2".into())).await.unwrap().unwrap();
     let (mut a, mut b) = (base.clone(), base.clone());
-    a.fields.insert("app_version".into(), "1".into());
-    b.fields.insert("app_version".into(), "2".into());
+    Arc::make_mut(&mut a.fields).insert("app_version".into(), "1".into());
+    Arc::make_mut(&mut b.fields).insert("app_version".into(), "2".into());
     let (sa, sb) = (Arc::clone(&store), Arc::clone(&store));
     let (ra, rb) = tokio::join!(
         tokio::spawn(async move { sa.update(&a).await }),
