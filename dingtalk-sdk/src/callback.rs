@@ -9,7 +9,7 @@
 //! that reply. It rejects, with a typed [`Error`], oversized bodies, malformed or stale
 //! timestamps (10-digit seconds and 13-digit milliseconds are both accepted), bad signatures
 //! and malformed payloads. Any web framework can call it; the `axum` feature adds
-//! [`axum::callback_route`](crate::callback::axum::callback_route).
+//! [`axum::callback_route`].
 //!
 //! Do the real work *after* replying (or enqueue it): DingTalk treats a slow answer as a failed
 //! push and documents no retry.

@@ -1,6 +1,6 @@
 //! Where requests live: the [`ApprovalStore`] trait, an in-memory store and (feature
 //! `sqlite`) a durable SQLite store. Updates use optimistic concurrency: each request has a
-//! version, and an update against a stale version fails with [`Error::Conflict`].
+//! version, and an update against a stale version fails with [`Error::Conflict`](crate::Error::Conflict).
 
 mod memory;
 #[cfg(feature = "sqlite")]

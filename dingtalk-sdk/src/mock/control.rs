@@ -13,8 +13,8 @@
 //! | `GET /__mock/deliveries` | | every event delivery attempt |
 //! | `PUT /__mock/faults` | [`MockFaults`] | sets the injected faults |
 //! | `POST /__mock/tokens/revoke` | | invalidates every access token |
-//! | `POST /__mock/apps` | [`MockApp`](super::MockApp) | registers an app (sends `check_url` to its Request URL) |
-//! | `POST /__mock/processes` | [`MockProcess`](super::MockProcess) | registers a process |
+//! | `POST /__mock/apps` | [`MockApp`] | registers an app (sends `check_url` to its Request URL) |
+//! | `POST /__mock/processes` | [`MockProcess`] | registers a process |
 
 use super::config::{MockApp, MockFaults, MockProcess};
 use super::delivery::{self, Delivery};
