@@ -24,6 +24,7 @@ use crate::policy::ids::WorkflowId;
 use crate::policy::{Catalog, GrantSigner, PolicyDocument, PolicySet, WorkflowKind as PolicyWorkflowKind};
 use config::{Config, DeviceConfig, WorkflowConfig};
 use rand::distributions::{Alphanumeric, DistString as _};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -328,17 +329,15 @@ pub async fn start(config: Config) -> Result<Server, Box<dyn std::error::Error +
             continue;
         };
         let key = (settings.client_id.clone(), r.api_base.clone());
-        let client = match clients.get(&key) {
-            Some(client) => client.clone(),
-            None => {
+        let client = match clients.entry(key) {
+            Entry::Occupied(known) => known.get().clone(),
+            Entry::Vacant(new) => {
                 let mut builder =
                     DingTalkClient::builder(Credentials::new(&settings.client_id, &settings.client_secret));
                 if let Some(base) = &r.api_base {
                     builder = builder.api_base(base);
                 }
-                let client = builder.build()?;
-                clients.insert(key, client.clone());
-                client
+                new.insert(builder.build()?).clone()
             }
         };
         let backend = Arc::new(DingTalkBackend::new(client, r.workflow.clone())?);
@@ -364,14 +363,13 @@ pub async fn start(config: Config) -> Result<Server, Box<dyn std::error::Error +
         config.devices.clone()
     };
 
-    let workflows: Vec<Workflow> = resolved.iter().map(|r| r.workflow.clone()).collect();
     let state = api::AppState::new(
         Arc::clone(&engine),
         policies,
         admin_token.clone(),
         devices.clone(),
     );
-    let app = api::router(state, &workflows)?;
+    let app = api::router(state)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -391,6 +389,11 @@ pub async fn start(config: Config) -> Result<Server, Box<dyn std::error::Error +
         };
         let request_url = (settings.delivery == Delivery::HttpPush)
             .then(|| format!("{public_url}{}", r.workflow.callback_path()));
+        let process_code = r
+            .workflow
+            .mappings
+            .first()
+            .map_or_else(|| ProcessCode::new(""), |m| m.process_code.clone());
         if let (Some(mock), Some(app)) = (&mock, &r.mock_app) {
             // The Request URL exists now: register it (DingTalk sends check_url, as when it is saved).
             let app = match &request_url {
@@ -420,18 +423,14 @@ pub async fn start(config: Config) -> Result<Server, Box<dyn std::error::Error +
         tracing::info!(
             workflow = %r.workflow.id,
             client_id = %settings.client_id,
-            process_code = %r.workflow.mappings.first().map_or("", |m| m.process_code.as_str()),
+            %process_code,
             request_url = request_url.as_deref().unwrap_or("(stream mode)"),
             "workflow ready"
         );
         endpoints.push(Endpoint {
             workflow: r.workflow.id.clone(),
             client_id: settings.client_id.clone(),
-            process_code: r
-                .workflow
-                .mappings
-                .first()
-                .map_or_else(|| ProcessCode::new(""), |m| m.process_code.clone()),
+            process_code,
             delivery: settings.delivery,
             request_url,
         });

@@ -2,7 +2,7 @@
 //! (admin token) and health. Every bad input gets a 4xx JSON error `{"error", "message"}`.
 
 use super::config::DeviceConfig;
-use crate::approval::definition::{Delivery, Workflow};
+use crate::approval::definition::Delivery;
 use crate::approval::engine::{Engine, SubmitRequest};
 use crate::approval::state::{ApprovalRequest, RequestId, RequestState};
 use crate::approval::store::ListFilter;
@@ -143,9 +143,9 @@ fn body<T>(b: JsonBody<T>) -> Result<T, Response> {
         .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_body", e.body_text()))
 }
 
-/// The server's routes: one Request URL per HTTP-push workflow. Fails only for an invalid
-/// event-subscription key.
-pub fn router(state: AppState, workflows: &[Workflow]) -> Result<Router, crate::dingtalk::Error> {
+/// The server's routes: one Request URL per HTTP-push workflow of the engine. Fails only for
+/// an invalid event-subscription key.
+pub fn router(state: AppState) -> Result<Router, crate::dingtalk::Error> {
     let mut router = Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/api/agent/uninstall-check", post(uninstall_check))
@@ -158,7 +158,7 @@ pub fn router(state: AppState, workflows: &[Workflow]) -> Result<Router, crate::
         .route("/api/console/requests/{id}", get(console_get))
         .route("/api/console/requests/{id}/{action}", post(console_action))
         .with_state(state.clone());
-    for workflow in workflows {
+    for workflow in state.engine.workflows() {
         let Some(s) = workflow.dingtalk().filter(|s| s.delivery == Delivery::HttpPush) else {
             continue;
         };

@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::state::{ApprovalRequest, RequestId};
 use async_trait::async_trait;
 use rustc_hash::FxHashMap;
+use std::collections::hash_map::Entry;
 use std::hash::BuildHasher as _;
 use std::sync::{Mutex, MutexGuard};
 
@@ -134,12 +135,14 @@ impl ApprovalStore for MemoryStore {
     }
 
     async fn record_event(&self, key: &str, at_ms: i64) -> Result<bool> {
-        let mut events = self.events(key);
-        if events.contains_key(key) {
-            return Ok(false);
+        // Duplicates are rare: one lookup that allocates beats two that do not.
+        match self.events(key).entry(key.to_owned()) {
+            Entry::Occupied(_) => Ok(false),
+            Entry::Vacant(new) => {
+                new.insert(at_ms);
+                Ok(true)
+            }
         }
-        events.insert(key.to_owned(), at_ms);
-        Ok(true)
     }
 
     async fn forget_event(&self, key: &str) -> Result<()> {
