@@ -21,7 +21,6 @@ use axum::body::Body;
 use axum::http::Request;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use sase_dingtalk::approval::store::MemoryStore;
-use sase_dingtalk::dingtalk::callback::{axum::callback_route, CallbackHandler};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tower::ServiceExt as _;
@@ -35,13 +34,9 @@ fn bench(c: &mut Criterion) {
     let external = rt.block_on(support::submit(&engine, 1)).external_id.unwrap();
     let crypto = support::crypto();
     let route = support::route(&engine);
-    // The same route with an event handler that does nothing: the SDK's share.
-    let sdk_only = callback_route(CallbackHandler::builder(crypto.clone()).build(), |_event| async {
-        Ok::<(), String>(())
-    });
     let app = axum::Router::new()
         .route("/cb", route)
-        .route("/sdk", sdk_only)
+        .route("/sdk", support::sdk_only_route())
         .route("/hello", axum::routing::post(|| async { "hello" }));
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

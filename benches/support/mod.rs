@@ -61,3 +61,10 @@ pub async fn submit(engine: &Engine, n: u64) -> ApprovalRequest {
 pub fn route(engine: &Arc<Engine>) -> axum::routing::MethodRouter {
     callback_route(CallbackHandler::builder(crypto()).build(), engine.event_handler())
 }
+
+/// The same route with an event handler that does nothing: the SDK's share of [`route`].
+pub fn sdk_only_route() -> axum::routing::MethodRouter {
+    callback_route(CallbackHandler::builder(crypto()).build(), |_event| async {
+        Ok::<(), String>(())
+    })
+}
