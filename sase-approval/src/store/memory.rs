@@ -11,11 +11,20 @@ use std::sync::{Mutex, MutexGuard};
 
 // Keys are our request ids and DingTalk's (signature-checked) instance and event ids, so a
 // fast non-keyed hash is safe. Hashed, not ordered: lookups stay O(1) with many requests, and
-// `list` sorts anyway. Requests are boxed so the table stays small and cache-friendly.
+// `list` sorts anyway. Both indexes point into one list, so an event's lookup by instance id
+// is a single hash probe; requests are never removed, so an index stays valid, and boxed, so
+// growing the list moves pointers, not requests.
 #[derive(Debug, Default)]
 struct Inner {
-    requests: FxHashMap<RequestId, Box<ApprovalRequest>>,
-    by_external: FxHashMap<String, RequestId>,
+    requests: Vec<Box<ApprovalRequest>>,
+    by_id: FxHashMap<RequestId, usize>,
+    by_external: FxHashMap<String, usize>,
+}
+
+impl Inner {
+    fn get(&self, id: &RequestId) -> Option<&ApprovalRequest> {
+        self.by_id.get(id).and_then(|&i| self.requests.get(i)).map(|r| &**r)
+    }
 }
 
 /// Processed event keys and when they were recorded, split in shards so that growing (a
@@ -64,22 +73,24 @@ impl MemoryStore {
 impl ApprovalStore for MemoryStore {
     async fn insert(&self, request: &ApprovalRequest) -> Result<()> {
         let mut inner = self.lock();
-        if inner.requests.contains_key(&request.id) {
-            return Err(Error::Store {
-                reason: format!("request `{}` already exists", request.id),
-            });
-        }
+        let index = inner.requests.len();
+        match inner.by_id.entry(request.id.clone()) {
+            Entry::Occupied(_) => {
+                return Err(Error::Store {
+                    reason: format!("request `{}` already exists", request.id),
+                })
+            }
+            Entry::Vacant(new) => new.insert(index),
+        };
         if let Some(external) = &request.external_id {
-            inner.by_external.insert(external.clone(), request.id.clone());
+            inner.by_external.insert(external.clone(), index);
         }
-        inner
-            .requests
-            .insert(request.id.clone(), Box::new(request.clone()));
+        inner.requests.push(Box::new(request.clone()));
         Ok(())
     }
 
     async fn get(&self, id: &RequestId) -> Result<Option<ApprovalRequest>> {
-        Ok(self.lock().requests.get(id).map(|r| ApprovalRequest::clone(r)))
+        Ok(self.lock().get(id).cloned())
     }
 
     async fn find_by_external(&self, external_id: &str) -> Result<Option<ApprovalRequest>> {
@@ -87,13 +98,18 @@ impl ApprovalStore for MemoryStore {
         Ok(inner
             .by_external
             .get(external_id)
-            .and_then(|id| inner.requests.get(id))
+            .and_then(|&i| inner.requests.get(i))
             .map(|r| ApprovalRequest::clone(r)))
     }
 
     async fn update(&self, request: &ApprovalRequest) -> Result<()> {
         let mut inner = self.lock();
-        let Some(stored) = inner.requests.get_mut(&request.id) else {
+        let Some((index, stored)) = inner
+            .by_id
+            .get(&request.id)
+            .copied()
+            .and_then(|i| Some((i, inner.requests.get_mut(i)?)))
+        else {
             return Err(Error::NotFound {
                 id: request.id.to_string(),
             });
@@ -112,7 +128,7 @@ impl ApprovalStore for MemoryStore {
         **stored = request.clone();
         stored.version += 1;
         if let Some(external) = newly_linked {
-            inner.by_external.insert(external, request.id.clone());
+            inner.by_external.insert(external, index);
         }
         Ok(())
     }
@@ -121,7 +137,7 @@ impl ApprovalStore for MemoryStore {
         let inner = self.lock();
         let mut all: Vec<&ApprovalRequest> = inner
             .requests
-            .values()
+            .iter()
             .map(|r| &**r)
             .filter(|r| filter.matches(r))
             .collect();
