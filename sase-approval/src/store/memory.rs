@@ -16,6 +16,10 @@ use std::sync::{Mutex, MutexGuard};
 // growing the list moves pointers, not requests.
 #[derive(Debug, Default)]
 struct Inner {
+    #[expect(
+        clippy::vec_box,
+        reason = "growing a list of a million requests must not copy them all under the lock"
+    )]
     requests: Vec<Box<ApprovalRequest>>,
     by_id: FxHashMap<RequestId, usize>,
     by_external: FxHashMap<String, usize>,
@@ -23,7 +27,10 @@ struct Inner {
 
 impl Inner {
     fn get(&self, id: &RequestId) -> Option<&ApprovalRequest> {
-        self.by_id.get(id).and_then(|&i| self.requests.get(i)).map(|r| &**r)
+        self.by_id
+            .get(id)
+            .and_then(|&i| self.requests.get(i))
+            .map(|r| &**r)
     }
 }
 
