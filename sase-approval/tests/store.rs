@@ -56,6 +56,17 @@ async fn conformance(store: Arc<dyn ApprovalStore>) {
         (stored.state, stored.version, stored.history.len()),
         (RequestState::Pending, 1, 2)
     );
+    // Linked at insertion, and not the first request: both indexes point at the right one.
+    let mut r4 = request("r4", "carol", 400);
+    r4.external_id = Some("pi-4".into());
+    store.insert(&r4).await.unwrap();
+    let found = store.find_by_external("pi-4").await.unwrap().unwrap();
+    assert_eq!(found.id.0, "r4");
+    assert!(store.find_by_external("pi-none").await.unwrap().is_none());
+    assert!(matches!(
+        store.update(&request("r9", "dave", 900)).await,
+        Err(Error::NotFound { .. })
+    ));
     // A writer holding version 0 loses.
     match store.update(&r1).await {
         Err(Error::Conflict {
@@ -137,7 +148,7 @@ async fn sqlite_store_conforms_and_keeps_everything_across_a_restart() {
         (RequestState::Pending, 1, 2)
     );
     assert_eq!(r1.fields["reason"], "重装系统");
-    assert_eq!(reopened.list(&ListFilter::default()).await.unwrap().len(), 3);
+    assert_eq!(reopened.list(&ListFilter::default()).await.unwrap().len(), 4);
     assert!(
         !reopened.record_event("ev-1", 4).await.unwrap(),
         "event de-duplication survives a restart"
