@@ -19,11 +19,14 @@
 //! - `shared`: server and generator both free to use every core (each on a two-worker
 //!   runtime), so they compete and the tail includes scheduler preemption.
 //!
+//! The load comes from an in-process generator (a minimal HTTP/1.1 client on its own runtime,
+//! see [`load`]) and, when `wrk` is installed (`apt-get install wrk`), from wrk as a separate
+//! process (pinned with `taskset`, `--latency` percentiles): two generators light enough
+//! that the server, not the client, is what saturates.
+//!
 //! Run: `benches/callback_load.sh` (installs wrk if missing, then runs this) or `cargo bench
 //! --bench callback_load` (prints one line per endpoint and topology;
-//! `CALLBACK_LOAD_TOPOLOGY=pinned` or `shared` measures one). When
-//! `wrk` is installed (`apt-get install wrk`), the same endpoints are also measured with it
-//! (pinned with `taskset`), a separate, lighter generator process (`--latency` percentiles).
+//! `CALLBACK_LOAD_TOPOLOGY=pinned` or `shared` measures one).
 
 #![allow(
     clippy::unwrap_used,
@@ -39,6 +42,8 @@ use sase_dingtalk::approval::store::MemoryStore;
 use sase_dingtalk::dingtalk::crypto::EventCrypto;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 
 const CONNECTIONS: usize = 64;
 /// Unique pushes per connection in each run (more than wrk sends in its 1 s); every push has
@@ -52,30 +57,45 @@ async fn serve(app: axum::Router) -> String {
     url
 }
 
-/// Sends every request of `work` (one list per connection) and returns (requests/s, p50, p99).
-async fn load(work: Vec<Vec<(String, String)>>) -> (f64, Duration, Duration) {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONNECTIONS)
-        .build()
-        .unwrap();
+/// Sends every request of `work` (one `(path, body)` list per connection, each on its own
+/// kept-alive connection to `url`) and returns (requests/s, p50, p99).
+///
+/// A minimal HTTP/1.1 client: write the request built up front, read until the response's
+/// head and `content-length` body are in. It costs the generator core less than the server
+/// work it measures, as wrk does; a full client (reqwest) capped hello at ≈ 85,000 req/s,
+/// which hid the server's real capacity.
+async fn load(url: &str, work: Vec<Vec<(String, String)>>) -> (f64, Duration, Duration) {
+    let addr = url.trim_start_matches("http://").to_owned();
+    let mut connections = Vec::with_capacity(work.len());
+    for requests in work {
+        let stream = TcpStream::connect(&addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let raw: Vec<Vec<u8>> = requests
+            .iter()
+            .map(|(path, body)| {
+                format!(
+                    "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes()
+            })
+            .collect();
+        connections.push((stream, raw));
+    }
     let started = Instant::now();
-    let tasks: Vec<_> = work
+    let tasks: Vec<_> = connections
         .into_iter()
-        .map(|requests| {
-            let client = client.clone();
+        .map(|(mut stream, requests)| {
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(requests.len());
-                for (url, body) in requests {
+                let mut buf = Vec::with_capacity(4096);
+                for request in requests {
                     let t = Instant::now();
-                    let res = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(res.status(), 200);
-                    res.bytes().await.unwrap();
+                    stream.write_all(&request).await.unwrap();
+                    buf.clear();
+                    while !response_complete(&buf) {
+                        assert!(stream.read_buf(&mut buf).await.unwrap() > 0, "server closed");
+                    }
                     latencies.push(t.elapsed());
                 }
                 latencies
@@ -90,6 +110,23 @@ async fn load(work: Vec<Vec<(String, String)>>) -> (f64, Duration, Duration) {
     all.sort();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
     (all.len() as f64 / elapsed.as_secs_f64(), pct(0.50), pct(0.99))
+}
+
+/// Whether `buf` holds one whole response; panics on anything but a 200.
+fn response_complete(buf: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; 16];
+    let mut response = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(head) = response.parse(buf).unwrap() else {
+        return false;
+    };
+    assert_eq!(response.code, Some(200), "{}", String::from_utf8_lossy(buf));
+    let length: usize = response
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+        .expect("content-length");
+    buf.len() >= head + length
 }
 
 /// Where the server and the load generator run.
@@ -210,13 +247,13 @@ fn measure(topology: &Topology) {
     let hellos: Vec<Vec<(String, String)>> = (0..CONNECTIONS)
         .map(|_| {
             (0..PER_CONNECTION)
-                .map(|_| (format!("{hello_url}/hello"), String::new()))
+                .map(|_| ("/hello".to_owned(), String::new()))
                 .collect()
         })
         .collect();
     let (hello_rps, hello_p50, hello_p99) = load_rt.block_on(async {
-        load(hellos.iter().map(|l| l[..20].to_vec()).collect()).await; // warm-up
-        load(hellos).await
+        load(&hello_url, hellos.iter().map(|l| l[..20].to_vec()).collect()).await; // warm-up
+        load(&hello_url, hellos).await
     });
     println!(
         "callback_load/{name}/hello              {hello_rps:>9.0} req/s  p50 {hello_p50:?}  p99 {hello_p99:?}"
@@ -228,15 +265,11 @@ fn measure(topology: &Topology) {
             .map(|chunk| {
                 chunk
                     .iter()
-                    .map(|external| {
-                        let (path, body) =
-                            push(&crypto, &now, route, kind, external, &format!("ev-{external}"));
-                        (format!("{callback_url}{path}"), body)
-                    })
+                    .map(|external| push(&crypto, &now, route, kind, external, &format!("ev-{external}")))
                     .collect()
             })
             .collect();
-        let (rps, p50, p99) = load_rt.block_on(load(pushes));
+        let (rps, p50, p99) = load_rt.block_on(load(&callback_url, pushes));
         println!(
             "callback_load/{name}/callback/{label:<8}  {rps:>9.0} req/s  p50 {p50:?}  p99 {p99:?}  = {:.2}x hello (target >= 0.5), p99 target <= 2 ms",
             rps / hello_rps
