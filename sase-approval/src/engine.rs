@@ -477,7 +477,11 @@ impl Engine {
     }
 
     fn notify(&self, r: &ApprovalRequest) {
-        // No subscribers is fine.
+        // Nobody listening: skip building the update.
+        if self.updates.receiver_count() == 0 {
+            return;
+        }
+        // A subscriber leaving meanwhile is fine.
         let _ = self.updates.send(RequestUpdate {
             id: r.id.clone(),
             state: r.state,

@@ -121,7 +121,7 @@ pub struct Transition {
 }
 
 /// An approval request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalRequest {
     /// Id.
     pub id: RequestId,
@@ -156,6 +156,83 @@ pub struct ApprovalRequest {
     pub version: u64,
     /// Every transition, in order.
     pub history: Vec<Arc<Transition>>,
+}
+
+// Written out for `clone_from`, which `derive(Clone)` does not forward field by field: a
+// store writing a request back over its stored copy then reuses that copy's buffers instead
+// of allocating new ones. Destructuring keeps both exhaustive when a field is added.
+impl Clone for ApprovalRequest {
+    fn clone(&self) -> Self {
+        let Self {
+            id,
+            template,
+            workflow,
+            requester,
+            device,
+            action,
+            fields,
+            state,
+            state_at_ms,
+            external_id,
+            create_uncertain,
+            created_at_ms,
+            grant,
+            version,
+            history,
+        } = self;
+        Self {
+            id: id.clone(),
+            template: template.clone(),
+            workflow: workflow.clone(),
+            requester: requester.clone(),
+            device: device.clone(),
+            action: *action,
+            fields: Arc::clone(fields),
+            state: *state,
+            state_at_ms: *state_at_ms,
+            external_id: external_id.clone(),
+            create_uncertain: *create_uncertain,
+            created_at_ms: *created_at_ms,
+            grant: grant.clone(),
+            version: *version,
+            history: history.clone(),
+        }
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        let Self {
+            id,
+            template,
+            workflow,
+            requester,
+            device,
+            action,
+            fields,
+            state,
+            state_at_ms,
+            external_id,
+            create_uncertain,
+            created_at_ms,
+            grant,
+            version,
+            history,
+        } = self;
+        id.0.clone_from(&source.id.0);
+        template.clone_from(&source.template);
+        workflow.clone_from(&source.workflow);
+        requester.clone_from(&source.requester);
+        device.clone_from(&source.device);
+        *action = source.action;
+        fields.clone_from(&source.fields);
+        *state = source.state;
+        *state_at_ms = source.state_at_ms;
+        external_id.clone_from(&source.external_id);
+        *create_uncertain = source.create_uncertain;
+        *created_at_ms = source.created_at_ms;
+        grant.clone_from(&source.grant);
+        *version = source.version;
+        history.clone_from(&source.history);
+    }
 }
 
 /// What applying a state would do.
@@ -278,6 +355,28 @@ mod tests {
                 "{from:?}->{to:?}"
             );
         }
+    }
+
+    #[test]
+    fn clone_from_copies_every_field() {
+        let mut source = request(Pending, 7);
+        source.id = RequestId("other".into());
+        source.template = "template-2".into();
+        source.workflow = WorkflowId::new("w2");
+        source.requester = UserId::new("u2");
+        source.device = DeviceId::new("d2");
+        Arc::make_mut(&mut source.fields).insert("reason".into(), "r".into());
+        source.external_id = Some("pi-2".into());
+        source.create_uncertain = true;
+        source.created_at_ms = 5;
+        source.version = 3;
+        source.record(Approved, 9, "boss", Source::Console, Some("ok".into()));
+        let mut target = request(Submitted, 0);
+        target.record(Pending, 1, "system", Source::System, None);
+        target.record(Revoked, 2, "system", Source::System, None);
+        target.clone_from(&source);
+        assert_eq!(target, source);
+        assert_eq!(source.clone(), source);
     }
 
     #[test]

@@ -130,9 +130,11 @@ impl ApprovalStore for MemoryStore {
         }
         let newly_linked = request
             .external_id
-            .clone()
-            .filter(|e| stored.external_id.as_ref() != Some(e));
-        **stored = request.clone();
+            .as_ref()
+            .filter(|&e| stored.external_id.as_ref() != Some(e))
+            .cloned();
+        // Reuses the stored copy's buffers.
+        ApprovalRequest::clone_from(stored, request);
         stored.version += 1;
         if let Some(external) = newly_linked {
             inner.by_external.insert(external, index);
