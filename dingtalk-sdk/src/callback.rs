@@ -5,7 +5,8 @@
 //! 1,500 ms, HTTP 200 with the encrypted literal `success`:
 //! `{"msg_signature":…,"timeStamp":…,"nonce":…,"encrypt":…}`.
 //!
-//! [`CallbackHandler::handle`] takes the raw query and body and returns the typed [`Event`] plus
+//! [`CallbackHandler::handle_raw`] takes the raw query and body (and
+//! [`CallbackHandler::handle`] a parsed [`CallbackQuery`]) and returns the typed [`Event`] plus
 //! that reply. It rejects, with a typed [`Error`], oversized bodies, malformed or stale
 //! timestamps (10-digit seconds and 13-digit milliseconds are both accepted), bad signatures
 //! and malformed payloads. Any web framework can call it; the `axum` feature adds
@@ -59,29 +60,39 @@ impl CallbackQuery {
     /// # Errors
     /// [`Error::MissingParameter`] naming the first absent parameter.
     pub fn parse(query: &str) -> Result<Self> {
-        let (mut signature, mut timestamp, mut nonce) = (None, None, None);
-        for (key, value) in form_urlencoded::parse(query.trim_start_matches('?').as_bytes()) {
-            match key.as_ref() {
-                "signature" => signature = Some(value),
-                "msg_signature" => {
-                    signature.get_or_insert(value);
-                }
-                "timestamp" => timestamp = Some(value),
-                "timeStamp" => {
-                    timestamp.get_or_insert(value);
-                }
-                "nonce" => nonce = Some(value),
-                _ => {}
-            }
-        }
-        let take =
-            |v: Option<Cow<'_, str>>, name| v.map(Cow::into_owned).ok_or(Error::MissingParameter { name });
+        let [signature, timestamp, nonce] = query_values(query)?.map(Cow::into_owned);
         Ok(Self {
-            signature: take(signature, "signature")?,
-            timestamp: take(timestamp, "timestamp")?,
-            nonce: take(nonce, "nonce")?,
+            signature,
+            timestamp,
+            nonce,
         })
     }
+}
+
+/// `[signature, timestamp, nonce]` of a raw query (see [`CallbackQuery::parse`]), borrowed
+/// from it unless percent-decoding changed them.
+fn query_values(query: &str) -> Result<[Cow<'_, str>; 3]> {
+    let (mut signature, mut timestamp, mut nonce) = (None, None, None);
+    for (key, value) in form_urlencoded::parse(query.trim_start_matches('?').as_bytes()) {
+        match key.as_ref() {
+            "signature" => signature = Some(value),
+            "msg_signature" => {
+                signature.get_or_insert(value);
+            }
+            "timestamp" => timestamp = Some(value),
+            "timeStamp" => {
+                timestamp.get_or_insert(value);
+            }
+            "nonce" => nonce = Some(value),
+            _ => {}
+        }
+    }
+    let missing = |name| Error::MissingParameter { name };
+    Ok([
+        signature.ok_or_else(|| missing("signature"))?,
+        timestamp.ok_or_else(|| missing("timestamp"))?,
+        nonce.ok_or_else(|| missing("nonce"))?,
+    ])
 }
 
 /// A verified, decrypted push and the reply to send back.
@@ -166,6 +177,17 @@ impl CallbackHandler {
         self.handle_at(query, body, SystemTime::now())
     }
 
+    /// Handles one push as a web framework hands it over: the raw (percent-encoded) query
+    /// string, as [`CallbackQuery::parse`] reads it, and the body; against the system clock.
+    /// Query values are not copied.
+    ///
+    /// # Errors
+    /// [`Error::MissingParameter`], then as [`handle_at`](Self::handle_at).
+    pub fn handle_raw(&self, query: &str, body: &[u8]) -> Result<CallbackOutcome> {
+        let [signature, timestamp, nonce] = query_values(query)?;
+        self.handle_parts(&signature, &timestamp, &nonce, body, SystemTime::now())
+    }
+
     /// Handles one push as of `now`: size limit, timestamp window, body shape, signature
     /// (constant time), decryption and event parsing, in that order.
     ///
@@ -174,13 +196,24 @@ impl CallbackHandler {
     /// [`Error::BadBody`], [`Error::BadSignature`], any decryption error of
     /// [`EventCrypto::verify_and_decrypt`], or [`Error::BadEvent`].
     pub fn handle_at(&self, query: &CallbackQuery, body: &[u8], now: SystemTime) -> Result<CallbackOutcome> {
+        self.handle_parts(&query.signature, &query.timestamp, &query.nonce, body, now)
+    }
+
+    fn handle_parts(
+        &self,
+        signature: &str,
+        timestamp: &str,
+        nonce: &str,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<CallbackOutcome> {
         if body.len() > self.max_body_bytes {
             return Err(Error::BodyTooLarge {
                 len: body.len(),
                 limit: self.max_body_bytes,
             });
         }
-        let sent_ms = timestamp_millis(&query.timestamp)?;
+        let sent_ms = timestamp_millis(timestamp)?;
         if let Some(window) = self.replay_window {
             let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
             let skew_ms = u64::try_from(now_ms.abs_diff(u128::from(sent_ms))).unwrap_or(u64::MAX);
@@ -192,14 +225,11 @@ impl CallbackHandler {
         let body: Body<'_> = serde_json::from_slice(body).map_err(|e| Error::BadBody {
             reason: e.to_string(),
         })?;
-        let plaintext = self.crypto.verify_and_decrypt(
-            &query.signature,
-            &query.timestamp,
-            &query.nonce,
-            &body.encrypt,
-        )?;
+        let plaintext = self
+            .crypto
+            .verify_and_decrypt(signature, timestamp, nonce, &body.encrypt)?;
         let event = Event::from_json(&plaintext)?;
-        let reply = self.crypto.success_reply(&query.timestamp, &query.nonce);
+        let reply = self.crypto.success_reply(timestamp, nonce);
         Ok(CallbackOutcome { event, reply })
     }
 }
@@ -257,6 +287,35 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn raw_query_is_handled_like_a_parsed_one() -> Result<()> {
+        let crypto = EventCrypto::new("token", "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx", "dingapp")?;
+        let handler = CallbackHandler::builder(crypto.clone())
+            .replay_window(None)
+            .build();
+        let event = r#"{"EventType":"bpms_instance_change","processInstanceId":"pi-1","type":"start"}"#;
+        // A nonce that needs percent-encoding, and the `msg_signature` / `timeStamp` spelling.
+        let sealed = crypto.encrypt_reply(event, "1741699800", "n/1+")?;
+        let body = format!(r#"{{"encrypt":"{}"}}"#, sealed.encrypt);
+        let raw = format!(
+            "msg_signature={}&timeStamp=1741699800&nonce=n%2F1%2B",
+            sealed.msg_signature
+        );
+        let from_raw = handler.handle_raw(&raw, body.as_bytes())?;
+        let parsed = handler.handle(&CallbackQuery::parse(&raw)?, body.as_bytes())?;
+        assert_eq!(format!("{:?}", from_raw.event), format!("{:?}", parsed.event));
+        assert_eq!(from_raw.reply.nonce, "n/1+");
+        assert!(matches!(
+            handler.handle_raw("signature=a&timestamp=1741699800", body.as_bytes()),
+            Err(Error::MissingParameter { name: "nonce" })
+        ));
+        assert!(matches!(
+            handler.handle_raw(&raw.replace("nonce=n%2F1%2B", "nonce=n1"), body.as_bytes()),
+            Err(Error::BadSignature)
+        ));
+        Ok(())
     }
 
     #[test]

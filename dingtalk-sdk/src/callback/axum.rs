@@ -20,11 +20,10 @@
 //! # Ok(()) }
 //! ```
 
-use super::{rejection, CallbackHandler, CallbackQuery};
+use super::{rejection, CallbackHandler};
 use crate::event::Event;
 use axum::body::{to_bytes, Body};
-use axum::extract::RawQuery;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, MethodRouter};
 use axum::Json;
@@ -47,7 +46,8 @@ where
     E: Display + 'static,
 {
     let handler = Arc::new(handler);
-    post(move |RawQuery(query): RawQuery, body: Body| {
+    // The URI, not `RawQuery`: its query is borrowed where `RawQuery` copies it.
+    post(move |uri: Uri, body: Body| {
         let handler = Arc::clone(&handler);
         let on_event = on_event.clone();
         async move {
@@ -58,8 +58,7 @@ where
                     limit,
                 });
             };
-            let outcome = CallbackQuery::parse(query.as_deref().unwrap_or_default())
-                .and_then(|q| handler.handle(&q, &body));
+            let outcome = handler.handle_raw(uri.query().unwrap_or_default(), &body);
             match outcome {
                 Ok(outcome) => match on_event(outcome.event).await {
                     Ok(()) => Json(outcome.reply).into_response(),
