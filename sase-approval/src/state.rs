@@ -160,42 +160,26 @@ pub struct ApprovalRequest {
 
 // Written out for `clone_from`, which `derive(Clone)` does not forward field by field: a
 // store writing a request back over its stored copy then reuses that copy's buffers instead
-// of allocating new ones. Destructuring keeps both exhaustive when a field is added.
+// of allocating new ones. The struct literal and the destructuring keep both exhaustive when
+// a field is added.
 impl Clone for ApprovalRequest {
     fn clone(&self) -> Self {
-        let Self {
-            id,
-            template,
-            workflow,
-            requester,
-            device,
-            action,
-            fields,
-            state,
-            state_at_ms,
-            external_id,
-            create_uncertain,
-            created_at_ms,
-            grant,
-            version,
-            history,
-        } = self;
         Self {
-            id: id.clone(),
-            template: template.clone(),
-            workflow: workflow.clone(),
-            requester: requester.clone(),
-            device: device.clone(),
-            action: *action,
-            fields: Arc::clone(fields),
-            state: *state,
-            state_at_ms: *state_at_ms,
-            external_id: external_id.clone(),
-            create_uncertain: *create_uncertain,
-            created_at_ms: *created_at_ms,
-            grant: grant.clone(),
-            version: *version,
-            history: history.clone(),
+            id: self.id.clone(),
+            template: self.template.clone(),
+            workflow: self.workflow.clone(),
+            requester: self.requester.clone(),
+            device: self.device.clone(),
+            action: self.action,
+            fields: Arc::clone(&self.fields),
+            state: self.state,
+            state_at_ms: self.state_at_ms,
+            external_id: self.external_id.clone(),
+            create_uncertain: self.create_uncertain,
+            created_at_ms: self.created_at_ms,
+            grant: self.grant.clone(),
+            version: self.version,
+            history: self.history.clone(),
         }
     }
 
