@@ -16,7 +16,7 @@
 //! - `mock` (feature `mock`): a mock DingTalk for tests, on loopback.
 //!
 //! ```
-//! use dingtalk_sdk::callback::{CallbackHandler, CallbackQuery};
+//! use dingtalk_sdk::callback::CallbackHandler;
 //! use dingtalk_sdk::crypto::EventCrypto;
 //! use dingtalk_sdk::event::Event;
 //!
@@ -27,7 +27,7 @@
 //! let body = format!(r#"{{"encrypt":"{}"}}"#, pushed.encrypt);
 //!
 //! let handler = CallbackHandler::builder(crypto).replay_window(None).build();
-//! let outcome = handler.handle(&CallbackQuery::parse(&query)?, body.as_bytes())?;
+//! let outcome = handler.handle_raw(&query, body.as_bytes())?;
 //! assert!(matches!(outcome.event, Event::CheckUrl(_)));
 //! // Answer DingTalk with `serde_json::to_string(&outcome.reply)`.
 //! # Ok::<(), dingtalk_sdk::Error>(())
