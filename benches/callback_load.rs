@@ -296,7 +296,7 @@ fn measure(topology: &Topology) {
     for (label, route, kind, store) in ENDPOINTS {
         let (callback_url, _, externals, crypto) = fresh(store);
         let pushes: Vec<Vec<(String, String)>> = externals
-            .chunks(PER_CONNECTION)
+            .chunks(externals.len().div_ceil(CONNECTIONS))
             .map(|chunk| {
                 chunk
                     .iter()
