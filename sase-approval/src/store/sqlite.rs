@@ -45,7 +45,13 @@ fn store_err(e: impl std::fmt::Display) -> Error {
 /// Requests in a SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    /// Reads: several connections (in WAL mode they run beside the writer).
+    readers: SqlitePool,
+    /// Writes: one connection. SQLite admits one writer at a time; concurrent writers on
+    /// several connections get `SQLITE_BUSY` and sleep in its busy handler (backing off up to
+    /// 100 ms a try), which starves some of them under load. One connection makes them queue
+    /// in the pool instead, in order.
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -60,18 +66,22 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(store_err)?;
+        Self::migrate(&writer).await?;
+        let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await
             .map_err(store_err)?;
-        let store = Self { pool };
-        store.migrate().await?;
-        Ok(store)
+        Ok(Self { readers, writer })
     }
 
-    async fn migrate(&self) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(store_err)?;
+    async fn migrate(writer: &SqlitePool) -> Result<()> {
+        let mut tx = writer.begin().await.map_err(store_err)?;
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             .execute(&mut *tx)
             .await
@@ -112,7 +122,7 @@ impl SqliteStore {
     async fn one(&self, sql: &str, key: &str) -> Result<Option<ApprovalRequest>> {
         let row = sqlx::query(sql)
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await
             .map_err(store_err)?;
         row.as_ref().map(Self::decode).transpose()
@@ -140,7 +150,7 @@ impl ApprovalStore for SqliteStore {
         .bind(request.requester.as_str())
         .bind(request.created_at_ms)
         .bind(body)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(store_err)?;
         Ok(())
@@ -173,7 +183,7 @@ impl ApprovalStore for SqliteStore {
         .bind(body)
         .bind(request.id.as_str())
         .bind(expected)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(store_err)?;
         if done.rows_affected() == 1 {
@@ -223,7 +233,7 @@ impl ApprovalStore for SqliteStore {
         q.push(" ORDER BY created_at_ms, id LIMIT ").push_bind(limit);
         q.push(" OFFSET ")
             .push_bind(i64::try_from(filter.offset).unwrap_or(0));
-        let rows = q.build().fetch_all(&self.pool).await.map_err(store_err)?;
+        let rows = q.build().fetch_all(&self.readers).await.map_err(store_err)?;
         rows.iter().map(Self::decode).collect()
     }
 
@@ -231,7 +241,7 @@ impl ApprovalStore for SqliteStore {
         let done = sqlx::query("INSERT OR IGNORE INTO events (key, at_ms) VALUES (?, ?)")
             .bind(key)
             .bind(at_ms)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(store_err)?;
         Ok(done.rows_affected() == 1)
@@ -240,7 +250,7 @@ impl ApprovalStore for SqliteStore {
     async fn forget_event(&self, key: &str) -> Result<()> {
         sqlx::query("DELETE FROM events WHERE key = ?")
             .bind(key)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(store_err)?;
         Ok(())
@@ -249,7 +259,7 @@ impl ApprovalStore for SqliteStore {
     async fn prune_events(&self, before_ms: i64) -> Result<u64> {
         let done = sqlx::query("DELETE FROM events WHERE at_ms < ?")
             .bind(before_ms)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(store_err)?;
         Ok(done.rows_affected())
