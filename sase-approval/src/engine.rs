@@ -454,19 +454,42 @@ impl Engine {
     /// store round trip; conflicts re-read it.
     async fn mutate_from(
         &self,
-        mut request: ApprovalRequest,
-        mut change: impl FnMut(&mut ApprovalRequest) -> Result<bool>,
+        request: ApprovalRequest,
+        change: impl FnMut(&mut ApprovalRequest) -> Result<bool>,
     ) -> Result<ApprovalRequest> {
+        self.write_back(request, None, change)
+            .await?
+            .ok_or_else(|| Error::Store {
+                reason: "a write without an event key reported a duplicate".into(),
+            })
+    }
+
+    /// The loop behind [`mutate_from`](Self::mutate_from). With an event key, the key is
+    /// recorded with the change (or alone, when nothing changes), and `None` means it was
+    /// already recorded: a duplicate, nothing written.
+    async fn write_back(
+        &self,
+        mut request: ApprovalRequest,
+        event_key: Option<&str>,
+        mut change: impl FnMut(&mut ApprovalRequest) -> Result<bool>,
+    ) -> Result<Option<ApprovalRequest>> {
         for _ in 0..8 {
-            if !change(&mut request)? {
-                return Ok(request);
-            }
-            match self.store.update(&request).await {
-                Ok(()) => {
+            let changed = change(&mut request)?;
+            let written = match (changed, event_key) {
+                (false, None) => return Ok(Some(request)),
+                (false, Some(key)) => {
+                    return Ok(self.store.record_event(key, now_ms()).await?.then_some(request))
+                }
+                (true, None) => self.store.update(&request).await.map(|()| true),
+                (true, Some(key)) => self.store.update_with_event(&request, key, now_ms()).await,
+            };
+            match written {
+                Ok(true) => {
                     request.version += 1;
                     self.notify(&request);
-                    return Ok(request);
+                    return Ok(Some(request));
                 }
+                Ok(false) => return Ok(None),
                 Err(Error::Conflict { .. }) => request = self.get(&request.id).await?,
                 Err(e) => return Err(e),
             }
@@ -515,7 +538,7 @@ impl Engine {
     /// by its id (or instance + type + result), ordered by its time.
     ///
     /// # Errors
-    /// Store errors; the event is then forgotten so a redelivery is processed again.
+    /// Store errors; the event is then not recorded, so a redelivery is processed again.
     pub async fn handle_event(&self, event: &Event) -> Result<EventOutcome> {
         let (external, target, at, actor, audit) = match event {
             Event::InstanceChange(c) => {
@@ -565,21 +588,11 @@ impl Engine {
             return Ok(EventOutcome::Ignored);
         };
         let key = event.idempotency_key();
-        if !self.store.record_event(&key, now_ms()).await? {
-            return Ok(EventOutcome::Duplicate);
-        }
-        let result = self
-            .apply_event(external.as_str(), target, at, &actor, &key, audit)
-            .await;
-        match result {
-            Ok(EventOutcome::Ignored) | Err(_) => {
-                // Not ours yet (the create may still be in flight) or not stored: let a
-                // redelivery or reconciliation process it again.
-                self.store.forget_event(&key).await?;
-            }
-            Ok(_) => {}
-        }
-        result
+        // The key is recorded with the change it causes, so an event that is not ours yet
+        // (the create may still be in flight) or not stored is processed again on
+        // redelivery or by reconciliation.
+        self.apply_event(external.as_str(), target, at, &actor, &key, audit)
+            .await
     }
 
     async fn apply_event(
@@ -598,29 +611,34 @@ impl Engine {
             event: key.to_owned(),
         };
         let mut outcome = EventOutcome::Recorded;
-        self.mutate_from(request, |r| match target {
-            None => {
-                r.record(r.state, at, actor, source.clone(), audit.clone());
-                Ok(true)
-            }
-            Some(to) => match plan(r, to, at) {
-                Ok(Plan::Apply) => {
-                    outcome = EventOutcome::Applied;
-                    self.apply(r, to, at, actor, source.clone(), None)
+        let written = self
+            .write_back(request, Some(key), |r| match target {
+                None => {
+                    r.record(r.state, at, actor, source.clone(), audit.clone());
+                    Ok(true)
                 }
-                Ok(Plan::Unchanged) => {
-                    outcome = EventOutcome::Recorded;
-                    Ok(false)
-                }
-                Ok(Plan::Stale) | Err(Error::IllegalTransition { .. }) => {
-                    outcome = EventOutcome::Stale;
-                    Ok(false)
-                }
-                Err(e) => Err(e),
-            },
+                Some(to) => match plan(r, to, at) {
+                    Ok(Plan::Apply) => {
+                        outcome = EventOutcome::Applied;
+                        self.apply(r, to, at, actor, source.clone(), None)
+                    }
+                    Ok(Plan::Unchanged) => {
+                        outcome = EventOutcome::Recorded;
+                        Ok(false)
+                    }
+                    Ok(Plan::Stale) | Err(Error::IllegalTransition { .. }) => {
+                        outcome = EventOutcome::Stale;
+                        Ok(false)
+                    }
+                    Err(e) => Err(e),
+                },
+            })
+            .await?;
+        Ok(if written.is_some() {
+            outcome
+        } else {
+            EventOutcome::Duplicate
         })
-        .await?;
-        Ok(outcome)
     }
 
     /// An admin approves from the console; written back to DingTalk first.

@@ -83,6 +83,30 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
     /// Records a processed event key; `false` if it was already recorded (a duplicate).
     async fn record_event(&self, key: &str, at_ms: i64) -> Result<bool>;
 
+    /// Replaces a request as [`update`](Self::update) does and records the event key that
+    /// caused it, both or neither: `Ok(false)`, writing nothing, if the key was already
+    /// recorded. So a crash between the two can neither lose the change for good (the key
+    /// recorded, the redelivery skipped) nor apply it twice.
+    ///
+    /// The default records the key, updates, and forgets the key if the update fails: atomic
+    /// against errors but not against a crash in between. A durable store should override it
+    /// with one transaction (one commit, too).
+    ///
+    /// # Errors
+    /// As [`update`](Self::update); the key is then not recorded.
+    async fn update_with_event(&self, request: &ApprovalRequest, key: &str, at_ms: i64) -> Result<bool> {
+        if !self.record_event(key, at_ms).await? {
+            return Ok(false);
+        }
+        match self.update(request).await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                self.forget_event(key).await?;
+                Err(e)
+            }
+        }
+    }
+
     /// Forgets an event key (its processing failed and it must be processed again).
     async fn forget_event(&self, key: &str) -> Result<()>;
 

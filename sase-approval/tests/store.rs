@@ -108,6 +108,32 @@ async fn conformance(store: Arc<dyn ApprovalStore>) {
     assert!(store.record_event("ev-1", 4).await.unwrap(), "pruned: new again");
     assert!(!store.record_event("ev-late", 1_001).await.unwrap(), "kept");
 
+    // An update and the event key that caused it: both or neither.
+    let mut r3 = store.get(&RequestId("r3".into())).await.unwrap().unwrap();
+    r3.record(RequestState::Pending, 310, "system", Source::System, None);
+    let stale = r3.clone();
+    assert!(store.update_with_event(&r3, "ev-r3", 5).await.unwrap());
+    assert!(
+        !store.record_event("ev-r3", 6).await.unwrap(),
+        "the key was recorded"
+    );
+    let stored = store.get(&r3.id).await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.state), (1, RequestState::Pending));
+    // The same key again: nothing is written.
+    let mut again = stored.clone();
+    again.record(RequestState::Revoked, 320, "system", Source::System, None);
+    assert!(!store.update_with_event(&again, "ev-r3", 7).await.unwrap());
+    assert_eq!(store.get(&r3.id).await.unwrap().unwrap().version, 1);
+    // A lost race: neither the change nor the key.
+    assert!(matches!(
+        store.update_with_event(&stale, "ev-r3-late", 8).await,
+        Err(Error::Conflict { .. })
+    ));
+    assert!(
+        store.record_event("ev-r3-late", 9).await.unwrap(),
+        "the key was not recorded"
+    );
+
     // Two concurrent updates of one request: exactly one wins, the other sees a conflict.
     let base = store.get(&RequestId("r2".into())).await.unwrap().unwrap();
     let (mut a, mut b) = (base.clone(), base.clone());

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Executor, QueryBuilder, Row, Sqlite};
 use std::path::Path;
 use std::time::Duration;
 
@@ -111,6 +111,21 @@ impl SqliteStore {
         tx.commit().await.map_err(store_err)
     }
 
+    /// Why a versioned write changed no row: someone else's update, or no such request.
+    async fn not_written(&self, request: &ApprovalRequest) -> Error {
+        match self.get(&request.id).await {
+            Ok(Some(stored)) => Error::Conflict {
+                id: request.id.to_string(),
+                expected: request.version,
+                actual: stored.version,
+            },
+            Ok(None) => Error::NotFound {
+                id: request.id.to_string(),
+            },
+            Err(e) => e,
+        }
+    }
+
     fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<ApprovalRequest> {
         let body: String = row.try_get("body").map_err(store_err)?;
         let version: i64 = row.try_get("version").map_err(store_err)?;
@@ -127,6 +142,46 @@ impl SqliteStore {
             .map_err(store_err)?;
         row.as_ref().map(Self::decode).transpose()
     }
+}
+
+/// Writes `request` over its stored copy if that is still at `request.version`; `false` if
+/// no row matched.
+async fn write_request<'e>(
+    executor: impl Executor<'e, Database = Sqlite>,
+    request: &ApprovalRequest,
+) -> Result<bool> {
+    let mut next = request.clone();
+    next.version = request.version + 1;
+    let body = serde_json::to_string(&next).map_err(store_err)?;
+    let expected = i64::try_from(request.version).map_err(store_err)?;
+    let done = sqlx::query(
+        "UPDATE requests SET external_id = ?, state = ?, version = version + 1, body = ?
+         WHERE id = ? AND version = ?",
+    )
+    .bind(request.external_id.as_deref())
+    .bind(state_name(request)?)
+    .bind(body)
+    .bind(request.id.as_str())
+    .bind(expected)
+    .execute(executor)
+    .await
+    .map_err(store_err)?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records an event key; `false` if it was already there.
+async fn insert_event<'e>(
+    executor: impl Executor<'e, Database = Sqlite>,
+    key: &str,
+    at_ms: i64,
+) -> Result<bool> {
+    let done = sqlx::query("INSERT OR IGNORE INTO events (key, at_ms) VALUES (?, ?)")
+        .bind(key)
+        .bind(at_ms)
+        .execute(executor)
+        .await
+        .map_err(store_err)?;
+    Ok(done.rows_affected() == 1)
 }
 
 fn state_name(request: &ApprovalRequest) -> Result<String> {
@@ -170,35 +225,24 @@ impl ApprovalStore for SqliteStore {
     }
 
     async fn update(&self, request: &ApprovalRequest) -> Result<()> {
-        let mut next = request.clone();
-        next.version = request.version + 1;
-        let body = serde_json::to_string(&next).map_err(store_err)?;
-        let expected = i64::try_from(request.version).map_err(store_err)?;
-        let done = sqlx::query(
-            "UPDATE requests SET external_id = ?, state = ?, version = version + 1, body = ?
-             WHERE id = ? AND version = ?",
-        )
-        .bind(request.external_id.as_deref())
-        .bind(state_name(request)?)
-        .bind(body)
-        .bind(request.id.as_str())
-        .bind(expected)
-        .execute(&self.writer)
-        .await
-        .map_err(store_err)?;
-        if done.rows_affected() == 1 {
-            return Ok(());
+        if write_request(&self.writer, request).await? {
+            Ok(())
+        } else {
+            Err(self.not_written(request).await)
         }
-        match self.get(&request.id).await? {
-            Some(stored) => Err(Error::Conflict {
-                id: request.id.to_string(),
-                expected: request.version,
-                actual: stored.version,
-            }),
-            None => Err(Error::NotFound {
-                id: request.id.to_string(),
-            }),
+    }
+
+    async fn update_with_event(&self, request: &ApprovalRequest, key: &str, at_ms: i64) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(store_err)?;
+        if !insert_event(&mut *tx, key, at_ms).await? {
+            return Ok(false); // dropping `tx` rolls back
         }
+        if !write_request(&mut *tx, request).await? {
+            drop(tx);
+            return Err(self.not_written(request).await);
+        }
+        tx.commit().await.map_err(store_err)?;
+        Ok(true)
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<ApprovalRequest>> {
@@ -238,13 +282,7 @@ impl ApprovalStore for SqliteStore {
     }
 
     async fn record_event(&self, key: &str, at_ms: i64) -> Result<bool> {
-        let done = sqlx::query("INSERT OR IGNORE INTO events (key, at_ms) VALUES (?, ?)")
-            .bind(key)
-            .bind(at_ms)
-            .execute(&self.writer)
-            .await
-            .map_err(store_err)?;
-        Ok(done.rows_affected() == 1)
+        insert_event(&self.writer, key, at_ms).await
     }
 
     async fn forget_event(&self, key: &str) -> Result<()> {
