@@ -1,5 +1,7 @@
-//! An event's key is recorded together with the change it causes: an event that changed
-//! nothing is not remembered, and concurrent deliveries of one event apply it once.
+//! Event de-duplication: an event's key is recorded together with the change it causes (an
+//! event that changed nothing is not remembered, and concurrent deliveries of one event apply
+//! it once), and the record is bounded: reconciliation prunes event keys older than the
+//! engine's retention, and a redelivery after that is applied again harmlessly.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,12 +14,14 @@ use dingtalk_sdk::event::Event;
 use sase_approval::backend::BuiltinBackend;
 use sase_approval::definition::{new_callback_id, Workflow, WorkflowKind};
 use sase_approval::engine::{Engine, EventOutcome, SubmitRequest};
+use sase_approval::state::{ApprovalRequest, RequestState};
 use sase_approval::store::{ApprovalStore, MemoryStore, SqliteStore};
 use sase_policy::ids::{DeviceId, UserId, WorkflowId};
 use sase_policy::GrantSigner;
 use std::sync::Arc;
+use std::time::Duration;
 
-fn engine(store: Arc<dyn ApprovalStore>) -> Arc<Engine> {
+fn engine(store: Arc<dyn ApprovalStore>, retention: Option<Duration>) -> Arc<Engine> {
     let workflow = Workflow {
         id: WorkflowId::new("wf"),
         name: "console".into(),
@@ -25,12 +29,25 @@ fn engine(store: Arc<dyn ApprovalStore>) -> Arc<Engine> {
         mappings: vec![],
         callback_id: new_callback_id(),
     };
-    Arc::new(
-        Engine::builder(store, GrantSigner::from_bytes(&[7; 32]))
-            .workflow(workflow, Arc::new(BuiltinBackend))
-            .build()
-            .unwrap(),
-    )
+    let mut builder = Engine::builder(store, GrantSigner::from_bytes(&[7; 32]))
+        .workflow(workflow, Arc::new(BuiltinBackend));
+    if let Some(retention) = retention {
+        builder = builder.event_retention(retention);
+    }
+    Arc::new(builder.build().unwrap())
+}
+
+/// A pending request on the workflow `wf`.
+async fn submit(engine: &Engine) -> ApprovalRequest {
+    engine
+        .submit(SubmitRequest::uninstall(
+            WorkflowId::new("wf"),
+            UserId::new("u"),
+            DeviceId::new("d"),
+            "why",
+        ))
+        .await
+        .unwrap()
 }
 
 fn task_event(id: &str, external: &str) -> Event {
@@ -41,16 +58,8 @@ fn task_event(id: &str, external: &str) -> Event {
 }
 
 async fn dedup(store: Arc<dyn ApprovalStore>) {
-    let engine = engine(Arc::clone(&store));
-    let r = engine
-        .submit(SubmitRequest::uninstall(
-            WorkflowId::new("wf"),
-            UserId::new("u"),
-            DeviceId::new("d"),
-            "why",
-        ))
-        .await
-        .unwrap();
+    let engine = engine(Arc::clone(&store), None);
+    let r = submit(&engine).await;
     let external = r.external_id.clone().unwrap();
 
     // Not ours (yet): ignored, and its key is not remembered.
@@ -87,6 +96,61 @@ async fn dedup(store: Arc<dyn ApprovalStore>) {
         .filter(|t| t.note.as_deref().is_some_and(|n| n.starts_with("task 7")))
         .count();
     assert_eq!(tasks, 1, "{:?}", after.history);
+}
+
+async fn pruning(store: Arc<dyn ApprovalStore>) {
+    let keep = engine(Arc::clone(&store), None);
+    let r = submit(&keep).await;
+    let external = r.external_id.clone().unwrap();
+    let approve = Event::from_json(&format!(
+        r#"{{"EventType":"bpms_instance_change","eventId":"ev-agree","processInstanceId":"{external}","type":"finish","result":"agree","finishTime":{}}}"#,
+        r.created_at_ms + 1
+    ))
+    .unwrap();
+    assert_eq!(keep.handle_event(&approve).await.unwrap(), EventOutcome::Applied);
+
+    // Within the default retention the key is kept: a redelivery is a duplicate.
+    assert_eq!(keep.reconcile(Duration::ZERO).await.unwrap().pruned_events, 0);
+    assert_eq!(
+        keep.handle_event(&approve).await.unwrap(),
+        EventOutcome::Duplicate
+    );
+
+    // Past a (zero) retention it is pruned; the redelivery is then seen again and changes nothing.
+    let prune = engine(Arc::clone(&store), Some(Duration::ZERO));
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    assert_eq!(prune.reconcile(Duration::ZERO).await.unwrap().pruned_events, 1);
+    assert_eq!(
+        prune.handle_event(&approve).await.unwrap(),
+        EventOutcome::Recorded
+    );
+    let after = prune.get(&r.id).await.unwrap();
+    assert_eq!(after.state, RequestState::Approved);
+    assert_eq!(
+        after
+            .history
+            .iter()
+            .filter(|t| t.to == RequestState::Approved && t.from != t.to)
+            .count(),
+        1,
+        "one approval however late the redelivery"
+    );
+}
+
+#[tokio::test]
+async fn memory_store_prunes_old_event_keys() {
+    pruning(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_prunes_old_event_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    pruning(Arc::new(
+        SqliteStore::open(dir.path().join("retention.sqlite"))
+            .await
+            .unwrap(),
+    ))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
