@@ -447,16 +447,6 @@ impl Engine {
         change: impl FnMut(&mut ApprovalRequest) -> Result<bool>,
     ) -> Result<ApprovalRequest> {
         let request = self.get(id).await?;
-        self.mutate_from(request, change).await
-    }
-
-    /// [`mutate`](Self::mutate) starting from a copy the caller has just read, saving a
-    /// store round trip; conflicts re-read it.
-    async fn mutate_from(
-        &self,
-        request: ApprovalRequest,
-        change: impl FnMut(&mut ApprovalRequest) -> Result<bool>,
-    ) -> Result<ApprovalRequest> {
         self.write_back(request, None, change)
             .await?
             .ok_or_else(|| Error::Store {
@@ -464,9 +454,10 @@ impl Engine {
             })
     }
 
-    /// The loop behind [`mutate_from`](Self::mutate_from). With an event key, the key is
-    /// recorded with the change (or alone, when nothing changes), and `None` means it was
-    /// already recorded: a duplicate, nothing written.
+    /// The loop behind [`mutate`](Self::mutate), starting from a copy the caller has just
+    /// read (conflicts re-read it). With an event key, the key is recorded with the change
+    /// (or alone, when nothing changes), and `None` means it was already recorded: a
+    /// duplicate, nothing written.
     async fn write_back(
         &self,
         mut request: ApprovalRequest,
