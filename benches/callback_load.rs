@@ -39,6 +39,11 @@
 
 mod support;
 
+// The approval server's allocator (examples/approval-server), so the endpoints run as they
+// would there; hello runs on it too.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use sase_dingtalk::approval::store::{ApprovalStore, MemoryStore, SqliteStore};
 use sase_dingtalk::dingtalk::crypto::EventCrypto;
 use std::path::Path;
