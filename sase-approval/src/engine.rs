@@ -4,8 +4,8 @@
 use crate::backend::{ApprovalBackend, ExternalStatus};
 use crate::definition::{Template, Workflow};
 use crate::error::{Error, Result};
-use crate::state::{plan, ApprovalRequest, Plan, RequestId, RequestState, Source};
-use crate::store::{ApprovalStore, ListFilter};
+use crate::state::{plan, ApprovalRequest, Change, Plan, RequestId, RequestState, Source};
+use crate::store::{ApprovalStore, EventWrite, ListFilter};
 use dingtalk_sdk::event::{Event, InstanceChangeType, InstanceResult};
 use sase_policy::ids::{DeviceId, GrantId, UserId, WorkflowId};
 use sase_policy::{Action, Grant, GrantSigner, GrantVerifier};
@@ -69,17 +69,7 @@ impl SubmitRequest {
     }
 }
 
-/// A change subscribers hear about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RequestUpdate {
-    /// The request.
-    pub id: RequestId,
-    /// Its new state.
-    pub state: RequestState,
-    /// Its new version.
-    pub version: u64,
-}
+pub use crate::state::RequestUpdate;
 
 /// What handling an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,7 +311,7 @@ impl Engine {
         let requester = request.requester.to_string();
         request.record(RequestState::Submitted, now, &requester, Source::Agent, None);
         self.store.insert(&request).await?;
-        self.notify(&request);
+        self.notify(RequestUpdate::of(&request));
         let backend = Arc::clone(backend);
         self.create_external(&request.id, backend.as_ref()).await
     }
@@ -419,11 +409,25 @@ impl Engine {
         if plan(r, to, at_ms)? != Plan::Apply {
             return Ok(false);
         }
-        r.record(to, at_ms, actor, source, note);
+        r.apply(self.change_to(r, to, at_ms, actor, source).note(note));
+        Ok(true)
+    }
+
+    /// The change moving `r` to `to` (once [`plan`] said [`Plan::Apply`]): an approval
+    /// issues the grant, a revocation withdraws it.
+    fn change_to(
+        &self,
+        r: &ApprovalRequest,
+        to: RequestState,
+        at_ms: i64,
+        actor: &str,
+        source: Source,
+    ) -> Change {
+        let change = Change::new(to, at_ms, actor, source);
         match to {
             RequestState::Approved => {
                 let now = now_ms();
-                r.grant = Some(self.signer.sign(Grant {
+                change.grant(Some(self.signer.sign(Grant {
                     id: GrantId::new(format!("grant-{:024x}", rand::random::<u128>() >> 32)),
                     user: r.requester.clone(),
                     device: r.device.clone(),
@@ -431,76 +435,43 @@ impl Engine {
                     issued_at_ms: now,
                     expires_at_ms: now.saturating_add(millis(self.grant_ttl)),
                     request_id: Some(r.id.to_string()),
-                }));
+                })))
             }
             // Revoked after approval: the unused grant dies with it.
-            RequestState::Revoked => r.grant = None,
-            _ => {}
+            RequestState::Revoked => change.grant(None),
+            _ => change,
         }
-        Ok(true)
     }
 
     /// Loads, changes and stores a request, retrying on concurrent updates.
     async fn mutate(
         &self,
         id: &RequestId,
-        change: impl FnMut(&mut ApprovalRequest) -> Result<bool>,
-    ) -> Result<ApprovalRequest> {
-        let request = self.get(id).await?;
-        self.write_back(request, None, change)
-            .await?
-            .ok_or_else(|| Error::Store {
-                reason: "a write without an event key reported a duplicate".into(),
-            })
-    }
-
-    /// The loop behind [`mutate`](Self::mutate), starting from a copy the caller has just
-    /// read (conflicts re-read it). With an event key, the key is recorded with the change
-    /// (or alone, when nothing changes), and `None` means it was already recorded: a
-    /// duplicate, nothing written.
-    async fn write_back(
-        &self,
-        mut request: ApprovalRequest,
-        event_key: Option<&str>,
         mut change: impl FnMut(&mut ApprovalRequest) -> Result<bool>,
-    ) -> Result<Option<ApprovalRequest>> {
+    ) -> Result<ApprovalRequest> {
         for _ in 0..8 {
-            let changed = change(&mut request)?;
-            let written = match (changed, event_key) {
-                (false, None) => return Ok(Some(request)),
-                (false, Some(key)) => {
-                    return Ok(self.store.record_event(key, now_ms()).await?.then_some(request))
-                }
-                (true, None) => self.store.update(&request).await.map(|()| true),
-                (true, Some(key)) => self.store.update_with_event(&request, key, now_ms()).await,
-            };
-            match written {
-                Ok(true) => {
+            let mut request = self.get(id).await?;
+            if !change(&mut request)? {
+                return Ok(request);
+            }
+            match self.store.update(&request).await {
+                Ok(()) => {
                     request.version += 1;
-                    self.notify(&request);
-                    return Ok(Some(request));
+                    self.notify(RequestUpdate::of(&request));
+                    return Ok(request);
                 }
-                Ok(false) => return Ok(None),
-                Err(Error::Conflict { .. }) => request = self.get(&request.id).await?,
+                Err(Error::Conflict { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
         Err(Error::Store {
-            reason: format!("request `{}` kept changing concurrently", request.id),
+            reason: format!("request `{id}` kept changing concurrently"),
         })
     }
 
-    fn notify(&self, r: &ApprovalRequest) {
-        // Nobody listening: skip building the update.
-        if self.updates.receiver_count() == 0 {
-            return;
-        }
-        // A subscriber leaving meanwhile is fine.
-        let _ = self.updates.send(RequestUpdate {
-            id: r.id.clone(),
-            state: r.state,
-            version: r.version,
-        });
+    fn notify(&self, update: RequestUpdate) {
+        // A subscriber leaving meanwhile is fine; nobody listening too.
+        let _ = self.updates.send(update);
     }
 
     /// An event handler feeding [`handle_event`](Self::handle_event), for the SDK's HTTP-push
@@ -595,40 +566,45 @@ impl Engine {
         key: &str,
         audit: Option<String>,
     ) -> Result<EventOutcome> {
-        let Some(request) = self.store.find_by_external(external).await? else {
-            return Ok(EventOutcome::Ignored);
-        };
         let source = Source::DingTalkEvent {
             event: key.to_owned(),
         };
         let mut outcome = EventOutcome::Recorded;
-        let written = self
-            .write_back(request, Some(key), |r| match target {
-                None => {
-                    r.record(r.state, at, actor, source.clone(), audit.clone());
-                    Ok(true)
+        let mut decide = |r: &ApprovalRequest| match target {
+            None => {
+                outcome = EventOutcome::Recorded;
+                Ok(Some(
+                    Change::new(r.state, at, actor, source.clone()).note(audit.clone()),
+                ))
+            }
+            Some(to) => match plan(r, to, at) {
+                Ok(Plan::Apply) => {
+                    outcome = EventOutcome::Applied;
+                    Ok(Some(self.change_to(r, to, at, actor, source.clone())))
                 }
-                Some(to) => match plan(r, to, at) {
-                    Ok(Plan::Apply) => {
-                        outcome = EventOutcome::Applied;
-                        self.apply(r, to, at, actor, source.clone(), None)
-                    }
-                    Ok(Plan::Unchanged) => {
-                        outcome = EventOutcome::Recorded;
-                        Ok(false)
-                    }
-                    Ok(Plan::Stale) | Err(Error::IllegalTransition { .. }) => {
-                        outcome = EventOutcome::Stale;
-                        Ok(false)
-                    }
-                    Err(e) => Err(e),
-                },
-            })
+                Ok(Plan::Unchanged) => {
+                    outcome = EventOutcome::Recorded;
+                    Ok(None)
+                }
+                Ok(Plan::Stale) | Err(Error::IllegalTransition { .. }) => {
+                    outcome = EventOutcome::Stale;
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            },
+        };
+        let write = self
+            .store
+            .apply_event(external, key, now_ms(), &mut decide)
             .await?;
-        Ok(if written.is_some() {
-            outcome
-        } else {
-            EventOutcome::Duplicate
+        Ok(match write {
+            EventWrite::Unknown => EventOutcome::Ignored,
+            EventWrite::Duplicate => EventOutcome::Duplicate,
+            EventWrite::Unchanged => outcome,
+            EventWrite::Changed(update) => {
+                self.notify(update);
+                outcome
+            }
         })
     }
 

@@ -266,6 +266,34 @@ impl ApprovalRequest {
         source: Source,
         note: Option<String>,
     ) {
+        self.push_transition(to, at_ms, actor.to_owned(), source, note);
+    }
+
+    /// Applies a [`Change`]: records its transition and sets its grant. Cannot fail, so a
+    /// store may apply it to its stored copy in place.
+    pub fn apply(&mut self, change: Change) {
+        let Change {
+            to,
+            at_ms,
+            actor,
+            source,
+            note,
+            grant,
+        } = change;
+        self.push_transition(to, at_ms, actor, source, note);
+        if let Some(grant) = grant {
+            self.grant = grant;
+        }
+    }
+
+    fn push_transition(
+        &mut self,
+        to: RequestState,
+        at_ms: i64,
+        actor: String,
+        source: Source,
+        note: Option<String>,
+    ) {
         // Only DingTalk events order later events: their times share DingTalk's clock, while
         // local moves (creation, console actions) would compare our clock with theirs.
         if to != self.state {
@@ -279,11 +307,82 @@ impl ApprovalRequest {
             from: self.state,
             to,
             at_ms,
-            actor: actor.to_owned(),
+            actor,
             source,
             note,
         }));
         self.state = to;
+    }
+}
+
+/// A change to a request, decided from a read of it and applied with
+/// [`ApprovalRequest::apply`]: a transition (to the state the request is in, for an
+/// audit-only entry) and, optionally, a new grant. Deciding may fail; applying cannot, which
+/// is what lets [`ApprovalStore::apply_event`](crate::store::ApprovalStore::apply_event)
+/// change a stored request in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Change {
+    /// State after.
+    pub to: RequestState,
+    /// When it happened, Unix ms.
+    pub at_ms: i64,
+    /// Who.
+    pub actor: String,
+    /// What caused it.
+    pub source: Source,
+    /// Free text.
+    pub note: Option<String>,
+    /// The grant afterwards; `None` keeps the current one.
+    pub grant: Option<Option<SignedGrant>>,
+}
+
+impl Change {
+    /// A move to `to` (or an audit entry, if the request is already there), keeping the grant.
+    pub fn new(to: RequestState, at_ms: i64, actor: impl Into<String>, source: Source) -> Self {
+        Self {
+            to,
+            at_ms,
+            actor: actor.into(),
+            source,
+            note: None,
+            grant: None,
+        }
+    }
+
+    /// With a note.
+    pub fn note(mut self, note: Option<String>) -> Self {
+        self.note = note;
+        self
+    }
+
+    /// Setting the grant (`None` withdraws it).
+    pub fn grant(mut self, grant: Option<SignedGrant>) -> Self {
+        self.grant = Some(grant);
+        self
+    }
+}
+
+/// A change subscribers hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestUpdate {
+    /// The request.
+    pub id: RequestId,
+    /// Its new state.
+    pub state: RequestState,
+    /// Its new version.
+    pub version: u64,
+}
+
+impl RequestUpdate {
+    /// The update announcing `request` as it now is.
+    pub fn of(request: &ApprovalRequest) -> Self {
+        Self {
+            id: request.id.clone(),
+            state: request.state,
+            version: request.version,
+        }
     }
 }
 
@@ -361,6 +460,45 @@ mod tests {
         target.clone_from(&source);
         assert_eq!(target, source);
         assert_eq!(source.clone(), source);
+    }
+
+    #[test]
+    fn a_change_records_its_transition_and_sets_or_keeps_the_grant() {
+        let grant = sase_policy::GrantSigner::from_bytes(&[1; 32]).sign(sase_policy::Grant {
+            id: sase_policy::ids::GrantId::new("g"),
+            user: UserId::new("u"),
+            device: DeviceId::new("d"),
+            action: Action::Uninstall,
+            issued_at_ms: 1,
+            expires_at_ms: 2,
+            request_id: None,
+        });
+        let mut r = request(Pending, 0);
+        let event = Source::DingTalkEvent { event: "e".into() };
+        r.apply(Change::new(Approved, 30, "boss", event.clone()).grant(Some(grant.clone())));
+        r.apply(Change::new(Approved, 40, "boss", Source::Console).note(Some("audit".into())));
+        assert_eq!(
+            (r.state, r.state_at_ms),
+            (Approved, 30),
+            "an audit entry keeps the time"
+        );
+        assert_eq!(
+            r.grant.as_ref(),
+            Some(&grant),
+            "kept when the change does not set it"
+        );
+        assert_eq!(r.history.len(), 2);
+        let [first, second] = [&r.history[0], &r.history[1]];
+        assert_eq!(
+            (first.from, first.to, first.at_ms, &first.source),
+            (Pending, Approved, 30, &event)
+        );
+        assert_eq!(
+            (second.actor.as_str(), second.note.as_deref()),
+            ("boss", Some("audit"))
+        );
+        r.apply(Change::new(Revoked, 50, "admin", Source::Console).grant(None));
+        assert_eq!((r.state, r.state_at_ms, r.grant.as_ref()), (Revoked, 0, None));
     }
 
     #[test]

@@ -10,8 +10,8 @@ pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
-use crate::error::Result;
-use crate::state::{ApprovalRequest, RequestId, RequestState};
+use crate::error::{Error, Result};
+use crate::state::{ApprovalRequest, Change, RequestId, RequestState, RequestUpdate};
 use async_trait::async_trait;
 use sase_policy::ids::{UserId, WorkflowId};
 
@@ -57,6 +57,24 @@ impl ListFilter {
         self
     }
 }
+
+/// What [`ApprovalStore::apply_event`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventWrite {
+    /// No request is linked to the instance: nothing written, the key not recorded.
+    Unknown,
+    /// The key was already recorded: nothing written.
+    Duplicate,
+    /// The event changes nothing: the key is recorded alone.
+    Unchanged,
+    /// The request changed (as announced) and the key is recorded with it.
+    Changed(RequestUpdate),
+}
+
+/// Decides, from the stored request, what an event changes (`None`: nothing). See
+/// [`ApprovalStore::apply_event`].
+pub type DecideChange<'a> = dyn FnMut(&ApprovalRequest) -> Result<Option<Change>> + Send + 'a;
 
 /// Durable storage for requests and processed event keys.
 #[async_trait]
@@ -105,6 +123,54 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
                 Err(e)
             }
         }
+    }
+
+    /// Applies an event to the request linked to instance `external_id`: unless `key` is
+    /// already recorded, `decide` sees the stored request and says what changes, and the change
+    /// and the key are written together (the key alone when nothing changes), both or neither.
+    /// `decide` failing writes nothing. It may run more than once (again after a conflict, or
+    /// before a duplicate is detected); only a write with a new key counts.
+    ///
+    /// The default reads a copy, applies the change to it and writes it with
+    /// [`update_with_event`](Self::update_with_event), deciding again on a
+    /// [`Conflict`](crate::Error::Conflict). A store holding requests in memory should
+    /// override it to decide and apply in place under its lock, with no copy made.
+    ///
+    /// # Errors
+    /// What `decide` returns, and store errors; nothing is written then.
+    async fn apply_event(
+        &self,
+        external_id: &str,
+        key: &str,
+        at_ms: i64,
+        decide: &mut DecideChange<'_>,
+    ) -> Result<EventWrite> {
+        for _ in 0..8 {
+            let Some(mut request) = self.find_by_external(external_id).await? else {
+                return Ok(EventWrite::Unknown);
+            };
+            let Some(change) = decide(&request)? else {
+                let recorded = self.record_event(key, at_ms).await?;
+                return Ok(if recorded {
+                    EventWrite::Unchanged
+                } else {
+                    EventWrite::Duplicate
+                });
+            };
+            request.apply(change);
+            match self.update_with_event(&request, key, at_ms).await {
+                Ok(true) => {
+                    request.version += 1;
+                    return Ok(EventWrite::Changed(RequestUpdate::of(&request)));
+                }
+                Ok(false) => return Ok(EventWrite::Duplicate),
+                Err(Error::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Store {
+            reason: format!("the request of instance `{external_id}` kept changing concurrently"),
+        })
     }
 
     /// Forgets an event key (its processing failed and it must be processed again).

@@ -8,8 +8,8 @@
     clippy::indexing_slicing
 )]
 
-use sase_approval::state::{ApprovalRequest, RequestId, RequestState, Source};
-use sase_approval::store::{ApprovalStore, ListFilter, MemoryStore, SqliteStore};
+use sase_approval::state::{ApprovalRequest, Change, RequestId, RequestState, Source};
+use sase_approval::store::{ApprovalStore, EventWrite, ListFilter, MemoryStore, SqliteStore};
 use sase_approval::Error;
 use sase_policy::ids::{DeviceId, UserId, WorkflowId};
 use sase_policy::Action;
@@ -133,6 +133,72 @@ async fn conformance(store: Arc<dyn ApprovalStore>) {
         store.record_event("ev-r3-late", 9).await.unwrap(),
         "the key was not recorded"
     );
+
+    // An event applied where the request is: decided from the stored copy, written with its key.
+    let r4_id = RequestId("r4".into());
+    let mut seen = Vec::new();
+    let mut to_pending = |r: &ApprovalRequest| {
+        seen.push((r.id.0.clone(), r.version));
+        Ok(Some(
+            Change::new(RequestState::Pending, 410, "dingtalk", Source::System).note(Some("seen".into())),
+        ))
+    };
+    match store
+        .apply_event("pi-4", "ev-r4", 11, &mut to_pending)
+        .await
+        .unwrap()
+    {
+        EventWrite::Changed(update) => {
+            assert_eq!(
+                (update.id.0.as_str(), update.state, update.version),
+                ("r4", RequestState::Pending, 1)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store
+            .apply_event("pi-4", "ev-r4", 12, &mut to_pending)
+            .await
+            .unwrap(),
+        EventWrite::Duplicate
+    );
+    assert_eq!(seen[0], ("r4".to_owned(), 0), "decided on the stored request");
+    let stored = store.get(&r4_id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.state, stored.version, stored.history.len()),
+        (RequestState::Pending, 1, 2)
+    );
+    assert_eq!(stored.history[1].note.as_deref(), Some("seen"));
+    // Nothing to change: the key alone.
+    assert_eq!(
+        store
+            .apply_event("pi-4", "ev-r4-noop", 13, &mut |_| Ok(None))
+            .await
+            .unwrap(),
+        EventWrite::Unchanged
+    );
+    assert!(
+        !store.record_event("ev-r4-noop", 14).await.unwrap(),
+        "the key was recorded"
+    );
+    // Deciding fails, or the instance is not ours: nothing written, the key not recorded.
+    let refused = store
+        .apply_event("pi-4", "ev-r4-bad", 15, &mut |_| {
+            Err(Error::Store { reason: "no".into() })
+        })
+        .await;
+    assert!(matches!(refused, Err(Error::Store { .. })), "{refused:?}");
+    assert_eq!(
+        store
+            .apply_event("pi-none", "ev-none", 16, &mut |_| panic!("nothing to decide"))
+            .await
+            .unwrap(),
+        EventWrite::Unknown
+    );
+    assert!(store.record_event("ev-r4-bad", 17).await.unwrap());
+    assert!(store.record_event("ev-none", 18).await.unwrap());
+    assert_eq!(store.get(&r4_id).await.unwrap().unwrap().version, 1);
 
     // Two concurrent updates of one request: exactly one wins, the other sees a conflict.
     let base = store.get(&RequestId("r2".into())).await.unwrap().unwrap();

@@ -1,8 +1,8 @@
 //! An in-memory store: for tests and single-process deployments that accept losing state.
 
-use super::{ApprovalStore, ListFilter};
+use super::{ApprovalStore, DecideChange, EventWrite, ListFilter};
 use crate::error::{Error, Result};
-use crate::state::{ApprovalRequest, RequestId};
+use crate::state::{ApprovalRequest, RequestId, RequestUpdate};
 use async_trait::async_trait;
 use rustc_hash::FxHashMap;
 use std::collections::hash_map::Entry;
@@ -168,6 +168,41 @@ impl ApprovalStore for MemoryStore {
                 Ok(true)
             }
         }
+    }
+
+    // In place under the lock: no copy of the request out and back, no conflict to retry.
+    async fn apply_event(
+        &self,
+        external_id: &str,
+        key: &str,
+        at_ms: i64,
+        decide: &mut DecideChange<'_>,
+    ) -> Result<EventWrite> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let Some(stored) = inner
+            .by_external
+            .get(external_id)
+            .and_then(|&i| inner.requests.get_mut(i))
+        else {
+            return Ok(EventWrite::Unknown);
+        };
+        // Both locks held until the key is recorded, so the change and the key land together
+        // (nothing else takes both: the order cannot deadlock).
+        let mut events = self.events(key);
+        let Entry::Vacant(slot) = events.entry(key.to_owned()) else {
+            return Ok(EventWrite::Duplicate);
+        };
+        let write = match decide(stored)? {
+            None => EventWrite::Unchanged,
+            Some(change) => {
+                stored.apply(change);
+                stored.version += 1;
+                EventWrite::Changed(RequestUpdate::of(stored))
+            }
+        };
+        slot.insert(at_ms);
+        Ok(write)
     }
 
     async fn forget_event(&self, key: &str) -> Result<()> {
