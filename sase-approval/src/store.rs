@@ -1,6 +1,6 @@
 //! Where requests live: the [`ApprovalStore`] trait, an in-memory store and (feature
 //! `sqlite`) a durable SQLite store. Updates use optimistic concurrency: each request has a
-//! version, and an update against a stale version fails with [`Error::Conflict`](crate::Error::Conflict).
+//! version, and an update against a stale version fails with [`Error::Conflict`].
 
 mod memory;
 #[cfg(feature = "sqlite")]
@@ -92,7 +92,7 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
     /// gets `version + 1`.
     ///
     /// # Errors
-    /// [`Error::Conflict`](crate::Error::Conflict) if someone updated it first.
+    /// [`Error::Conflict`] if someone updated it first.
     async fn update(&self, request: &ApprovalRequest) -> Result<()>;
 
     /// Requests matching `filter`, oldest first.
@@ -133,7 +133,7 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
     ///
     /// The default reads a copy, applies the change to it and writes it with
     /// [`update_with_event`](Self::update_with_event), deciding again on a
-    /// [`Conflict`](crate::Error::Conflict). A store holding requests in memory should
+    /// [`Conflict`](Error::Conflict). A store holding requests in memory should
     /// override it to decide and apply in place under its lock, with no copy made.
     ///
     /// # Errors
