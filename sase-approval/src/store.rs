@@ -129,7 +129,9 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
     /// already recorded, `decide` sees the stored request and says what changes, and the change
     /// and the key are written together (the key alone when nothing changes), both or neither.
     /// `decide` failing writes nothing. It may run more than once (again after a conflict, or
-    /// before a duplicate is detected); only a write with a new key counts.
+    /// before a duplicate is detected); only a write with a new key counts. It may run under
+    /// the store's lock, so it must be short and do no I/O (the engine's decisions are pure;
+    /// the longest, an approval, signs a grant: ~30 µs).
     ///
     /// The default reads a copy, applies the change to it and writes it with
     /// [`update_with_event`](Self::update_with_event), deciding again on a

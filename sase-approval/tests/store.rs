@@ -13,6 +13,7 @@ use sase_approval::store::{ApprovalStore, EventWrite, ListFilter, MemoryStore, S
 use sase_approval::Error;
 use sase_policy::ids::{DeviceId, UserId, WorkflowId};
 use sase_policy::Action;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 fn request(id: &str, user: &str, created: i64) -> ApprovalRequest {
@@ -244,5 +245,96 @@ async fn sqlite_store_conforms_and_keeps_everything_across_a_restart() {
     assert!(
         !reopened.record_event("ev-1", 4).await.unwrap(),
         "event de-duplication survives a restart"
+    );
+}
+
+/// The trait's default `apply_event` over a memory store, with a writer that gets in between
+/// the first read and its write.
+#[derive(Debug, Default)]
+struct Racing {
+    inner: MemoryStore,
+    raced: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl ApprovalStore for Racing {
+    async fn insert(&self, request: &ApprovalRequest) -> sase_approval::Result<()> {
+        self.inner.insert(request).await
+    }
+    async fn get(&self, id: &RequestId) -> sase_approval::Result<Option<ApprovalRequest>> {
+        self.inner.get(id).await
+    }
+    async fn find_by_external(&self, external_id: &str) -> sase_approval::Result<Option<ApprovalRequest>> {
+        let read = self.inner.find_by_external(external_id).await?;
+        if let Some(mut other) = read.clone().filter(|_| !self.raced.swap(true, Ordering::SeqCst)) {
+            other.record(
+                RequestState::Pending,
+                5,
+                "system",
+                Source::System,
+                Some("racer".into()),
+            );
+            self.inner.update(&other).await?;
+        }
+        Ok(read)
+    }
+    async fn update(&self, request: &ApprovalRequest) -> sase_approval::Result<()> {
+        self.inner.update(request).await
+    }
+    async fn list(&self, filter: &ListFilter) -> sase_approval::Result<Vec<ApprovalRequest>> {
+        self.inner.list(filter).await
+    }
+    async fn record_event(&self, key: &str, at_ms: i64) -> sase_approval::Result<bool> {
+        self.inner.record_event(key, at_ms).await
+    }
+    async fn forget_event(&self, key: &str) -> sase_approval::Result<()> {
+        self.inner.forget_event(key).await
+    }
+    async fn prune_events(&self, before_ms: i64) -> sase_approval::Result<u64> {
+        self.inner.prune_events(before_ms).await
+    }
+}
+
+#[tokio::test]
+async fn the_default_apply_event_decides_again_after_losing_a_race() {
+    let store = Racing::default();
+    let mut r = request("r1", "alice", 1);
+    r.external_id = Some("pi-1".into());
+    store.insert(&r).await.unwrap();
+    let mut versions = Vec::new();
+    let mut decide = |r: &ApprovalRequest| {
+        versions.push(r.version);
+        Ok(Some(Change::new(
+            RequestState::Approved,
+            9,
+            "boss",
+            Source::System,
+        )))
+    };
+    let write = store.apply_event("pi-1", "ev-1", 10, &mut decide).await.unwrap();
+    assert_eq!(
+        versions,
+        [0, 1],
+        "the stale decision was not written; the second saw the racer"
+    );
+    match write {
+        EventWrite::Changed(update) => {
+            assert_eq!((update.state, update.version), (RequestState::Approved, 2))
+        }
+        other => panic!("{other:?}"),
+    }
+    let stored = store.get(&RequestId("r1".into())).await.unwrap().unwrap();
+    let notes: Vec<_> = stored.history.iter().map(|t| (t.to, t.note.as_deref())).collect();
+    assert_eq!(
+        notes,
+        [
+            (RequestState::Submitted, None),
+            (RequestState::Pending, Some("racer")),
+            (RequestState::Approved, None)
+        ]
+    );
+    assert!(
+        !store.record_event("ev-1", 11).await.unwrap(),
+        "the key went in with the change"
     );
 }
