@@ -7,9 +7,11 @@
 //!
 //! - [`definition`]: templates with system fields, workflows, template → form mappings, and
 //!   their validation (optionally against the live DingTalk form).
-//! - [`state`]: the request record and its state machine (idempotent, time-ordered).
+//! - [`state`]: the request record, its state machine (idempotent, time-ordered) and the
+//!   [`Change`](state::Change)s the engine decides and stores apply.
 //! - [`store`]: [`ApprovalStore`](store::ApprovalStore) with in-memory and SQLite stores
-//!   (optimistic concurrency, event de-duplication).
+//!   (optimistic concurrency; an event's change written with its de-duplication key, in
+//!   place in memory).
 //! - [`backend`]: [`ApprovalBackend`](backend::ApprovalBackend) for DingTalk and built-in.
 //! - [`engine`]: [`Engine`](engine::Engine): submit, handle_event, approve/reject/revoke,
 //!   reconcile, subscribe.
