@@ -26,9 +26,10 @@
 //! server saturates first, but on the pinned topology wrk keeps its own core about fully busy
 //! (`time` shows ~1 s of CPU a 1 s run, most of it the kernel's loopback path, which runs the
 //! receiving socket's stack on the sender's core), so its p99 includes its own queueing and
-//! swings from run to run (hello's too); the in-process generator's p99 is the steadier one. Every measurement is taken in [`ROUNDS`] rounds (hello, then each endpoint on
-//! a fresh engine) and reported as the median and range, each endpoint's ratio against the
-//! hello of its own round. The process runs on mimalloc, the approval server's allocator.
+//! swings from run to run (hello's too); the in-process generator's p99 is the steadier one.
+//! Every endpoint is measured in [`ROUNDS`] rounds, each on a fresh engine and right after a
+//! hello run it is compared with (the VM's speed drifts within seconds), and reported as the
+//! median and range. The process runs on mimalloc, the approval server's allocator.
 //!
 //! Run: `benches/callback_load.sh` (installs wrk if missing, then runs this) or `cargo bench
 //! --bench callback_load` (a summary line per endpoint, generator and topology;
@@ -90,13 +91,13 @@ async fn serve(app: axum::Router) -> Server {
 }
 
 /// Sends every request of `work` (one `(path, body)` list per connection, each on its own
-/// kept-alive connection to `url`) and returns (requests/s, p50, p99, max).
+/// kept-alive connection to `url`) and returns requests/s, p99 and max latency.
 ///
 /// A minimal HTTP/1.1 client: write the request built up front, read until the response's
 /// head and `content-length` body are in. It costs the generator core less than the server
 /// work it measures, as wrk does; a full client (reqwest) capped hello at ≈ 85,000 req/s,
 /// which hid the server's real capacity.
-async fn load(url: &str, work: Vec<Vec<(String, String)>>) -> (f64, Duration, Duration, Duration) {
+async fn load(url: &str, work: Vec<Vec<(String, String)>>) -> Run {
     let addr = url.trim_start_matches("http://").to_owned();
     let mut connections = Vec::with_capacity(work.len());
     for requests in work {
@@ -141,12 +142,11 @@ async fn load(url: &str, work: Vec<Vec<(String, String)>>) -> (f64, Duration, Du
     let elapsed = started.elapsed();
     all.sort();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    (
-        all.len() as f64 / elapsed.as_secs_f64(),
-        pct(0.50),
-        pct(0.99),
-        pct(1.0),
-    )
+    Run {
+        rps: all.len() as f64 / elapsed.as_secs_f64(),
+        p99: pct(0.99),
+        max: Some(pct(1.0)),
+    }
 }
 
 /// Whether `buf` holds one whole response; panics on anything but a 200.
@@ -393,9 +393,6 @@ fn measure(topology: &Topology) {
     let mut hello_runs = Runs::default();
     let mut runs: Vec<Runs> = ENDPOINTS.iter().map(|_| Runs::default()).collect();
     for _ in 0..ROUNDS {
-        let (rps, _, p99, max) = load_rt.block_on(load(&hello.url, hellos.clone()));
-        let max = Some(max);
-        hello_runs.0.push((Run { rps, p99, max }, rps));
         for ((_, route, kind, store), runs) in ENDPOINTS.iter().zip(&mut runs) {
             let (server, externals, crypto) = fresh(*store);
             let pushes: Vec<Vec<(String, String)>> = externals
@@ -409,15 +406,11 @@ fn measure(topology: &Topology) {
                         .collect()
                 })
                 .collect();
-            let (rps, _, p99, max) = load_rt.block_on(load(&server.url, pushes));
-            runs.0.push((
-                Run {
-                    rps,
-                    p99,
-                    max: Some(max),
-                },
-                hello_runs.0.last().unwrap().1,
-            ));
+            // Hello right before the endpoint it is compared with.
+            let hello_run = load_rt.block_on(load(&hello.url, hellos.clone()));
+            hello_runs.0.push((hello_run, hello_run.rps));
+            runs.0
+                .push((load_rt.block_on(load(&server.url, pushes)), hello_run.rps));
         }
     }
     println!("callback_load/{name}: in-process generator, median [range] of {ROUNDS} rounds");
@@ -466,8 +459,6 @@ fn measure(topology: &Topology) {
         let mut hello_runs = Runs::default();
         let mut runs: Vec<Runs> = ENDPOINTS.iter().map(|_| Runs::default()).collect();
         for _ in 0..ROUNDS {
-            let hello_run = run(&format!("{}/hello", hello.url), &hello_script, None);
-            hello_runs.0.push((hello_run, hello_run.rps));
             for ((_, route, kind, store), runs) in ENDPOINTS.iter().zip(&mut runs) {
                 let (server, externals, crypto) = fresh(*store);
                 let mut lines = String::new();
@@ -484,6 +475,8 @@ fn measure(topology: &Topology) {
                 } else {
                     usize::MAX
                 };
+                let hello_run = run(&format!("{}/hello", hello.url), &hello_script, None);
+                hello_runs.0.push((hello_run, hello_run.rps));
                 let pushes = run(&server.url, &script, Some((&requests, unique)));
                 runs.0.push((pushes, hello_run.rps));
             }
