@@ -59,8 +59,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 const CONNECTIONS: usize = 64;
-/// Unique pushes per connection in each run (more than wrk sends in its 1 s); every push has
-/// its own request, and each run its own engine.
+/// Unique pushes per connection in each in-process run (wrk replays get more if the
+/// in-process rate says they need them); every push has its own request, and each run its
+/// own engine.
 const PER_CONNECTION: usize = 2_000;
 /// The same for the SQLite store, which takes a few thousand pushes a second.
 const SQLITE_PER_CONNECTION: usize = 60;
@@ -360,13 +361,15 @@ fn measure(topology: &Topology) {
         .is_ok();
     let dir = std::env::temp_dir().join(format!("callback-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    // Each run gets a fresh engine holding exactly its own requests, freed after the run.
-    let fresh = |store| {
+    // Each run gets a fresh engine holding exactly its own requests (at least `at_least`),
+    // freed after the run.
+    let fresh = |store, at_least: usize| {
         let per_connection = match store {
             Store::Memory => PER_CONNECTION,
             Store::Sqlite => SQLITE_PER_CONNECTION,
         };
-        start_callback_server(&server_rt, store, &dir, CONNECTIONS * per_connection)
+        let requests = (CONNECTIONS * per_connection).max(at_least.next_multiple_of(CONNECTIONS));
+        start_callback_server(&server_rt, store, &dir, requests)
     };
     let hello = server_rt.block_on(serve(
         axum::Router::new().route("/hello", axum::routing::post(|| async { "hello" })),
@@ -394,7 +397,7 @@ fn measure(topology: &Topology) {
     let mut runs: Vec<Runs> = ENDPOINTS.iter().map(|_| Runs::default()).collect();
     for _ in 0..ROUNDS {
         for ((_, route, kind, store), runs) in ENDPOINTS.iter().zip(&mut runs) {
-            let (server, externals, crypto) = fresh(*store);
+            let (server, externals, crypto) = fresh(*store, 0);
             let pushes: Vec<Vec<(String, String)>> = externals
                 .chunks(externals.len().div_ceil(CONNECTIONS))
                 .map(|chunk| {
@@ -424,8 +427,8 @@ fn measure(topology: &Topology) {
         std::fs::write(&script, WRK_SCRIPT).unwrap();
         let hello_script = dir.join("hello.lua");
         std::fs::write(&hello_script, "wrk.method = \"POST\"\n").unwrap();
-        // One generator thread per generator core. Each run lasts 1 s: about the unique
-        // pushes a replay has (one that sends more fails the run below).
+        // One generator thread per generator core. Each run lasts 1 s, less than its unique
+        // pushes last (one that sends more fails the run below).
         let threads = if load_core.is_some() { 1 } else { topology.workers };
         let run = |url: &str, script: &Path, requests: Option<(&Path, usize)>| {
             let mut cmd = match load_core {
@@ -457,10 +460,15 @@ fn measure(topology: &Topology) {
             wrk_run(&out)
         };
         let mut hello_runs = Runs::default();
-        let mut runs: Vec<Runs> = ENDPOINTS.iter().map(|_| Runs::default()).collect();
+        let mut wrk_runs: Vec<Runs> = ENDPOINTS.iter().map(|_| Runs::default()).collect();
         for _ in 0..ROUNDS {
-            for ((_, route, kind, store), runs) in ENDPOINTS.iter().zip(&mut runs) {
-                let (server, externals, crypto) = fresh(*store);
+            for (((_, route, kind, store), runs), in_process) in
+                ENDPOINTS.iter().zip(&mut wrk_runs).zip(&runs)
+            {
+                // wrk runs for 1 s, so a replay needs more unique pushes than a second's worth:
+                // half again the best in-process rate (on a faster machine than this one, too).
+                let best = in_process.0.iter().map(|(r, _)| r.rps).fold(0.0, f64::max);
+                let (server, externals, crypto) = fresh(*store, (best * 1.5) as usize);
                 let mut lines = String::new();
                 for external in &externals {
                     let (path, body) =
@@ -483,7 +491,7 @@ fn measure(topology: &Topology) {
         }
         println!("callback_load/{name}: wrk (pinned with taskset when the topology is), median [range] of {ROUNDS} rounds");
         hello_runs.print(&format!("callback_load/{name}/wrk/hello"), false);
-        for ((label, ..), runs) in ENDPOINTS.iter().zip(&runs) {
+        for ((label, ..), runs) in ENDPOINTS.iter().zip(&wrk_runs) {
             runs.print(&format!("callback_load/{name}/wrk/callback/{label}"), true);
         }
     }
