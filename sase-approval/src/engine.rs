@@ -571,12 +571,10 @@ impl Engine {
         };
         let mut outcome = EventOutcome::Recorded;
         let mut decide = |r: &ApprovalRequest| match target {
-            None => {
-                outcome = EventOutcome::Recorded;
-                Ok(Some(
-                    Change::new(r.state, at, actor, source.clone()).note(audit.clone()),
-                ))
-            }
+            // An audit entry: the outcome stays `Recorded`.
+            None => Ok(Some(
+                Change::new(r.state, at, actor, source.clone()).note(audit.clone()),
+            )),
             Some(to) => match plan(r, to, at) {
                 Ok(Plan::Apply) => {
                     outcome = EventOutcome::Applied;

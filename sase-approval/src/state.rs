@@ -266,7 +266,7 @@ impl ApprovalRequest {
         source: Source,
         note: Option<String>,
     ) {
-        self.push_transition(to, at_ms, actor.to_owned(), source, note);
+        self.apply(Change::new(to, at_ms, actor, source).note(note));
     }
 
     /// Applies a [`Change`]: records its transition and sets its grant. Cannot fail, so a
@@ -280,20 +280,6 @@ impl ApprovalRequest {
             note,
             grant,
         } = change;
-        self.push_transition(to, at_ms, actor, source, note);
-        if let Some(grant) = grant {
-            self.grant = grant;
-        }
-    }
-
-    fn push_transition(
-        &mut self,
-        to: RequestState,
-        at_ms: i64,
-        actor: String,
-        source: Source,
-        note: Option<String>,
-    ) {
         // Only DingTalk events order later events: their times share DingTalk's clock, while
         // local moves (creation, console actions) would compare our clock with theirs.
         if to != self.state {
@@ -312,6 +298,9 @@ impl ApprovalRequest {
             note,
         }));
         self.state = to;
+        if let Some(grant) = grant {
+            self.grant = grant;
+        }
     }
 }
 
