@@ -2,7 +2,7 @@
 //! with a bare axum "hello": 64 concurrent connections, requests/s and p99 latency.
 //!
 //! The callback path is the real one: axum route → signature check → decrypt → typed event →
-//! `Engine::handle_event` → encrypted `success` reply. Two kinds of push are measured, each
+//! `sase_approval::dingtalk::handle_event` → encrypted `success` reply. Two kinds of push are measured, each
 //! unique, pre-encrypted and about its own pending request (so nothing is skipped or grows
 //! with the run): `task` (`bpms_task_change`: de-duplication record, lookup by instance id,
 //! the approver's task recorded in the history, optimistic write, subscribers notified) and

@@ -1,7 +1,7 @@
 //! The callback route's own CPU cost per request, without sockets: the axum router is called
 //! directly (`tower::ServiceExt::oneshot`) with a pre-encrypted, unique `bpms_instance_change`
 //! push for a pending request (query parse, signature check, decrypt, typed event,
-//! `Engine::handle_event` on the in-memory store, encrypted `success` reply), beside a bare
+//! `sase_approval::dingtalk::handle_event` on the in-memory store, encrypted `success` reply), beside a bare
 //! "hello" route, and the same route with an event handler that does nothing (the SDK's
 //! share). What `callback_load` measures over loopback minus the kernel and the HTTP/1 codec.
 //!

@@ -1,4 +1,4 @@
-//! `Engine::handle_event` throughput: a DingTalk "finish / agree" event for a pending request
+//! `sase_approval::dingtalk::handle_event` throughput: a DingTalk "finish / agree" event for a pending request
 //! (dedup record, lookup by instance id, state change, Ed25519 grant, optimistic update), with
 //! the in-memory and the SQLite store; and an approver's task event (recorded in the history,
 //! no state change), the callback load benchmark's event.
@@ -16,13 +16,14 @@
 mod support;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use sase_dingtalk::approval::dingtalk::handle_event;
 use sase_dingtalk::approval::engine::{Engine, EventOutcome};
 use sase_dingtalk::approval::store::{ApprovalStore, MemoryStore, SqliteStore};
 use sase_dingtalk::dingtalk::event::Event;
 use std::sync::Arc;
 use tokio::runtime::Runtime;
 
-/// Measures `engine.handle_event` on events about fresh pending requests (filed in the
+/// Measures `handle_event` on events about fresh pending requests (filed in the
 /// untimed set-up): `event(n, external, created_at_ms)` builds the JSON.
 fn measure(
     c: &mut Criterion,
@@ -40,7 +41,7 @@ fn measure(
                 let r = rt.block_on(support::submit(engine, n));
                 Event::from_json(&event(n, r.external_id.as_deref().unwrap(), r.created_at_ms)).unwrap()
             },
-            |event| assert_eq!(rt.block_on(engine.handle_event(&event)).unwrap(), expected),
+            |event| assert_eq!(rt.block_on(handle_event(&engine, &event)).unwrap(), expected),
             BatchSize::SmallInput,
         )
     });

@@ -9,10 +9,10 @@
 mod api;
 pub mod config;
 
-use crate::approval::backend::DingTalkBackend;
 use crate::approval::definition::{
     new_callback_id, Delivery, DingTalkSettings, Mapping, Workflow, WorkflowKind,
 };
+use crate::approval::dingtalk::DingTalkBackend;
 use crate::approval::engine::Engine;
 use crate::approval::store::SqliteStore;
 use crate::dingtalk::client::DingTalkClient;
@@ -415,7 +415,7 @@ pub async fn start(config: Config) -> Result<Server, Box<dyn std::error::Error +
             if let Some(base) = &r.api_base {
                 stream = stream.api_base(base);
             }
-            let (stream, on_event) = (stream.build(), engine.event_handler());
+            let (stream, on_event) = (stream.build(), crate::approval::dingtalk::event_handler(&engine));
             background.push(tokio::spawn(async move {
                 stream.run(on_event, std::future::pending()).await;
             }));

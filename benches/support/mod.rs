@@ -59,7 +59,10 @@ pub async fn submit(engine: &Engine, n: u64) -> ApprovalRequest {
 
 /// The HTTP-push callback route verifying with [`crypto`] and feeding `engine`.
 pub fn route(engine: &Arc<Engine>) -> axum::routing::MethodRouter {
-    callback_route(CallbackHandler::builder(crypto()).build(), engine.event_handler())
+    callback_route(
+        CallbackHandler::builder(crypto()).build(),
+        sase_dingtalk::approval::dingtalk::event_handler(&engine),
+    )
 }
 
 /// The same route with an event handler that does nothing: the SDK's share of [`route`].

@@ -2,7 +2,6 @@
 //! workflows (built-in, or DingTalk with credentials and template → process-code mappings).
 
 use crate::error::{Error, Result};
-use dingtalk_sdk::workflow::FormSchema;
 use dingtalk_sdk::ProcessCode;
 use sase_policy::ids::{UserId, WorkflowId};
 use serde::{Deserialize, Serialize};
@@ -184,57 +183,6 @@ impl Workflow {
                         format!("`{field}` is not a system field of `{}`", template.id),
                     );
                 }
-            }
-        }
-        Ok(())
-    }
-
-    /// Checks a mapping against the live form: every mapped label exists with a compatible
-    /// (text-like) component, and every required form field is covered.
-    ///
-    /// # Errors
-    /// [`Error::Definition`] naming the field.
-    pub fn validate_against_form(&self, template: &str, form: &FormSchema) -> Result<()> {
-        let Some(mapping) = self.mapping(template) else {
-            return Err(Error::Definition {
-                path: format!("workflows.{}.mappings", self.id),
-                reason: format!("no mapping for template `{template}`"),
-            });
-        };
-        const TEXT_LIKE: [&str; 5] = [
-            "TextField",
-            "TextareaField",
-            "DDSelectField",
-            "NumberField",
-            "TextNote",
-        ];
-        for (field, label) in &mapping.fields {
-            let path = format!("workflows.{}.mappings.{template}.fields.{field}", self.id);
-            match form.field(label) {
-                None => {
-                    return Err(Error::Definition {
-                        path,
-                        reason: format!("the form has no field labelled `{label}`"),
-                    })
-                }
-                Some(item) if !TEXT_LIKE.contains(&item.component_name.as_str()) => {
-                    return Err(Error::Definition {
-                        path,
-                        reason: format!(
-                            "form field `{label}` is a {}, which cannot hold a text value",
-                            item.component_name
-                        ),
-                    })
-                }
-                Some(_) => {}
-            }
-        }
-        for item in form.schema_content.items.iter().filter(|i| i.props.required) {
-            if !mapping.fields.values().any(|label| *label == item.props.label) {
-                return Err(Error::Definition {
-                    path: format!("workflows.{}.mappings.{template}.fields", self.id),
-                    reason: format!("required form field `{}` is not mapped", item.props.label),
-                });
             }
         }
         Ok(())

@@ -1,30 +1,19 @@
-//! The engine: submit requests, follow them through DingTalk events, console actions and
+//! The engine: submit requests, follow them through external events, console actions and
 //! reconciliation, issue grants on approval, and tell subscribers about every change.
 
-use crate::backend::{ApprovalBackend, ExternalStatus};
+use crate::backend::{ApprovalBackend, FailureKind};
+use crate::clock::{millis, Clock, SystemClock};
 use crate::definition::{Template, Workflow};
 use crate::error::{Error, Result};
+use crate::event::{ExternalChange, ExternalEvent};
 use crate::state::{plan, ApprovalRequest, Change, Plan, RequestId, RequestState, Source};
 use crate::store::{ApprovalStore, EventWrite, ListFilter};
-use dingtalk_sdk::event::{Event, InstanceChangeType, InstanceResult};
 use sase_policy::ids::{DeviceId, GrantId, UserId, WorkflowId};
 use sase_policy::{Action, Grant, GrantSigner, GrantVerifier};
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::broadcast;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
 
 /// What a requester files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +104,7 @@ pub struct EngineBuilder {
     grant_ttl: Duration,
     expire_after: Option<Duration>,
     event_retention: Duration,
+    clock: Arc<dyn Clock>,
 }
 
 /// How long processed event keys are kept for de-duplication by default: far beyond any
@@ -161,6 +151,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Where the engine reads the time. Default: [`SystemClock`]; tests pass a
+    /// [`ManualClock`](crate::clock::ManualClock) and move it.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Validates the workflows against the templates and builds the engine.
     ///
     /// # Errors
@@ -179,6 +176,7 @@ impl EngineBuilder {
             grant_ttl: self.grant_ttl,
             expire_after: self.expire_after,
             event_retention: self.event_retention,
+            clock: self.clock,
             updates: broadcast::channel(1024).0,
         })
     }
@@ -193,6 +191,7 @@ pub struct Engine {
     grant_ttl: Duration,
     expire_after: Option<Duration>,
     event_retention: Duration,
+    clock: Arc<dyn Clock>,
     updates: broadcast::Sender<RequestUpdate>,
 }
 
@@ -216,7 +215,13 @@ impl Engine {
             grant_ttl: Duration::from_secs(3600),
             expire_after: None,
             event_retention: DEFAULT_EVENT_RETENTION,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The clock the engine reads.
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
     }
 
     /// The public key agents verify grants with.
@@ -290,7 +295,7 @@ impl Engine {
                 reason: "a reason is required".into(),
             });
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut request = ApprovalRequest {
             id: RequestId::generate(),
             template: submit.template,
@@ -341,7 +346,7 @@ impl Engine {
         } else {
             (backend.create(&request).await, None)
         };
-        let now = now_ms();
+        let now = self.clock.now_ms();
         self.mutate(id, |r| {
             if r.external_id.is_some() {
                 return Ok(false);
@@ -359,27 +364,18 @@ impl Engine {
                         note.clone(),
                     )
                 }
-                Err(Error::DingTalk(dingtalk_sdk::Error::OutcomeUnknown { reason, .. })) => {
+                Err(e) if e.kind() == FailureKind::Ambiguous => {
                     r.create_uncertain = true;
-                    r.record(
-                        r.state,
-                        now,
-                        "system",
-                        Source::System,
-                        Some(format!("create outcome unknown: {reason}")),
-                    );
+                    r.record(r.state, now, "system", Source::System, Some(e.to_string()));
                     Ok(true)
                 }
-                Err(e)
-                    if e.is_retryable()
-                        || matches!(e, Error::DingTalk(dingtalk_sdk::Error::Transport { .. })) =>
-                {
+                Err(e) if e.is_retryable() => {
                     r.record(
                         r.state,
                         now,
                         "system",
                         Source::System,
-                        Some(format!("create failed, will retry: {e}")),
+                        Some(format!("will retry: {e}")),
                     );
                     Ok(true)
                 }
@@ -426,7 +422,7 @@ impl Engine {
         let change = Change::new(to, at_ms, actor, source);
         match to {
             RequestState::Approved => {
-                let now = now_ms();
+                let now = self.clock.now_ms();
                 change.grant(Some(self.signer.sign(Grant {
                     id: GrantId::new(format!("grant-{:024x}", rand::random::<u128>() >> 32)),
                     user: r.requester.clone(),
@@ -474,86 +470,22 @@ impl Engine {
         let _ = self.updates.send(update);
     }
 
-    /// An event handler feeding [`handle_event`](Self::handle_event), for the SDK's HTTP-push
-    /// route (`dingtalk_sdk::callback::axum::callback_route`) or its Stream client: an `Err`
-    /// makes DingTalk deliver the event again.
-    ///
-    /// ```no_run
-    /// # use std::sync::Arc;
-    /// # fn demo(engine: Arc<sase_approval::engine::Engine>, crypto: dingtalk_sdk::crypto::EventCrypto) {
-    /// use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
-    /// let route = callback_route(CallbackHandler::builder(crypto).build(), engine.event_handler());
-    /// # }
-    /// ```
-    pub fn event_handler(
-        self: &Arc<Self>,
-    ) -> impl Fn(Event) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Clone + Send + Sync + 'static
-    {
-        let engine = Arc::clone(self);
-        move |event| {
-            let engine = Arc::clone(&engine);
-            Box::pin(async move { engine.handle_event(&event).await.map(|_| ()) })
-        }
-    }
-
-    /// Handles a DingTalk event (HTTP push or Stream), exactly once per event: de-duplicated
-    /// by its id (or instance + type + result), ordered by its time.
+    /// Handles an event from an external approval system (translated by its adapter, e.g.
+    /// `sase_approval::dingtalk::handle_event`), exactly once per [`key`](ExternalEvent::key),
+    /// ordered by its time.
     ///
     /// # Errors
     /// Store errors; the event is then not recorded, so a redelivery is processed again.
-    pub async fn handle_event(&self, event: &Event) -> Result<EventOutcome> {
-        let (external, target, at, actor, audit) = match event {
-            Event::InstanceChange(c) => {
-                let target = match (&c.change, &c.result) {
-                    (Some(InstanceChangeType::Start), _) => RequestState::Pending,
-                    (Some(InstanceChangeType::Finish), Some(InstanceResult::Agree)) => RequestState::Approved,
-                    (Some(InstanceChangeType::Finish), Some(InstanceResult::Refuse)) => {
-                        RequestState::Rejected
-                    }
-                    (Some(InstanceChangeType::Terminate | InstanceChangeType::Delete), _) => {
-                        RequestState::Revoked
-                    }
-                    _ => return Ok(EventOutcome::Ignored),
-                };
-                let at = c
-                    .finish_time
-                    .or(c.meta.event_time)
-                    .or(c.create_time)
-                    .unwrap_or_else(now_ms);
-                // An instance event's staffId is the originator, not the decider; the approver
-                // is recorded from the task events.
-                let actor = "dingtalk".to_owned();
-                (c.process_instance_id.as_ref(), Some(target), at, actor, None)
-            }
-            Event::TaskChange(t) => {
-                let at = t
-                    .finish_time
-                    .or(t.meta.event_time)
-                    .or(t.create_time)
-                    .unwrap_or_else(now_ms);
-                let actor = t
-                    .staff_id
-                    .as_ref()
-                    .map_or("dingtalk".to_owned(), ToString::to_string);
-                let note = format!(
-                    "task {} {} {}{}",
-                    t.task_id.unwrap_or_default(),
-                    t.change.as_ref().map_or("", |c| c.as_str()),
-                    t.result.as_ref().map_or("", |r| r.as_str()),
-                    t.remark.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
-                );
-                (t.process_instance_id.as_ref(), None, at, actor, Some(note))
-            }
-            _ => return Ok(EventOutcome::Ignored),
+    pub async fn handle_external(&self, event: &ExternalEvent) -> Result<EventOutcome> {
+        let at = event.at_ms.unwrap_or_else(|| self.clock.now_ms());
+        let (target, audit) = match &event.change {
+            ExternalChange::Status(status) => (Some(status.request_state()), None),
+            ExternalChange::Note(note) => (None, Some(note.clone())),
         };
-        let Some(external) = external else {
-            return Ok(EventOutcome::Ignored);
-        };
-        let key = event.idempotency_key();
         // The key is recorded with the change it causes, so an event that is not ours yet
         // (the create may still be in flight) or not stored is processed again on
         // redelivery or by reconciliation.
-        self.apply_event(external.as_str(), target, at, &actor, &key, audit)
+        self.apply_event(&event.instance, target, at, &event.actor, &event.key, audit)
             .await
     }
 
@@ -566,7 +498,7 @@ impl Engine {
         key: &str,
         audit: Option<String>,
     ) -> Result<EventOutcome> {
-        let source = Source::DingTalkEvent {
+        let source = Source::External {
             event: key.to_owned(),
         };
         let mut outcome = EventOutcome::Recorded;
@@ -593,7 +525,7 @@ impl Engine {
         };
         let write = self
             .store
-            .apply_event(external, key, now_ms(), &mut decide)
+            .apply_event(external, key, self.clock.now_ms(), &mut decide)
             .await?;
         Ok(match write {
             EventWrite::Unknown => EventOutcome::Ignored,
@@ -606,10 +538,10 @@ impl Engine {
         })
     }
 
-    /// An admin approves from the console; written back to DingTalk first.
+    /// An admin approves from the console; written back to the external system first.
     ///
     /// # Errors
-    /// [`Error::IllegalTransition`] (e.g. after a revoke); a DingTalk error leaves the request
+    /// [`Error::IllegalTransition`] (e.g. after a revoke); a backend error leaves the request
     /// unchanged.
     pub async fn approve(
         &self,
@@ -645,11 +577,11 @@ impl Engine {
         remark: Option<&str>,
     ) -> Result<ApprovalRequest> {
         let request = self.get(id).await?;
-        let now = now_ms();
+        let now = self.clock.now_ms();
         if plan(&request, to, now)? == Plan::Unchanged {
             return Ok(request);
         }
-        // Write back first: if DingTalk refuses, nothing changes here.
+        // Write back first: if the external system refuses, nothing changes here.
         if let (Some(external), true) = (&request.external_id, request.state == RequestState::Pending) {
             let backend = self.backend(&request.workflow)?;
             match to {
@@ -673,7 +605,7 @@ impl Engine {
     /// # Errors
     /// Store errors; backend errors are logged per request and retried next pass.
     pub async fn reconcile(&self, older_than: Duration) -> Result<ReconcileReport> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut filter = ListFilter::default().states(vec![RequestState::Submitted, RequestState::Pending]);
         filter.created_to_ms = Some(now - millis(older_than));
         let mut report = ReconcileReport::default();
@@ -726,15 +658,10 @@ impl Engine {
                 .await?;
             return Ok((after.state != request.state, false));
         }
-        let target = match backend.status(external).await? {
-            ExternalStatus::Running => RequestState::Pending,
-            ExternalStatus::Approved => RequestState::Approved,
-            ExternalStatus::Rejected => RequestState::Rejected,
-            ExternalStatus::Revoked => RequestState::Revoked,
-        };
+        let target = backend.status(external).await?.request_state();
         let after = self
             .mutate(&request.id, |r| {
-                self.apply(r, target, now, "dingtalk", Source::Reconciliation, None)
+                self.apply(r, target, now, "reconciliation", Source::Reconciliation, None)
             })
             .await?;
         Ok((after.state != request.state, false))

@@ -1,14 +1,12 @@
 //! The crate's one error type.
 
+use crate::backend::BackendError;
 use crate::state::RequestState;
 
 /// Everything that can go wrong in the approval engine.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A DingTalk call or callback failed.
-    #[error(transparent)]
-    DingTalk(#[from] dingtalk_sdk::Error),
     /// A policy or grant problem.
     #[error(transparent)]
     Policy(#[from] sase_policy::Error),
@@ -55,11 +53,8 @@ pub enum Error {
         reason: String,
     },
     /// The external approval system refused or could not do what was asked.
-    #[error("approval backend: {reason}")]
-    Backend {
-        /// What happened.
-        reason: String,
-    },
+    #[error("approval backend: {0}")]
+    Backend(#[from] BackendError),
     /// The store failed.
     #[error("store error: {reason}")]
     Store {
@@ -72,7 +67,7 @@ impl Error {
     /// Whether retrying may succeed (store hiccups, conflicts, retryable DingTalk errors).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::DingTalk(e) => e.is_retryable(),
+            Error::Backend(e) => e.is_retryable(),
             Error::Conflict { .. } | Error::Store { .. } => true,
             _ => false,
         }

@@ -12,9 +12,17 @@
 //! - [`store`]: [`ApprovalStore`](store::ApprovalStore) with in-memory and SQLite stores
 //!   (optimistic concurrency; an event's change written with its de-duplication key, in
 //!   place in memory).
-//! - [`backend`]: [`ApprovalBackend`](backend::ApprovalBackend) for DingTalk and built-in.
-//! - [`engine`]: [`Engine`](engine::Engine): submit, handle_event, approve/reject/revoke,
+//! - [`backend`]: [`ApprovalBackend`](backend::ApprovalBackend), the built-in backend, and
+//!   the vendor-neutral failures ([`BackendError`](backend::BackendError)) backends report.
+//! - [`event`]: [`ExternalEvent`](event::ExternalEvent), an external system's event in the
+//!   engine's terms.
+//! - [`engine`]: [`Engine`](engine::Engine): submit, handle_external, approve/reject/revoke,
 //!   reconcile, subscribe.
+//! - [`clock`]: the [`Clock`](clock::Clock) the engine reads (manual in tests).
+//! - `dingtalk` (feature `dingtalk`, on by default): the DingTalk adapter — the backend over
+//!   the OA approval API, DingTalk events translated for the engine, the event handler for the
+//!   SDK's HTTP-push route and Stream client, and the check of a mapping against the live
+//!   form.
 //!
 //! ```
 //! use sase_approval::backend::BuiltinBackend;
@@ -48,10 +56,17 @@
 //! # }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod backend;
+pub mod clock;
 pub mod definition;
+#[cfg(feature = "dingtalk")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dingtalk")))]
+pub mod dingtalk;
 pub mod engine;
 mod error;
+pub mod event;
 pub mod state;
 pub mod store;
 

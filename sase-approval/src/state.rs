@@ -69,6 +69,19 @@ impl RequestState {
         !matches!(self, RequestState::Submitted | RequestState::Pending)
     }
 
+    /// Its name in storage and APIs (`pending`, `approved`, …), as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Submitted => "submitted",
+            RequestState::Pending => "pending",
+            RequestState::Approved => "approved",
+            RequestState::Rejected => "rejected",
+            RequestState::Revoked => "revoked",
+            RequestState::Expired => "expired",
+            RequestState::Failed => "failed",
+        }
+    }
+
     fn allows(self, to: RequestState) -> bool {
         use RequestState::*;
         matches!(
@@ -89,8 +102,9 @@ impl RequestState {
 pub enum Source {
     /// The requester's agent.
     Agent,
-    /// A DingTalk event.
-    DingTalkEvent {
+    /// An event from the external approval system (stored before 0.2 as `ding_talk_event`).
+    #[serde(alias = "ding_talk_event")]
+    External {
         /// The event's idempotency key.
         event: String,
     },
@@ -257,6 +271,16 @@ pub fn plan(request: &ApprovalRequest, to: RequestState, at_ms: i64) -> Result<P
 }
 
 impl ApprovalRequest {
+    /// The value of a system field (`requester`, `device`, `requested_at`, or one filed).
+    pub fn system_value(&self, field: &str) -> Option<String> {
+        match field {
+            "requester" => Some(self.requester.to_string()),
+            "device" => Some(self.device.to_string()),
+            "requested_at" => Some(self.created_at_ms.to_string()),
+            other => self.fields.get(other).cloned(),
+        }
+    }
+
     /// Moves to `to` and records it (call after [`plan`] said [`Plan::Apply`]).
     pub fn record(
         &mut self,
@@ -283,7 +307,7 @@ impl ApprovalRequest {
         // Only DingTalk events order later events: their times share DingTalk's clock, while
         // local moves (creation, console actions) would compare our clock with theirs.
         if to != self.state {
-            self.state_at_ms = if matches!(source, Source::DingTalkEvent { .. }) {
+            self.state_at_ms = if matches!(source, Source::External { .. }) {
                 at_ms
             } else {
                 0
@@ -463,7 +487,7 @@ mod tests {
             request_id: None,
         });
         let mut r = request(Pending, 0);
-        let event = Source::DingTalkEvent { event: "e".into() };
+        let event = Source::External { event: "e".into() };
         r.apply(Change::new(Approved, 30, "boss", event.clone()).grant(Some(grant.clone())));
         r.apply(Change::new(Approved, 40, "boss", Source::Console).note(Some("audit".into())));
         assert_eq!(
@@ -488,6 +512,26 @@ mod tests {
         );
         r.apply(Change::new(Revoked, 50, "admin", Source::Console).grant(None));
         assert_eq!((r.state, r.state_at_ms, r.grant.as_ref()), (Revoked, 0, None));
+    }
+
+    #[test]
+    fn state_names_are_what_serde_writes() {
+        for state in [Submitted, Pending, Approved, Rejected, Revoked, Expired, Failed] {
+            assert_eq!(
+                serde_json::to_value(state).unwrap(),
+                serde_json::Value::from(state.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn history_written_before_the_rename_still_reads() {
+        let old: Source = serde_json::from_str(r#"{"kind":"ding_talk_event","event":"ev-1"}"#).unwrap();
+        assert_eq!(old, Source::External { event: "ev-1".into() });
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"kind":"external","event":"ev-1"}"#
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Where requests live: the [`ApprovalStore`] trait, an in-memory store and (feature
 //! `sqlite`) a durable SQLite store. Updates use optimistic concurrency: each request has a
-//! version, and an update against a stale version fails with [`Error::Conflict`].
+//! version, and an update against a stale version fails with [`Error::Conflict`](crate::Error::Conflict); events are
+//! applied atomically where the request is ([`ApprovalStore::apply_event`]).
 
 mod memory;
 #[cfg(feature = "sqlite")]
@@ -8,9 +9,10 @@ mod sqlite;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::state::{ApprovalRequest, Change, RequestId, RequestState, RequestUpdate};
 use async_trait::async_trait;
 use sase_policy::ids::{UserId, WorkflowId};
@@ -85,58 +87,29 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
     /// A request by id.
     async fn get(&self, id: &RequestId) -> Result<Option<ApprovalRequest>>;
 
-    /// A request by its external (DingTalk) instance id.
+    /// A request by its external instance id (DingTalk's `processInstanceId`).
     async fn find_by_external(&self, external_id: &str) -> Result<Option<ApprovalRequest>>;
 
     /// Replaces a request if its stored version is still `request.version`; the stored copy
     /// gets `version + 1`.
     ///
     /// # Errors
-    /// [`Error::Conflict`] if someone updated it first.
+    /// [`Error::Conflict`](crate::Error::Conflict) if someone updated it first.
     async fn update(&self, request: &ApprovalRequest) -> Result<()>;
 
     /// Requests matching `filter`, oldest first.
     async fn list(&self, filter: &ListFilter) -> Result<Vec<ApprovalRequest>>;
 
-    /// Records a processed event key; `false` if it was already recorded (a duplicate).
-    async fn record_event(&self, key: &str, at_ms: i64) -> Result<bool>;
-
-    /// Replaces a request as [`update`](Self::update) does and records the event key that
-    /// caused it, both or neither: `Ok(false)`, writing nothing, if the key was already
-    /// recorded. So a crash between the two can neither lose the change for good (the key
-    /// recorded, the redelivery skipped) nor apply it twice.
-    ///
-    /// The default records the key, updates, and forgets the key if the update fails: atomic
-    /// against errors but not against a crash in between. A durable store should override it
-    /// with one transaction (one commit, too).
-    ///
-    /// # Errors
-    /// As [`update`](Self::update); the key is then not recorded.
-    async fn update_with_event(&self, request: &ApprovalRequest, key: &str, at_ms: i64) -> Result<bool> {
-        if !self.record_event(key, at_ms).await? {
-            return Ok(false);
-        }
-        match self.update(request).await {
-            Ok(()) => Ok(true),
-            Err(e) => {
-                self.forget_event(key).await?;
-                Err(e)
-            }
-        }
-    }
-
     /// Applies an event to the request linked to instance `external_id`: unless `key` is
     /// already recorded, `decide` sees the stored request and says what changes, and the change
     /// and the key are written together (the key alone when nothing changes), both or neither.
-    /// `decide` failing writes nothing. It may run more than once (again after a conflict, or
-    /// before a duplicate is detected); only a write with a new key counts. It may run under
-    /// the store's lock, so it must be short and do no I/O (the engine's decisions are pure;
+    /// `decide` failing writes nothing. It runs at most once, and not for a duplicate. It may
+    /// run under the store's lock, so it must be short and do no I/O (the engine's decisions are pure;
     /// the longest, an approval, signs a grant: ~30 µs).
     ///
-    /// The default reads a copy, applies the change to it and writes it with
-    /// [`update_with_event`](Self::update_with_event), deciding again on a
-    /// [`Conflict`](Error::Conflict). A store holding requests in memory should
-    /// override it to decide and apply in place under its lock, with no copy made.
+    /// Stores apply it atomically and without retrying: in place under a lock, or in one
+    /// write transaction. The engine's own read-modify-[`update`](Self::update) is the one
+    /// place that retries on a [`Conflict`](crate::Error::Conflict).
     ///
     /// # Errors
     /// What `decide` returns, and store errors; nothing is written then.
@@ -146,37 +119,7 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
         key: &str,
         at_ms: i64,
         decide: &mut DecideChange<'_>,
-    ) -> Result<EventWrite> {
-        for _ in 0..8 {
-            let Some(mut request) = self.find_by_external(external_id).await? else {
-                return Ok(EventWrite::Unknown);
-            };
-            let Some(change) = decide(&request)? else {
-                let recorded = self.record_event(key, at_ms).await?;
-                return Ok(if recorded {
-                    EventWrite::Unchanged
-                } else {
-                    EventWrite::Duplicate
-                });
-            };
-            request.apply(change);
-            match self.update_with_event(&request, key, at_ms).await {
-                Ok(true) => {
-                    request.version += 1;
-                    return Ok(EventWrite::Changed(RequestUpdate::of(&request)));
-                }
-                Ok(false) => return Ok(EventWrite::Duplicate),
-                Err(Error::Conflict { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::Store {
-            reason: format!("the request of instance `{external_id}` kept changing concurrently"),
-        })
-    }
-
-    /// Forgets an event key (its processing failed and it must be processed again).
-    async fn forget_event(&self, key: &str) -> Result<()>;
+    ) -> Result<EventWrite>;
 
     /// Forgets event keys recorded before `before_ms`, bounding the de-duplication record;
     /// returns how many. A redelivery older than that is applied again, which the state

@@ -4,11 +4,10 @@
 //! duplicate and out-of-order events; a lost event recovered by reconciliation; an outage and
 //! an ambiguous create during submit; a restart on a real SQLite file.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    reason = "a test fails loudly on the first unexpected value"
 )]
 
 use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
@@ -19,13 +18,15 @@ use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFaults, MockFormField, MockP
 use dingtalk_sdk::retry::RetryPolicy;
 use dingtalk_sdk::token::Credentials;
 use dingtalk_sdk::ProcessCode;
-use sase_approval::backend::DingTalkBackend;
+use sase_approval::backend::FailureKind;
+use sase_approval::clock::ManualClock;
 use sase_approval::definition::{
     new_callback_id, Delivery, DingTalkSettings, Mapping, Workflow, WorkflowKind,
 };
+use sase_approval::dingtalk::{event_handler, handle_event, validate_against_form, DingTalkBackend};
 use sase_approval::engine::{Engine, EventOutcome, SubmitRequest};
 use sase_approval::state::{RequestId, RequestState};
-use sase_approval::store::{ApprovalStore, MemoryStore, SqliteStore};
+use sase_approval::store::{ApprovalStore, EventWrite, MemoryStore, SqliteStore};
 use sase_approval::Error;
 use sase_policy::ids::{DeviceId, UserId, WorkflowId};
 use sase_policy::{Action, GrantSigner};
@@ -128,7 +129,7 @@ async fn env(store: Arc<dyn ApprovalStore>) -> Env {
     let route = callback_route(handler, move |event: Event| {
         let (engine, outcomes) = (Arc::clone(&e), Arc::clone(&o));
         async move {
-            let outcome = engine.handle_event(&event).await.map_err(|e| e.to_string())?;
+            let outcome = handle_event(&engine, &event).await.map_err(|e| e.to_string())?;
             outcomes.lock().unwrap().push(outcome);
             Ok::<(), String>(())
         }
@@ -229,7 +230,7 @@ async fn approved_in_dingtalk_issues_a_grant_the_agent_can_verify() {
     );
     assert!(matches!(
         last.source,
-        sase_approval::state::Source::DingTalkEvent { .. }
+        sase_approval::state::Source::External { .. }
     ));
     // Subscribers heard every state change.
     let mut seen = Vec::new();
@@ -328,7 +329,7 @@ async fn when_dingtalk_refuses_a_console_action_nothing_changes() {
         .unwrap();
     let err = e.engine.reject(&r.id, "admin", None).await.unwrap_err();
     assert!(
-        matches!(err, Error::Backend { .. } | Error::DingTalk(_)),
+        matches!(&err, Error::Backend(b) if b.kind() == FailureKind::Permanent && b.operation() == "reject"),
         "{err:?}"
     );
     assert_eq!(e.engine.get(&r.id).await.unwrap().state, RequestState::Pending);
@@ -375,11 +376,11 @@ async fn duplicate_and_out_of_order_events_end_in_the_in_order_state() {
     ))
     .unwrap();
     assert_eq!(
-        e.engine.handle_event(&late_start).await.unwrap(),
+        handle_event(&e.engine, &late_start).await.unwrap(),
         EventOutcome::Stale
     );
     assert_eq!(
-        e.engine.handle_event(&late_start).await.unwrap(),
+        handle_event(&e.engine, &late_start).await.unwrap(),
         EventOutcome::Duplicate
     );
     assert_eq!(e.engine.get(&r.id).await.unwrap().state, RequestState::Approved);
@@ -481,7 +482,7 @@ async fn a_restart_in_the_middle_of_a_pending_request_loses_nothing() {
     ))
     .unwrap();
     assert_eq!(
-        e.engine.handle_event(&finish).await.unwrap(),
+        handle_event(&e.engine, &finish).await.unwrap(),
         EventOutcome::Applied
     );
     drop(e);
@@ -489,8 +490,12 @@ async fn a_restart_in_the_middle_of_a_pending_request_loses_nothing() {
     let stored = store.get(&r.id).await.unwrap().unwrap();
     assert_eq!(stored.state, RequestState::Approved);
     assert!(stored.grant.is_some());
-    assert!(
-        !store.record_event("restart-1", 0).await.unwrap(),
+    assert_eq!(
+        store
+            .apply_event(&external, "restart-1", 0, &mut |_| Ok(None))
+            .await
+            .unwrap(),
+        EventWrite::Duplicate,
         "the processed event is remembered"
     );
 }
@@ -508,15 +513,13 @@ async fn mappings_are_checked_against_the_live_form() {
         .await
         .unwrap();
     let wf = workflow();
-    wf.validate_against_form("app_uninstall", &form).unwrap();
+    validate_against_form(&wf, "app_uninstall", &form).unwrap();
 
     let mut missing_label = workflow();
     missing_label.mappings[0]
         .fields
         .insert("app_version".into(), "版本号".into());
-    let err = missing_label
-        .validate_against_form("app_uninstall", &form)
-        .unwrap_err();
+    let err = validate_against_form(&missing_label, "app_uninstall", &form).unwrap_err();
     assert!(
         matches!(&err, Error::Definition { path, .. } if path.ends_with("fields.app_version")),
         "{err}"
@@ -524,9 +527,7 @@ async fn mappings_are_checked_against_the_live_form() {
 
     let mut uncovered = workflow();
     uncovered.mappings[0].fields.remove("reason");
-    let err = uncovered
-        .validate_against_form("app_uninstall", &form)
-        .unwrap_err();
+    let err = validate_against_form(&uncovered, "app_uninstall", &form).unwrap_err();
     assert!(
         err.to_string().contains("卸载原因"),
         "a required form field must be mapped: {err}"
@@ -555,13 +556,22 @@ async fn undecided_requests_expire_and_their_instance_is_revoked() {
         .build()
         .unwrap();
     let wf = workflow();
+    let clock = ManualClock::starting_now();
     let expiring = Engine::builder(Arc::new(MemoryStore::new()), GrantSigner::from_bytes(&[9; 32]))
         .workflow(wf.clone(), Arc::new(DingTalkBackend::new(client, wf).unwrap()))
-        .expire_after(Duration::ZERO)
+        .expire_after(Duration::from_secs(7 * 24 * 3600))
+        .clock(Arc::new(clock.clone()))
         .build()
         .unwrap();
     let r = expiring.submit(submit("mona")).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    clock.advance(Duration::from_secs(6 * 24 * 3600));
+    expiring.reconcile(Duration::ZERO).await.unwrap();
+    assert_eq!(
+        expiring.get(&r.id).await.unwrap().state,
+        RequestState::Pending,
+        "not due yet"
+    );
+    clock.advance(Duration::from_secs(24 * 3600 + 1));
     expiring.reconcile(Duration::ZERO).await.unwrap();
     assert_eq!(expiring.get(&r.id).await.unwrap().state, RequestState::Expired);
     assert_eq!(
@@ -593,19 +603,13 @@ async fn stream_delivery_feeds_the_engine_like_the_callback_route() {
             .build()
             .unwrap(),
     );
-    let feeder = Arc::clone(&engine);
     let stream = StreamClient::builder(APP, SECRET)
         .api_base(mock.base_url())
         .build();
+    let engine_for_stream = Arc::clone(&engine);
     let task = tokio::spawn(async move {
         stream
-            .run(
-                move |event: Event| {
-                    let engine = Arc::clone(&feeder);
-                    async move { engine.handle_event(&event).await.map(|_| ()) }
-                },
-                std::future::pending(),
-            )
+            .run(event_handler(&engine_for_stream), std::future::pending())
             .await
     });
     assert!(mock.gateway().wait_for(WAIT, |g| g.connection_count() == 1).await);

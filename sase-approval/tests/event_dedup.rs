@@ -3,25 +3,25 @@
 //! it once), and the record is bounded: reconciliation prunes event keys older than the
 //! engine's retention, and a redelivery after that is applied again harmlessly.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
+    reason = "a test fails loudly on the first unexpected value"
 )]
 
 use dingtalk_sdk::event::Event;
 use sase_approval::backend::BuiltinBackend;
+use sase_approval::clock::ManualClock;
 use sase_approval::definition::{new_callback_id, Workflow, WorkflowKind};
+use sase_approval::dingtalk::handle_event;
 use sase_approval::engine::{Engine, EventOutcome, SubmitRequest};
 use sase_approval::state::{ApprovalRequest, RequestState};
-use sase_approval::store::{ApprovalStore, MemoryStore, SqliteStore};
+use sase_approval::store::{ApprovalStore, EventWrite, MemoryStore, SqliteStore};
 use sase_policy::ids::{DeviceId, UserId, WorkflowId};
 use sase_policy::GrantSigner;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn engine(store: Arc<dyn ApprovalStore>, retention: Option<Duration>) -> Arc<Engine> {
+fn engine(store: Arc<dyn ApprovalStore>, retention: Option<Duration>, clock: &ManualClock) -> Arc<Engine> {
     let workflow = Workflow {
         id: WorkflowId::new("wf"),
         name: "console".into(),
@@ -30,7 +30,8 @@ fn engine(store: Arc<dyn ApprovalStore>, retention: Option<Duration>) -> Arc<Eng
         callback_id: new_callback_id(),
     };
     let mut builder = Engine::builder(store, GrantSigner::from_bytes(&[7; 32]))
-        .workflow(workflow, Arc::new(BuiltinBackend));
+        .workflow(workflow, Arc::new(BuiltinBackend))
+        .clock(Arc::new(clock.clone()));
     if let Some(retention) = retention {
         builder = builder.event_retention(retention);
     }
@@ -58,21 +59,31 @@ fn task_event(id: &str, external: &str) -> Event {
 }
 
 async fn dedup(store: Arc<dyn ApprovalStore>) {
-    let engine = engine(Arc::clone(&store), None);
+    let engine = engine(Arc::clone(&store), None, &ManualClock::starting_now());
     let r = submit(&engine).await;
     let external = r.external_id.clone().unwrap();
 
     // Not ours (yet): ignored, and its key is not remembered.
     let early = task_event("ev-early", "pi-unknown");
-    assert_eq!(engine.handle_event(&early).await.unwrap(), EventOutcome::Ignored);
-    assert!(store.record_event(&early.idempotency_key(), 1).await.unwrap());
+    assert_eq!(
+        handle_event(&engine, &early).await.unwrap(),
+        EventOutcome::Ignored
+    );
+    assert_eq!(
+        store
+            .apply_event(&external, &early.idempotency_key(), 1, &mut |_| Ok(None))
+            .await
+            .unwrap(),
+        EventWrite::Unchanged,
+        "the key was not recorded"
+    );
 
     // One event delivered eight times at once: applied once, the rest are duplicates.
     let event = task_event("ev-task", &external);
     let deliveries: Vec<_> = (0..8)
         .map(|_| {
             let (engine, event) = (Arc::clone(&engine), event.clone());
-            tokio::spawn(async move { engine.handle_event(&event).await.unwrap() })
+            tokio::spawn(async move { handle_event(&engine, &event).await.unwrap() })
         })
         .collect();
     let mut outcomes = Vec::new();
@@ -99,7 +110,8 @@ async fn dedup(store: Arc<dyn ApprovalStore>) {
 }
 
 async fn pruning(store: Arc<dyn ApprovalStore>) {
-    let keep = engine(Arc::clone(&store), None);
+    let clock = ManualClock::starting_now();
+    let keep = engine(Arc::clone(&store), None, &clock);
     let r = submit(&keep).await;
     let external = r.external_id.clone().unwrap();
     let approve = Event::from_json(&format!(
@@ -107,21 +119,29 @@ async fn pruning(store: Arc<dyn ApprovalStore>) {
         r.created_at_ms + 1
     ))
     .unwrap();
-    assert_eq!(keep.handle_event(&approve).await.unwrap(), EventOutcome::Applied);
+    assert_eq!(
+        handle_event(&keep, &approve).await.unwrap(),
+        EventOutcome::Applied
+    );
 
     // Within the default retention the key is kept: a redelivery is a duplicate.
     assert_eq!(keep.reconcile(Duration::ZERO).await.unwrap().pruned_events, 0);
     assert_eq!(
-        keep.handle_event(&approve).await.unwrap(),
+        handle_event(&keep, &approve).await.unwrap(),
         EventOutcome::Duplicate
     );
 
-    // Past a (zero) retention it is pruned; the redelivery is then seen again and changes nothing.
-    let prune = engine(Arc::clone(&store), Some(Duration::ZERO));
-    tokio::time::sleep(Duration::from_millis(2)).await;
+    // Past the retention it is pruned; the redelivery is then seen again and changes nothing.
+    let prune = engine(Arc::clone(&store), Some(Duration::from_secs(60)), &clock);
+    assert_eq!(
+        prune.reconcile(Duration::ZERO).await.unwrap().pruned_events,
+        0,
+        "not old enough yet"
+    );
+    clock.advance(Duration::from_secs(61));
     assert_eq!(prune.reconcile(Duration::ZERO).await.unwrap().pruned_events, 1);
     assert_eq!(
-        prune.handle_event(&approve).await.unwrap(),
+        handle_event(&prune, &approve).await.unwrap(),
         EventOutcome::Recorded
     );
     let after = prune.get(&r.id).await.unwrap();

@@ -1,11 +1,11 @@
 //! One conformance suite run against the in-memory and the SQLite store (a real file,
 //! reopened to prove nothing is lost).
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "a test fails loudly on the first unexpected value"
 )]
 
 use sase_approval::state::{ApprovalRequest, Change, RequestId, RequestState, Source};
@@ -13,7 +13,6 @@ use sase_approval::store::{ApprovalStore, EventWrite, ListFilter, MemoryStore, S
 use sase_approval::Error;
 use sase_policy::ids::{DeviceId, UserId, WorkflowId};
 use sase_policy::Action;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 fn request(id: &str, user: &str, created: i64) -> ApprovalRequest {
@@ -36,6 +35,20 @@ fn request(id: &str, user: &str, created: i64) -> ApprovalRequest {
     };
     r.record(RequestState::Submitted, created, user, Source::Agent, None);
     r
+}
+
+/// Whether `key` was not recorded yet; records it, as an event that changes nothing about
+/// instance `pi-1`.
+async fn is_new(store: &dyn ApprovalStore, key: &str, at_ms: i64) -> bool {
+    match store
+        .apply_event("pi-1", key, at_ms, &mut |_| Ok(None))
+        .await
+        .unwrap()
+    {
+        EventWrite::Unchanged => true,
+        EventWrite::Duplicate => false,
+        other => panic!("{other:?}"),
+    }
 }
 
 async fn conformance(store: Arc<dyn ApprovalStore>) {
@@ -96,43 +109,17 @@ async fn conformance(store: Arc<dyn ApprovalStore>) {
     page.limit = 1;
     assert_eq!(store.list(&page).await.unwrap()[0].id.0, "r2");
 
-    assert!(store.record_event("ev-1", 1).await.unwrap());
-    assert!(
-        !store.record_event("ev-1", 2).await.unwrap(),
-        "duplicates are detected"
-    );
-    store.forget_event("ev-1").await.unwrap();
-    assert!(store.record_event("ev-1", 3).await.unwrap());
+    assert!(is_new(&*store, "ev-1", 1).await);
+    assert!(!is_new(&*store, "ev-1", 2).await, "duplicates are detected");
     // Retention: keys recorded before the cut are forgotten, later ones kept.
-    assert!(store.record_event("ev-late", 1_000).await.unwrap());
+    assert!(is_new(&*store, "ev-late", 1_000).await);
     assert_eq!(store.prune_events(500).await.unwrap(), 1);
-    assert!(store.record_event("ev-1", 4).await.unwrap(), "pruned: new again");
-    assert!(!store.record_event("ev-late", 1_001).await.unwrap(), "kept");
-
-    // An update and the event key that caused it: both or neither.
-    let mut r3 = store.get(&RequestId("r3".into())).await.unwrap().unwrap();
-    r3.record(RequestState::Pending, 310, "system", Source::System, None);
-    let stale = r3.clone();
-    assert!(store.update_with_event(&r3, "ev-r3", 5).await.unwrap());
-    assert!(
-        !store.record_event("ev-r3", 6).await.unwrap(),
-        "the key was recorded"
-    );
-    let stored = store.get(&r3.id).await.unwrap().unwrap();
-    assert_eq!((stored.version, stored.state), (1, RequestState::Pending));
-    // The same key again: nothing is written.
-    let mut again = stored.clone();
-    again.record(RequestState::Revoked, 320, "system", Source::System, None);
-    assert!(!store.update_with_event(&again, "ev-r3", 7).await.unwrap());
-    assert_eq!(store.get(&r3.id).await.unwrap().unwrap().version, 1);
-    // A lost race: neither the change nor the key.
-    assert!(matches!(
-        store.update_with_event(&stale, "ev-r3-late", 8).await,
-        Err(Error::Conflict { .. })
-    ));
-    assert!(
-        store.record_event("ev-r3-late", 9).await.unwrap(),
-        "the key was not recorded"
+    assert!(is_new(&*store, "ev-1", 4).await, "pruned: new again");
+    assert!(!is_new(&*store, "ev-late", 1_001).await, "kept");
+    assert_eq!(
+        store.get(&RequestId("r1".into())).await.unwrap().unwrap().version,
+        1,
+        "events that change nothing leave the request alone"
     );
 
     // An event applied where the request is: decided from the stored copy, written with its key.
@@ -179,10 +166,7 @@ async fn conformance(store: Arc<dyn ApprovalStore>) {
             .unwrap(),
         EventWrite::Unchanged
     );
-    assert!(
-        !store.record_event("ev-r4-noop", 14).await.unwrap(),
-        "the key was recorded"
-    );
+    assert!(!is_new(&*store, "ev-r4-noop", 14).await, "the key was recorded");
     // Deciding fails, or the instance is not ours: nothing written, the key not recorded.
     let refused = store
         .apply_event("pi-4", "ev-r4-bad", 15, &mut |_| {
@@ -197,8 +181,8 @@ async fn conformance(store: Arc<dyn ApprovalStore>) {
             .unwrap(),
         EventWrite::Unknown
     );
-    assert!(store.record_event("ev-r4-bad", 17).await.unwrap());
-    assert!(store.record_event("ev-none", 18).await.unwrap());
+    assert!(is_new(&*store, "ev-r4-bad", 17).await, "not recorded");
+    assert!(is_new(&*store, "ev-none", 18).await, "not recorded");
     assert_eq!(store.get(&r4_id).await.unwrap().unwrap().version, 1);
 
     // Two concurrent updates of one request: exactly one wins, the other sees a conflict.
@@ -243,98 +227,27 @@ async fn sqlite_store_conforms_and_keeps_everything_across_a_restart() {
     assert_eq!(r1.fields["reason"], "重装系统");
     assert_eq!(reopened.list(&ListFilter::default()).await.unwrap().len(), 4);
     assert!(
-        !reopened.record_event("ev-1", 4).await.unwrap(),
+        !is_new(&reopened, "ev-1", 4).await,
         "event de-duplication survives a restart"
     );
 }
 
-/// The trait's default `apply_event` over a memory store, with a writer that gets in between
-/// the first read and its write.
-#[derive(Debug, Default)]
-struct Racing {
-    inner: MemoryStore,
-    raced: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl ApprovalStore for Racing {
-    async fn insert(&self, request: &ApprovalRequest) -> sase_approval::Result<()> {
-        self.inner.insert(request).await
-    }
-    async fn get(&self, id: &RequestId) -> sase_approval::Result<Option<ApprovalRequest>> {
-        self.inner.get(id).await
-    }
-    async fn find_by_external(&self, external_id: &str) -> sase_approval::Result<Option<ApprovalRequest>> {
-        let read = self.inner.find_by_external(external_id).await?;
-        if let Some(mut other) = read.clone().filter(|_| !self.raced.swap(true, Ordering::SeqCst)) {
-            other.record(
-                RequestState::Pending,
-                5,
-                "system",
-                Source::System,
-                Some("racer".into()),
-            );
-            self.inner.update(&other).await?;
-        }
-        Ok(read)
-    }
-    async fn update(&self, request: &ApprovalRequest) -> sase_approval::Result<()> {
-        self.inner.update(request).await
-    }
-    async fn list(&self, filter: &ListFilter) -> sase_approval::Result<Vec<ApprovalRequest>> {
-        self.inner.list(filter).await
-    }
-    async fn record_event(&self, key: &str, at_ms: i64) -> sase_approval::Result<bool> {
-        self.inner.record_event(key, at_ms).await
-    }
-    async fn forget_event(&self, key: &str) -> sase_approval::Result<()> {
-        self.inner.forget_event(key).await
-    }
-    async fn prune_events(&self, before_ms: i64) -> sase_approval::Result<u64> {
-        self.inner.prune_events(before_ms).await
-    }
-}
-
 #[tokio::test]
-async fn the_default_apply_event_decides_again_after_losing_a_race() {
-    let store = Racing::default();
-    let mut r = request("r1", "alice", 1);
-    r.external_id = Some("pi-1".into());
-    store.insert(&r).await.unwrap();
-    let mut versions = Vec::new();
-    let mut decide = |r: &ApprovalRequest| {
-        versions.push(r.version);
-        Ok(Some(Change::new(
-            RequestState::Approved,
-            9,
-            "boss",
-            Source::System,
-        )))
-    };
-    let write = store.apply_event("pi-1", "ev-1", 10, &mut decide).await.unwrap();
-    assert_eq!(
-        versions,
-        [0, 1],
-        "the stale decision was not written; the second saw the racer"
-    );
-    match write {
-        EventWrite::Changed(update) => {
-            assert_eq!((update.state, update.version), (RequestState::Approved, 2))
-        }
-        other => panic!("{other:?}"),
-    }
-    let stored = store.get(&RequestId("r1".into())).await.unwrap().unwrap();
-    let notes: Vec<_> = stored.history.iter().map(|t| (t.to, t.note.as_deref())).collect();
-    assert_eq!(
-        notes,
-        [
-            (RequestState::Submitted, None),
-            (RequestState::Pending, Some("racer")),
-            (RequestState::Approved, None)
-        ]
-    );
+async fn a_stored_request_with_an_impossible_version_is_an_error_not_version_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.sqlite");
+    let store = SqliteStore::open(&path).await.unwrap();
+    store.insert(&request("r1", "alice", 100)).await.unwrap();
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE requests SET version = -1")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let read = store.get(&RequestId("r1".into())).await;
     assert!(
-        !store.record_event("ev-1", 11).await.unwrap(),
-        "the key went in with the change"
+        matches!(&read, Err(Error::Store { reason }) if reason.contains("negative version")),
+        "{read:?}"
     );
 }

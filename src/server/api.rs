@@ -95,9 +95,7 @@ fn engine_error(e: &EngineError) -> Response {
         EngineError::NotFound { .. } => error(StatusCode::NOT_FOUND, "not_found", e),
         EngineError::IllegalTransition { .. } => error(StatusCode::CONFLICT, "illegal_transition", e),
         EngineError::InvalidRequest { .. } => error(StatusCode::BAD_REQUEST, "invalid_request", e),
-        EngineError::DingTalk(_) | EngineError::Backend { .. } => {
-            error(StatusCode::BAD_GATEWAY, "dingtalk_error", e)
-        }
+        EngineError::Backend(_) => error(StatusCode::BAD_GATEWAY, "dingtalk_error", e),
         _ => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
     }
 }
@@ -165,7 +163,7 @@ pub fn router(state: AppState) -> Result<Router, crate::dingtalk::Error> {
         let crypto = EventCrypto::new(&s.token, &s.aes_key, &s.receiver_id)?;
         let callback = callback_route(
             CallbackHandler::builder(crypto).build(),
-            state.engine.event_handler(),
+            crate::approval::dingtalk::event_handler(&state.engine),
         );
         router = router.route(&workflow.callback_path(), callback);
     }

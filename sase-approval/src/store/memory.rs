@@ -159,17 +159,6 @@ impl ApprovalStore for MemoryStore {
         Ok(all.into_iter().skip(filter.offset).take(limit).cloned().collect())
     }
 
-    async fn record_event(&self, key: &str, at_ms: i64) -> Result<bool> {
-        // Duplicates are rare: one lookup that allocates beats two that do not.
-        match self.events(key).entry(key.to_owned()) {
-            Entry::Occupied(_) => Ok(false),
-            Entry::Vacant(new) => {
-                new.insert(at_ms);
-                Ok(true)
-            }
-        }
-    }
-
     // In place under the lock: no copy of the request out and back, no conflict to retry.
     async fn apply_event(
         &self,
@@ -203,11 +192,6 @@ impl ApprovalStore for MemoryStore {
         };
         slot.insert(at_ms);
         Ok(write)
-    }
-
-    async fn forget_event(&self, key: &str) -> Result<()> {
-        self.events(key).remove(key);
-        Ok(())
     }
 
     async fn prune_events(&self, before_ms: i64) -> Result<u64> {

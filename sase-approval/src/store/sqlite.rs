@@ -2,9 +2,9 @@
 //! and filters, and the whole request as JSON. Runtime queries only, so a PostgreSQL store
 //! can follow the same code.
 
-use super::{ApprovalStore, ListFilter};
+use super::{ApprovalStore, DecideChange, EventWrite, ListFilter};
 use crate::error::{Error, Result};
-use crate::state::{ApprovalRequest, RequestId};
+use crate::state::{ApprovalRequest, RequestId, RequestUpdate};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -130,7 +130,12 @@ impl SqliteStore {
         let body: String = row.try_get("body").map_err(store_err)?;
         let version: i64 = row.try_get("version").map_err(store_err)?;
         let mut request: ApprovalRequest = serde_json::from_str(&body).map_err(store_err)?;
-        request.version = u64::try_from(version).unwrap_or_default();
+        request.version = u64::try_from(version).map_err(|_| {
+            store_err(format!(
+                "request `{}` has a negative version {version}",
+                request.id
+            ))
+        })?;
         Ok(request)
     }
 
@@ -159,7 +164,7 @@ async fn write_request<'e>(
          WHERE id = ? AND version = ?",
     )
     .bind(request.external_id.as_deref())
-    .bind(state_name(request)?)
+    .bind(request.state.as_str())
     .bind(body)
     .bind(request.id.as_str())
     .bind(expected)
@@ -184,12 +189,6 @@ async fn insert_event<'e>(
     Ok(done.rows_affected() == 1)
 }
 
-fn state_name(request: &ApprovalRequest) -> Result<String> {
-    serde_json::to_value(request.state)
-        .map_err(store_err)
-        .map(|v| v.as_str().unwrap_or_default().to_owned())
-}
-
 #[async_trait]
 impl ApprovalStore for SqliteStore {
     async fn insert(&self, request: &ApprovalRequest) -> Result<()> {
@@ -200,7 +199,7 @@ impl ApprovalStore for SqliteStore {
         )
         .bind(request.id.as_str())
         .bind(request.external_id.as_deref())
-        .bind(state_name(request)?)
+        .bind(request.state.as_str())
         .bind(request.workflow.as_str())
         .bind(request.requester.as_str())
         .bind(request.created_at_ms)
@@ -232,17 +231,45 @@ impl ApprovalStore for SqliteStore {
         }
     }
 
-    async fn update_with_event(&self, request: &ApprovalRequest, key: &str, at_ms: i64) -> Result<bool> {
+    // One write transaction on the single writer connection: nothing else writes between
+    // the read and the write, so there is no conflict to retry, and the key commits with the
+    // change. The key goes in first: a duplicate ends there.
+    async fn apply_event(
+        &self,
+        external_id: &str,
+        key: &str,
+        at_ms: i64,
+        decide: &mut DecideChange<'_>,
+    ) -> Result<EventWrite> {
         let mut tx = self.writer.begin().await.map_err(store_err)?;
         if !insert_event(&mut *tx, key, at_ms).await? {
-            return Ok(false); // dropping `tx` rolls back
+            return Ok(EventWrite::Duplicate); // dropping `tx` rolls back
         }
-        if !write_request(&mut *tx, request).await? {
-            drop(tx);
-            return Err(self.not_written(request).await);
-        }
+        let row = sqlx::query("SELECT body, version FROM requests WHERE external_id = ?")
+            .bind(external_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_err)?;
+        let Some(row) = row else {
+            return Ok(EventWrite::Unknown); // the key is not kept
+        };
+        let mut request = Self::decode(&row)?;
+        let write = match decide(&request)? {
+            None => EventWrite::Unchanged,
+            Some(change) => {
+                request.apply(change);
+                if !write_request(&mut *tx, &request).await? {
+                    return Err(store_err(format!(
+                        "request `{}` changed inside a write transaction",
+                        request.id
+                    )));
+                }
+                request.version += 1;
+                EventWrite::Changed(RequestUpdate::of(&request))
+            }
+        };
         tx.commit().await.map_err(store_err)?;
-        Ok(true)
+        Ok(write)
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<ApprovalRequest>> {
@@ -252,8 +279,7 @@ impl ApprovalStore for SqliteStore {
             q.push(" AND state IN (");
             let mut sep = q.separated(", ");
             for state in &filter.states {
-                let name = serde_json::to_value(state).map_err(store_err)?;
-                sep.push_bind(name.as_str().unwrap_or_default().to_owned());
+                sep.push_bind(state.as_str());
             }
             q.push(")");
         }
@@ -279,19 +305,6 @@ impl ApprovalStore for SqliteStore {
             .push_bind(i64::try_from(filter.offset).unwrap_or(0));
         let rows = q.build().fetch_all(&self.readers).await.map_err(store_err)?;
         rows.iter().map(Self::decode).collect()
-    }
-
-    async fn record_event(&self, key: &str, at_ms: i64) -> Result<bool> {
-        insert_event(&self.writer, key, at_ms).await
-    }
-
-    async fn forget_event(&self, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM events WHERE key = ?")
-            .bind(key)
-            .execute(&self.writer)
-            .await
-            .map_err(store_err)?;
-        Ok(())
     }
 
     async fn prune_events(&self, before_ms: i64) -> Result<u64> {

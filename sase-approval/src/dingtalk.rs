@@ -1,0 +1,361 @@
+//! The DingTalk adapter (feature `dingtalk`): the [`DingTalkBackend`] that creates and
+//! decides instances through the OA approval API, the translation of DingTalk events into
+//! [`ExternalEvent`]s, the event handler the SDK's HTTP-push route and Stream client call,
+//! and the check of a mapping against the live form. The engine knows none of this.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # fn demo(engine: Arc<sase_approval::engine::Engine>, crypto: dingtalk_sdk::crypto::EventCrypto) {
+//! use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
+//! let route = callback_route(CallbackHandler::builder(crypto).build(), sase_approval::dingtalk::event_handler(&engine));
+//! # }
+//! ```
+
+use crate::backend::{ApprovalBackend, BackendError, BackendResult, ExternalStatus, FailureKind};
+use crate::definition::{DingTalkSettings, Mapping, Workflow};
+use crate::engine::{Engine, EventOutcome};
+use crate::error::{Error, Result};
+use crate::event::{ExternalChange, ExternalEvent};
+use crate::state::ApprovalRequest;
+use async_trait::async_trait;
+use dingtalk_sdk::client::DingTalkClient;
+use dingtalk_sdk::event::{Event, InstanceChangeType, InstanceResult};
+use dingtalk_sdk::workflow::{
+    ExecuteTaskRequest, FormComponentValue, FormSchema, InstanceStatus, ListProcessInstanceIdsRequest,
+    StartProcessInstanceRequest, TaskAction, TaskStatus, TerminateProcessInstanceRequest,
+};
+use dingtalk_sdk::{ProcessInstanceId, UserId};
+use futures_util::TryStreamExt as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// The engine's view of a DingTalk failure: an unknown outcome stays ambiguous, what the SDK
+/// would retry is transient, the rest permanent. The SDK error is kept as the source.
+fn failure(operation: &'static str, e: dingtalk_sdk::Error) -> BackendError {
+    let kind = if matches!(e, dingtalk_sdk::Error::OutcomeUnknown { .. }) {
+        FailureKind::Ambiguous
+    } else if e.is_retryable() {
+        FailureKind::Transient
+    } else {
+        FailureKind::Permanent
+    };
+    BackendError::new(kind, operation, e)
+}
+
+/// Approval in DingTalk: instances created from the template → form mapping.
+#[derive(Debug, Clone)]
+pub struct DingTalkBackend {
+    client: DingTalkClient,
+    workflow: Workflow,
+    settings: DingTalkSettings,
+}
+
+impl DingTalkBackend {
+    /// A backend for a DingTalk workflow, calling DingTalk through `client`.
+    ///
+    /// # Errors
+    /// [`Error::Definition`] if the workflow is not a DingTalk one.
+    pub fn new(client: DingTalkClient, workflow: Workflow) -> Result<Self> {
+        let settings = workflow.dingtalk().cloned().ok_or_else(|| Error::Definition {
+            path: format!("workflows.{}.kind", workflow.id),
+            reason: "not a DingTalk workflow".to_owned(),
+        })?;
+        Ok(Self {
+            client,
+            workflow,
+            settings,
+        })
+    }
+
+    fn mapping(&self, operation: &'static str, request: &ApprovalRequest) -> BackendResult<&Mapping> {
+        self.workflow.mapping(&request.template).ok_or_else(|| {
+            let missing = Error::Definition {
+                path: format!("workflows.{}.mappings", self.workflow.id),
+                reason: format!("no mapping for template `{}`", request.template),
+            };
+            BackendError::new(FailureKind::Permanent, operation, missing)
+        })
+    }
+
+    /// The form values for `request`: each mapped system field under its form label.
+    fn form(mapping: &Mapping, request: &ApprovalRequest) -> Vec<FormComponentValue> {
+        mapping
+            .fields
+            .iter()
+            .filter_map(|(field, label)| {
+                request
+                    .system_value(field)
+                    .map(|value| FormComponentValue::new(label, value))
+            })
+            .collect()
+    }
+
+    async fn decide(
+        &self,
+        operation: &'static str,
+        external_id: &str,
+        admin: &str,
+        remark: Option<&str>,
+        action: TaskAction,
+    ) -> BackendResult<()> {
+        let id = ProcessInstanceId::new(external_id);
+        let instance = self
+            .client
+            .workflow()
+            .get_instance(&id)
+            .await
+            .map_err(|e| failure(operation, e))?;
+        let task = instance
+            .tasks
+            .iter()
+            .find(|t| t.status == TaskStatus::Running && t.user_id.is_some())
+            .ok_or_else(|| {
+                BackendError::new(
+                    FailureKind::Permanent,
+                    operation,
+                    format!("instance {external_id} has no running task"),
+                )
+            })?;
+        let actioner = task.user_id.clone().unwrap_or_else(|| UserId::new(admin));
+        let request =
+            ExecuteTaskRequest::new(id, task.task_id, actioner, action).remark(console_remark(admin, remark));
+        self.client
+            .workflow()
+            .execute_task(&request)
+            .await
+            .map_err(|e| failure(operation, e))?;
+        Ok(())
+    }
+}
+
+/// A console action's remark as DingTalk shows it: the admin's words and who acted.
+fn console_remark(admin: &str, remark: Option<&str>) -> String {
+    format!("{} (console: {admin})", remark.unwrap_or_default())
+        .trim()
+        .to_owned()
+}
+
+#[async_trait]
+impl ApprovalBackend for DingTalkBackend {
+    async fn create(&self, request: &ApprovalRequest) -> BackendResult<String> {
+        const OPERATION: &str = "create";
+        let mapping = self.mapping(OPERATION, request)?;
+        let start = StartProcessInstanceRequest::new(
+            mapping.process_code.clone(),
+            UserId::new(request.requester.as_str()),
+            Self::form(mapping, request),
+        )
+        .dept_id(self.settings.dept_id);
+        let id = self
+            .client
+            .workflow()
+            .start_instance(&start)
+            .await
+            .map_err(|e| failure(OPERATION, e))?;
+        Ok(id.into_string())
+    }
+
+    async fn find_existing(&self, request: &ApprovalRequest) -> BackendResult<Vec<String>> {
+        const OPERATION: &str = "find_existing";
+        let mapping = self.mapping(OPERATION, request)?;
+        let expected = Self::form(mapping, request);
+        let list =
+            ListProcessInstanceIdsRequest::new(mapping.process_code.clone(), request.created_at_ms - 60_000)
+                .user_ids(vec![UserId::new(request.requester.as_str())]);
+        let ids: Vec<ProcessInstanceId> = self
+            .client
+            .workflow()
+            .list_instance_ids(list)
+            .try_collect()
+            .await
+            .map_err(|e| failure(OPERATION, e))?;
+        let mut found = Vec::new();
+        for id in ids {
+            let instance = self
+                .client
+                .workflow()
+                .get_instance(&id)
+                .await
+                .map_err(|e| failure(OPERATION, e))?;
+            let same = expected.iter().all(|want| {
+                instance
+                    .form_component_values
+                    .iter()
+                    .any(|got| got.name == want.name && got.value == want.value)
+            });
+            if same {
+                found.push(id.into_string());
+            }
+        }
+        Ok(found)
+    }
+
+    async fn status(&self, external_id: &str) -> BackendResult<ExternalStatus> {
+        let instance = self
+            .client
+            .workflow()
+            .get_instance(&ProcessInstanceId::new(external_id))
+            .await
+            .map_err(|e| failure("status", e))?;
+        Ok(match (instance.status, instance.result) {
+            (InstanceStatus::Completed, Some(InstanceResult::Agree)) => ExternalStatus::Approved,
+            (InstanceStatus::Completed, _) => ExternalStatus::Rejected,
+            (InstanceStatus::Terminated | InstanceStatus::Canceled, _) => ExternalStatus::Revoked,
+            _ => ExternalStatus::Running,
+        })
+    }
+
+    async fn approve(&self, external_id: &str, admin: &str, remark: Option<&str>) -> BackendResult<()> {
+        self.decide("approve", external_id, admin, remark, TaskAction::Agree)
+            .await
+    }
+
+    async fn reject(&self, external_id: &str, admin: &str, remark: Option<&str>) -> BackendResult<()> {
+        self.decide("reject", external_id, admin, remark, TaskAction::Refuse)
+            .await
+    }
+
+    async fn revoke(&self, external_id: &str, admin: &str, remark: Option<&str>) -> BackendResult<()> {
+        let terminate = TerminateProcessInstanceRequest::new(ProcessInstanceId::new(external_id))
+            .system(true)
+            .remark(console_remark(admin, remark));
+        self.client
+            .workflow()
+            .terminate(&terminate)
+            .await
+            .map_err(|e| failure("revoke", e))?;
+        Ok(())
+    }
+}
+
+/// What a DingTalk event means to the engine; `None` for events about no approval instance
+/// (`check_url`, unknown types) or changes that decide nothing (an instance event of another
+/// type).
+pub fn external_event(event: &Event) -> Option<ExternalEvent> {
+    match event {
+        Event::InstanceChange(c) => {
+            let status = match (&c.change, &c.result) {
+                (Some(InstanceChangeType::Start), _) => ExternalStatus::Running,
+                (Some(InstanceChangeType::Finish), Some(InstanceResult::Agree)) => ExternalStatus::Approved,
+                (Some(InstanceChangeType::Finish), Some(InstanceResult::Refuse)) => ExternalStatus::Rejected,
+                (Some(InstanceChangeType::Terminate | InstanceChangeType::Delete), _) => {
+                    ExternalStatus::Revoked
+                }
+                _ => return None,
+            };
+            // An instance event's staffId is the originator, not the decider; the approver is
+            // recorded from the task events.
+            let at = c.finish_time.or(c.meta.event_time).or(c.create_time);
+            Some(
+                ExternalEvent::new(
+                    c.process_instance_id.as_ref()?.as_str(),
+                    event.idempotency_key(),
+                    "dingtalk",
+                    ExternalChange::Status(status),
+                )
+                .at_ms(at),
+            )
+        }
+        Event::TaskChange(t) => {
+            let note = format!(
+                "task {} {} {}{}",
+                t.task_id.unwrap_or_default(),
+                t.change.as_ref().map_or("", |c| c.as_str()),
+                t.result.as_ref().map_or("", |r| r.as_str()),
+                t.remark.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+            );
+            let actor = t
+                .staff_id
+                .as_ref()
+                .map_or("dingtalk".to_owned(), ToString::to_string);
+            let at = t.finish_time.or(t.meta.event_time).or(t.create_time);
+            Some(
+                ExternalEvent::new(
+                    t.process_instance_id.as_ref()?.as_str(),
+                    event.idempotency_key(),
+                    actor,
+                    ExternalChange::Note(note),
+                )
+                .at_ms(at),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// Handles a DingTalk event (HTTP push or Stream), exactly once per event: de-duplicated by
+/// its id (or instance + type + result), ordered by its time.
+///
+/// # Errors
+/// Store errors; the event is then not recorded, so a redelivery is processed again.
+pub async fn handle_event(engine: &Engine, event: &Event) -> Result<EventOutcome> {
+    match external_event(event) {
+        Some(external) => engine.handle_external(&external).await,
+        None => Ok(EventOutcome::Ignored),
+    }
+}
+
+/// An event handler feeding [`handle_event`], for the SDK's HTTP-push route
+/// (`dingtalk_sdk::callback::axum::callback_route`) or its Stream client: an `Err` makes
+/// DingTalk deliver the event again.
+pub fn event_handler(
+    engine: &Arc<Engine>,
+) -> impl Fn(Event) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Clone + Send + Sync + 'static {
+    let engine = Arc::clone(engine);
+    move |event| {
+        let engine = Arc::clone(&engine);
+        Box::pin(async move { handle_event(&engine, &event).await.map(|_| ()) })
+    }
+}
+
+/// Checks `workflow`'s mapping of `template` against the live form: every mapped label exists
+/// with a compatible (text-like) component, and every required form field is covered.
+///
+/// # Errors
+/// [`Error::Definition`] naming the field.
+pub fn validate_against_form(workflow: &Workflow, template: &str, form: &FormSchema) -> Result<()> {
+    const TEXT_LIKE: [&str; 5] = [
+        "TextField",
+        "TextareaField",
+        "DDSelectField",
+        "NumberField",
+        "TextNote",
+    ];
+    let Some(mapping) = workflow.mapping(template) else {
+        return Err(Error::Definition {
+            path: format!("workflows.{}.mappings", workflow.id),
+            reason: format!("no mapping for template `{template}`"),
+        });
+    };
+    for (field, label) in &mapping.fields {
+        let path = format!("workflows.{}.mappings.{template}.fields.{field}", workflow.id);
+        match form.field(label) {
+            None => {
+                return Err(Error::Definition {
+                    path,
+                    reason: format!("the form has no field labelled `{label}`"),
+                })
+            }
+            Some(item) if !TEXT_LIKE.contains(&item.component_name.as_str()) => {
+                return Err(Error::Definition {
+                    path,
+                    reason: format!(
+                        "form field `{label}` is a {}, which cannot hold a text value",
+                        item.component_name
+                    ),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    for item in form.schema_content.items.iter().filter(|i| i.props.required) {
+        if !mapping.fields.values().any(|label| *label == item.props.label) {
+            return Err(Error::Definition {
+                path: format!("workflows.{}.mappings.{template}.fields", workflow.id),
+                reason: format!("required form field `{}` is not mapped", item.props.label),
+            });
+        }
+    }
+    Ok(())
+}
