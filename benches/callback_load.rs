@@ -35,12 +35,12 @@
 //! --bench callback_load` (a summary line per endpoint, generator and topology;
 //! `CALLBACK_LOAD_TOPOLOGY=pinned` or `shared` measures one).
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing,
-    missing_docs
+    reason = "a benchmark's set-up fails loudly on the first unexpected value"
 )]
 
 mod support;

@@ -7,12 +7,10 @@
 //!
 //! Run: `cargo bench --bench callback_route`
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
+    missing_docs,
+    reason = "a benchmark's set-up fails loudly on the first unexpected value"
 )]
 
 mod support;

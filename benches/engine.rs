@@ -5,12 +5,10 @@
 //!
 //! Run: `cargo bench --bench engine`
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
+    missing_docs,
+    reason = "a benchmark's set-up fails loudly on the first unexpected value"
 )]
 
 mod support;
@@ -41,7 +39,7 @@ fn measure(
                 let r = rt.block_on(support::submit(engine, n));
                 Event::from_json(&event(n, r.external_id.as_deref().unwrap(), r.created_at_ms)).unwrap()
             },
-            |event| assert_eq!(rt.block_on(handle_event(&engine, &event)).unwrap(), expected),
+            |event| assert_eq!(rt.block_on(handle_event(engine, &event)).unwrap(), expected),
             BatchSize::SmallInput,
         )
     });

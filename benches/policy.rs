@@ -3,12 +3,11 @@
 //!
 //! Run: `cargo bench --bench policy`
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
     clippy::indexing_slicing,
-    missing_docs
+    missing_docs,
+    reason = "a benchmark's set-up fails loudly on the first unexpected value"
 )]
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};

@@ -6,8 +6,6 @@
 //!
 //! Run: `cargo run --example callback_demo`
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
 use dingtalk_sdk::crypto::{EncryptedMessage, EventCrypto};
 use dingtalk_sdk::event::Event;

@@ -1,8 +1,11 @@
 //! Set-up shared by the benchmarks: an engine with a built-in workflow `wf`, requests filed
 //! on it, and the callback route feeding it.
 
-// Each benchmark uses part of this.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(
+    dead_code,
+    reason = "each benchmark uses part of this; an expect would be unfulfilled in those using all"
+)]
+#![expect(clippy::unwrap_used, reason = "set-up fails loudly")]
 
 use sase_dingtalk::approval::backend::BuiltinBackend;
 use sase_dingtalk::approval::definition::{new_callback_id, Workflow, WorkflowKind};
@@ -16,7 +19,7 @@ use sase_dingtalk::policy::GrantSigner;
 use std::sync::Arc;
 
 /// The event subscription the benchmarks' pushes are sealed with.
-pub fn crypto() -> EventCrypto {
+pub(crate) fn crypto() -> EventCrypto {
     EventCrypto::new(
         "benchtoken",
         "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx",
@@ -26,7 +29,7 @@ pub fn crypto() -> EventCrypto {
 }
 
 /// An engine on `store` with the built-in workflow `wf` (console approval, no DingTalk).
-pub fn engine(store: Arc<dyn ApprovalStore>) -> Arc<Engine> {
+pub(crate) fn engine(store: Arc<dyn ApprovalStore>) -> Arc<Engine> {
     let workflow = Workflow {
         id: WorkflowId::new("wf"),
         name: "bench".into(),
@@ -45,7 +48,7 @@ pub fn engine(store: Arc<dyn ApprovalStore>) -> Arc<Engine> {
 }
 
 /// Files request number `n` (user `user-{n}`); it is pending with an external id.
-pub async fn submit(engine: &Engine, n: u64) -> ApprovalRequest {
+pub(crate) async fn submit(engine: &Engine, n: u64) -> ApprovalRequest {
     engine
         .submit(SubmitRequest::uninstall(
             WorkflowId::new("wf"),
@@ -58,15 +61,15 @@ pub async fn submit(engine: &Engine, n: u64) -> ApprovalRequest {
 }
 
 /// The HTTP-push callback route verifying with [`crypto`] and feeding `engine`.
-pub fn route(engine: &Arc<Engine>) -> axum::routing::MethodRouter {
+pub(crate) fn route(engine: &Arc<Engine>) -> axum::routing::MethodRouter {
     callback_route(
         CallbackHandler::builder(crypto()).build(),
-        sase_dingtalk::approval::dingtalk::event_handler(&engine),
+        sase_dingtalk::approval::dingtalk::event_handler(engine),
     )
 }
 
 /// The same route with an event handler that does nothing: the SDK's share of [`route`].
-pub fn sdk_only_route() -> axum::routing::MethodRouter {
+pub(crate) fn sdk_only_route() -> axum::routing::MethodRouter {
     callback_route(CallbackHandler::builder(crypto()).build(), |_event| async {
         Ok::<(), String>(())
     })

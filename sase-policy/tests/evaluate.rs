@@ -1,12 +1,5 @@
 //! Evaluation rules, the conflict rule, locale fallback, validation and grants.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use sase_policy::ids::{DeptId, DeviceId, DeviceTag, GrantId, GroupId, PolicyId, UserId, WorkflowId};
 use sase_policy::model::{ApprovalConfig, Scope, Switches};
 use sase_policy::{

@@ -1,13 +1,6 @@
 //! Property tests: whitelisted users are never denied, users out of every scope are always
 //! allowed, disabled policies never decide, and the result does not depend on policy order.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use proptest::prelude::*;
 use sase_policy::ids::{DeviceId, GroupId, PolicyId, UserId, WorkflowId};
 use sase_policy::model::{ApprovalConfig, Scope, Switches};
