@@ -26,13 +26,15 @@ use sase_approval::definition::{
 use sase_approval::dingtalk::{event_handler, handle_event, validate_against_form, DingTalkBackend};
 use sase_approval::engine::{Engine, EventOutcome, SubmitRequest};
 use sase_approval::state::{RequestId, RequestState};
-use sase_approval::store::{ApprovalStore, EventWrite, MemoryStore, SqliteStore};
+use sase_approval::store::{ApprovalStore, EventWrite, MemoryStore};
 use sase_approval::Error;
 use sase_policy::ids::{DeviceId, UserId, WorkflowId};
 use sase_policy::{Action, GrantSigner};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+mod support;
 
 const APP: &str = "dingappkey0001";
 const SECRET: &str = "secret";
@@ -462,15 +464,14 @@ async fn an_outage_during_submit_is_created_later_and_an_ambiguous_create_is_nev
 
 #[tokio::test]
 async fn a_restart_in_the_middle_of_a_pending_request_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("engine.sqlite");
-    let e = env(Arc::new(SqliteStore::open(&path).await.unwrap())).await;
+    let db = support::TempDb::new("engine.sqlite");
+    let e = env(Arc::new(db.open().await)).await;
     let r = e.engine.submit(submit("liam")).await.unwrap();
     let external = r.external_id.clone().unwrap();
     drop(e);
 
     // A new process on the same file: the request is there and DingTalk's decision lands.
-    let e = env(Arc::new(SqliteStore::open(&path).await.unwrap())).await;
+    let e = env(Arc::new(db.open().await)).await;
     let reloaded = e.engine.get(&r.id).await.unwrap();
     assert_eq!(
         (reloaded.state, reloaded.external_id.as_deref()),
@@ -486,7 +487,7 @@ async fn a_restart_in_the_middle_of_a_pending_request_loses_nothing() {
         EventOutcome::Applied
     );
     drop(e);
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = db.open().await;
     let stored = store.get(&r.id).await.unwrap().unwrap();
     assert_eq!(stored.state, RequestState::Approved);
     assert!(stored.grant.is_some());

@@ -11,24 +11,19 @@
 use dingtalk_sdk::event::Event;
 use sase_approval::backend::BuiltinBackend;
 use sase_approval::clock::ManualClock;
-use sase_approval::definition::{new_callback_id, Workflow, WorkflowKind};
 use sase_approval::dingtalk::handle_event;
 use sase_approval::engine::{Engine, EventOutcome, SubmitRequest};
 use sase_approval::state::{ApprovalRequest, RequestState};
-use sase_approval::store::{ApprovalStore, EventWrite, MemoryStore, SqliteStore};
+use sase_approval::store::{ApprovalStore, EventWrite, MemoryStore};
 use sase_policy::ids::{DeviceId, UserId, WorkflowId};
 use sase_policy::GrantSigner;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod support;
+
 fn engine(store: Arc<dyn ApprovalStore>, retention: Option<Duration>, clock: &ManualClock) -> Arc<Engine> {
-    let workflow = Workflow {
-        id: WorkflowId::new("wf"),
-        name: "console".into(),
-        kind: WorkflowKind::BuiltIn { approvers: vec![] },
-        mappings: vec![],
-        callback_id: new_callback_id(),
-    };
+    let workflow = support::builtin_workflow("wf");
     let mut builder = Engine::builder(store, GrantSigner::from_bytes(&[7; 32]))
         .workflow(workflow, Arc::new(BuiltinBackend))
         .clock(Arc::new(clock.clone()));
@@ -164,13 +159,8 @@ async fn memory_store_prunes_old_event_keys() {
 
 #[tokio::test]
 async fn sqlite_store_prunes_old_event_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    pruning(Arc::new(
-        SqliteStore::open(dir.path().join("retention.sqlite"))
-            .await
-            .unwrap(),
-    ))
-    .await;
+    let db = support::TempDb::new("retention.sqlite");
+    pruning(Arc::new(db.open().await)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -180,9 +170,6 @@ async fn memory_store_records_an_event_with_its_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_store_records_an_event_with_its_change() {
-    let dir = tempfile::tempdir().unwrap();
-    dedup(Arc::new(
-        SqliteStore::open(dir.path().join("dedup.sqlite")).await.unwrap(),
-    ))
-    .await;
+    let db = support::TempDb::new("dedup.sqlite");
+    dedup(Arc::new(db.open().await)).await;
 }

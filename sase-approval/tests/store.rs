@@ -9,11 +9,13 @@
 )]
 
 use sase_approval::state::{ApprovalRequest, Change, RequestId, RequestState, Source};
-use sase_approval::store::{ApprovalStore, EventWrite, ListFilter, MemoryStore, SqliteStore};
+use sase_approval::store::{ApprovalStore, EventWrite, ListFilter, MemoryStore};
 use sase_approval::Error;
 use sase_policy::ids::{DeviceId, UserId, WorkflowId};
 use sase_policy::Action;
 use std::sync::Arc;
+
+mod support;
 
 fn request(id: &str, user: &str, created: i64) -> ApprovalRequest {
     let mut r = ApprovalRequest {
@@ -213,12 +215,11 @@ async fn memory_store_conforms() {
 
 #[tokio::test]
 async fn sqlite_store_conforms_and_keeps_everything_across_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("approvals.sqlite");
-    conformance(Arc::new(SqliteStore::open(&path).await.unwrap())).await;
+    let db = support::TempDb::new("approvals.sqlite");
+    conformance(Arc::new(db.open().await)).await;
 
     // Reopen the file: requests, versions, history and event keys are all there.
-    let reopened = SqliteStore::open(&path).await.unwrap();
+    let reopened = db.open().await;
     let r1 = reopened.find_by_external("pi-1").await.unwrap().unwrap();
     assert_eq!(
         (r1.state, r1.version, r1.history.len()),
@@ -234,11 +235,10 @@ async fn sqlite_store_conforms_and_keeps_everything_across_a_restart() {
 
 #[tokio::test]
 async fn a_stored_request_with_an_impossible_version_is_an_error_not_version_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("corrupt.sqlite");
-    let store = SqliteStore::open(&path).await.unwrap();
+    let db = support::TempDb::new("corrupt.sqlite");
+    let store = db.open().await;
     store.insert(&request("r1", "alice", 100)).await.unwrap();
-    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.path.display()))
         .await
         .unwrap();
     sqlx::query("UPDATE requests SET version = -1")
