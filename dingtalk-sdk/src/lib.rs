@@ -33,7 +33,7 @@
 //! # Ok::<(), dingtalk_sdk::Error>(())
 //! ```
 
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[macro_use]
 mod wire_enum;

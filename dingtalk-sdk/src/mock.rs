@@ -11,8 +11,10 @@
 //!
 //! The standalone binary `dingtalk-mock` serves the same for test authors in any language.
 
-// Handlers return ready axum responses as their errors; their size does not matter in a mock.
-#[allow(clippy::result_large_err)]
+#[expect(
+    clippy::result_large_err,
+    reason = "handlers return ready axum responses as their errors; their size does not matter in a mock"
+)]
 mod api;
 mod config;
 pub mod control;

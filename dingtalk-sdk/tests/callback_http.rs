@@ -1,11 +1,10 @@
 //! The axum callback route over real HTTP on 127.0.0.1: a check_url round trip, an approval
 //! event, and tampered or malformed pushes rejected with a 4xx JSON error and no panic.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "tests fail loudly on unexpected values"
 )]
 
 use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};

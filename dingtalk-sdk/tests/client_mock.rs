@@ -2,12 +2,7 @@
 //! injected faults observed by the client (retry, backoff, typed errors, token refresh, an
 //! ambiguous create reconciled by listing).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected values")]
 
 use dingtalk_sdk::client::DingTalkClient;
 use dingtalk_sdk::event::InstanceResult;

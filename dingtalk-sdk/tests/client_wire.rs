@@ -2,11 +2,11 @@
 //! headers, JSON body) to what the official OpenAPI client sends (`openapi-wire.json`), every
 //! stub answer parsed into the typed responses, and token, retry and error behaviour.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "tests fail loudly on unexpected values"
 )]
 
 use dingtalk_sdk::client::DingTalkClient;

@@ -1,11 +1,10 @@
 //! Every case of `vectors/callback-crypto.json` (produced by running seven third-party
 //! implementations) must behave as its `expect` says.
 
-#![allow(
-    clippy::unwrap_used,
+#![expect(
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    reason = "tests fail loudly on unexpected values"
 )]
 
 use dingtalk_sdk::crypto::EventCrypto;

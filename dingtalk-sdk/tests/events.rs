@@ -1,10 +1,9 @@
 //! Typed events from all three shapes: HTTP push (current and historical) and Stream frames.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "tests fail loudly on unexpected values"
 )]
 
 use dingtalk_sdk::event::{

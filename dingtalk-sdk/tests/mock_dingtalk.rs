@@ -2,11 +2,10 @@
 //! validation, instance state, the control API, encrypted HTTP-push delivery verified by our
 //! own callback route, Stream delivery to our Stream client, fault injection and the journal.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "tests fail loudly on unexpected values"
 )]
 
 use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};

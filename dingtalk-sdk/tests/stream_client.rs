@@ -3,12 +3,7 @@
 //! → LATER → redelivery → one state change, a silent connection replaced, clean shutdown, and
 //! the frames we send matching the protocol-conformant SDK field for field.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected values")]
 
 use dingtalk_sdk::event::Event;
 use dingtalk_sdk::mock::gateway::MockGateway;

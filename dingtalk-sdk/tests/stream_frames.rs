@@ -1,11 +1,10 @@
 //! Stream frames from `vectors/stream-frames.json`: every recorded downstream frame parses, and
 //! the frames we send match the protocol-conformant SDK (Node) field for field.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "tests fail loudly on unexpected values"
 )]
 
 use dingtalk_sdk::event::Event;

@@ -95,7 +95,10 @@ async fn deliver(shared: &Arc<Shared>, draft: EventDraft) {
     flat.insert("EventType".into(), json!(draft.event_type));
     flat.insert("EventTime".into(), json!(now_ms()));
     flat.insert("CorpId".into(), json!(app.corp_id));
-    flat.insert("BizId".into(), json!(&event_id[..16.min(event_id.len())]));
+    flat.insert(
+        "BizId".into(),
+        json!(event_id.chars().take(16).collect::<String>()),
+    );
     flat.insert("eventId".into(), json!(event_id));
     flat.extend(draft.fields.clone());
     let plaintext = Value::Object(flat).to_string();
