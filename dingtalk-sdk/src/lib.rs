@@ -56,6 +56,8 @@ pub mod stream;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod token;
+#[cfg(any(feature = "client", feature = "stream"))]
+mod transport;
 pub mod workflow;
 
 pub use error::{Error, ErrorKind, Result};

@@ -6,6 +6,7 @@
 //! shared cache (Redis, a database) so the replicas do not each fetch their own token.
 
 use crate::error::Result;
+use crate::transport;
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::fmt;
@@ -127,7 +128,7 @@ impl CachedTokenProvider {
     pub fn new(http: reqwest::Client, api_base: &str, credentials: Credentials) -> Self {
         Self {
             http,
-            url: format!("{}/v1.0/oauth2/accessToken", api_base.trim_end_matches('/')),
+            url: format!("{}/v1.0/oauth2/accessToken", transport::trim_base(api_base)),
             credentials,
             cached: tokio::sync::Mutex::new(None),
         }
@@ -139,23 +140,8 @@ impl CachedTokenProvider {
             "appKey": self.credentials.client_id(),
             "appSecret": self.credentials.client_secret(),
         });
-        let response = self
-            .http
-            .post(&self.url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| crate::client::transport_error(OPERATION, e))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| crate::client::transport_error(OPERATION, e))?;
-        if !status.is_success() {
-            return Err(crate::client::api_error(OPERATION, status.as_u16(), &bytes));
-        }
-        let parsed: TokenResponse = crate::client::decode(OPERATION, &bytes)?;
+        let bytes = transport::execute(OPERATION, self.http.post(&self.url).json(&body)).await?;
+        let parsed: TokenResponse = transport::decode(OPERATION, &bytes)?;
         let lifetime = Duration::from_secs(parsed.expire_in);
         let margin = Duration::from_secs(300).min(lifetime / 2);
         tracing::debug!(expire_in = parsed.expire_in, "fetched a DingTalk access token");
