@@ -100,13 +100,15 @@ impl DingTalkClientBuilder {
         self
     }
 
-    /// Retry policy. Default: 4 attempts, 200 ms doubling to 5 s, 1 s after rate limits.
+    /// Retry policy, of API calls and of the built-in token provider's requests. Default:
+    /// 4 attempts, 200 ms doubling to 5 s, 1 s after rate limits.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self
     }
 
-    /// Whole-request timeout. Default: 10 s.
+    /// Whole-request timeout, of API calls and of the built-in token provider's requests.
+    /// Default: 10 s.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -136,11 +138,11 @@ impl DingTalkClientBuilder {
             None => transport::http_client(self.connect_timeout, &self.user_agent)?,
         };
         let tokens = self.tokens.unwrap_or_else(|| {
-            Arc::new(CachedTokenProvider::new(
-                http.clone(),
-                &self.api_base,
-                self.credentials,
-            ))
+            Arc::new(
+                CachedTokenProvider::new(http.clone(), &self.api_base, self.credentials)
+                    .timeout(self.timeout)
+                    .retry(self.retry),
+            )
         });
         Ok(DingTalkClient {
             inner: Arc::new(Inner {

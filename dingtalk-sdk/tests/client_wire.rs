@@ -12,7 +12,7 @@
 use dingtalk_sdk::client::DingTalkClient;
 use dingtalk_sdk::event::InstanceResult;
 use dingtalk_sdk::retry::RetryPolicy;
-use dingtalk_sdk::token::Credentials;
+use dingtalk_sdk::token::{AccessToken, CachedTokenProvider, Credentials, TokenProvider};
 use dingtalk_sdk::workflow::{
     ActionType, AddCommentRequest, Approver, ExecuteTaskRequest, FormComponentValue, InstanceStatus,
     ListProcessInstanceIdsRequest, StartProcessInstanceRequest, TargetSelectActioner, TaskAction, TaskStatus,
@@ -21,6 +21,8 @@ use dingtalk_sdk::workflow::{
 use dingtalk_sdk::{Error, ErrorKind, ProcessCode, ProcessInstanceId, UserId};
 use futures_util::StreamExt as _;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -472,6 +474,87 @@ async fn a_start_instance_timeout_is_outcome_unknown_and_not_resent() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::OutcomeUnknown { .. }), "{err:?}");
+}
+
+/// A token endpoint that accepts connections and never answers; counts the connections.
+async fn stalled_endpoint() -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    (url, accepted, server)
+}
+
+fn is_token_timeout(result: &Result<AccessToken, Error>) -> bool {
+    match result {
+        Err(Error::Transport {
+            operation: "GetAccessToken",
+            sent: true,
+            source,
+        }) => source
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout),
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_token_endpoint_times_out_without_holding_the_lock() {
+    let (url, accepted, server) = stalled_endpoint().await;
+    let provider = CachedTokenProvider::new(reqwest::Client::new(), &url, Credentials::new("k", "s"))
+        .timeout(Duration::from_millis(200))
+        .retry(RetryPolicy::new(
+            2,
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+        ));
+    // Two callers: the second waits on the lock while the first fetches, then fetches itself.
+    // Before the fix both hung forever; the outer timeout turns that into a failure.
+    let (first, second) = tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::join!(provider.token(), provider.token())
+    })
+    .await
+    .expect("token() must give up within its timeout");
+    assert!(is_token_timeout(&first), "{first:?}");
+    assert!(is_token_timeout(&second), "{second:?}");
+    assert!(first.unwrap_err().is_retryable());
+    // Each caller's fetch went through the retry policy: two attempts each.
+    assert_eq!(accepted.load(Ordering::SeqCst), 4);
+
+    // The client's own timeout and retry policy reach its built-in token provider.
+    let client = DingTalkClient::builder(Credentials::new("k", "s"))
+        .api_base(&url)
+        .retry(RetryPolicy::none())
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let err = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.workflow().get_instance(&ProcessInstanceId::new(PI)),
+    )
+    .await
+    .expect("a call must give up when the token endpoint stalls")
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Transport {
+                operation: "GetAccessToken",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    server.abort();
 }
 
 #[tokio::test]
