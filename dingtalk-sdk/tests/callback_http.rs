@@ -161,11 +161,23 @@ async fn tampered_stale_and_malformed_pushes_get_4xx_json_and_never_reach_the_si
     stale.msg_signature = crypto().sign(&stale.time_stamp, &stale.nonce, &stale.encrypt);
     let mut seconds = good.clone();
     seconds.time_stamp = "17416998001".into();
+    // Correctly signed, but encrypted for another app, not a ciphertext, or not an event.
+    let other_receiver = EventCrypto::new(TOKEN, AES_KEY, "dingotherapp")
+        .unwrap()
+        .encrypt_reply(r#"{"EventType":"check_url"}"#, &now_ms(), "n")
+        .unwrap();
+    let mut garbage = good.clone();
+    garbage.encrypt = "AAAA".into();
+    garbage.msg_signature = crypto().sign(&garbage.time_stamp, &garbage.nonce, &garbage.encrypt);
+    let not_json = crypto().encrypt_reply("not json", &now_ms(), "n").unwrap();
 
     for (sealed, status, code) in [
         (&tampered, 401, "bad_signature"),
         (&stale, 401, "stale_timestamp"),
         (&seconds, 400, "bad_timestamp"),
+        (&other_receiver, 400, "receiver_id_mismatch"),
+        (&garbage, 400, "bad_payload"),
+        (&not_json, 400, "bad_event"),
     ] {
         let res = push(&server.url, sealed).await;
         assert_eq!(res.status(), status, "{code}");
