@@ -257,7 +257,7 @@ impl DingTalkClient {
             if ambiguous && !op.idempotent {
                 return Err(Error::OutcomeUnknown {
                     operation: op.name,
-                    reason: error.to_string(),
+                    source: Box::new(error),
                 });
             }
             match inner.retry.retry_delay(&error, attempt, op.idempotent) {

@@ -92,12 +92,14 @@ pub enum Error {
     },
     /// A non-idempotent call (creating an instance) failed in a way that leaves unknown whether
     /// it took effect. It is not retried: reconcile first (e.g. list instances by originator).
-    #[error("{operation}: outcome unknown ({reason}); reconcile before retrying")]
+    #[error("{operation}: outcome unknown ({source}); reconcile before retrying")]
     OutcomeUnknown {
         /// The API operation.
         operation: &'static str,
-        /// What happened.
-        reason: String,
+        /// The failure that left the outcome unknown: a transport error after the request
+        /// was sent, or a 5xx answer.
+        #[source]
+        source: Box<Error>,
     },
     /// A response body is not the JSON the API documents.
     #[error("{operation}: unexpected response at `{path}`: {reason}")]

@@ -439,16 +439,21 @@ async fn server_errors_retry_reads_but_a_create_becomes_outcome_unknown() {
     let request =
         StartProcessInstanceRequest::new(ProcessCode::new(CODE), UserId::new("u"), vec![]).dept_id(-1);
     let err = c.workflow().start_instance(&request).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::OutcomeUnknown {
-                operation: "StartProcessInstance",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    // The 500 that left the outcome unknown is kept as the source, code and all.
+    match &err {
+        Error::OutcomeUnknown {
+            operation: "StartProcessInstance",
+            source,
+        } => {
+            assert_eq!(
+                (source.http_status(), source.code()),
+                (Some(500), Some("systemError"))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let source = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(source.is_some_and(|s| s.contains("systemError")), "{err:?}");
     assert!(!err.is_retryable());
 }
 
@@ -473,7 +478,13 @@ async fn a_start_instance_timeout_is_outcome_unknown_and_not_resent() {
         .start_instance(&request)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::OutcomeUnknown { .. }), "{err:?}");
+    match &err {
+        Error::OutcomeUnknown { source, .. } => assert!(
+            matches!(**source, Error::Transport { sent: true, .. }),
+            "{source:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// A token endpoint that accepts connections and never answers; counts the connections.
