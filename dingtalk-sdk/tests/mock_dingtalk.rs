@@ -527,7 +527,8 @@ async fn stream_apps_receive_events_through_the_gateway() {
     let sink = Arc::clone(&seen);
     let client = StreamClient::builder(APP, SECRET)
         .api_base(mock.base_url())
-        .build();
+        .build()
+        .unwrap();
     let task = tokio::spawn(async move {
         client
             .run(

@@ -66,7 +66,7 @@ async fn start(configure: impl FnOnce(&MockGateway), fail_first: u32, idle: Opti
     if let Some(idle) = idle {
         builder = builder.keepalive(idle / 3).idle_timeout(idle);
     }
-    let client = builder.build();
+    let client = builder.build().unwrap();
     let state = client.state();
     let seen = Seen::default();
     *seen.fail_first.lock().unwrap() = fail_first;
@@ -268,7 +268,8 @@ async fn bad_credentials_back_off_and_retry_with_fresh_requests() {
     let client = StreamClient::builder(APP, SECRET)
         .api_base(gateway.base_url())
         .backoff(Backoff::new(Duration::from_millis(10), Duration::from_millis(40)))
-        .build();
+        .build()
+        .unwrap();
     let mut state = client.state();
     let task = tokio::spawn(async move {
         client
@@ -341,4 +342,13 @@ async fn frames_we_send_match_the_conformant_sdk_field_for_field() {
     assert_eq!(parse(&ours), parse(&theirs));
     ours["data"] = theirs["data"].clone();
     assert_eq!(ours, theirs);
+}
+
+#[test]
+fn build_rejects_an_api_base_that_is_not_http() {
+    let err = StreamClient::builder(APP, SECRET)
+        .api_base("wss://api.dingtalk.com")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, dingtalk_sdk::Error::Config { .. }), "{err:?}");
 }
