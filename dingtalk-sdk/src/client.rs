@@ -29,8 +29,6 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 pub use crate::transport::DEFAULT_API_BASE;
-/// The production host of the old `oapi` API.
-pub const DEFAULT_OAPI_BASE: &str = "https://oapi.dingtalk.com";
 const TOKEN_HEADER: &str = "x-acs-dingtalk-access-token";
 
 /// A DingTalk OpenAPI client. Cheap to clone; clones share the token cache.
@@ -42,7 +40,6 @@ pub struct DingTalkClient {
 struct Inner {
     http: reqwest::Client,
     api_base: String,
-    oapi_base: String,
     tokens: Arc<dyn TokenProvider>,
     retry: RetryPolicy,
     timeout: Duration,
@@ -52,7 +49,6 @@ impl fmt::Debug for DingTalkClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DingTalkClient")
             .field("api_base", &self.inner.api_base)
-            .field("oapi_base", &self.inner.oapi_base)
             .field("tokens", &self.inner.tokens)
             .field("retry", &self.inner.retry)
             .field("timeout", &self.inner.timeout)
@@ -65,7 +61,6 @@ impl fmt::Debug for DingTalkClient {
 pub struct DingTalkClientBuilder {
     credentials: Credentials,
     api_base: String,
-    oapi_base: String,
     http: Option<reqwest::Client>,
     tokens: Option<Arc<dyn TokenProvider>>,
     retry: RetryPolicy,
@@ -78,12 +73,6 @@ impl DingTalkClientBuilder {
     /// Base URL of the v1.0 API (default `https://api.dingtalk.com`); point it at a mock in tests.
     pub fn api_base(mut self, url: impl Into<String>) -> Self {
         self.api_base = transport::trim_base(&url.into());
-        self
-    }
-
-    /// Base URL of the old `oapi` API (default `https://oapi.dingtalk.com`).
-    pub fn oapi_base(mut self, url: impl Into<String>) -> Self {
-        self.oapi_base = transport::trim_base(&url.into());
         self
     }
 
@@ -132,7 +121,6 @@ impl DingTalkClientBuilder {
     /// [`Error::Config`] for a base URL that is not http(s) or an HTTP client that cannot be built.
     pub fn build(self) -> Result<DingTalkClient> {
         transport::check_base(&self.api_base)?;
-        transport::check_base(&self.oapi_base)?;
         let http = match self.http {
             Some(http) => http,
             None => transport::http_client(self.connect_timeout, &self.user_agent)?,
@@ -148,7 +136,6 @@ impl DingTalkClientBuilder {
             inner: Arc::new(Inner {
                 http,
                 api_base: self.api_base,
-                oapi_base: self.oapi_base,
                 tokens,
                 retry: self.retry,
                 timeout: self.timeout,
@@ -174,7 +161,6 @@ impl DingTalkClient {
         DingTalkClientBuilder {
             credentials,
             api_base: DEFAULT_API_BASE.to_owned(),
-            oapi_base: DEFAULT_OAPI_BASE.to_owned(),
             http: None,
             tokens: None,
             retry: RetryPolicy::default(),
@@ -192,11 +178,6 @@ impl DingTalkClient {
     /// The v1.0 API base URL in use.
     pub fn api_base(&self) -> &str {
         &self.inner.api_base
-    }
-
-    /// The old `oapi` base URL in use.
-    pub fn oapi_base(&self) -> &str {
-        &self.inner.oapi_base
     }
 
     /// Sends one v1.0 call: token header, JSON body, typed errors, retries per the policy,
