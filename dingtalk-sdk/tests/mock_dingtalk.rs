@@ -515,14 +515,8 @@ async fn faults_are_injected_and_the_journal_records_requests() {
     assert_eq!(http_journal.as_array().unwrap().len(), journal.len());
 }
 
-#[tokio::test]
-async fn stream_apps_receive_events_through_the_gateway() {
-    let mock = MockDingTalk::builder()
-        .app(MockApp::new(APP, SECRET).events(TOKEN, AES_KEY).stream(true))
-        .process(process())
-        .start()
-        .await
-        .unwrap();
+/// Our Stream client connected to the mock, collecting events; abort the task to stop it.
+async fn stream_receiver(mock: &MockDingTalk) -> (Events, tokio::task::JoinHandle<()>) {
     let seen: Events = Arc::default();
     let sink = Arc::clone(&seen);
     let client = StreamClient::builder(APP, SECRET)
@@ -544,6 +538,11 @@ async fn stream_apps_receive_events_through_the_gateway() {
             .await
     });
     assert!(mock.gateway().wait_for(WAIT, |g| g.connection_count() == 1).await);
+    (seen, task)
+}
+
+/// Starts an instance of `CODE` through the OpenAPI; returns its id.
+async fn start_instance(mock: &MockDingTalk) -> String {
     let http = reqwest::Client::new();
     let token: Value = http
         .post(format!("{}/v1.0/oauth2/accessToken", mock.base_url()))
@@ -565,7 +564,19 @@ async fn stream_apps_receive_events_through_the_gateway() {
         .json()
         .await
         .unwrap();
-    let id = started["instanceId"].as_str().unwrap().to_owned();
+    started["instanceId"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn stream_apps_receive_events_through_the_gateway() {
+    let mock = MockDingTalk::builder()
+        .app(MockApp::new(APP, SECRET).events(TOKEN, AES_KEY).stream(true))
+        .process(process())
+        .start()
+        .await
+        .unwrap();
+    let (seen, task) = stream_receiver(&mock).await;
+    let id = start_instance(&mock).await;
     mock.approve(&id, Some("approver0001"), None).unwrap();
     assert!(
         mock.wait_for(WAIT, |_| seen
@@ -580,5 +591,42 @@ async fn stream_apps_receive_events_through_the_gateway() {
         "every stream event ACKed"
     );
     assert!(mock.deliveries().iter().all(|d| d.channel == Channel::Stream));
+    task.abort();
+}
+
+#[tokio::test]
+async fn http_push_and_stream_carry_the_apps_corp_id() {
+    const CORP: &str = "ding4242corp";
+    let (url, pushed) = receiver().await;
+    let mock = MockDingTalk::builder()
+        .app(
+            MockApp::new(APP, SECRET)
+                .events(TOKEN, AES_KEY)
+                .request_url(url)
+                .stream(true)
+                .corp_id(CORP),
+        )
+        .process(process())
+        .start()
+        .await
+        .unwrap();
+    let (streamed, task) = stream_receiver(&mock).await;
+    let id = start_instance(&mock).await;
+    let started = |events: &Events| {
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|e| matches!(e, Event::InstanceChange(c) if c.process_instance_id.as_ref().is_some_and(|p| *p == id.as_str())))
+            .map(|e| e.meta().corp_id.clone())
+    };
+    assert!(
+        mock.wait_for(WAIT, |_| started(&pushed).is_some()
+            && started(&streamed).is_some())
+            .await
+    );
+    let corp = Some(Some(dingtalk_sdk::CorpId::new(CORP)));
+    assert_eq!(started(&pushed), corp, "HTTP push");
+    assert_eq!(started(&streamed), corp, "Stream");
     task.abort();
 }

@@ -5,7 +5,8 @@
 //! that caused them has answered.
 
 use super::config::MockApp;
-use super::server::{now_ms, Shared};
+use super::now_ms;
+use super::server::Shared;
 use super::state::EventDraft;
 use crate::crypto::{EncryptedMessage, EventCrypto};
 use rand::distributions::{Alphanumeric, DistString as _};
