@@ -7,20 +7,16 @@
     reason = "tests fail loudly on unexpected values"
 )]
 
+pub mod support;
+
 use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
 use dingtalk_sdk::crypto::{EncryptedMessage, EventCrypto};
 use dingtalk_sdk::event::Event;
 use serde_json::Value;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
-const TOKEN: &str = "sase1token2cb";
-const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
-const APP_KEY: &str = "dingq5z1ybtkwcvhx7ab";
-
-fn crypto() -> EventCrypto {
-    EventCrypto::new(TOKEN, AES_KEY, APP_KEY).unwrap()
-}
+use support::{crypto, now_ms, AES_KEY, TOKEN};
 
 struct Server {
     url: String,
@@ -43,14 +39,6 @@ async fn start(handler: CallbackHandler, fail_sink: bool) -> Server {
     let url = format!("http://{}/dingtalk/events", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Server { url, events }
-}
-
-fn now_ms() -> String {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        .to_string()
 }
 
 /// What DingTalk sends: query `signature`, `timestamp`, `nonce`; body `{"encrypt": …}`.

@@ -4,6 +4,8 @@
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected values")]
 
+pub mod support;
+
 use dingtalk_sdk::client::DingTalkClient;
 use dingtalk_sdk::event::InstanceResult;
 use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFaults, MockFormField, MockProcess};

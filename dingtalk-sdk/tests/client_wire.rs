@@ -9,6 +9,8 @@
     reason = "tests fail loudly on unexpected values"
 )]
 
+pub mod support;
+
 use dingtalk_sdk::client::DingTalkClient;
 use dingtalk_sdk::event::InstanceResult;
 use dingtalk_sdk::retry::RetryPolicy;
@@ -29,15 +31,10 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const TOKEN: &str = "6d1b0f6a1e6b3c9a8d2f4e5a7b9c0d1e";
 const PI: &str = "Rz3l5WmWQy2Kq0e8oX1bYA01741699876";
-const CODE: &str = "PROC-9F2C1A7E-3B4D-4E5F-8A6B-1C2D3E4F5A6B";
+use support::{APP_KEY, APP_SECRET, PROCESS_CODE as CODE};
 
 fn wire() -> Vec<Value> {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/vectors/openapi-wire.json"
-    ))
-    .unwrap();
-    serde_json::from_str::<Value>(&text).unwrap()["calls"]
+    support::vectors("openapi-wire.json")["calls"]
         .as_array()
         .unwrap()
         .clone()
@@ -51,7 +48,7 @@ fn call(name: &str) -> Value {
 }
 
 fn client(server: &MockServer) -> DingTalkClient {
-    DingTalkClient::builder(Credentials::new("dingq5z1ybtkwcvhx7ab", "s3cr3t"))
+    DingTalkClient::builder(Credentials::new(APP_KEY, APP_SECRET))
         .api_base(server.uri())
         .retry(RetryPolicy::new(
             4,
@@ -240,7 +237,7 @@ async fn vector_errors_become_typed_errors() {
             )
             .mount(&server)
             .await;
-        let c = DingTalkClient::builder(Credentials::new("dingq5z1ybtkwcvhx7ab", "s3cr3t"))
+        let c = DingTalkClient::builder(Credentials::new(APP_KEY, APP_SECRET))
             .api_base(server.uri())
             .retry(RetryPolicy::none())
             .build()
@@ -271,7 +268,7 @@ async fn vector_errors_become_typed_errors() {
             err.http_status(),
             v["stub_answer"]["status"].as_u64().map(|s| s as u16)
         );
-        assert!(!err.to_string().contains("s3cr3t"));
+        assert!(!err.to_string().contains(APP_SECRET));
     }
 }
 

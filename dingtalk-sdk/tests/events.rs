@@ -6,15 +6,14 @@
     reason = "tests fail loudly on unexpected values"
 )]
 
+pub mod support;
+
 use dingtalk_sdk::event::{
     Event, InstanceChangeType, InstanceResult, StreamEventHeaders, TaskChangeType, TaskResult,
 };
 use serde_json::Value;
 
-fn vectors(name: &str) -> Value {
-    let path = format!("{}/tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+use support::vectors;
 
 fn crypto_plaintext(id: &str) -> String {
     let v = vectors("callback-crypto.json");

@@ -8,8 +8,9 @@
     reason = "tests fail loudly on unexpected values"
 )]
 
+pub mod support;
+
 use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
-use dingtalk_sdk::crypto::EventCrypto;
 use dingtalk_sdk::event::{Event, InstanceChangeType, TaskChangeType};
 use dingtalk_sdk::mock::{Channel, MockApp, MockDingTalk, MockFaults, MockFormField, MockProcess};
 use dingtalk_sdk::stream::client::StreamClient;
@@ -17,12 +18,7 @@ use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const APP: &str = "dingq5z1ybtkwcvhx7ab";
-const SECRET: &str = "s3cr3t";
-const TOKEN: &str = "sase1token2cb";
-const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
-const CODE: &str = "PROC-9F2C1A7E-3B4D-4E5F-8A6B-1C2D3E4F5A6B";
-const WAIT: Duration = Duration::from_secs(10);
+use support::{crypto, AES_KEY, APP_KEY as APP, APP_SECRET as SECRET, PROCESS_CODE as CODE, TOKEN, WAIT};
 
 type Events = Arc<Mutex<Vec<Event>>>;
 
@@ -30,7 +26,7 @@ type Events = Arc<Mutex<Vec<Event>>>;
 async fn receiver() -> (String, Events) {
     let events: Events = Arc::default();
     let sink = Arc::clone(&events);
-    let handler = CallbackHandler::builder(EventCrypto::new(TOKEN, AES_KEY, APP).unwrap()).build();
+    let handler = CallbackHandler::builder(crypto()).build();
     let route = callback_route(handler, move |event| {
         let sink = Arc::clone(&sink);
         async move {

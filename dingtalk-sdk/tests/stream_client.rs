@@ -5,6 +5,8 @@
 
 #![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected values")]
 
+pub mod support;
+
 use dingtalk_sdk::event::Event;
 use dingtalk_sdk::mock::gateway::MockGateway;
 use dingtalk_sdk::stream::client::{Backoff, ConnState, StreamClient};
@@ -14,9 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-const APP: &str = "dingq5z1ybtkwcvhx7ab";
+use support::{APP_KEY as APP, WAIT};
+
+/// The secret the recorded Node SDK frames (`stream-frames.json`) were made with.
 const SECRET: &str = "client-secret-not-real";
-const WAIT: Duration = Duration::from_secs(10);
 const DATA: &str = r#"{"processInstanceId":"pi-1","type":"finish","result":"agree","staffId":"manager4321"}"#;
 
 /// Events the handler saw, by event id, and how often; optionally failing the first N calls.
@@ -294,14 +297,7 @@ async fn frames_we_send_match_the_conformant_sdk_field_for_field() {
         .gateway
         .push_event(APP, "bpms_instance_change", "ev-shape", DATA);
     assert!(r.gateway.wait_for(WAIT, |g| g.pending_count() == 0).await);
-    let vectors: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/vectors/stream-frames.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let vectors = support::vectors("stream-frames.json");
     let node = &vectors["node_sdk"];
 
     // connections/open: the same fields as the Node SDK (plus our ua and localIp values).

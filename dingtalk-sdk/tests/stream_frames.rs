@@ -7,13 +7,14 @@
     reason = "tests fail loudly on unexpected values"
 )]
 
+pub mod support;
+
 use dingtalk_sdk::event::Event;
 use dingtalk_sdk::stream::frame::{AckFrame, DownstreamFrame, EventAckStatus, FrameType};
 use serde_json::Value;
 
 fn vectors() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/stream-frames.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    support::vectors("stream-frames.json")
 }
 
 fn frame(v: &Value, name: &str) -> DownstreamFrame {
