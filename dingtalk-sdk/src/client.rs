@@ -15,21 +15,20 @@
 //! ```
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::retry::{Decision, RetryPolicy};
+use crate::retry::RetryPolicy;
 use crate::token::{CachedTokenProvider, Credentials, TokenProvider};
+use crate::transport;
 use crate::workflow::Workflow;
-use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
-/// The production host of the v1.0 API.
-pub const DEFAULT_API_BASE: &str = "https://api.dingtalk.com";
-/// The production host of the old `oapi` API.
-pub const DEFAULT_OAPI_BASE: &str = "https://oapi.dingtalk.com";
+pub use crate::transport::DEFAULT_API_BASE;
 const TOKEN_HEADER: &str = "x-acs-dingtalk-access-token";
 
 /// A DingTalk OpenAPI client. Cheap to clone; clones share the token cache.
@@ -41,7 +40,6 @@ pub struct DingTalkClient {
 struct Inner {
     http: reqwest::Client,
     api_base: String,
-    oapi_base: String,
     tokens: Arc<dyn TokenProvider>,
     retry: RetryPolicy,
     timeout: Duration,
@@ -51,7 +49,6 @@ impl fmt::Debug for DingTalkClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DingTalkClient")
             .field("api_base", &self.inner.api_base)
-            .field("oapi_base", &self.inner.oapi_base)
             .field("tokens", &self.inner.tokens)
             .field("retry", &self.inner.retry)
             .field("timeout", &self.inner.timeout)
@@ -64,7 +61,6 @@ impl fmt::Debug for DingTalkClient {
 pub struct DingTalkClientBuilder {
     credentials: Credentials,
     api_base: String,
-    oapi_base: String,
     http: Option<reqwest::Client>,
     tokens: Option<Arc<dyn TokenProvider>>,
     retry: RetryPolicy,
@@ -76,13 +72,7 @@ pub struct DingTalkClientBuilder {
 impl DingTalkClientBuilder {
     /// Base URL of the v1.0 API (default `https://api.dingtalk.com`); point it at a mock in tests.
     pub fn api_base(mut self, url: impl Into<String>) -> Self {
-        self.api_base = url.into().trim_end_matches('/').to_owned();
-        self
-    }
-
-    /// Base URL of the old `oapi` API (default `https://oapi.dingtalk.com`).
-    pub fn oapi_base(mut self, url: impl Into<String>) -> Self {
-        self.oapi_base = url.into().trim_end_matches('/').to_owned();
+        self.api_base = transport::trim_base(&url.into());
         self
     }
 
@@ -99,13 +89,15 @@ impl DingTalkClientBuilder {
         self
     }
 
-    /// Retry policy. Default: 4 attempts, 200 ms doubling to 5 s, 1 s after rate limits.
+    /// Retry policy, of API calls and of the built-in token provider's requests. Default:
+    /// 4 attempts, 200 ms doubling to 5 s, 1 s after rate limits.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self
     }
 
-    /// Whole-request timeout. Default: 10 s.
+    /// Whole-request timeout, of API calls and of the built-in token provider's requests.
+    /// Default: 10 s.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -128,35 +120,22 @@ impl DingTalkClientBuilder {
     /// # Errors
     /// [`Error::Config`] for a base URL that is not http(s) or an HTTP client that cannot be built.
     pub fn build(self) -> Result<DingTalkClient> {
-        for base in [&self.api_base, &self.oapi_base] {
-            if !(base.starts_with("https://") || base.starts_with("http://")) {
-                return Err(Error::Config {
-                    reason: format!("base URL `{base}` must start with http:// or https://"),
-                });
-            }
-        }
+        transport::check_base(&self.api_base)?;
         let http = match self.http {
             Some(http) => http,
-            None => reqwest::Client::builder()
-                .connect_timeout(self.connect_timeout)
-                .user_agent(self.user_agent)
-                .build()
-                .map_err(|e| Error::Config {
-                    reason: format!("HTTP client: {e}"),
-                })?,
+            None => transport::http_client(self.connect_timeout, &self.user_agent)?,
         };
         let tokens = self.tokens.unwrap_or_else(|| {
-            Arc::new(CachedTokenProvider::new(
-                http.clone(),
-                &self.api_base,
-                self.credentials,
-            ))
+            Arc::new(
+                CachedTokenProvider::new(http.clone(), &self.api_base, self.credentials)
+                    .timeout(self.timeout)
+                    .retry(self.retry),
+            )
         });
         Ok(DingTalkClient {
             inner: Arc::new(Inner {
                 http,
                 api_base: self.api_base,
-                oapi_base: self.oapi_base,
                 tokens,
                 retry: self.retry,
                 timeout: self.timeout,
@@ -176,62 +155,18 @@ pub(crate) struct Op {
     pub(crate) idempotent: bool,
 }
 
-/// A v1.0 error body. The gateway uses `code`/`message`/`requestid`; the official client also
-/// accepts the capitalised forms.
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    #[serde(alias = "Code")]
-    code: Option<String>,
-    #[serde(alias = "Message")]
-    message: Option<String>,
-    #[serde(alias = "RequestId", alias = "requestId")]
-    requestid: Option<String>,
-}
-
-pub(crate) fn api_error(operation: &'static str, status: u16, body: &[u8]) -> Error {
-    let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
-    Error::Api {
-        operation,
-        status,
-        code: parsed.code.unwrap_or_else(|| format!("HTTP{status}")),
-        message: parsed
-            .message
-            .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect()),
-        request_id: parsed.requestid,
-    }
-}
-
-pub(crate) fn transport_error(operation: &'static str, e: reqwest::Error) -> Error {
-    Error::Transport {
-        operation,
-        sent: !e.is_connect(),
-        source: Box::new(e),
-    }
-}
-
-/// Decodes a JSON body, naming the JSON path that failed.
-pub(crate) fn decode<T: DeserializeOwned>(operation: &'static str, bytes: &[u8]) -> Result<T> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| Error::Decode {
-        operation,
-        path: e.path().to_string(),
-        reason: e.into_inner().to_string(),
-    })
-}
-
 impl DingTalkClient {
     /// Starts a builder for the app with these credentials.
     pub fn builder(credentials: Credentials) -> DingTalkClientBuilder {
         DingTalkClientBuilder {
             credentials,
             api_base: DEFAULT_API_BASE.to_owned(),
-            oapi_base: DEFAULT_OAPI_BASE.to_owned(),
             http: None,
             tokens: None,
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
-            user_agent: concat!("dingtalk-sdk-rust/", env!("CARGO_PKG_VERSION")).to_owned(),
+            user_agent: transport::USER_AGENT.to_owned(),
         }
     }
 
@@ -243,11 +178,6 @@ impl DingTalkClient {
     /// The v1.0 API base URL in use.
     pub fn api_base(&self) -> &str {
         &self.inner.api_base
-    }
-
-    /// The old `oapi` base URL in use.
-    pub fn oapi_base(&self) -> &str {
-        &self.inner.oapi_base
     }
 
     /// Sends one v1.0 call: token header, JSON body, typed errors, retries per the policy,
@@ -272,38 +202,29 @@ impl DingTalkClient {
         loop {
             attempt += 1;
             let token = inner.tokens.token().await?;
+            let token_value = HeaderValue::from_str(token.secret()).map_err(|_| Error::Config {
+                reason: "access token is not a valid header value".to_owned(),
+            })?;
             let mut request = inner
                 .http
                 .request(op.method.clone(), &url)
                 .timeout(inner.timeout)
-                .header(ACCEPT, "application/json")
+                .header(TOKEN_HEADER, token_value)
                 .query(query);
-            let token_value = HeaderValue::from_str(token.secret()).map_err(|_| Error::Config {
-                reason: "access token is not a valid header value".to_owned(),
-            })?;
-            request = request.header(TOKEN_HEADER, token_value);
             if let Some(body) = &body {
                 request = request
                     .header(CONTENT_TYPE, "application/json; charset=utf-8")
                     .body(body.clone());
             }
             let span = tracing::debug_span!("dingtalk_api", api = op.name, attempt);
-            let _entered = span.enter();
-            let error = match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    let bytes = match response.bytes().await {
-                        Ok(b) => b,
-                        Err(e) => return Err(self.unknown_or(&op, transport_error(op.name, e))),
-                    };
-                    if status.is_success() {
-                        return decode(op.name, &bytes);
-                    }
-                    api_error(op.name, status.as_u16(), &bytes)
-                }
-                Err(e) => transport_error(op.name, e),
+            let error = match transport::execute(op.name, request)
+                .instrument(span.clone())
+                .await
+            {
+                Ok(bytes) => return transport::decode(op.name, &bytes),
+                Err(error) => error,
             };
-            tracing::debug!(error = %error, kind = ?error.kind(), "DingTalk call failed");
+            tracing::debug!(parent: &span, error = %error, kind = ?error.kind(), "DingTalk call failed");
             if error.kind() == ErrorKind::Auth && !refreshed {
                 refreshed = true;
                 inner.tokens.invalidate(&token).await;
@@ -315,31 +236,17 @@ impl DingTalkClient {
                 _ => false,
             };
             if ambiguous && !op.idempotent {
-                return Err(self.unknown_or(&op, error));
+                return Err(Error::OutcomeUnknown {
+                    operation: op.name,
+                    source: Box::new(error),
+                });
             }
-            // A connection that never opened cannot have reached DingTalk: safe to retry.
-            let retry_safe = op.idempotent || matches!(error, Error::Transport { sent: false, .. });
-            match inner
-                .retry
-                .decide(error.kind(), attempt, retry_safe, rand::random::<f64>())
-            {
-                Decision::Retry(delay) => {
-                    tracing::debug!(?delay, "retrying DingTalk call");
+            match inner.retry.retry_delay(&error, attempt, op.idempotent) {
+                Some(delay) => {
+                    tracing::debug!(parent: &span, ?delay, "retrying DingTalk call");
                     tokio::time::sleep(delay).await;
                 }
-                _ => return Err(error),
-            }
-        }
-    }
-
-    /// For a call that may have taken effect, replaces the error by [`Error::OutcomeUnknown`].
-    fn unknown_or(&self, op: &Op, error: Error) -> Error {
-        if op.idempotent {
-            error
-        } else {
-            Error::OutcomeUnknown {
-                operation: op.name,
-                reason: error.to_string(),
+                None => return Err(error),
             }
         }
     }

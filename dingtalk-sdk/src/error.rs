@@ -65,40 +65,6 @@ pub enum Error {
         /// The parser's explanation, including the position.
         reason: String,
     },
-    /// A callback request lacks a required query parameter.
-    #[error("missing query parameter `{name}`")]
-    MissingParameter {
-        /// The parameter's canonical name (`signature`, `timestamp` or `nonce`).
-        name: &'static str,
-    },
-    /// A callback `timestamp` is neither 10-digit seconds nor 13-digit milliseconds.
-    #[error("timestamp `{value}` is neither 10-digit seconds nor 13-digit milliseconds")]
-    BadTimestamp {
-        /// The value received (it is not secret).
-        value: String,
-    },
-    /// A callback `timestamp` lies outside the configured replay window.
-    #[error("timestamp is {skew_ms} ms away from now, outside the {window_ms} ms replay window")]
-    StaleTimestamp {
-        /// Absolute distance between the timestamp and now.
-        skew_ms: u64,
-        /// The configured window.
-        window_ms: u64,
-    },
-    /// A callback body exceeds the configured size limit.
-    #[error("body of {len} bytes exceeds the {limit}-byte limit")]
-    BodyTooLarge {
-        /// The body length.
-        len: usize,
-        /// The configured limit.
-        limit: usize,
-    },
-    /// A callback body is not `{"encrypt": "<base64>"}`.
-    #[error("malformed callback body: {reason}")]
-    BadBody {
-        /// The parser's explanation.
-        reason: String,
-    },
     /// DingTalk answered a call with an error status and body.
     #[error("{operation}: DingTalk answered HTTP {status} `{code}`: {message} (request id {request_id:?})")]
     Api {
@@ -126,12 +92,14 @@ pub enum Error {
     },
     /// A non-idempotent call (creating an instance) failed in a way that leaves unknown whether
     /// it took effect. It is not retried: reconcile first (e.g. list instances by originator).
-    #[error("{operation}: outcome unknown ({reason}); reconcile before retrying")]
+    #[error("{operation}: outcome unknown ({source}); reconcile before retrying")]
     OutcomeUnknown {
         /// The API operation.
         operation: &'static str,
-        /// What happened.
-        reason: String,
+        /// The failure that left the outcome unknown: a transport error after the request
+        /// was sent, or a 5xx answer.
+        #[source]
+        source: Box<Error>,
     },
     /// A response body is not the JSON the API documents.
     #[error("{operation}: unexpected response at `{path}`: {reason}")]

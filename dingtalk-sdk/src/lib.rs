@@ -7,7 +7,8 @@
 //! - [`event`]: typed events (`check_url`, `bpms_instance_change`, `bpms_task_change`, unknown
 //!   kept raw), normalising HTTP push (current and historical) and Stream shapes.
 //! - [`callback`]: a framework-agnostic HTTP-push callback handler with a replay window and a
-//!   body-size limit; the `axum` feature adds a ready router.
+//!   body-size limit and its own error type ([`CallbackError`](callback::CallbackError)); the
+//!   `axum` feature adds a ready router.
 //! - [`stream`]: Stream-mode wire frames and (feature `stream`) the supervising client.
 //! - `client`, `token`, `retry` (feature `client`, on by default): `DingTalkClient` with
 //!   cached single-flight access tokens, typed errors, rate-limit backoff and no blind retry
@@ -30,10 +31,10 @@
 //! let outcome = handler.handle_raw(&query, body.as_bytes())?;
 //! assert!(matches!(outcome.event, Event::CheckUrl(_)));
 //! // Answer DingTalk with `serde_json::to_string(&outcome.reply)`.
-//! # Ok::<(), dingtalk_sdk::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[macro_use]
 mod wire_enum;
@@ -56,6 +57,8 @@ pub mod stream;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod token;
+#[cfg(any(feature = "client", feature = "stream"))]
+mod transport;
 pub mod workflow;
 
 pub use error::{Error, ErrorKind, Result};

@@ -11,8 +11,10 @@
 //!
 //! The standalone binary `dingtalk-mock` serves the same for test authors in any language.
 
-// Handlers return ready axum responses as their errors; their size does not matter in a mock.
-#[allow(clippy::result_large_err)]
+#[expect(
+    clippy::result_large_err,
+    reason = "handlers return ready axum responses as their errors; their size does not matter in a mock"
+)]
 mod api;
 mod config;
 pub mod control;
@@ -24,6 +26,30 @@ mod state;
 pub use config::{MockApp, MockConfig, MockFaults, MockFormField, MockProcess};
 pub use delivery::{Channel, Delivery};
 pub use server::{JournalEntry, MockDingTalk, MockDingTalkBuilder};
+
+/// Milliseconds since the Unix epoch: the mock's one clock, for instance times, event times,
+/// push timestamps and Stream frame headers.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A DingTalk error answer: `{"code", "message", "requestid"}` with its status. Every error
+/// the mock sends (OpenAPI, Stream gateway, control API) has this shape.
+pub(crate) fn api_error(
+    status: axum::http::StatusCode,
+    code: &str,
+    message: &str,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let requestid = format!("{:032X}", rand::random::<u128>());
+    (
+        status,
+        axum::Json(serde_json::json!({ "code": code, "message": message, "requestid": requestid })),
+    )
+        .into_response()
+}
 
 /// Polls `condition` every 10 ms until it holds or `timeout` passes; returns whether it held.
 pub(crate) async fn poll_until(timeout: std::time::Duration, condition: impl Fn() -> bool) -> bool {

@@ -7,7 +7,8 @@
 //!   timeout on `StartProcessInstance` may still have created the instance.
 //! - Client and auth errors stop here (auth is refreshed-and-retried once by the client).
 
-use crate::error::ErrorKind;
+use crate::error::{Error, ErrorKind};
+use crate::transport;
 use std::time::Duration;
 
 /// What to do after a failed attempt.
@@ -82,13 +83,24 @@ impl RetryPolicy {
                     .mul_f64(1.0 + jitter / 2.0)
                     .min(self.max_delay),
             ),
-            ErrorKind::Server | ErrorKind::Transient if idempotent => {
-                let exp = self
-                    .base_delay
-                    .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-                Decision::Retry(exp.min(self.max_delay).mul_f64(0.5 + jitter / 2.0))
-            }
+            ErrorKind::Server | ErrorKind::Transient if idempotent => Decision::Retry(transport::backoff(
+                self.base_delay,
+                self.max_delay,
+                attempt,
+                jitter,
+            )),
             _ => Decision::Stop,
+        }
+    }
+
+    /// The delay before retrying after `error` failed attempt `attempt`, with random jitter,
+    /// or `None` to give up. A connection that never opened cannot have reached DingTalk, so it
+    /// may be retried even for a call that is not idempotent.
+    pub(crate) fn retry_delay(&self, error: &Error, attempt: u32, idempotent: bool) -> Option<Duration> {
+        let safe = idempotent || matches!(error, Error::Transport { sent: false, .. });
+        match self.decide(error.kind(), attempt, safe, rand::random::<f64>()) {
+            Decision::Retry(delay) => Some(delay),
+            Decision::Stop => None,
         }
     }
 }

@@ -6,6 +6,8 @@
 //! shared cache (Redis, a database) so the replicas do not each fetch their own token.
 
 use crate::error::Result;
+use crate::retry::RetryPolicy;
+use crate::transport;
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::fmt;
@@ -110,6 +112,8 @@ pub struct CachedTokenProvider {
     http: reqwest::Client,
     url: String,
     credentials: Credentials,
+    timeout: Duration,
+    retry: RetryPolicy,
     cached: tokio::sync::Mutex<Option<AccessToken>>,
 }
 
@@ -118,44 +122,68 @@ impl fmt::Debug for CachedTokenProvider {
         f.debug_struct("CachedTokenProvider")
             .field("url", &self.url)
             .field("credentials", &self.credentials)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
 
 impl CachedTokenProvider {
-    /// A provider fetching from `api_base` (e.g. `https://api.dingtalk.com`).
+    /// A provider fetching from `api_base` (e.g. `https://api.dingtalk.com`), with a 10 s
+    /// timeout per attempt and the default [`RetryPolicy`].
     pub fn new(http: reqwest::Client, api_base: &str, credentials: Credentials) -> Self {
         Self {
             http,
-            url: format!("{}/v1.0/oauth2/accessToken", api_base.trim_end_matches('/')),
+            url: format!("{}/v1.0/oauth2/accessToken", transport::trim_base(api_base)),
             credentials,
+            timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
             cached: tokio::sync::Mutex::new(None),
         }
     }
 
+    /// Timeout of each token request. Callers wait on the one in flight, so this bounds how
+    /// long a stalled token endpoint can hold all of them.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Retry policy of the token request (it is idempotent: server errors and timeouts are
+    /// retried too).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Fetches a token, retrying per the policy.
     async fn fetch(&self) -> Result<AccessToken> {
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let error = match self.fetch_once().await {
+                Ok(token) => return Ok(token),
+                Err(error) => error,
+            };
+            match self.retry.retry_delay(&error, attempt, true) {
+                Some(delay) => {
+                    tracing::debug!(error = %error, attempt, ?delay, "retrying the access-token request");
+                    tokio::time::sleep(delay).await;
+                }
+                None => return Err(error),
+            }
+        }
+    }
+
+    async fn fetch_once(&self) -> Result<AccessToken> {
         const OPERATION: &str = "GetAccessToken";
         let body = serde_json::json!({
             "appKey": self.credentials.client_id(),
             "appSecret": self.credentials.client_secret(),
         });
-        let response = self
-            .http
-            .post(&self.url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| crate::client::transport_error(OPERATION, e))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| crate::client::transport_error(OPERATION, e))?;
-        if !status.is_success() {
-            return Err(crate::client::api_error(OPERATION, status.as_u16(), &bytes));
-        }
-        let parsed: TokenResponse = crate::client::decode(OPERATION, &bytes)?;
+        let request = self.http.post(&self.url).timeout(self.timeout).json(&body);
+        let bytes = transport::execute(OPERATION, request).await?;
+        let parsed: TokenResponse = transport::decode(OPERATION, &bytes)?;
         let lifetime = Duration::from_secs(parsed.expire_in);
         let margin = Duration::from_secs(300).min(lifetime / 2);
         tracing::debug!(expire_in = parsed.expire_in, "fetched a DingTalk access token");

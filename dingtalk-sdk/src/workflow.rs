@@ -41,12 +41,8 @@ pub struct FormComponentValue {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ext_value: Option<String>,
     /// Table rows; the official client always sends `[]`.
-    #[serde(default, skip_serializing_if = "is_absent")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Vec<FormComponentValue>>,
-}
-
-fn is_absent<T>(v: &Option<Vec<T>>) -> bool {
-    v.is_none()
 }
 
 impl FormComponentValue {

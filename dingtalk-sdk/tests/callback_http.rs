@@ -1,27 +1,22 @@
 //! The axum callback route over real HTTP on 127.0.0.1: a check_url round trip, an approval
 //! event, and tampered or malformed pushes rejected with a 4xx JSON error and no panic.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "tests fail loudly on unexpected values"
 )]
+
+pub mod support;
 
 use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
 use dingtalk_sdk::crypto::{EncryptedMessage, EventCrypto};
 use dingtalk_sdk::event::Event;
 use serde_json::Value;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
-const TOKEN: &str = "sase1token2cb";
-const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
-const APP_KEY: &str = "dingq5z1ybtkwcvhx7ab";
-
-fn crypto() -> EventCrypto {
-    EventCrypto::new(TOKEN, AES_KEY, APP_KEY).unwrap()
-}
+use support::{crypto, now_ms, AES_KEY, TOKEN};
 
 struct Server {
     url: String,
@@ -44,14 +39,6 @@ async fn start(handler: CallbackHandler, fail_sink: bool) -> Server {
     let url = format!("http://{}/dingtalk/events", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Server { url, events }
-}
-
-fn now_ms() -> String {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        .to_string()
 }
 
 /// What DingTalk sends: query `signature`, `timestamp`, `nonce`; body `{"encrypt": …}`.
@@ -162,11 +149,23 @@ async fn tampered_stale_and_malformed_pushes_get_4xx_json_and_never_reach_the_si
     stale.msg_signature = crypto().sign(&stale.time_stamp, &stale.nonce, &stale.encrypt);
     let mut seconds = good.clone();
     seconds.time_stamp = "17416998001".into();
+    // Correctly signed, but encrypted for another app, not a ciphertext, or not an event.
+    let other_receiver = EventCrypto::new(TOKEN, AES_KEY, "dingotherapp")
+        .unwrap()
+        .encrypt_reply(r#"{"EventType":"check_url"}"#, &now_ms(), "n")
+        .unwrap();
+    let mut garbage = good.clone();
+    garbage.encrypt = "AAAA".into();
+    garbage.msg_signature = crypto().sign(&garbage.time_stamp, &garbage.nonce, &garbage.encrypt);
+    let not_json = crypto().encrypt_reply("not json", &now_ms(), "n").unwrap();
 
     for (sealed, status, code) in [
         (&tampered, 401, "bad_signature"),
         (&stale, 401, "stale_timestamp"),
         (&seconds, 400, "bad_timestamp"),
+        (&other_receiver, 400, "receiver_id_mismatch"),
+        (&garbage, 400, "bad_payload"),
+        (&not_json, 400, "bad_event"),
     ] {
         let res = push(&server.url, sealed).await;
         assert_eq!(res.status(), status, "{code}");

@@ -2,12 +2,11 @@
 //! injected faults observed by the client (retry, backoff, typed errors, token refresh, an
 //! ambiguous create reconciled by listing).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected values")]
+
+pub mod support;
+
+use support::{APP_KEY, APP_SECRET};
 
 use dingtalk_sdk::client::DingTalkClient;
 use dingtalk_sdk::event::InstanceResult;
@@ -26,7 +25,7 @@ const CODE: &str = "PROC-UNINSTALL";
 
 async fn setup() -> (MockDingTalk, DingTalkClient) {
     let mock = MockDingTalk::builder()
-        .app(MockApp::new("dingappkey", "secret"))
+        .app(MockApp::new(APP_KEY, APP_SECRET))
         .process(MockProcess::new(
             CODE,
             "App uninstall",
@@ -40,7 +39,7 @@ async fn setup() -> (MockDingTalk, DingTalkClient) {
         .start()
         .await
         .unwrap();
-    let client = DingTalkClient::builder(Credentials::new("dingappkey", "secret"))
+    let client = DingTalkClient::builder(Credentials::new(APP_KEY, APP_SECRET))
         .api_base(mock.base_url())
         .retry(RetryPolicy::new(
             4,
@@ -217,7 +216,7 @@ async fn injected_faults_are_retried_or_typed() {
         latency_ms: 400,
         ..MockFaults::default()
     });
-    let impatient = DingTalkClient::builder(Credentials::new("dingappkey", "secret"))
+    let impatient = DingTalkClient::builder(Credentials::new(APP_KEY, APP_SECRET))
         .api_base(mock.base_url())
         .timeout(Duration::from_millis(100))
         .retry(RetryPolicy::none())

@@ -2,17 +2,19 @@
 //! headers, JSON body) to what the official OpenAPI client sends (`openapi-wire.json`), every
 //! stub answer parsed into the typed responses, and token, retry and error behaviour.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "tests fail loudly on unexpected values"
 )]
+
+pub mod support;
 
 use dingtalk_sdk::client::DingTalkClient;
 use dingtalk_sdk::event::InstanceResult;
 use dingtalk_sdk::retry::RetryPolicy;
-use dingtalk_sdk::token::Credentials;
+use dingtalk_sdk::token::{AccessToken, CachedTokenProvider, Credentials, TokenProvider};
 use dingtalk_sdk::workflow::{
     ActionType, AddCommentRequest, Approver, ExecuteTaskRequest, FormComponentValue, InstanceStatus,
     ListProcessInstanceIdsRequest, StartProcessInstanceRequest, TargetSelectActioner, TaskAction, TaskStatus,
@@ -21,21 +23,18 @@ use dingtalk_sdk::workflow::{
 use dingtalk_sdk::{Error, ErrorKind, ProcessCode, ProcessInstanceId, UserId};
 use futures_util::StreamExt as _;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const TOKEN: &str = "6d1b0f6a1e6b3c9a8d2f4e5a7b9c0d1e";
 const PI: &str = "Rz3l5WmWQy2Kq0e8oX1bYA01741699876";
-const CODE: &str = "PROC-9F2C1A7E-3B4D-4E5F-8A6B-1C2D3E4F5A6B";
+use support::{APP_KEY, APP_SECRET, PROCESS_CODE as CODE};
 
 fn wire() -> Vec<Value> {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/vectors/openapi-wire.json"
-    ))
-    .unwrap();
-    serde_json::from_str::<Value>(&text).unwrap()["calls"]
+    support::vectors("openapi-wire.json")["calls"]
         .as_array()
         .unwrap()
         .clone()
@@ -49,7 +48,7 @@ fn call(name: &str) -> Value {
 }
 
 fn client(server: &MockServer) -> DingTalkClient {
-    DingTalkClient::builder(Credentials::new("dingq5z1ybtkwcvhx7ab", "s3cr3t"))
+    DingTalkClient::builder(Credentials::new(APP_KEY, APP_SECRET))
         .api_base(server.uri())
         .retry(RetryPolicy::new(
             4,
@@ -238,7 +237,7 @@ async fn vector_errors_become_typed_errors() {
             )
             .mount(&server)
             .await;
-        let c = DingTalkClient::builder(Credentials::new("dingq5z1ybtkwcvhx7ab", "s3cr3t"))
+        let c = DingTalkClient::builder(Credentials::new(APP_KEY, APP_SECRET))
             .api_base(server.uri())
             .retry(RetryPolicy::none())
             .build()
@@ -269,7 +268,7 @@ async fn vector_errors_become_typed_errors() {
             err.http_status(),
             v["stub_answer"]["status"].as_u64().map(|s| s as u16)
         );
-        assert!(!err.to_string().contains("s3cr3t"));
+        assert!(!err.to_string().contains(APP_SECRET));
     }
 }
 
@@ -437,16 +436,21 @@ async fn server_errors_retry_reads_but_a_create_becomes_outcome_unknown() {
     let request =
         StartProcessInstanceRequest::new(ProcessCode::new(CODE), UserId::new("u"), vec![]).dept_id(-1);
     let err = c.workflow().start_instance(&request).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::OutcomeUnknown {
-                operation: "StartProcessInstance",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    // The 500 that left the outcome unknown is kept as the source, code and all.
+    match &err {
+        Error::OutcomeUnknown {
+            operation: "StartProcessInstance",
+            source,
+        } => {
+            assert_eq!(
+                (source.http_status(), source.code()),
+                (Some(500), Some("systemError"))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let source = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(source.is_some_and(|s| s.contains("systemError")), "{err:?}");
     assert!(!err.is_retryable());
 }
 
@@ -471,7 +475,94 @@ async fn a_start_instance_timeout_is_outcome_unknown_and_not_resent() {
         .start_instance(&request)
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::OutcomeUnknown { .. }), "{err:?}");
+    match &err {
+        Error::OutcomeUnknown { source, .. } => assert!(
+            matches!(**source, Error::Transport { sent: true, .. }),
+            "{source:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A token endpoint that accepts connections and never answers; counts the connections.
+async fn stalled_endpoint() -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    (url, accepted, server)
+}
+
+fn is_token_timeout(result: &Result<AccessToken, Error>) -> bool {
+    match result {
+        Err(Error::Transport {
+            operation: "GetAccessToken",
+            sent: true,
+            source,
+        }) => source
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout),
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_token_endpoint_times_out_without_holding_the_lock() {
+    let (url, accepted, server) = stalled_endpoint().await;
+    let provider = CachedTokenProvider::new(reqwest::Client::new(), &url, Credentials::new("k", "s"))
+        .timeout(Duration::from_millis(200))
+        .retry(RetryPolicy::new(
+            2,
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+        ));
+    // Two callers: the second waits on the lock while the first fetches, then fetches itself.
+    // Before the fix both hung forever; the outer timeout turns that into a failure.
+    let (first, second) = tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::join!(provider.token(), provider.token())
+    })
+    .await
+    .expect("token() must give up within its timeout");
+    assert!(is_token_timeout(&first), "{first:?}");
+    assert!(is_token_timeout(&second), "{second:?}");
+    assert!(first.unwrap_err().is_retryable());
+    // Each caller's fetch went through the retry policy: two attempts each.
+    assert_eq!(accepted.load(Ordering::SeqCst), 4);
+
+    // The client's own timeout and retry policy reach its built-in token provider.
+    let client = DingTalkClient::builder(Credentials::new("k", "s"))
+        .api_base(&url)
+        .retry(RetryPolicy::none())
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let err = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.workflow().get_instance(&ProcessInstanceId::new(PI)),
+    )
+    .await
+    .expect("a call must give up when the token endpoint stalls")
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Transport {
+                operation: "GetAccessToken",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    server.abort();
 }
 
 #[tokio::test]

@@ -1,23 +1,16 @@
-//! Property tests: arbitrary input never panics, and any tampering with a legitimately signed
-//! payload is rejected at the signature, so it never decrypts to a wrong plaintext.
+//! Property tests: valid messages round-trip; arbitrary input is rejected with a specific error
+//! (never a panic): at the signature when unsigned, as a payload error when signed; any
+//! tampering with a legitimately signed payload is rejected at the signature, so it never
+//! decrypts to a wrong plaintext.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+pub mod support;
 
 use base64::Engine as _;
 use dingtalk_sdk::crypto::EventCrypto;
 use dingtalk_sdk::Error;
 use proptest::prelude::*;
 
-const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
-
-fn crypto() -> EventCrypto {
-    EventCrypto::new("sase1token2cb", AES_KEY, "dingq5z1ybtkwcvhx7ab").unwrap()
-}
+use support::{crypto, AES_KEY};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
@@ -32,25 +25,52 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_strings_never_panic(sig in ".{0,60}", ts in ".{0,20}", nonce in ".{0,20}", enc in ".{0,400}") {
-        let _ = crypto().verify_and_decrypt(&sig, &ts, &nonce, &enc);
+    fn arbitrary_strings_fail_the_signature_and_signed_fail_as_payload(
+        sig in ".{0,60}", ts in ".{0,20}", nonce in ".{0,20}", enc in ".{0,400}",
+    ) {
+        let c = crypto();
+        let real = c.sign(&ts, &nonce, &enc);
+        prop_assume!(sig != real);
+        let r = c.verify_and_decrypt(&sig, &ts, &nonce, &enc);
+        prop_assert!(matches!(r, Err(Error::BadSignature)), "{:?}", r);
+        // Signed with our token, the same text passes the signature and fails as a payload:
+        // arbitrary text is never a frame encrypted for us.
+        let r = c.verify_and_decrypt(&real, &ts, &nonce, &enc);
+        prop_assert!(is_payload_error(&r), "{:?}", r);
     }
 
     #[test]
-    fn arbitrary_ciphertexts_signed_correctly_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+    fn arbitrary_ciphertexts_signed_correctly_are_payload_errors(
+        bytes in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..600),
+            // Whole blocks, so decryption and the frame checks are reached too.
+            (1usize..38).prop_flat_map(|blocks| proptest::collection::vec(any::<u8>(), blocks * 16)),
+        ],
+    ) {
         let c = crypto();
         let enc = base64::engine::general_purpose::STANDARD.encode(&bytes);
         let sig = c.sign("1", "n", &enc);
-        match c.verify_and_decrypt(&sig, "1", "n", &enc) {
-            // Random bytes essentially never form a frame addressed to us; if they do, the
-            // frame was structurally valid, which the decoder checked.
-            Ok(_) | Err(_) => {}
+        let r = c.verify_and_decrypt(&sig, "1", "n", &enc);
+        if bytes.is_empty() || bytes.len() % 16 != 0 {
+            prop_assert!(
+                matches!(r, Err(Error::BadCiphertextLength { len }) if len == bytes.len()),
+                "{:?}", r
+            );
+        } else {
+            // Random blocks essentially never decrypt to a frame ending in our receiver id.
+            prop_assert!(
+                matches!(
+                    r,
+                    Err(Error::BadPadding { .. } | Error::BadLength { .. } | Error::ReceiverIdMismatch { .. })
+                ),
+                "{:?}", r
+            );
         }
     }
 
     #[test]
     fn any_bit_flip_or_truncation_under_the_original_signature_is_rejected(
-        msg in "[ -~一-龥]{1,200}", pos in any::<prop::sample::Index>(), bit in 0u8..7, cut in 1usize..40,
+        msg in "[ -~一-龥]{1,200}", pos in any::<prop::sample::Index>(), bit in 0u8..=7, cut in 1usize..40,
     ) {
         let c = crypto();
         let sealed = c.encrypt_reply(&msg, "1741699800123", "q9W8e7R6").unwrap();
@@ -58,7 +78,7 @@ proptest! {
         let i = pos.index(flipped.len());
         flipped[i] ^= 1 << bit;
         let flipped = String::from_utf8_lossy(&flipped).into_owned();
-        let truncated = &sealed.encrypt[..sealed.encrypt.len().saturating_sub(cut)];
+        let truncated = sealed.encrypt.get(..sealed.encrypt.len().saturating_sub(cut)).unwrap();
         for enc in [flipped.as_str(), truncated] {
             let r = c.verify_and_decrypt(&sealed.msg_signature, &sealed.time_stamp, &sealed.nonce, enc);
             prop_assert!(matches!(r, Err(Error::BadSignature)), "{:?}", r);
@@ -69,20 +89,41 @@ proptest! {
     }
 
     #[test]
-    fn re_signed_tampering_never_panics_and_never_yields_the_frame_of_another_receiver(
+    fn re_signed_tampering_is_a_payload_error_unless_it_only_touched_the_prefix_block(
         pos in any::<prop::sample::Index>(), byte in any::<u8>(),
     ) {
         let c = crypto();
-        let enc = c.encrypt("{\"EventType\":\"check_url\"}").unwrap();
+        let message = "{\"EventType\":\"check_url\"}";
+        let enc = c.encrypt(message).unwrap();
         let mut raw = base64::engine::general_purpose::STANDARD.decode(&enc).unwrap();
         let i = pos.index(raw.len());
         raw[i] ^= byte.max(1);
         let tampered = base64::engine::general_purpose::STANDARD.encode(&raw);
         let sig = c.sign("1", "n", &tampered);
-        if let Ok(text) = c.verify_and_decrypt(&sig, "1", "n", &tampered) {
-            // Only a flip in the random prefix block's ciphertext can leave the frame intact
-            // (it garbles the prefix, which is opaque, and flips bits of the length field).
-            prop_assert!(text.len() <= 64);
+        match c.verify_and_decrypt(&sig, "1", "n", &tampered) {
+            // In CBC, changing ciphertext block k garbles plaintext block k and flips the same
+            // bits of block k + 1. Only block 0 (the opaque random prefix) can be garbled with
+            // the length field, receiver id and padding intact; the message keeps its length
+            // but not its content.
+            Ok(text) => {
+                prop_assert!(i < 16, "tampering at byte {} decrypted to {:?}", i, text);
+                prop_assert_eq!(text.len(), message.len());
+                prop_assert_ne!(text, message);
+            }
+            r => prop_assert!(is_payload_error(&r), "{:?}", r),
         }
     }
+}
+
+/// A failure after the signature: the payload itself is wrong.
+fn is_payload_error<T>(r: &Result<T, Error>) -> bool {
+    matches!(
+        r,
+        Err(Error::BadBase64
+            | Error::BadCiphertextLength { .. }
+            | Error::BadPadding { .. }
+            | Error::BadLength { .. }
+            | Error::ReceiverIdMismatch { .. }
+            | Error::BadUtf8)
+    )
 }

@@ -1,21 +1,19 @@
 //! Typed events from all three shapes: HTTP push (current and historical) and Stream frames.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "tests fail loudly on unexpected values"
 )]
+
+pub mod support;
 
 use dingtalk_sdk::event::{
     Event, InstanceChangeType, InstanceResult, StreamEventHeaders, TaskChangeType, TaskResult,
 };
 use serde_json::Value;
 
-fn vectors(name: &str) -> Value {
-    let path = format!("{}/tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+use support::vectors;
 
 fn crypto_plaintext(id: &str) -> String {
     let v = vectors("callback-crypto.json");

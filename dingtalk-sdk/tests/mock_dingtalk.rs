@@ -2,15 +2,15 @@
 //! validation, instance state, the control API, encrypted HTTP-push delivery verified by our
 //! own callback route, Stream delivery to our Stream client, fault injection and the journal.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "tests fail loudly on unexpected values"
 )]
 
+pub mod support;
+
 use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
-use dingtalk_sdk::crypto::EventCrypto;
 use dingtalk_sdk::event::{Event, InstanceChangeType, TaskChangeType};
 use dingtalk_sdk::mock::{Channel, MockApp, MockDingTalk, MockFaults, MockFormField, MockProcess};
 use dingtalk_sdk::stream::client::StreamClient;
@@ -18,12 +18,7 @@ use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const APP: &str = "dingq5z1ybtkwcvhx7ab";
-const SECRET: &str = "s3cr3t";
-const TOKEN: &str = "sase1token2cb";
-const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
-const CODE: &str = "PROC-9F2C1A7E-3B4D-4E5F-8A6B-1C2D3E4F5A6B";
-const WAIT: Duration = Duration::from_secs(10);
+use support::{crypto, AES_KEY, APP_KEY as APP, APP_SECRET as SECRET, PROCESS_CODE as CODE, TOKEN, WAIT};
 
 type Events = Arc<Mutex<Vec<Event>>>;
 
@@ -31,7 +26,7 @@ type Events = Arc<Mutex<Vec<Event>>>;
 async fn receiver() -> (String, Events) {
     let events: Events = Arc::default();
     let sink = Arc::clone(&events);
-    let handler = CallbackHandler::builder(EventCrypto::new(TOKEN, AES_KEY, APP).unwrap()).build();
+    let handler = CallbackHandler::builder(crypto()).build();
     let route = callback_route(handler, move |event| {
         let sink = Arc::clone(&sink);
         async move {
@@ -516,19 +511,14 @@ async fn faults_are_injected_and_the_journal_records_requests() {
     assert_eq!(http_journal.as_array().unwrap().len(), journal.len());
 }
 
-#[tokio::test]
-async fn stream_apps_receive_events_through_the_gateway() {
-    let mock = MockDingTalk::builder()
-        .app(MockApp::new(APP, SECRET).events(TOKEN, AES_KEY).stream(true))
-        .process(process())
-        .start()
-        .await
-        .unwrap();
+/// Our Stream client connected to the mock, collecting events; abort the task to stop it.
+async fn stream_receiver(mock: &MockDingTalk) -> (Events, tokio::task::JoinHandle<()>) {
     let seen: Events = Arc::default();
     let sink = Arc::clone(&seen);
     let client = StreamClient::builder(APP, SECRET)
         .api_base(mock.base_url())
-        .build();
+        .build()
+        .unwrap();
     let task = tokio::spawn(async move {
         client
             .run(
@@ -544,6 +534,11 @@ async fn stream_apps_receive_events_through_the_gateway() {
             .await
     });
     assert!(mock.gateway().wait_for(WAIT, |g| g.connection_count() == 1).await);
+    (seen, task)
+}
+
+/// Starts an instance of `CODE` through the OpenAPI; returns its id.
+async fn start_instance(mock: &MockDingTalk) -> String {
     let http = reqwest::Client::new();
     let token: Value = http
         .post(format!("{}/v1.0/oauth2/accessToken", mock.base_url()))
@@ -565,7 +560,19 @@ async fn stream_apps_receive_events_through_the_gateway() {
         .json()
         .await
         .unwrap();
-    let id = started["instanceId"].as_str().unwrap().to_owned();
+    started["instanceId"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn stream_apps_receive_events_through_the_gateway() {
+    let mock = MockDingTalk::builder()
+        .app(MockApp::new(APP, SECRET).events(TOKEN, AES_KEY).stream(true))
+        .process(process())
+        .start()
+        .await
+        .unwrap();
+    let (seen, task) = stream_receiver(&mock).await;
+    let id = start_instance(&mock).await;
     mock.approve(&id, Some("approver0001"), None).unwrap();
     assert!(
         mock.wait_for(WAIT, |_| seen
@@ -580,5 +587,42 @@ async fn stream_apps_receive_events_through_the_gateway() {
         "every stream event ACKed"
     );
     assert!(mock.deliveries().iter().all(|d| d.channel == Channel::Stream));
+    task.abort();
+}
+
+#[tokio::test]
+async fn http_push_and_stream_carry_the_apps_corp_id() {
+    const CORP: &str = "ding4242corp";
+    let (url, pushed) = receiver().await;
+    let mock = MockDingTalk::builder()
+        .app(
+            MockApp::new(APP, SECRET)
+                .events(TOKEN, AES_KEY)
+                .request_url(url)
+                .stream(true)
+                .corp_id(CORP),
+        )
+        .process(process())
+        .start()
+        .await
+        .unwrap();
+    let (streamed, task) = stream_receiver(&mock).await;
+    let id = start_instance(&mock).await;
+    let started = |events: &Events| {
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|e| matches!(e, Event::InstanceChange(c) if c.process_instance_id.as_ref().is_some_and(|p| *p == id.as_str())))
+            .map(|e| e.meta().corp_id.clone())
+    };
+    assert!(
+        mock.wait_for(WAIT, |_| started(&pushed).is_some()
+            && started(&streamed).is_some())
+            .await
+    );
+    let corp = Some(Some(dingtalk_sdk::CorpId::new(CORP)));
+    assert_eq!(started(&pushed), corp, "HTTP push");
+    assert_eq!(started(&streamed), corp, "Stream");
     task.abort();
 }

@@ -3,12 +3,9 @@
 //! → LATER → redelivery → one state change, a silent connection replaced, clean shutdown, and
 //! the frames we send matching the protocol-conformant SDK field for field.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![expect(clippy::unwrap_used, reason = "tests fail loudly on unexpected values")]
+
+pub mod support;
 
 use dingtalk_sdk::event::Event;
 use dingtalk_sdk::mock::gateway::MockGateway;
@@ -19,9 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-const APP: &str = "dingq5z1ybtkwcvhx7ab";
+use support::{APP_KEY as APP, WAIT};
+
+/// The secret the recorded Node SDK frames (`stream-frames.json`) were made with.
 const SECRET: &str = "client-secret-not-real";
-const WAIT: Duration = Duration::from_secs(10);
 const DATA: &str = r#"{"processInstanceId":"pi-1","type":"finish","result":"agree","staffId":"manager4321"}"#;
 
 /// Events the handler saw, by event id, and how often; optionally failing the first N calls.
@@ -71,7 +69,7 @@ async fn start(configure: impl FnOnce(&MockGateway), fail_first: u32, idle: Opti
     if let Some(idle) = idle {
         builder = builder.keepalive(idle / 3).idle_timeout(idle);
     }
-    let client = builder.build();
+    let client = builder.build().unwrap();
     let state = client.state();
     let seen = Seen::default();
     *seen.fail_first.lock().unwrap() = fail_first;
@@ -273,7 +271,8 @@ async fn bad_credentials_back_off_and_retry_with_fresh_requests() {
     let client = StreamClient::builder(APP, SECRET)
         .api_base(gateway.base_url())
         .backoff(Backoff::new(Duration::from_millis(10), Duration::from_millis(40)))
-        .build();
+        .build()
+        .unwrap();
     let mut state = client.state();
     let task = tokio::spawn(async move {
         client
@@ -298,14 +297,7 @@ async fn frames_we_send_match_the_conformant_sdk_field_for_field() {
         .gateway
         .push_event(APP, "bpms_instance_change", "ev-shape", DATA);
     assert!(r.gateway.wait_for(WAIT, |g| g.pending_count() == 0).await);
-    let vectors: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/vectors/stream-frames.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let vectors = support::vectors("stream-frames.json");
     let node = &vectors["node_sdk"];
 
     // connections/open: the same fields as the Node SDK (plus our ua and localIp values).
@@ -346,4 +338,13 @@ async fn frames_we_send_match_the_conformant_sdk_field_for_field() {
     assert_eq!(parse(&ours), parse(&theirs));
     ours["data"] = theirs["data"].clone();
     assert_eq!(ours, theirs);
+}
+
+#[test]
+fn build_rejects_an_api_base_that_is_not_http() {
+    let err = StreamClient::builder(APP, SECRET)
+        .api_base("wss://api.dingtalk.com")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, dingtalk_sdk::Error::Config { .. }), "{err:?}");
 }

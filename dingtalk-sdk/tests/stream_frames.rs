@@ -1,20 +1,20 @@
 //! Stream frames from `vectors/stream-frames.json`: every recorded downstream frame parses, and
 //! the frames we send match the protocol-conformant SDK (Node) field for field.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "tests fail loudly on unexpected values"
 )]
+
+pub mod support;
 
 use dingtalk_sdk::event::Event;
 use dingtalk_sdk::stream::frame::{AckFrame, DownstreamFrame, EventAckStatus, FrameType};
 use serde_json::Value;
 
 fn vectors() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/stream-frames.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    support::vectors("stream-frames.json")
 }
 
 fn frame(v: &Value, name: &str) -> DownstreamFrame {

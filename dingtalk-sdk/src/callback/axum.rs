@@ -20,7 +20,7 @@
 //! # Ok(()) }
 //! ```
 
-use super::{rejection, CallbackHandler};
+use super::{CallbackError, CallbackHandler};
 use crate::event::Event;
 use axum::body::{to_bytes, Body};
 use axum::http::{StatusCode, Uri};
@@ -34,9 +34,10 @@ use std::sync::Arc;
 /// A `POST` route that verifies and decrypts each push, hands the typed [`Event`] to
 /// `on_event`, and answers with the encrypted `success` reply.
 ///
-/// - A rejected push gets a 4xx JSON body `{"error": <code>, "message": <text>}` (413 for an
-///   oversized body, 401 for a bad signature or stale timestamp, 400 otherwise) and never
-///   reaches `on_event`.
+/// - A rejected push gets a 4xx JSON body `{"error": <code>, "message": <text>}` with the
+///   [`CallbackError`]'s [`status`](CallbackError::status) and [`code`](CallbackError::code)
+///   (413 for an oversized body, 401 for a bad signature or stale timestamp, 400 otherwise)
+///   and never reaches `on_event`.
 /// - If `on_event` fails, the answer is 503 without `success`, so DingTalk records the push as
 ///   failed (it can be listed through the failed-push API) instead of as delivered.
 pub fn callback_route<F, Fut, E>(handler: CallbackHandler, on_event: F) -> MethodRouter
@@ -53,7 +54,7 @@ where
         async move {
             let limit = handler.max_body_bytes();
             let Ok(body) = to_bytes(body, limit).await else {
-                return error_response(&crate::Error::BodyTooLarge {
+                return error_response(&CallbackError::BodyTooLarge {
                     len: limit + 1,
                     limit,
                 });
@@ -77,10 +78,10 @@ where
     })
 }
 
-fn error_response(err: &crate::Error) -> Response {
-    let (status, code) = rejection(err);
+fn error_response(err: &CallbackError) -> Response {
+    let code = err.code();
     tracing::warn!(error = %err, code, "rejected DingTalk callback");
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST);
     (
         status,
         Json(serde_json::json!({"error": code, "message": err.to_string()})),

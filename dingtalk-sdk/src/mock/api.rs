@@ -2,8 +2,10 @@
 //! validated as raw JSON, the way DingTalk's gateway does, independently of this crate's own
 //! client types, so a client that sends a wrong name or type is caught here.
 
-use super::server::{api_error, now_ms, Shared, TOKEN_HEADER};
+use super::server::{Shared, TOKEN_HEADER};
 use super::state::{Instance, Task};
+use super::{api_error, now_ms};
+use crate::workflow::{InstanceStatus, TaskStatus};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -287,7 +289,7 @@ fn create(
                 task_id: 80_000_000_000 + i64::try_from(task_n).unwrap_or(0),
                 user_id: user.clone(),
                 node,
-                status: "NEW",
+                status: TaskStatus::New,
                 result: None,
                 create_ms: now,
                 finish_ms: None,
@@ -303,7 +305,7 @@ fn create(
         business_id,
         originator: originator.to_owned(),
         dept_id: dept_id.unwrap_or(-1),
-        status: "RUNNING",
+        status: InstanceStatus::Running,
         result: None,
         create_ms: now,
         finish_ms: None,
@@ -450,7 +452,7 @@ async fn list_instance_ids(
                     && i.process_code == code
                     && (start..=end).contains(&i.create_ms)
                     && (users.is_empty() || users.contains(&i.originator))
-                    && (statuses.is_empty() || statuses.iter().any(|s| s == i.status))
+                    && (statuses.is_empty() || statuses.iter().any(|s| s == i.status.as_str()))
             })
             .map(|i| i.id.clone())
             .collect();

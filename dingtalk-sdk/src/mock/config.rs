@@ -32,8 +32,11 @@ pub struct MockApp {
     pub corp_id: String,
 }
 
+/// The corpId of apps that do not set one.
+pub(crate) const DEFAULT_CORP_ID: &str = "dingmockcorp0000000000";
+
 fn default_corp_id() -> String {
-    "dingmockcorp0000000000".to_owned()
+    DEFAULT_CORP_ID.to_owned()
 }
 
 impl std::fmt::Debug for MockApp {
@@ -82,6 +85,13 @@ impl MockApp {
     /// Pushes events over the Stream gateway.
     pub fn stream(mut self, on: bool) -> Self {
         self.stream = on;
+        self
+    }
+
+    /// The organisation's corpId, sent in events over HTTP push and Stream alike.
+    /// Default: `dingmockcorp0000000000`.
+    pub fn corp_id(mut self, corp_id: impl Into<String>) -> Self {
+        self.corp_id = corp_id.into();
         self
     }
 

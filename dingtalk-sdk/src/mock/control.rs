@@ -18,7 +18,8 @@
 
 use super::config::{MockApp, MockFaults, MockProcess};
 use super::delivery::{self, Delivery};
-use super::server::{now_ms, Shared};
+use super::server::Shared;
+use super::{api_error, now_ms};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -87,7 +88,7 @@ pub(crate) fn comment(shared: &Shared, id: &str, user: &str, text: &str) -> Resu
 
 /// Registers (or replaces) an app; a Request URL gets `check_url` first.
 pub(crate) async fn register_app(shared: &Arc<Shared>, app: MockApp) -> Option<Delivery> {
-    shared.gateway.register_app(&app.client_id, &app.client_secret);
+    shared.gateway.register_mock_app(&app);
     shared.lock().apps.insert(app.client_id.clone(), app.clone());
     if app.request_url.is_some() {
         Some(delivery::check_url(shared, &app).await)
@@ -123,11 +124,7 @@ struct Action {
 fn outcome(result: Result<(), Refused>) -> Response {
     match result {
         Ok(()) => Json(json!({"ok": true})).into_response(),
-        Err((code, message)) => (
-            StatusCode::CONFLICT,
-            Json(json!({"code": code, "message": message})),
-        )
-            .into_response(),
+        Err((code, message)) => api_error(StatusCode::CONFLICT, &code, &message),
     }
 }
 
@@ -168,11 +165,11 @@ async fn add_comment(
 ) -> Response {
     let a = action(body);
     let (Some(user), Some(text)) = (a.user_id, a.text) else {
-        return (
+        return api_error(
             StatusCode::BAD_REQUEST,
-            Json(json!({"code": "invalidParameter", "message": "userId and text are required"})),
-        )
-            .into_response();
+            "invalidParameter",
+            "userId and text are required",
+        );
     };
     outcome(comment(&s, &id, &user, &text))
 }
@@ -191,11 +188,10 @@ async fn list(State(s): State<Arc<Shared>>) -> Json<Value> {
 async fn one(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     match s.lock().instances.get(&id) {
         Some(i) => Json(i.to_json()).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(json!({"code": "processInstanceNotExist"})),
-        )
-            .into_response(),
+        None => {
+            let (code, message) = not_found();
+            api_error(StatusCode::NOT_FOUND, &code, &message)
+        }
     }
 }
 

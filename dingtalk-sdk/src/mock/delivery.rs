@@ -5,7 +5,8 @@
 //! that caused them has answered.
 
 use super::config::MockApp;
-use super::server::{now_ms, Shared};
+use super::now_ms;
+use super::server::Shared;
 use super::state::EventDraft;
 use crate::crypto::{EncryptedMessage, EventCrypto};
 use rand::distributions::{Alphanumeric, DistString as _};
@@ -95,7 +96,10 @@ async fn deliver(shared: &Arc<Shared>, draft: EventDraft) {
     flat.insert("EventType".into(), json!(draft.event_type));
     flat.insert("EventTime".into(), json!(now_ms()));
     flat.insert("CorpId".into(), json!(app.corp_id));
-    flat.insert("BizId".into(), json!(&event_id[..16.min(event_id.len())]));
+    flat.insert(
+        "BizId".into(),
+        json!(event_id.chars().take(16).collect::<String>()),
+    );
     flat.insert("eventId".into(), json!(event_id));
     flat.extend(draft.fields.clone());
     let plaintext = Value::Object(flat).to_string();

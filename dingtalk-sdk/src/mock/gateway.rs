@@ -14,6 +14,8 @@
 //! # Ok(()) }
 //! ```
 
+use super::config::{MockApp, DEFAULT_CORP_ID};
+use super::{api_error, now_ms};
 use crate::stream::frame::{
     AckFrame, DownstreamFrame, EventAckStatus, FrameHeaders, FrameType, OpenConnectionRequest,
     OpenConnectionResponse,
@@ -30,7 +32,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Tickets are valid this long, as on the real gateway.
@@ -62,9 +64,16 @@ struct Connection {
     silenced: Arc<AtomicBool>,
 }
 
+/// What the gateway knows of an app: its secret, to check `connections/open`, and its
+/// organisation, sent as `eventCorpId`.
+struct GatewayApp {
+    secret: String,
+    corp_id: String,
+}
+
 #[derive(Default)]
 struct Inner {
-    apps: HashMap<String, String>,
+    apps: HashMap<String, GatewayApp>,
     tickets: HashMap<String, (String, Instant)>,
     connections: Vec<Connection>,
     pending: HashMap<String, Pending>,
@@ -161,12 +170,26 @@ impl MockGateway {
         format!("http://{}", self.addr)
     }
 
-    /// Accepts connections for this app.
+    /// Accepts connections for this app, whose events carry the mock's default corpId (as a
+    /// [`MockApp`] does unless told otherwise).
     pub fn register_app(&self, client_id: &str, client_secret: &str) {
-        self.shared
-            .lock()
-            .apps
-            .insert(client_id.to_owned(), client_secret.to_owned());
+        self.register(client_id, client_secret, DEFAULT_CORP_ID);
+    }
+
+    /// Accepts connections for a registered app; its events carry the app's corpId, as they do
+    /// over HTTP push.
+    pub(crate) fn register_mock_app(&self, app: &MockApp) {
+        self.register(&app.client_id, &app.client_secret, &app.corp_id);
+    }
+
+    fn register(&self, client_id: &str, client_secret: &str, corp_id: &str) {
+        self.shared.lock().apps.insert(
+            client_id.to_owned(),
+            GatewayApp {
+                secret: client_secret.to_owned(),
+                corp_id: corp_id.to_owned(),
+            },
+        );
     }
 
     /// How long after a `LATER` (or an unanswered push) an event is pushed again.
@@ -196,13 +219,19 @@ impl MockGateway {
         let id = self.shared.next();
         let message_id = format!("msg_{id:06}");
         let now = now_ms().to_string();
+        let corp_id = self
+            .shared
+            .lock()
+            .apps
+            .get(client_id)
+            .map_or_else(|| DEFAULT_CORP_ID.to_owned(), |app| app.corp_id.clone());
         let mut headers = FrameHeaders::new(&message_id, "*");
         headers.time = Some(Value::String(now.clone()));
         for (key, value) in [
             ("appId", client_id),
             ("eventType", event_type),
             ("eventId", event_id),
-            ("eventCorpId", "dingmockcorp"),
+            ("eventCorpId", corp_id.as_str()),
             ("eventBornTime", now.as_str()),
             ("eventUnifiedAppId", client_id),
         ] {
@@ -317,12 +346,6 @@ impl MockGateway {
     }
 }
 
-fn now_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
-}
-
 fn serialize(frame: &DownstreamFrame) -> String {
     serde_json::to_string(frame).unwrap_or_default()
 }
@@ -387,11 +410,11 @@ async fn open_connection(State(shared): State<Arc<Shared>>, Json(body): Json<Val
     shared.lock().open_requests.push(body.clone());
     let request: OpenConnectionRequest = match serde_json::from_value(body) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalidParameter", &e.to_string()),
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, "invalidParameter", &e.to_string()),
     };
     let mut inner = shared.lock();
-    if inner.apps.get(&request.client_id) != Some(&request.client_secret) {
-        return error(
+    if inner.apps.get(&request.client_id).map(|app| &app.secret) != Some(&request.client_secret) {
+        return api_error(
             StatusCode::BAD_REQUEST,
             "invalidClientIdOrSecret",
             "无效的clientId或者clientSecret",
@@ -415,7 +438,7 @@ async fn connect(
     let client_id = match claimed {
         Some((client_id, issued)) if issued.elapsed() <= TICKET_TTL => client_id,
         _ => {
-            return error(
+            return api_error(
                 StatusCode::UNAUTHORIZED,
                 "invalidTicket",
                 "ticket is unknown, used or expired",
@@ -494,13 +517,4 @@ fn on_reply(shared: &Arc<Shared>, connection: u64, raw: &str) {
         raw: raw.to_owned(),
         ack,
     });
-}
-
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    let requestid = format!("{:032X}", rand::random::<u128>());
-    (
-        status,
-        Json(json!({ "code": code, "message": message, "requestid": requestid })),
-    )
-        .into_response()
 }

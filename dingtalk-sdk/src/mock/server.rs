@@ -1,6 +1,7 @@
 //! The running mock: shared state, the request journal, fault injection and the Rust control
 //! API ([`MockDingTalk`]).
 
+use super::api_error;
 use super::config::{MockApp, MockConfig, MockFaults, MockProcess};
 use super::control;
 use super::delivery::{self, Delivery};
@@ -10,14 +11,13 @@ use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Header carrying the v1.0 access token.
@@ -83,22 +83,6 @@ impl Shared {
             let _ = self.events.send(event);
         }
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// A DingTalk error body with its status.
-pub(crate) fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let requestid = format!("{:032X}", rand::random::<u128>());
-    (
-        status,
-        Json(json!({ "code": code, "message": message, "requestid": requestid })),
-    )
-        .into_response()
 }
 
 impl From<Refusal> for Response {
@@ -203,7 +187,7 @@ impl MockDingTalkBuilder {
         let (events, queue) = mpsc::unbounded_channel();
         let mut store = Store::default();
         for app in &self.config.apps {
-            gateway.register_app(&app.client_id, &app.client_secret);
+            gateway.register_mock_app(app);
             store.apps.insert(app.client_id.clone(), app.clone());
         }
         for process in &self.config.processes {

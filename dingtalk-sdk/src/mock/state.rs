@@ -4,6 +4,8 @@
 //! (everyone must agree). A refusal completes the instance as refused; the last node agreeing
 //! completes it as agreed. Every change yields the events DingTalk would push.
 
+use crate::event::{InstanceChangeType, InstanceResult, TaskChangeType, TaskResult};
+use crate::workflow::{InstanceStatus, TaskStatus};
 use serde_json::{json, Map, Value};
 
 /// An event the mock will deliver: its type and its business fields.
@@ -20,12 +22,19 @@ pub(crate) struct Task {
     pub(crate) task_id: i64,
     pub(crate) user_id: String,
     pub(crate) node: usize,
-    /// `NEW`, `RUNNING`, `COMPLETED`, `CANCELED`.
-    pub(crate) status: &'static str,
-    /// `AGREE`, `REFUSE` once completed.
-    pub(crate) result: Option<&'static str>,
+    /// `NEW` → `RUNNING` → `COMPLETED` or `CANCELED`.
+    pub(crate) status: TaskStatus,
+    /// `AGREE` or `REFUSE` once completed.
+    pub(crate) result: Option<TaskResult>,
     pub(crate) create_ms: i64,
     pub(crate) finish_ms: Option<i64>,
+}
+
+impl Task {
+    /// Not yet decided: waiting for its node (`NEW`) or its approver (`RUNNING`).
+    fn is_open(&self) -> bool {
+        matches!(self.status, TaskStatus::New | TaskStatus::Running)
+    }
 }
 
 /// One entry of `operationRecords`.
@@ -34,7 +43,8 @@ pub(crate) struct Record {
     pub(crate) user_id: String,
     pub(crate) at_ms: i64,
     pub(crate) kind: &'static str,
-    pub(crate) result: &'static str,
+    /// The approver's decision; `NONE` on the wire for other records.
+    pub(crate) result: Option<TaskResult>,
     pub(crate) remark: Option<String>,
 }
 
@@ -49,10 +59,10 @@ pub(crate) struct Instance {
     pub(crate) business_id: String,
     pub(crate) originator: String,
     pub(crate) dept_id: i64,
-    /// `RUNNING`, `COMPLETED`, `TERMINATED`.
-    pub(crate) status: &'static str,
+    /// `RUNNING` → `COMPLETED` or `TERMINATED`.
+    pub(crate) status: InstanceStatus,
     /// `agree` / `refuse` once completed.
-    pub(crate) result: Option<&'static str>,
+    pub(crate) result: Option<InstanceResult>,
     pub(crate) create_ms: i64,
     pub(crate) finish_ms: Option<i64>,
     /// `(name, value, componentType)`.
@@ -106,13 +116,17 @@ impl Instance {
     }
 
     /// The `bpms_instance_change` event for the instance's current state.
-    pub(crate) fn instance_event(&self, kind: &str) -> EventDraft {
+    pub(crate) fn instance_event(&self, kind: InstanceChangeType) -> EventDraft {
         let mut f = self.base_fields();
-        f.insert("type".into(), json!(kind));
         f.insert("staffId".into(), json!(self.originator));
-        if let Some(result) = self.result.filter(|_| kind == "finish") {
+        if let Some(result) = self
+            .result
+            .as_ref()
+            .filter(|_| kind == InstanceChangeType::Finish)
+        {
             f.insert("result".into(), json!(result));
         }
+        f.insert("type".into(), json!(kind));
         if let Some(finish) = self.finish_ms {
             f.insert("finishTime".into(), json!(finish));
         }
@@ -120,7 +134,15 @@ impl Instance {
         self.draft(crate::event::BPMS_INSTANCE_CHANGE, f)
     }
 
-    fn task_event(&self, task: &Task, kind: &str, result: Option<&str>, remark: Option<&str>) -> EventDraft {
+    /// A `bpms_task_change` event. Its `result` is spelled lower-case (`agree`, `refuse`),
+    /// like an instance's, unlike the task's `AGREE` in the workflow API.
+    fn task_event(
+        &self,
+        task: &Task,
+        kind: TaskChangeType,
+        result: Option<&InstanceResult>,
+        remark: Option<&str>,
+    ) -> EventDraft {
         let mut f = self.base_fields();
         f.insert("type".into(), json!(kind));
         f.insert("taskId".into(), json!(task.task_id));
@@ -144,10 +166,10 @@ impl Instance {
             user_id: self.originator.clone(),
             at_ms: now,
             kind: "START_PROCESS_INSTANCE",
-            result: "NONE",
+            result: None,
             remark: None,
         });
-        let mut events = vec![self.instance_event("start")];
+        let mut events = vec![self.instance_event(InstanceChangeType::Start)];
         events.extend(self.open_node(0, now));
         events
     }
@@ -157,15 +179,15 @@ impl Instance {
         for task in self
             .tasks
             .iter_mut()
-            .filter(|t| t.node == node && t.status == "NEW")
+            .filter(|t| t.node == node && t.status == TaskStatus::New)
         {
-            task.status = "RUNNING";
+            task.status = TaskStatus::Running;
             task.create_ms = now;
             opened.push(task.clone());
         }
         opened
             .iter()
-            .map(|t| self.task_event(t, "start", None, None))
+            .map(|t| self.task_event(t, TaskChangeType::Start, None, None))
             .collect()
     }
 
@@ -173,7 +195,7 @@ impl Instance {
     pub(crate) fn running_task(&self, user: Option<&str>) -> Option<&Task> {
         self.tasks
             .iter()
-            .find(|t| t.status == "RUNNING" && user.is_none_or(|u| t.user_id == u))
+            .find(|t| t.status == TaskStatus::Running && user.is_none_or(|u| t.user_id == u))
     }
 
     /// An approver agrees or refuses (`ExecuteProcessInstance`, or the control API).
@@ -185,7 +207,7 @@ impl Instance {
         remark: Option<&str>,
         now: i64,
     ) -> Result<Vec<EventDraft>, Refusal> {
-        if self.status != "RUNNING" {
+        if self.status != InstanceStatus::Running {
             return Err(refusal("processInstanceFinished", "审批实例已结束"));
         }
         let Some(index) = self.tasks.iter().position(|t| t.task_id == task_id) else {
@@ -200,29 +222,29 @@ impl Instance {
                 "actionerUserId is not the task's approver",
             ));
         }
-        if task.status != "RUNNING" {
+        if task.status != TaskStatus::Running {
             return Err(refusal(
                 "taskNotRunning",
                 format!("task {task_id} is {}", task.status),
             ));
         }
-        task.status = "COMPLETED";
-        task.result = Some(if agree { "AGREE" } else { "REFUSE" });
+        let (task_result, outcome) = if agree {
+            (TaskResult::Agree, InstanceResult::Agree)
+        } else {
+            (TaskResult::Refuse, InstanceResult::Refuse)
+        };
+        task.status = TaskStatus::Completed;
+        task.result = Some(task_result.clone());
         task.finish_ms = Some(now);
         let (node, done) = (task.node, task.clone());
         self.records.push(Record {
             user_id: actioner.to_owned(),
             at_ms: now,
             kind: "EXECUTE_TASK_NORMAL",
-            result: if agree { "AGREE" } else { "REFUSE" },
+            result: Some(task_result),
             remark: remark.map(str::to_owned),
         });
-        let mut events = vec![self.task_event(
-            &done,
-            "finish",
-            Some(if agree { "agree" } else { "refuse" }),
-            remark,
-        )];
+        let mut events = vec![self.task_event(&done, TaskChangeType::Finish, Some(&outcome), remark)];
 
         let all_agree = self.node_modes.get(node).is_some_and(|m| m == "AND");
         let node_done = !agree
@@ -230,7 +252,7 @@ impl Instance {
             || self
                 .tasks
                 .iter()
-                .all(|t| t.node != node || t.status == "COMPLETED");
+                .all(|t| t.node != node || t.status == TaskStatus::Completed);
         if !node_done {
             return Ok(events);
         }
@@ -238,29 +260,33 @@ impl Instance {
         let cancel_all = !agree;
         let mut cancelled = Vec::new();
         for t in self.tasks.iter_mut() {
-            if (t.node == node || cancel_all) && (t.status == "RUNNING" || t.status == "NEW") {
-                t.status = "CANCELED";
+            if (t.node == node || cancel_all) && t.is_open() {
+                t.status = TaskStatus::Canceled;
                 t.finish_ms = Some(now);
                 cancelled.push(t.clone());
             }
         }
-        events.extend(cancelled.iter().map(|t| self.task_event(t, "cancel", None, None)));
+        events.extend(
+            cancelled
+                .iter()
+                .map(|t| self.task_event(t, TaskChangeType::Cancel, None, None)),
+        );
         let has_next = self.tasks.iter().any(|t| t.node == node + 1);
         if agree && has_next {
             events.extend(self.open_node(node + 1, now));
             return Ok(events);
         }
-        self.status = "COMPLETED";
-        self.result = Some(if agree { "agree" } else { "refuse" });
+        self.status = InstanceStatus::Completed;
+        self.result = Some(outcome);
         self.finish_ms = Some(now);
         self.records.push(Record {
             user_id: self.originator.clone(),
             at_ms: now,
             kind: "FINISH_PROCESS_INSTANCE",
-            result: "NONE",
+            result: None,
             remark: None,
         });
-        events.push(self.instance_event("finish"));
+        events.push(self.instance_event(InstanceChangeType::Finish));
         Ok(events)
     }
 
@@ -272,30 +298,26 @@ impl Instance {
         now: i64,
         grace_ms: i64,
     ) -> Result<Vec<EventDraft>, Refusal> {
-        if self.status != "RUNNING" {
+        if self.status != InstanceStatus::Running {
             return Err(refusal("processInstanceFinished", "只能撤销审批中的实例"));
         }
         if now - self.create_ms < grace_ms {
             return Err(refusal("terminateTooEarly", "审批发起15秒内不能撤销审批流程"));
         }
-        for t in self
-            .tasks
-            .iter_mut()
-            .filter(|t| t.status == "RUNNING" || t.status == "NEW")
-        {
-            t.status = "CANCELED";
+        for t in self.tasks.iter_mut().filter(|t| t.is_open()) {
+            t.status = TaskStatus::Canceled;
             t.finish_ms = Some(now);
         }
-        self.status = "TERMINATED";
+        self.status = InstanceStatus::Terminated;
         self.finish_ms = Some(now);
         self.records.push(Record {
             user_id: operator.to_owned(),
             at_ms: now,
             kind: "TERMINATE_PROCESS_INSTANCE",
-            result: "NONE",
+            result: None,
             remark: remark.map(str::to_owned),
         });
-        Ok(vec![self.instance_event("terminate")])
+        Ok(vec![self.instance_event(InstanceChangeType::Terminate)])
     }
 
     /// Adds a comment (`AddProcessInstanceComment`).
@@ -304,21 +326,21 @@ impl Instance {
             user_id: user.to_owned(),
             at_ms: now,
             kind: "ADD_REMARK",
-            result: "NONE",
+            result: None,
             remark: Some(text.to_owned()),
         });
         let task = self.running_task(None).cloned().unwrap_or(Task {
             task_id: 0,
             user_id: user.to_owned(),
             node: 0,
-            status: "COMPLETED",
+            status: TaskStatus::Completed,
             result: None,
             create_ms: now,
             finish_ms: None,
         });
         let mut task = task;
         task.user_id = user.to_owned();
-        vec![self.task_event(&task, "comment", None, Some(text))]
+        vec![self.task_event(&task, TaskChangeType::Comment, None, Some(text))]
     }
 
     /// The `result` object of `GetProcessInstance`.
@@ -326,7 +348,7 @@ impl Instance {
         let tasks: Vec<Value> = self
             .tasks
             .iter()
-            .filter(|t| t.status != "NEW")
+            .filter(|t| t.status != TaskStatus::New)
             .map(|t| {
                 let mut v = json!({
                     "taskId": t.task_id, "userId": t.user_id, "status": t.status,
@@ -334,7 +356,7 @@ impl Instance {
                     "createTime": minute_utc(t.create_ms), "taskGroupName": "审批人",
                     "mobileUrl": "https://aflow.dingtalk.com/m", "pcUrl": "https://aflow.dingtalk.com/pc",
                 });
-                if let (Some(obj), Some(result)) = (v.as_object_mut(), t.result) {
+                if let (Some(obj), Some(result)) = (v.as_object_mut(), &t.result) {
                     obj.insert("result".into(), json!(result));
                 }
                 if let (Some(obj), Some(finish)) = (v.as_object_mut(), t.finish_ms) {
@@ -348,7 +370,8 @@ impl Instance {
             .iter()
             .map(|r| {
                 let mut v = json!({"userId": r.user_id, "date": minute_utc(r.at_ms), "type": r.kind,
-                                   "result": r.result, "attachments": []});
+                                   "result": r.result.as_ref().map_or("NONE", TaskResult::as_str),
+                                   "attachments": []});
                 if let (Some(obj), Some(remark)) = (v.as_object_mut(), &r.remark) {
                     obj.insert("remark".into(), json!(remark));
                 }
@@ -374,7 +397,7 @@ impl Instance {
             "attachedProcessInstanceIds": [],
         });
         if let Some(obj) = result.as_object_mut() {
-            if let Some(r) = self.result {
+            if let Some(r) = &self.result {
                 obj.insert("result".into(), json!(r));
             }
             if let Some(finish) = self.finish_ms {

@@ -16,8 +16,8 @@
 //! use dingtalk_sdk::stream::client::StreamClient;
 //! use dingtalk_sdk::event::Event;
 //!
-//! # async fn run() {
-//! let client = StreamClient::builder("dingappkey", "app-secret").build();
+//! # async fn run() -> dingtalk_sdk::Result<()> {
+//! let client = StreamClient::builder("dingappkey", "app-secret").build()?;
 //! // Any future: a ctrl-c signal, a cancellation token, a oneshot receiver…
 //! let shutdown = tokio::time::sleep(std::time::Duration::from_secs(3600));
 //! client
@@ -29,28 +29,80 @@
 //!         shutdown,
 //!     )
 //!     .await;
-//! # }
+//! # Ok(()) }
 //! ```
 
 use super::frame::{
     AckFrame, DownstreamFrame, EventAckStatus, FrameType, OpenConnectionRequest, OpenConnectionResponse,
 };
+use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::transport;
 use futures_util::{SinkExt as _, StreamExt as _};
-use rand::Rng as _;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{sleep, sleep_until, Instant};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::Instrument as _;
+
+pub use crate::transport::DEFAULT_API_BASE;
 
 type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// The production API host.
-pub const DEFAULT_API_BASE: &str = "https://api.dingtalk.com";
+/// The operation name of `connections/open` in [`Error`]s.
+const OPEN_CONNECTION: &str = "OpenConnection";
+/// Connect timeout of the built-in HTTP client.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a connection attempt or a live connection failed; logged, then the supervisor
+/// reconnects after a backoff.
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    /// `connections/open` failed: an HTTP error status with DingTalk's code
+    /// ([`Error::Api`]), a transport failure, or an answer that does not decode.
+    #[error("connections/open failed: {0}")]
+    Open(#[source] Error),
+    /// The endpoint the gateway returned is not a URL.
+    #[error("the gateway returned an endpoint that is not a URL ({endpoint:?}): {source}")]
+    BadEndpoint {
+        endpoint: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// The WebSocket handshake failed.
+    #[error("WebSocket connect failed: {0}")]
+    Connect(#[source] Box<tungstenite::Error>),
+    /// The WebSocket handshake did not finish in time.
+    #[error("WebSocket connect did not finish within {0:?}")]
+    ConnectTimeout(Duration),
+    /// Reading from or writing to the WebSocket failed.
+    #[error("WebSocket {action} failed: {source}")]
+    Socket {
+        /// What was being done: `read`, `pong`, `ping`, `ack`.
+        action: &'static str,
+        #[source]
+        source: Box<tungstenite::Error>,
+    },
+    /// Nothing (frame or pong) arrived for the idle timeout: the connection is presumed dead.
+    #[error("no traffic for {0:?}")]
+    Idle(Duration),
+    /// An ACK frame did not serialize.
+    #[error("ACK does not serialize: {0}")]
+    Ack(#[source] serde_json::Error),
+}
+
+impl StreamError {
+    fn socket(action: &'static str) -> impl FnOnce(tungstenite::Error) -> Self {
+        move |source| StreamError::Socket {
+            action,
+            source: Box::new(source),
+        }
+    }
+}
 
 /// What the supervisor is doing, observable through [`StreamClient::state`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,17 +156,17 @@ impl Backoff {
     /// The delay before attempt `attempt` (1-based): `initial · 2^(attempt-1)`, capped at `max`,
     /// then scaled by a random factor in [0.5, 1.0] so replicas do not reconnect in lockstep.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .initial
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-        exp.min(self.max).mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+        transport::backoff(self.initial, self.max, attempt, rand::random::<f64>())
     }
 }
 
 struct Config {
     request: OpenConnectionRequest,
     api_base: String,
+    /// `<api_base>/v1.0/gateway/connections/open`.
+    open_url: String,
     http: reqwest::Client,
+    timeout: Duration,
     backoff: Backoff,
     keepalive: Duration,
     idle_timeout: Duration,
@@ -142,6 +194,7 @@ pub struct StreamClientBuilder {
     request: OpenConnectionRequest,
     api_base: String,
     http: Option<reqwest::Client>,
+    timeout: Duration,
     backoff: Backoff,
     keepalive: Duration,
     idle_timeout: Duration,
@@ -161,7 +214,7 @@ impl StreamClientBuilder {
     /// The API host that serves `connections/open` (default `https://api.dingtalk.com`);
     /// point it at a mock gateway in tests.
     pub fn api_base(mut self, base: impl Into<String>) -> Self {
-        self.api_base = base.into().trim_end_matches('/').to_owned();
+        self.api_base = transport::trim_base(&base.into());
         self
     }
 
@@ -177,9 +230,16 @@ impl StreamClientBuilder {
         self
     }
 
-    /// A reqwest client to use for `connections/open` (proxies, timeouts, TLS settings).
+    /// A reqwest client to use for `connections/open` (proxies, TLS settings, pools). The
+    /// [`timeout`](Self::timeout) still applies.
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
+        self
+    }
+
+    /// Timeout of the `connections/open` request and of the WebSocket handshake. Default: 10 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 
@@ -209,25 +269,30 @@ impl StreamClientBuilder {
     }
 
     /// Finishes the client.
-    pub fn build(self) -> StreamClient {
-        let http = self.http.unwrap_or_else(|| {
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap_or_default()
-        });
-        StreamClient {
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an API base that is not http(s) or a built-in HTTP client that
+    /// cannot be built (e.g. no TLS backend available).
+    pub fn build(self) -> Result<StreamClient> {
+        transport::check_base(&self.api_base)?;
+        let http = match self.http {
+            Some(http) => http,
+            None => transport::http_client(CONNECT_TIMEOUT, &self.request.ua)?,
+        };
+        Ok(StreamClient {
             config: Arc::new(Config {
+                open_url: format!("{}/v1.0/gateway/connections/open", self.api_base),
                 request: self.request,
                 api_base: self.api_base,
                 http,
+                timeout: self.timeout,
                 backoff: self.backoff,
                 keepalive: self.keepalive,
                 idle_timeout: self.idle_timeout,
                 drain_timeout: self.drain_timeout,
             }),
             state: watch::channel(ConnState::Idle).0,
-        }
+        })
     }
 }
 
@@ -237,18 +302,19 @@ enum Exit {
     /// The gateway closed the connection cleanly: reconnect at once.
     Closed,
     /// Something failed: reconnect after a backoff.
-    Failed(String),
+    Failed(StreamError),
 }
 
 impl StreamClient {
     /// Starts a builder for the app with this Client ID and secret, subscribed to all events.
     pub fn builder(client_id: impl Into<String>, client_secret: impl Into<String>) -> StreamClientBuilder {
         let mut request = OpenConnectionRequest::new(client_id, client_secret);
-        request.ua = concat!("dingtalk-sdk-rust/", env!("CARGO_PKG_VERSION")).to_owned();
+        request.ua = transport::USER_AGENT.to_owned();
         StreamClientBuilder {
             request,
             api_base: DEFAULT_API_BASE.to_owned(),
             http: None,
+            timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
             keepalive: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
@@ -273,6 +339,16 @@ impl StreamClient {
         Fut: Future<Output = Result<(), E>>,
         E: fmt::Display,
     {
+        let span = tracing::info_span!("dingtalk_stream", client_id = %self.config.request.client_id);
+        self.supervise(handler, shutdown).instrument(span).await;
+    }
+
+    async fn supervise<H, Fut, E>(&self, handler: H, shutdown: impl Future<Output = ()>)
+    where
+        H: Fn(Event) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+        E: fmt::Display,
+    {
         tokio::pin!(shutdown);
         let mut failures: u32 = 0;
         let mut generation: u64 = 0;
@@ -288,7 +364,7 @@ impl StreamClient {
                     self.state.send_replace(ConnState::Connected { generation });
                     self.serve(socket, &handler, &mut shutdown, &mut generation).await
                 }
-                Err(reason) => Exit::Failed(reason),
+                Err(error) => Exit::Failed(error),
             };
             match exit {
                 Exit::Shutdown => break,
@@ -296,10 +372,10 @@ impl StreamClient {
                     tracing::info!("dingtalk stream connection closed by the gateway; reconnecting");
                     failures = 0;
                 }
-                Exit::Failed(reason) => {
+                Exit::Failed(error) => {
                     failures = failures.saturating_add(1);
                     let delay = self.config.backoff.delay(failures);
-                    tracing::warn!(%reason, attempt = failures, ?delay, "dingtalk stream connection failed");
+                    tracing::warn!(%error, attempt = failures, ?delay, "dingtalk stream connection failed");
                     self.state.send_replace(ConnState::Backoff {
                         attempt: failures,
                         delay,
@@ -315,36 +391,29 @@ impl StreamClient {
     }
 
     /// Opens a connection: a fresh ticket, then the WebSocket.
-    async fn connect(&self) -> Result<Socket, String> {
+    async fn connect(&self) -> Result<Socket, StreamError> {
         let cfg = &self.config;
-        let url = format!("{}/v1.0/gateway/connections/open", cfg.api_base);
-        let response = cfg
+        let request = cfg
             .http
-            .post(&url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .json(&cfg.request)
-            .send()
+            .post(&cfg.open_url)
+            .timeout(cfg.timeout)
+            .json(&cfg.request);
+        let body = transport::execute(OPEN_CONNECTION, request)
             .await
-            .map_err(|e| format!("connections/open: {e}"))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(format!(
-                "connections/open answered {status}: {}",
-                body.chars().take(300).collect::<String>()
-            ));
-        }
-        let open: OpenConnectionResponse = response
-            .json()
-            .await
-            .map_err(|e| format!("connections/open body: {e}"))?;
-        let mut endpoint =
-            url::Url::parse(&open.endpoint).map_err(|e| format!("endpoint {:?}: {e}", open.endpoint))?;
+            .map_err(StreamError::Open)?;
+        let open: OpenConnectionResponse =
+            transport::decode(OPEN_CONNECTION, &body).map_err(StreamError::Open)?;
+        let mut endpoint = url::Url::parse(&open.endpoint).map_err(|source| StreamError::BadEndpoint {
+            endpoint: open.endpoint.clone(),
+            source,
+        })?;
         // Tickets may contain `+/=`: they must be URL-encoded (the Node and Go SDKs do not).
         endpoint.query_pairs_mut().append_pair("ticket", &open.ticket);
-        let (socket, _) = tokio_tungstenite::connect_async(endpoint.as_str())
-            .await
-            .map_err(|e| format!("websocket connect: {e}"))?;
+        let (socket, _) =
+            tokio::time::timeout(cfg.timeout, tokio_tungstenite::connect_async(endpoint.as_str()))
+                .await
+                .map_err(|_| StreamError::ConnectTimeout(cfg.timeout))?
+                .map_err(|e| StreamError::Connect(Box::new(e)))?;
         Ok(socket)
     }
 
@@ -391,28 +460,29 @@ impl StreamClient {
                                             let old = std::mem::replace(&mut primary, next);
                                             draining = Some((old, Instant::now() + cfg.drain_timeout));
                                         }
-                                        Err(reason) => return Exit::Failed(reason),
+                                        Err(error) => return Exit::Failed(error),
                                     }
                                 }
                                 Ok(false) => {}
-                                Err(reason) => return Exit::Failed(reason),
+                                Err(error) => return Exit::Failed(error),
                             }
                         }
                         Some(Ok(Message::Ping(payload))) => {
                             if let Err(e) = primary.send(Message::Pong(payload)).await {
-                                return Exit::Failed(format!("pong: {e}"));
+                                return Exit::Failed(StreamError::socket("pong")(e));
                             }
                         }
                         Some(Ok(Message::Close(_))) | None => return Exit::Closed,
                         Some(Ok(_)) => {}
-                        Some(Err(e)) => return Exit::Failed(format!("websocket: {e}")),
+                        Some(Err(e)) => return Exit::Failed(StreamError::socket("read")(e)),
                     }
                 }
                 message = next_message(&mut draining) => {
                     match message {
                         Some(Ok(Message::Text(text))) => {
                             if let Some((old, _)) = draining.as_mut() {
-                                if self.on_frame(old, text.as_str(), handler).await.is_err() {
+                                if let Err(error) = self.on_frame(old, text.as_str(), handler).await {
+                                    tracing::debug!(%error, "draining stream connection failed; dropping it");
                                     draining = None;
                                 }
                             }
@@ -428,10 +498,10 @@ impl StreamClient {
                 }
                 _ = keepalive.tick() => {
                     if last_seen.elapsed() > cfg.idle_timeout {
-                        return Exit::Failed(format!("no traffic for {:?}", cfg.idle_timeout));
+                        return Exit::Failed(StreamError::Idle(cfg.idle_timeout));
                     }
                     if let Err(e) = primary.send(Message::Ping(Vec::new().into())).await {
-                        return Exit::Failed(format!("ping: {e}"));
+                        return Exit::Failed(StreamError::socket("ping")(e));
                     }
                 }
             }
@@ -439,7 +509,12 @@ impl StreamClient {
     }
 
     /// Handles one text frame; `Ok(true)` means the gateway asked us to reconnect.
-    async fn on_frame<H, Fut, E>(&self, socket: &mut Socket, text: &str, handler: &H) -> Result<bool, String>
+    async fn on_frame<H, Fut, E>(
+        &self,
+        socket: &mut Socket,
+        text: &str,
+        handler: &H,
+    ) -> Result<bool, StreamError>
     where
         H: Fn(Event) -> Fut,
         Fut: Future<Output = Result<(), E>>,
@@ -485,11 +560,11 @@ impl StreamClient {
             // Callbacks (bots, cards) are not subscribed to; say so, as the Go SDK does.
             FrameType::Callback | FrameType::Other => AckFrame::not_supported(&message_id),
         };
-        let json = serde_json::to_string(&ack).map_err(|e| format!("ack: {e}"))?;
+        let json = serde_json::to_string(&ack).map_err(StreamError::Ack)?;
         socket
             .send(Message::Text(json.into()))
             .await
-            .map_err(|e| format!("ack send: {e}"))?;
+            .map_err(StreamError::socket("ack"))?;
         Ok(false)
     }
 }
