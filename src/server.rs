@@ -415,7 +415,7 @@ pub async fn start(config: Config) -> Result<Server, Box<dyn std::error::Error +
             if let Some(base) = &r.api_base {
                 stream = stream.api_base(base);
             }
-            let (stream, on_event) = (stream.build(), crate::approval::dingtalk::event_handler(&engine));
+            let (stream, on_event) = (stream.build()?, crate::approval::dingtalk::event_handler(&engine));
             background.push(tokio::spawn(async move {
                 stream.run(on_event, std::future::pending()).await;
             }));

@@ -606,7 +606,8 @@ async fn stream_delivery_feeds_the_engine_like_the_callback_route() {
     );
     let stream = StreamClient::builder(APP, SECRET)
         .api_base(mock.base_url())
-        .build();
+        .build()
+        .unwrap();
     let engine_for_stream = Arc::clone(&engine);
     let task = tokio::spawn(async move {
         stream
