@@ -10,12 +10,12 @@
     clippy::indexing_slicing
 )]
 
-use sase_dingtalk::approval::definition::Delivery;
-use sase_dingtalk::dingtalk::mock::{Channel, MockApp, MockDingTalk, MockFormField, MockProcess};
-use sase_dingtalk::policy::ids::{DeviceId, GrantId, GroupId, PolicyId, UserId, WorkflowId};
-use sase_dingtalk::policy::{Action, Error as PolicyError, GrantVerifier, PolicyDocument, SignedGrant};
-use sase_dingtalk::server::config::{Config, DeviceConfig, DingTalkConfig, WorkflowConfig};
-use sase_dingtalk::server::{self, Server};
+use dingtalk_sdk::mock::{Channel, MockApp, MockDingTalk, MockFormField, MockProcess};
+use sase_approval::definition::Delivery;
+use sase_approval_server::config::{Config, DeviceConfig, DingTalkConfig, WorkflowConfig};
+use sase_approval_server::{self as server, Server};
+use sase_policy::ids::{DeviceId, GrantId, GroupId, PolicyId, UserId, WorkflowId};
+use sase_policy::{Action, Error as PolicyError, GrantVerifier, PolicyDocument, SignedGrant};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::Duration;

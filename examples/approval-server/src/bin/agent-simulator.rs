@@ -9,8 +9,8 @@
 // `Value[key]` yields Null for a missing key: it never panics.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use sase_dingtalk::policy::ids::{DeviceId, UserId};
-use sase_dingtalk::policy::{Action, GrantVerifier, SignedGrant};
+use sase_policy::ids::{DeviceId, UserId};
+use sase_policy::{Action, GrantVerifier, SignedGrant};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

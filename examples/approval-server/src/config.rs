@@ -2,9 +2,9 @@
 //! with embedded defaults that need nothing (SQLite file, one workflow on the in-process mock
 //! DingTalk).
 
-use crate::approval::definition::Delivery;
-use crate::approval::engine::DEFAULT_EVENT_RETENTION;
-use crate::policy::PolicyDocument;
+use sase_approval::definition::Delivery;
+use sase_approval::engine::DEFAULT_EVENT_RETENTION;
+use sase_policy::PolicyDocument;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

@@ -1,10 +1,10 @@
 //! The SASE approval server: policy checks for agents, approval requests through DingTalk,
-//! a console API for admins, and grants (see `sase_dingtalk::server`).
+//! a console API for admins, and grants (see the `sase_approval_server` library).
 //!
 //! Run: `cargo run --example approval-server` — with no DingTalk credentials configured it
 //! starts the mock DingTalk in-process and stores requests in `sase-approval.sqlite`.
 
-use sase_dingtalk::server::{self, config::Config};
+use sase_approval_server::{self as server, config::Config};
 
 // Every callback allocates and frees a few dozen small buffers (request, event, history
 // entry, reply); with mimalloc's thread-local free lists a push costs 1-2 µs less than

@@ -1,21 +1,21 @@
 //! HTTP routes: the per-workflow Request URL, the agent API (device tokens), the console API
 //! (admin token) and health. Every bad input gets a 4xx JSON error `{"error", "message"}`.
 
-use super::config::DeviceConfig;
-use crate::approval::definition::Delivery;
-use crate::approval::engine::{Engine, SubmitRequest};
-use crate::approval::state::{ApprovalRequest, RequestId, RequestState};
-use crate::approval::store::ListFilter;
-use crate::approval::Error as EngineError;
-use crate::dingtalk::callback::{axum::callback_route, CallbackHandler};
-use crate::dingtalk::crypto::EventCrypto;
-use crate::policy::ids::{DeptId, DeviceId, GroupId, UserId};
-use crate::policy::{Action, Context, Effect, PolicySet, Subject};
+use crate::config::DeviceConfig;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
+use dingtalk_sdk::crypto::EventCrypto;
+use sase_approval::definition::Delivery;
+use sase_approval::engine::{Engine, SubmitRequest};
+use sase_approval::state::{ApprovalRequest, RequestId, RequestState};
+use sase_approval::store::ListFilter;
+use sase_approval::Error as EngineError;
+use sase_policy::ids::{DeptId, DeviceId, GroupId, UserId};
+use sase_policy::{Action, Context, Effect, PolicySet, Subject};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -59,7 +59,7 @@ impl Enrolled {
 }
 
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     engine: Arc<Engine>,
     policies: Arc<PolicySet>,
     admin_token: Arc<str>,
@@ -67,7 +67,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(
+    pub(crate) fn new(
         engine: Arc<Engine>,
         policies: PolicySet,
         admin_token: String,
@@ -145,7 +145,7 @@ fn body<T>(b: JsonBody<T>) -> Result<T, Response> {
 
 /// The server's routes: one Request URL per HTTP-push workflow of the engine. Fails only for
 /// an invalid event-subscription key.
-pub fn router(state: AppState) -> Result<Router, crate::dingtalk::Error> {
+pub(crate) fn router(state: AppState) -> Result<Router, dingtalk_sdk::Error> {
     let mut router = Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/api/agent/uninstall-check", post(uninstall_check))

@@ -9,21 +9,21 @@
 mod api;
 pub mod config;
 
-use crate::approval::backend::DingTalkBackend;
-use crate::approval::definition::{
+use config::{Config, DeviceConfig, WorkflowConfig};
+use dingtalk_sdk::client::DingTalkClient;
+use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
+use dingtalk_sdk::stream::client::StreamClient;
+use dingtalk_sdk::token::Credentials;
+use dingtalk_sdk::ProcessCode;
+use rand::distributions::{Alphanumeric, DistString as _};
+use sase_approval::backend::DingTalkBackend;
+use sase_approval::definition::{
     new_callback_id, Delivery, DingTalkSettings, Mapping, Workflow, WorkflowKind,
 };
-use crate::approval::engine::Engine;
-use crate::approval::store::SqliteStore;
-use crate::dingtalk::client::DingTalkClient;
-use crate::dingtalk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
-use crate::dingtalk::stream::client::StreamClient;
-use crate::dingtalk::token::Credentials;
-use crate::dingtalk::ProcessCode;
-use crate::policy::ids::WorkflowId;
-use crate::policy::{Catalog, GrantSigner, PolicyDocument, PolicySet, WorkflowKind as PolicyWorkflowKind};
-use config::{Config, DeviceConfig, WorkflowConfig};
-use rand::distributions::{Alphanumeric, DistString as _};
+use sase_approval::engine::Engine;
+use sase_approval::store::SqliteStore;
+use sase_policy::ids::WorkflowId;
+use sase_policy::{Catalog, GrantSigner, PolicyDocument, PolicySet, WorkflowKind as PolicyWorkflowKind};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
