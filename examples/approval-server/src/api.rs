@@ -207,8 +207,8 @@ async fn uninstall_check(
     );
     let (effect, workflow) = match d.effect {
         Effect::Allow => ("allow", None),
-        Effect::Deny => ("deny", None),
         Effect::RequireApproval { workflow } => ("require_approval", Some(workflow.to_string())),
+        // `Deny`, and an effect this server does not know yet: nothing is allowed.
         _ => ("deny", None),
     };
     Json(json!({"effect": effect, "workflow": workflow, "reason": d.reason, "policy": d.policy, "prompt": d.prompt, "auto_start": d.auto_start}))

@@ -1,21 +1,40 @@
 //! The SASE approval server: policy checks for agents, approval requests through DingTalk
 //! (HTTP push to a per-workflow Request URL, or Stream mode), a console API for admins, and
-//! grants. `examples/approval-server` runs it; tests start it with [`start`].
+//! grants. The `approval-server` binary runs it; tests start it with [`start`] on an
+//! ephemeral port and stop it with [`Server::shutdown`].
 //!
-//! With no DingTalk credentials configured it starts the mock DingTalk in-process.
+//! With the `demo` feature (on by default), a workflow without DingTalk credentials runs on
+//! the mock DingTalk in-process, and a missing admin token, device or policy is made up.
+//! Without it such a configuration is refused by [`Config::validate`].
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), sase_approval_server::Error> {
+//! let mut config = sase_approval_server::Config::default();
+//! config.listen = ([127, 0, 0, 1], 0).into();
+//! let server = sase_approval_server::start(config).await?;
+//! println!("listening on {}", server.addr);
+//! server.shutdown().await
+//! # }
+//! ```
 
-// Handlers return ready axum responses as their errors; their size does not matter here.
-#[allow(clippy::result_large_err)]
+#[expect(
+    clippy::result_large_err,
+    reason = "handlers return ready axum responses as their errors; their size does not matter here"
+)]
 mod api;
 pub mod config;
+#[cfg(feature = "demo")]
+mod demo;
 
-use config::{Config, DeviceConfig, WorkflowConfig};
+pub use config::Config;
+
+use config::{ConfigError, DeviceConfig, DingTalkConfig, WorkflowConfig};
 use dingtalk_sdk::client::DingTalkClient;
-use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
+#[cfg(feature = "demo")]
+use dingtalk_sdk::mock::{MockApp, MockDingTalk};
 use dingtalk_sdk::stream::client::StreamClient;
 use dingtalk_sdk::token::Credentials;
 use dingtalk_sdk::ProcessCode;
-use rand::distributions::{Alphanumeric, DistString as _};
 use sase_approval::backend::DingTalkBackend;
 use sase_approval::definition::{
     new_callback_id, Delivery, DingTalkSettings, Mapping, Workflow, WorkflowKind,
@@ -23,23 +42,229 @@ use sase_approval::definition::{
 use sase_approval::engine::Engine;
 use sase_approval::store::SqliteStore;
 use sase_policy::ids::WorkflowId;
-use sase_policy::{Catalog, GrantSigner, PolicyDocument, PolicySet, WorkflowKind as PolicyWorkflowKind};
+use sase_policy::{Catalog, GrantSigner, PolicySet, WorkflowKind as PolicyWorkflowKind};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-/// The mock's uninstall form when a mock workflow maps no fields: system field → label.
-const MOCK_FIELDS: [(&str, &str); 4] = [
-    ("device", "设备名称"),
-    ("reason", "卸载原因"),
-    ("requester", "申请人"),
-    ("app_version", "客户端版本"),
-];
+/// How long [`Server::shutdown`] waits for in-flight requests and background tasks before it
+/// aborts what is left.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-fn random(n: usize) -> String {
-    Alphanumeric.sample_string(&mut rand::thread_rng(), n)
+/// Why the server could not start, or did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The in-process mock DingTalk cannot start.
+    #[cfg(feature = "demo")]
+    #[error("the mock DingTalk cannot start: {0}")]
+    Mock(std::io::Error),
+    /// The demo policy does not parse (a bug).
+    #[cfg(feature = "demo")]
+    #[error("the demo policy: {0}")]
+    DemoPolicy(toml::de::Error),
+    /// The store, a workflow or the engine is invalid.
+    #[error(transparent)]
+    Engine(#[from] sase_approval::Error),
+    /// A DingTalk client or event subscription is invalid.
+    #[error(transparent)]
+    DingTalk(#[from] dingtalk_sdk::Error),
+    /// The policies are invalid (e.g. they name an unknown workflow).
+    #[error("policies: {0}")]
+    Policy(#[from] sase_policy::Error),
+    /// The HTTP server failed.
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    /// A task panicked.
+    #[error("a server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// Shutting down took longer than [`SHUTDOWN_GRACE`]; what was left was aborted.
+    #[error("shutdown took longer than {0:?}; the remaining tasks were aborted")]
+    ShutdownTimeout(Duration),
+}
+
+/// A workflow as served.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Endpoint {
+    /// The workflow.
+    pub workflow: WorkflowId,
+    /// Its DingTalk app.
+    pub client_id: String,
+    /// Its form.
+    pub process_code: ProcessCode,
+    /// How its events arrive.
+    pub delivery: Delivery,
+    /// The Request URL DingTalk must push to (HTTP push only).
+    pub request_url: Option<String>,
+}
+
+/// A running server. `Debug` redacts the admin token.
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The workflows, with their Request URLs.
+    pub endpoints: Vec<Endpoint>,
+    /// The console's bearer token.
+    pub admin_token: String,
+    /// The enrolled devices (tokens for the agent API).
+    pub devices: Vec<DeviceConfig>,
+    /// The in-process mock DingTalk, when a workflow has no credentials.
+    #[cfg(feature = "demo")]
+    pub mock: Option<MockDingTalk>,
+    /// The engine (for inspection in tests and tools).
+    pub engine: Arc<Engine>,
+    shutdown: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("endpoints", &self.endpoints)
+            .field("devices", &self.devices)
+            .field("background_tasks", &self.background.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// The Request URL of `workflow`, if it is served over HTTP push.
+    pub fn request_url(&self, workflow: &str) -> Option<&str> {
+        self.endpoints
+            .iter()
+            .find(|e| e.workflow.as_str() == workflow)
+            .and_then(|e| e.request_url.as_deref())
+    }
+
+    /// Stops accepting requests and signals every background task (Stream clients, the
+    /// reconciler) to stop, then waits up to [`SHUTDOWN_GRACE`] for in-flight requests and
+    /// those tasks to finish.
+    ///
+    /// # Errors
+    /// If the HTTP server or a task failed, or they did not finish in time (they are then
+    /// aborted).
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        self.shutdown.cancel();
+        let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            for task in &mut self.background {
+                task.await?;
+            }
+            (&mut self.server).await?.map_err(Error::Serve)
+        })
+        .await;
+        match finished {
+            Ok(result) => result,
+            Err(_elapsed) => {
+                self.server.abort();
+                self.background.iter().for_each(JoinHandle::abort);
+                Err(Error::ShutdownTimeout(SHUTDOWN_GRACE))
+            }
+        }
+    }
+
+    /// Runs until the process gets ctrl-c (SIGINT) or SIGTERM, then shuts down gracefully.
+    ///
+    /// # Errors
+    /// If the signal handler cannot be installed, or as [`shutdown`](Self::shutdown).
+    pub async fn run_until_signal(self) -> Result<(), Error> {
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(Error::Serve)?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        self.shutdown().await
+    }
+}
+
+/// Starts the server described by `config`: validates it, resolves the workflows, opens the
+/// store, builds the engine, compiles the policies, enrolls the devices, serves the routes,
+/// and starts the Stream clients and the reconciler.
+///
+/// # Errors
+/// If the configuration is invalid, the address cannot be bound or the database opened.
+pub async fn start(config: Config) -> Result<Server, Error> {
+    config.validate()?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    #[cfg(feature = "demo")]
+    let mock = demo::start_mock(&config).await?;
+    #[cfg(feature = "demo")]
+    let resolved = resolve_workflows(&config, mock.as_ref())?;
+    #[cfg(not(feature = "demo"))]
+    let resolved = resolve_workflows(&config)?;
+    let store = Arc::new(SqliteStore::open(&config.database).await?);
+    let (engine, catalog) = build_engine(&config, store, &resolved)?;
+    let policies = compile_policies(&config, &catalog)?;
+    let (admin_token, devices) = enroll(&config)?;
+
+    let shutdown = CancellationToken::new();
+    let state = api::AppState::new(
+        Arc::clone(&engine),
+        policies,
+        admin_token.clone(),
+        devices.clone(),
+    );
+    let server = serve(listener, api::router(state)?, shutdown.clone());
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let endpoints = endpoints(&resolved, &public_url);
+    #[cfg(feature = "demo")]
+    if let Some(mock) = &mock {
+        demo::register_apps(mock, &resolved, &endpoints).await;
+    }
+    let mut background = start_stream_clients(&engine, &resolved, &shutdown);
+    background.push(start_reconciler(
+        Arc::clone(&engine),
+        Duration::from_secs(config.reconcile_every_secs.max(1)),
+        shutdown.clone(),
+    ));
+    tracing::info!(%addr, database = %config.database, "approval server listening");
+    Ok(Server {
+        addr,
+        endpoints,
+        admin_token,
+        devices,
+        #[cfg(feature = "demo")]
+        mock,
+        engine,
+        shutdown,
+        server,
+        background,
+    })
 }
 
 /// A workflow's Request URL id, kept beside the database so the URL configured in DingTalk
@@ -79,252 +304,100 @@ fn signer(database: &str) -> GrantSigner {
     GrantSigner::from_bytes(&seed)
 }
 
-/// The demo policy: employees need approval (via `workflow`) to uninstall; `it-admin` is exempt.
-fn demo_policies(workflow: &str) -> Result<PolicyDocument, toml::de::Error> {
-    toml::from_str(&format!(
-        r#"
-        [[policies]]
-        id = "anti-uninstall-employees"
-        name = "Employees need approval to uninstall"
-        priority = 10
-        switches = {{ anti_uninstall = true, auto_start = true }}
-        scope = {{ groups = ["employees"] }}
-        whitelist = ["it-admin"]
-        approval = {{ allow_filing = true, workflow = "{workflow}" }}
-        [policies.prompt.zh-CN]
-        title = "禁止卸载安全客户端"
-        content = "卸载需要审批。请填写原因并提交审批。"
-        primary_button = "提交审批"
-        secondary_button = "取消"
-        [policies.prompt.en-US]
-        title = "Uninstalling the SASE App needs approval"
-        content = "Give a reason and file a request; you can uninstall once it is approved."
-        primary_button = "File for Approval"
-        secondary_button = "Cancel"
-        "#
-    ))
-}
-
-/// A workflow as served.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Endpoint {
-    /// The workflow.
-    pub workflow: WorkflowId,
-    /// Its DingTalk app.
-    pub client_id: String,
-    /// Its form.
-    pub process_code: ProcessCode,
-    /// How its events arrive.
-    pub delivery: Delivery,
-    /// The Request URL DingTalk must push to (HTTP push only).
-    pub request_url: Option<String>,
-}
-
-/// A running server.
-#[derive(Debug)]
-pub struct Server {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    /// The workflows, with their Request URLs.
-    pub endpoints: Vec<Endpoint>,
-    /// The console's bearer token.
-    pub admin_token: String,
-    /// The enrolled devices (tokens for the agent API).
-    pub devices: Vec<DeviceConfig>,
-    /// The in-process mock DingTalk, when a workflow has no credentials.
-    pub mock: Option<MockDingTalk>,
-    /// The engine (for inspection in tests and tools).
-    pub engine: Arc<Engine>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-    background: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Server {
-    /// The Request URL of `workflow`, if it is served over HTTP push.
-    pub fn request_url(&self, workflow: &str) -> Option<&str> {
-        self.endpoints
-            .iter()
-            .find(|e| e.workflow.as_str() == workflow)
-            .and_then(|e| e.request_url.as_deref())
-    }
-
-    /// Stops accepting requests, lets in-flight ones finish, and stops background work.
-    ///
-    /// # Errors
-    /// If the server task failed.
-    pub async fn shutdown(self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let _ = self.stop.send(());
-        for task in &self.background {
-            task.abort();
-        }
-        self.server.await??;
-        Ok(())
-    }
-
-    /// Runs until the process gets ctrl-c (SIGINT) or SIGTERM, then shuts down gracefully.
-    ///
-    /// # Errors
-    /// If the server task failed.
-    pub async fn run_until_signal(self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        #[cfg(unix)]
-        {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        self.shutdown().await
-    }
-}
-
 /// One configured workflow, resolved: real DingTalk, or an app and form on the mock.
 struct Resolved {
     workflow: Workflow,
     api_base: Option<String>,
     /// The mock app to register once the Request URL exists.
+    #[cfg(feature = "demo")]
     mock_app: Option<MockApp>,
 }
 
-/// Resolves `w`, creating its app's form on `mock` when it has no credentials (`start`
-/// starts the mock whenever a workflow has none).
-fn resolve(
+/// What a workflow's configuration says besides its DingTalk app: its id, name and Request
+/// URL id, and the one template it maps.
+fn workflow(
     w: &WorkflowConfig,
     database: &str,
-    mock: Option<&MockDingTalk>,
-) -> Result<Resolved, config::ConfigError> {
-    let callback_id = w
-        .callback_id
-        .clone()
-        .unwrap_or_else(|| persisted_callback_id(database, &w.id));
-    let name = w.name.clone().unwrap_or_else(|| w.id.clone());
-    let workflow =
-        |settings: DingTalkSettings, process_code: String, fields: BTreeMap<String, String>| Workflow {
-            id: WorkflowId::new(&w.id),
-            name: name.clone(),
-            kind: WorkflowKind::DingTalk(settings),
-            mappings: vec![Mapping {
-                template: "app_uninstall".into(),
-                process_code: ProcessCode::new(process_code),
-                fields,
-            }],
-            callback_id: callback_id.clone(),
-        };
-    if let Some(dt) = &w.dingtalk {
-        let settings = DingTalkSettings {
-            client_id: dt.client_id.clone(),
-            client_secret: dt.client_secret.clone(),
-            token: dt.token.clone(),
-            aes_key: dt.aes_key.clone(),
-            receiver_id: dt.receiver_id.clone().unwrap_or_else(|| dt.client_id.clone()),
-            delivery: w.delivery,
-            dept_id: -1,
-        };
-        return Ok(Resolved {
-            workflow: workflow(
-                settings,
-                w.process_code.clone().unwrap_or_default(),
-                w.fields.clone(),
-            ),
-            api_base: dt.api_base.clone(),
-            mock_app: None,
-        });
+    settings: DingTalkSettings,
+    process_code: String,
+    fields: BTreeMap<String, String>,
+) -> Workflow {
+    Workflow {
+        id: WorkflowId::new(&w.id),
+        name: w.name.clone().unwrap_or_else(|| w.id.clone()),
+        kind: WorkflowKind::DingTalk(settings),
+        mappings: vec![Mapping {
+            template: "app_uninstall".into(),
+            process_code: ProcessCode::new(process_code),
+            fields,
+        }],
+        callback_id: w
+            .callback_id
+            .clone()
+            .unwrap_or_else(|| persisted_callback_id(database, &w.id)),
     }
-    let mock = mock.ok_or_else(|| config::ConfigError::Invalid {
-        key: format!("workflows.{}.dingtalk", w.id),
-        message: "no credentials and no mock DingTalk".into(),
-    })?;
-    let (client_id, secret, token, aes_key) =
-        (format!("dingmock-{}", w.id), random(24), random(16), random(43));
-    let process_code = w
-        .process_code
-        .clone()
-        .unwrap_or_else(|| format!("PROC-{}", w.id.to_uppercase()));
-    let fields: BTreeMap<String, String> = if w.fields.is_empty() {
-        MOCK_FIELDS
-            .iter()
-            .map(|(f, l)| ((*f).to_owned(), (*l).to_owned()))
-            .collect()
-    } else {
-        w.fields.clone()
-    };
-    mock.register_process(MockProcess::new(
-        &process_code,
-        &name,
-        fields
-            .iter()
-            .map(|(field, label)| MockFormField::new(label, "TextField", field == "reason"))
-            .collect(),
-        vec!["approver1".into()],
-    ));
-    let app = MockApp::new(&client_id, &secret).events(&token, &aes_key);
+}
+
+/// A workflow on real DingTalk, with its app's credentials.
+fn on_dingtalk(w: &WorkflowConfig, database: &str, app: &DingTalkConfig) -> Resolved {
     let settings = DingTalkSettings {
-        client_id: client_id.clone(),
-        client_secret: secret,
-        token,
-        aes_key,
-        receiver_id: client_id,
+        client_id: app.client_id.clone(),
+        client_secret: app.client_secret.clone(),
+        token: app.token.clone(),
+        aes_key: app.aes_key.clone(),
+        receiver_id: app.receiver_id.clone().unwrap_or_else(|| app.client_id.clone()),
         delivery: w.delivery,
         dept_id: -1,
     };
-    Ok(Resolved {
-        workflow: workflow(settings, process_code, fields),
-        api_base: Some(mock.base_url()),
-        mock_app: Some(app),
-    })
+    Resolved {
+        workflow: workflow(
+            w,
+            database,
+            settings,
+            w.process_code.clone().unwrap_or_default(),
+            w.fields.clone(),
+        ),
+        api_base: app.api_base.clone(),
+        #[cfg(feature = "demo")]
+        mock_app: None,
+    }
 }
 
-/// Starts the server described by `config`.
-///
-/// # Errors
-/// If the configuration is invalid, the address cannot be bound or the database opened.
-pub async fn start(config: Config) -> Result<Server, Box<dyn std::error::Error + Send + Sync>> {
-    config.validate()?;
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    let local = listener.local_addr()?;
-    let public_url = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{local}"));
-
-    // Workflows without credentials run on the mock DingTalk, in-process.
-    let mock = if config.workflows.iter().any(|w| w.dingtalk.is_none()) {
-        let mock = MockDingTalk::builder().start().await?;
-        tracing::warn!(
-            mock = %mock.base_url(),
-            "NO DINGTALK CREDENTIALS CONFIGURED for {}: using the built-in MOCK DingTalk. Approve requests with \
-             POST {}/__mock/instances/<instanceId>/approve",
-            config
-                .workflows
-                .iter()
-                .filter(|w| w.dingtalk.is_none())
-                .map(|w| w.id.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            mock.base_url()
-        );
-        Some(mock)
-    } else {
-        None
-    };
-    let resolved = config
+/// Resolves every workflow: with its credentials on real DingTalk, without them on `mock`
+/// (demo builds only; validation refuses them otherwise).
+fn resolve_workflows(
+    config: &Config,
+    #[cfg(feature = "demo")] mock: Option<&MockDingTalk>,
+) -> Result<Vec<Resolved>, ConfigError> {
+    config
         .workflows
         .iter()
-        .map(|w| resolve(w, &config.database, mock.as_ref()))
-        .collect::<Result<Vec<_>, _>>()?;
+        .enumerate()
+        .map(|(i, w)| match &w.dingtalk {
+            Some(app) => Ok(on_dingtalk(w, &config.database, app)),
+            #[cfg(feature = "demo")]
+            None => mock
+                .map(|mock| demo::on_mock(mock, w, &config.database))
+                .ok_or_else(|| config::missing_credentials(i)),
+            #[cfg(not(feature = "demo"))]
+            None => Err(config::missing_credentials(i)),
+        })
+        .collect()
+}
 
-    let store = Arc::new(SqliteStore::open(&config.database).await?);
+/// The engine with every workflow's DingTalk backend, and the catalog policies are checked
+/// against. Workflows of one app share a client, hence its token.
+fn build_engine(
+    config: &Config,
+    store: Arc<SqliteStore>,
+    resolved: &[Resolved],
+) -> Result<(Arc<Engine>, Catalog), Error> {
     let mut engine = Engine::builder(store, signer(&config.database))
         .grant_ttl(Duration::from_secs(config.grant_ttl_secs))
         .event_retention(Duration::from_secs(config.event_retention_secs));
     let mut catalog = Catalog::new();
-    // Workflows of one app share a client, hence its token.
     let mut clients: HashMap<(String, Option<String>), DingTalkClient> = HashMap::new();
-    for r in &resolved {
+    for r in resolved {
         let Some(settings) = r.workflow.dingtalk() else {
             continue;
         };
@@ -344,120 +417,129 @@ pub async fn start(config: Config) -> Result<Server, Box<dyn std::error::Error +
         engine = engine.workflow(r.workflow.clone(), backend);
         catalog = catalog.workflow(r.workflow.id.clone(), PolicyWorkflowKind::DingTalk);
     }
-    let engine = Arc::new(engine.build()?);
-    let policies = match config.policies.clone() {
-        Some(doc) => doc,
-        None => demo_policies(config.workflows.first().map_or("wf-dingtalk", |w| w.id.as_str()))?,
-    };
-    let policies = PolicySet::compile(policies.policies, &catalog)?;
-    let admin_token = config.admin_token.clone().unwrap_or_else(|| random(32));
-    let devices = if config.devices.is_empty() {
-        vec![DeviceConfig {
-            token: random(32),
-            device_id: "LAPTOP-DEMO".into(),
-            user_id: "alice".into(),
-            groups: vec!["employees".into()],
-            departments: vec![],
-        }]
-    } else {
-        config.devices.clone()
-    };
+    Ok((Arc::new(engine.build()?), catalog))
+}
 
-    let state = api::AppState::new(
-        Arc::clone(&engine),
-        policies,
-        admin_token.clone(),
-        devices.clone(),
-    );
-    let app = api::router(state)?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
+/// The configured policies (in a demo build, a demo policy on the first workflow if none),
+/// checked against the workflows.
+fn compile_policies(config: &Config, catalog: &Catalog) -> Result<PolicySet, Error> {
+    let document = match &config.policies {
+        Some(document) => document.clone(),
+        #[cfg(feature = "demo")]
+        None => demo::policies(config.workflows.first().map_or("wf-dingtalk", |w| w.id.as_str()))?,
+        #[cfg(not(feature = "demo"))]
+        None => return Err(config::required("policies").into()),
+    };
+    Ok(PolicySet::compile(document.policies, catalog)?)
+}
+
+/// The admin token and the enrolled devices (in a demo build, made up when not configured).
+fn enroll(config: &Config) -> Result<(String, Vec<DeviceConfig>), ConfigError> {
+    let admin_token = match &config.admin_token {
+        Some(token) => token.clone(),
+        #[cfg(feature = "demo")]
+        None => demo::random(32),
+        #[cfg(not(feature = "demo"))]
+        None => return Err(config::required("admin_token")),
+    };
+    #[cfg(feature = "demo")]
+    if config.devices.is_empty() {
+        return Ok((admin_token, vec![demo::device()]));
+    }
+    Ok((admin_token, config.devices.clone()))
+}
+
+/// Serves `app` on `listener` until `shutdown`, then lets in-flight requests finish.
+fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: CancellationToken,
+) -> JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
         axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
+            .with_graceful_shutdown(async move {
+                shutdown.cancelled().await;
                 tracing::info!("shutting down");
             })
             .await
-    });
+    })
+}
 
-    let mut endpoints = Vec::new();
-    let mut background = Vec::new();
+/// Each workflow's app, form, delivery and (HTTP push) Request URL under `public_url`.
+fn endpoints(resolved: &[Resolved], public_url: &str) -> Vec<Endpoint> {
+    resolved
+        .iter()
+        .filter_map(|r| {
+            let settings = r.workflow.dingtalk()?;
+            let request_url = (settings.delivery == Delivery::HttpPush)
+                .then(|| format!("{public_url}{}", r.workflow.callback_path()));
+            let process_code = r
+                .workflow
+                .mappings
+                .first()
+                .map_or_else(|| ProcessCode::new(""), |m| m.process_code.clone());
+            tracing::info!(
+                workflow = %r.workflow.id,
+                client_id = %settings.client_id,
+                %process_code,
+                request_url = request_url.as_deref().unwrap_or("(stream mode)"),
+                "workflow ready"
+            );
+            Some(Endpoint {
+                workflow: r.workflow.id.clone(),
+                client_id: settings.client_id.clone(),
+                process_code,
+                delivery: settings.delivery,
+                request_url,
+            })
+        })
+        .collect()
+}
+
+/// One Stream connection per DingTalk app with a Stream workflow, feeding the engine exactly
+/// as the callback route does, until `shutdown`.
+fn start_stream_clients(
+    engine: &Arc<Engine>,
+    resolved: &[Resolved],
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
     let mut streaming: Vec<&str> = Vec::new();
-    for r in &resolved {
+    let mut tasks = Vec::new();
+    for r in resolved {
         let Some(settings) = r.workflow.dingtalk() else {
             continue;
         };
-        let request_url = (settings.delivery == Delivery::HttpPush)
-            .then(|| format!("{public_url}{}", r.workflow.callback_path()));
-        let process_code = r
-            .workflow
-            .mappings
-            .first()
-            .map_or_else(|| ProcessCode::new(""), |m| m.process_code.clone());
-        if let (Some(mock), Some(app)) = (&mock, &r.mock_app) {
-            // The Request URL exists now: register it (DingTalk sends check_url, as when it is saved).
-            let app = match &request_url {
-                Some(url) => app.clone().request_url(url),
-                None => app.clone().stream(true),
-            };
-            let check = mock.register_app(app).await;
-            tracing::info!(
-                workflow = %r.workflow.id,
-                ok = check.as_ref().is_none_or(|d| d.ok),
-                "mock DingTalk app registered"
-            );
+        if settings.delivery != Delivery::Stream || streaming.contains(&settings.client_id.as_str()) {
+            continue;
         }
-        if settings.delivery == Delivery::Stream && !streaming.contains(&settings.client_id.as_str()) {
-            // One Stream connection per DingTalk app, feeding the engine exactly as the
-            // callback route does.
-            streaming.push(&settings.client_id);
-            let mut stream = StreamClient::builder(&settings.client_id, &settings.client_secret);
-            if let Some(base) = &r.api_base {
-                stream = stream.api_base(base);
-            }
-            let (stream, on_event) = (stream.build(), engine.event_handler());
-            background.push(tokio::spawn(async move {
-                stream.run(on_event, std::future::pending()).await;
-            }));
+        streaming.push(&settings.client_id);
+        let mut stream = StreamClient::builder(&settings.client_id, &settings.client_secret);
+        if let Some(base) = &r.api_base {
+            stream = stream.api_base(base);
         }
-        tracing::info!(
-            workflow = %r.workflow.id,
-            client_id = %settings.client_id,
-            %process_code,
-            request_url = request_url.as_deref().unwrap_or("(stream mode)"),
-            "workflow ready"
-        );
-        endpoints.push(Endpoint {
-            workflow: r.workflow.id.clone(),
-            client_id: settings.client_id.clone(),
-            process_code,
-            delivery: settings.delivery,
-            request_url,
-        });
+        let (stream, on_event, stop) = (stream.build(), engine.event_handler(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            stream.run(on_event, stop.cancelled_owned()).await;
+        }));
     }
-    let reconciler = Arc::clone(&engine);
-    let every = Duration::from_secs(config.reconcile_every_secs.max(1));
-    background.push(tokio::spawn(async move {
+    tasks
+}
+
+/// Reconciles every `every` (instances whose events never came) until `shutdown`.
+fn start_reconciler(engine: Arc<Engine>, every: Duration, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
-            tick.tick().await;
-            match reconciler.reconcile(every).await {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            // A pass in progress finishes: it records what it found before the server stops.
+            match engine.reconcile(every).await {
                 Ok(r) if r.changed + r.linked > 0 => tracing::info!(?r, "reconciled"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
             }
         }
-    }));
-    tracing::info!(%local, database = %config.database, "approval server listening");
-    Ok(Server {
-        addr: local,
-        endpoints,
-        admin_token,
-        devices,
-        mock,
-        engine,
-        stop,
-        server,
-        background,
     })
 }
