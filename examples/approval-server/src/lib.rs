@@ -90,6 +90,9 @@ pub enum Error {
     /// The HTTP server failed.
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
+    /// The signal handlers cannot be installed.
+    #[error("cannot listen for signals: {0}")]
+    Signal(std::io::Error),
     /// A task panicked.
     #[error("a server task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -188,7 +191,7 @@ impl Server {
         #[cfg(unix)]
         {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .map_err(Error::Serve)?;
+                .map_err(Error::Signal)?;
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
