@@ -7,6 +7,9 @@
 //! - [`policy`] (`sase-policy`): pure anti-uninstallation policy evaluation.
 //! - [`approval`] (`sase-approval`): the approval engine composing the two.
 //!
+//! The approval server built on them is its own package, `sase-approval-server`
+//! (`examples/approval-server`).
+//!
 //! ```
 //! use sase_dingtalk::dingtalk::crypto::EventCrypto;
 //!
@@ -17,8 +20,5 @@
 //! ```
 
 pub use dingtalk_sdk as dingtalk;
-
-#[cfg(feature = "server")]
-pub mod server;
 pub use sase_approval as approval;
 pub use sase_policy as policy;

@@ -4,40 +4,44 @@
 //! uninstall may proceed.
 //!
 //! Run (with the server's printed device token):
-//! `cargo run --example agent-simulator -- --server http://127.0.0.1:8080 --token <device token> --locale en-US --reason "reinstalling the OS"`
+//! `cargo run -p sase-approval-server --bin agent-simulator -- --server http://127.0.0.1:8080 --token <device token> --locale en-US --reason "reinstalling the OS"`
 
-// `Value[key]` yields Null for a missing key: it never panics.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![expect(
+    clippy::indexing_slicing,
+    reason = "serde_json's `Value[key]` yields Null for a missing key or a non-object: it never panics"
+)]
 
-use sase_dingtalk::policy::ids::{DeviceId, UserId};
-use sase_dingtalk::policy::{Action, GrantVerifier, SignedGrant};
+use clap::Parser as _;
+use sase_policy::ids::{DeviceId, UserId};
+use sase_policy::{Action, GrantVerifier, SignedGrant};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Plays the SASE App against a running approval server: uninstall check, the policy's
+/// prompt, filing with a reason, waiting for the decision, and the grant verified offline.
+#[derive(Debug, clap::Parser)]
+#[command(name = "agent-simulator", version)]
 struct Args {
+    /// The approval server's base URL.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
     server: String,
+    /// The device's bearer token (the approval server prints the demo device's).
+    #[arg(long, value_name = "TOKEN")]
     token: String,
+    /// The prompt's language, e.g. zh-CN or en-US.
+    #[arg(long, value_name = "LOCALE", default_value = "zh-CN")]
     locale: String,
+    /// The reason filed with the request.
+    #[arg(
+        long,
+        value_name = "TEXT",
+        default_value = "reinstalling the operating system"
+    )]
     reason: String,
-    wait: Duration,
-}
-
-fn args() -> Result<Args, String> {
-    let raw: Vec<String> = std::env::args().skip(1).collect();
-    let get = |name: &str| {
-        raw.iter()
-            .position(|a| a == name)
-            .and_then(|i| raw.get(i + 1))
-            .cloned()
-    };
-    Ok(Args {
-        server: get("--server").unwrap_or_else(|| "http://127.0.0.1:8080".into()),
-        token: get("--token").ok_or("--token <device token> is required (the server prints one)")?,
-        locale: get("--locale").unwrap_or_else(|| "zh-CN".into()),
-        reason: get("--reason").unwrap_or_else(|| "reinstalling the operating system".into()),
-        wait: Duration::from_secs(get("--wait-secs").and_then(|s| s.parse().ok()).unwrap_or(300)),
-    })
+    /// How long to wait for the approver, in seconds.
+    #[arg(long = "wait-secs", value_name = "SECS", default_value_t = 300)]
+    wait_secs: u64,
 }
 
 async fn call(
@@ -72,7 +76,7 @@ async fn main() {
 }
 
 async fn run() -> Result<(), String> {
-    let a = args()?;
+    let a = Args::parse();
     let http = reqwest::Client::new();
     println!("Trying to uninstall the SASE App…");
     let check = call(
@@ -119,7 +123,7 @@ async fn run() -> Result<(), String> {
         "Filed request {id}; waiting for the approver (state: {})…",
         filed["state"]
     );
-    let deadline = tokio::time::Instant::now() + a.wait;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(a.wait_secs);
     let request = loop {
         let r = call(
             &http,
@@ -169,4 +173,32 @@ fn print_prompt(prompt: &Value) {
         prompt["primary_button"].as_str().unwrap_or_default(),
         prompt["secondary_button"].as_str().unwrap_or_default()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+    use clap::{CommandFactory as _, Parser as _};
+
+    #[test]
+    fn the_command_line() {
+        let parse = |flags: &[&str]| {
+            Args::try_parse_from(std::iter::once("agent-simulator").chain(flags.iter().copied()))
+        };
+        assert!(parse(&[]).is_err(), "--token is required");
+        assert!(parse(&["--token"]).is_err(), "a flag needs its value");
+        assert!(
+            parse(&["--token", "t", "--colour", "red"]).is_err(),
+            "unknown flags are refused"
+        );
+        let a = parse(&["--token", "t", "--wait-secs", "5"]).unwrap();
+        assert_eq!(
+            (a.token.as_str(), a.wait_secs, a.locale.as_str()),
+            ("t", 5, "zh-CN")
+        );
+        let help = Args::command().render_help().to_string();
+        for flag in ["--server", "--token", "--locale", "--reason", "--wait-secs"] {
+            assert!(help.contains(flag), "--help mentions {flag}: {help}");
+        }
+    }
 }

@@ -1,21 +1,21 @@
 //! HTTP routes: the per-workflow Request URL, the agent API (device tokens), the console API
 //! (admin token) and health. Every bad input gets a 4xx JSON error `{"error", "message"}`.
 
-use super::config::DeviceConfig;
-use crate::approval::definition::Delivery;
-use crate::approval::engine::{Engine, SubmitRequest};
-use crate::approval::state::{ApprovalRequest, RequestId, RequestState};
-use crate::approval::store::ListFilter;
-use crate::approval::Error as EngineError;
-use crate::dingtalk::callback::{axum::callback_route, CallbackHandler};
-use crate::dingtalk::crypto::EventCrypto;
-use crate::policy::ids::{DeptId, DeviceId, GroupId, UserId};
-use crate::policy::{Action, Context, Effect, PolicySet, Subject};
+use crate::config::DeviceConfig;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
+use dingtalk_sdk::crypto::EventCrypto;
+use sase_approval::definition::Delivery;
+use sase_approval::engine::{Engine, SubmitRequest};
+use sase_approval::state::{ApprovalRequest, RequestId, RequestState};
+use sase_approval::store::ListFilter;
+use sase_approval::Error as EngineError;
+use sase_policy::ids::{DeptId, DeviceId, GroupId, UserId};
+use sase_policy::{Action, Context, Effect, PolicySet, Subject};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -59,7 +59,7 @@ impl Enrolled {
 }
 
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     engine: Arc<Engine>,
     policies: Arc<PolicySet>,
     admin_token: Arc<str>,
@@ -67,7 +67,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(
+    pub(crate) fn new(
         engine: Arc<Engine>,
         policies: PolicySet,
         admin_token: String,
@@ -143,7 +143,7 @@ fn body<T>(b: JsonBody<T>) -> Result<T, Response> {
 
 /// The server's routes: one Request URL per HTTP-push workflow of the engine. Fails only for
 /// an invalid event-subscription key.
-pub fn router(state: AppState) -> Result<Router, crate::dingtalk::Error> {
+pub(crate) fn router(state: AppState) -> Result<Router, dingtalk_sdk::Error> {
     let mut router = Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/api/agent/uninstall-check", post(uninstall_check))
@@ -163,7 +163,7 @@ pub fn router(state: AppState) -> Result<Router, crate::dingtalk::Error> {
         let crypto = EventCrypto::new(&s.token, &s.aes_key, &s.receiver_id)?;
         let callback = callback_route(
             CallbackHandler::builder(crypto).build(),
-            crate::approval::dingtalk::event_handler(&state.engine),
+            sase_approval::dingtalk::event_handler(&state.engine),
         );
         router = router.route(&workflow.callback_path(), callback);
     }
@@ -205,8 +205,8 @@ async fn uninstall_check(
     );
     let (effect, workflow) = match d.effect {
         Effect::Allow => ("allow", None),
-        Effect::Deny => ("deny", None),
         Effect::RequireApproval { workflow } => ("require_approval", Some(workflow.to_string())),
+        // `Deny`, and an effect this server does not know yet: nothing is allowed.
         _ => ("deny", None),
     };
     Json(json!({"effect": effect, "workflow": workflow, "reason": d.reason, "policy": d.policy, "prompt": d.prompt, "auto_start": d.auto_start}))

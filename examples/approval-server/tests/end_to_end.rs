@@ -1,21 +1,21 @@
 //! The whole flow over real HTTP on 127.0.0.1: the approval server (SQLite file) and a mock
 //! DingTalk that pushes encrypted events to the server's Request URL. Approved, rejected and
 //! revoked requests; whitelisted, out-of-scope and filing-disabled users; expired and reused
-//! grants; console approval written back to DingTalk; a server restart mid-request.
+//! grants; console approval written back to DingTalk; a server restart mid-request; a bounded
+//! shutdown with Stream clients; and what a build without `demo` refuses.
 
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "the helpers outside #[test] functions fail the test on a broken set-up or response"
 )]
 
-use sase_dingtalk::approval::definition::Delivery;
-use sase_dingtalk::dingtalk::mock::{Channel, MockApp, MockDingTalk, MockFormField, MockProcess};
-use sase_dingtalk::policy::ids::{DeviceId, GrantId, GroupId, PolicyId, UserId, WorkflowId};
-use sase_dingtalk::policy::{Action, Error as PolicyError, GrantVerifier, PolicyDocument, SignedGrant};
-use sase_dingtalk::server::config::{Config, DeviceConfig, DingTalkConfig, WorkflowConfig};
-use sase_dingtalk::server::{self, Server};
+use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
+use sase_approval_server::config::{Config, ConfigError, DeviceConfig, DingTalkConfig, WorkflowConfig};
+use sase_approval_server::{self as server, Server};
+use sase_policy::ids::{DeviceId, GrantId, UserId};
+use sase_policy::{Action, Error as PolicyError, GrantVerifier, PolicyDocument, SignedGrant};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -97,6 +97,16 @@ async fn mock() -> MockDingTalk {
         .unwrap()
 }
 
+/// On an ephemeral port, with the test policies and admin token, on `database`.
+fn config(database: &std::path::Path) -> Config {
+    let mut config = Config::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.database = database.display().to_string();
+    config.admin_token = Some(ADMIN.into());
+    config.policies = Some(policies());
+    config
+}
+
 async fn start(mock: &MockDingTalk, database: &std::path::Path) -> Server {
     let app: DingTalkConfig = serde_json::from_value(json!({
         "client_id": APP, "client_secret": SECRET, "token": TOKEN, "aes_key": AES_KEY,
@@ -108,21 +118,16 @@ async fn start(mock: &MockDingTalk, database: &std::path::Path) -> Server {
         CODE,
         [("device", "设备名称"), ("reason", "卸载原因")],
     );
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database: database.display().to_string(),
-        admin_token: Some(ADMIN.into()),
-        workflows: vec![workflow],
-        policies: Some(policies()),
-        devices: vec![
-            device("tok-alice", "alice", "employees"),
-            device("tok-admin", "it-admin", "employees"),
-            device("tok-contractor", "carl", "contractors"),
-            device("tok-kiosk", "kiosk1", "kiosk"),
-        ],
-        ..Config::default()
-    };
+    let mut config = config(database);
+    config.workflows = vec![workflow];
+    config.devices = vec![
+        device("tok-alice", "alice", "employees"),
+        device("tok-admin", "it-admin", "employees"),
+        device("tok-contractor", "carl", "contractors"),
+        device("tok-kiosk", "kiosk1", "kiosk"),
+    ];
     let server = server::start(config).await.unwrap();
+    #[cfg(feature = "demo")]
     assert!(server.mock.is_none(), "credentials given: no mock in-process");
     // What the admin does in the developer console: save the Request URL (check_url must pass).
     let app = MockApp::new(APP, SECRET)
@@ -473,91 +478,143 @@ async fn a_server_restart_in_the_middle_of_a_pending_request() {
     server.shutdown().await.unwrap();
 }
 
-/// Two workflows on the server's own in-process mock (no credentials): staff filed through one
-/// form and its Request URL, contractors through another form over Stream mode; each request
-/// is created on its own form and decided through its own delivery path.
-#[tokio::test]
-async fn several_workflows_each_with_its_own_form_and_delivery() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut doc = policies();
-    let mut contractors = doc.policies[0].clone();
-    contractors.id = PolicyId::new("contractors");
-    contractors.scope.groups = vec![GroupId::new("contractors")];
-    contractors.approval.workflow = Some(WorkflowId::new("wf-contractors"));
-    doc.policies.push(contractors);
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        database: dir.path().join("two.sqlite").display().to_string(),
-        admin_token: Some(ADMIN.into()),
-        workflows: vec![
+/// Workflows on the server's own in-process mock DingTalk.
+#[cfg(feature = "demo")]
+mod on_the_demo_mock {
+    use super::*;
+    use dingtalk_sdk::mock::Channel;
+    use sase_approval::definition::Delivery;
+    use sase_policy::ids::{GroupId, PolicyId, WorkflowId};
+
+    /// Two workflows on the server's own in-process mock (a demo build's) (no credentials): staff filed through one
+    /// form and its Request URL, contractors through another form over Stream mode; each request
+    /// is created on its own form and decided through its own delivery path.
+    #[tokio::test]
+    async fn several_workflows_each_with_its_own_form_and_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut doc = policies();
+        let mut contractors = doc.policies[0].clone();
+        contractors.id = PolicyId::new("contractors");
+        contractors.scope.groups = vec![GroupId::new("contractors")];
+        contractors.approval.workflow = Some(WorkflowId::new("wf-contractors"));
+        doc.policies.push(contractors);
+        let mut config = config(&dir.path().join("two.sqlite"));
+        config.workflows = vec![
             WorkflowConfig::new("wf-dingtalk"),
             WorkflowConfig::new("wf-contractors").delivery(Delivery::Stream),
-        ],
-        policies: Some(doc),
-        devices: vec![
+        ];
+        config.policies = Some(doc);
+        config.devices = vec![
             device("tok-alice", "alice", "employees"),
             device("tok-contractor", "carl", "contractors"),
-        ],
-        ..Config::default()
-    };
-    let server = server::start(config).await.unwrap();
-    let staff_url = server.request_url("wf-dingtalk").unwrap().to_owned();
-    assert!(staff_url.starts_with(&format!("http://{}/dingtalk/callback/", server.addr)));
-    assert_eq!(
-        server.request_url("wf-contractors"),
-        None,
-        "Stream mode has no Request URL"
-    );
-    let mock = server.mock.as_ref().unwrap();
-
-    let mut filed = Vec::new();
-    for (token, code) in [
-        ("tok-alice", "PROC-WF-DINGTALK"),
-        ("tok-contractor", "PROC-WF-CONTRACTORS"),
-    ] {
-        let agent = Agent::new(&server, token);
-        let (status, body) = agent.file("two forms").await;
-        assert_eq!(status, 201, "{body}");
-        let id = body["id"].as_str().unwrap().to_owned();
-        let external = agent.external_id(&id).await;
-        let created = mock
-            .journal()
-            .into_iter()
-            .rev()
-            .find(|e| e.method == "POST" && e.path == "/v1.0/workflow/processInstances")
-            .unwrap();
+        ];
+        let server = server::start(config).await.unwrap();
+        let staff_url = server.request_url("wf-dingtalk").unwrap().to_owned();
+        assert!(staff_url.starts_with(&format!("http://{}/dingtalk/callback/", server.addr)));
         assert_eq!(
-            created.body.unwrap()["processCode"],
-            code,
-            "created on its own form"
+            server.request_url("wf-contractors"),
+            None,
+            "Stream mode has no Request URL"
         );
-        mock.approve(&external, None, None).unwrap();
-        filed.push((agent, id, external));
-    }
-    for (agent, id, _) in &filed {
-        assert!(agent.poll(id, "approved").await["grant"].is_object());
-    }
-    let deliveries = mock.deliveries();
-    let channel = |external: &str| {
-        deliveries
-            .iter()
-            .filter(|d| d.process_instance_id.as_deref() == Some(external) && d.ok)
-            .map(|d| d.channel)
-            .collect::<HashSet<_>>()
-    };
-    assert_eq!(channel(&filed[0].2), HashSet::from([Channel::Http]));
-    assert_eq!(channel(&filed[1].2), HashSet::from([Channel::Stream]));
+        let mock = server.mock.as_ref().unwrap();
 
-    let (_, workflows) = filed[0]
-        .0
-        .console(reqwest::Method::GET, "/api/console/workflows")
-        .await;
-    let paths: HashSet<_> = workflows
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["callback_path"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(paths.len(), 2, "one Request URL per workflow: {workflows}");
-    server.shutdown().await.unwrap();
+        let mut filed = Vec::new();
+        for (token, code) in [
+            ("tok-alice", "PROC-WF-DINGTALK"),
+            ("tok-contractor", "PROC-WF-CONTRACTORS"),
+        ] {
+            let agent = Agent::new(&server, token);
+            let (status, body) = agent.file("two forms").await;
+            assert_eq!(status, 201, "{body}");
+            let id = body["id"].as_str().unwrap().to_owned();
+            let external = agent.external_id(&id).await;
+            let created = mock
+                .journal()
+                .into_iter()
+                .rev()
+                .find(|e| e.method == "POST" && e.path == "/v1.0/workflow/processInstances")
+                .unwrap();
+            assert_eq!(
+                created.body.unwrap()["processCode"],
+                code,
+                "created on its own form"
+            );
+            mock.approve(&external, None, None).unwrap();
+            filed.push((agent, id, external));
+        }
+        for (agent, id, _) in &filed {
+            assert!(agent.poll(id, "approved").await["grant"].is_object());
+        }
+        let deliveries = mock.deliveries();
+        let channel = |external: &str| {
+            deliveries
+                .iter()
+                .filter(|d| d.process_instance_id.as_deref() == Some(external) && d.ok)
+                .map(|d| d.channel)
+                .collect::<HashSet<_>>()
+        };
+        assert_eq!(channel(&filed[0].2), HashSet::from([Channel::Http]));
+        assert_eq!(channel(&filed[1].2), HashSet::from([Channel::Stream]));
+
+        let (_, workflows) = filed[0]
+            .0
+            .console(reqwest::Method::GET, "/api/console/workflows")
+            .await;
+        let paths: HashSet<_> = workflows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["callback_path"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(paths.len(), 2, "one Request URL per workflow: {workflows}");
+        server.shutdown().await.unwrap();
+    }
+
+    /// Shutdown signals the Stream client and the reconciler, which stop by themselves (an
+    /// aborted or hung task would make `shutdown` fail), well within the bound.
+    #[tokio::test]
+    async fn a_server_with_a_stream_workflow_shuts_down_within_a_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(&dir.path().join("stream.sqlite"));
+        config.workflows = vec![WorkflowConfig::new("wf-dingtalk").delivery(Delivery::Stream)];
+        let mut server = server::start(config).await.unwrap();
+        // Kept past the server's shutdown, to see the connection closed.
+        let mock = server.mock.take().unwrap();
+        let gateway = mock.gateway();
+        assert!(
+            gateway
+                .wait_for(Duration::from_secs(10), |g| g.connection_count() == 1)
+                .await,
+            "the Stream client connects"
+        );
+        let started = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), server.shutdown())
+            .await
+            .expect("shutdown within 5 s")
+            .expect("every task finished by itself");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(
+            gateway
+                .wait_for(Duration::from_secs(5), |g| g.connection_count() == 0)
+                .await,
+            "the Stream connection is closed"
+        );
+    }
+}
+
+/// A workflow without credentials runs on the in-process mock in a demo build; any other
+/// build refuses it before binding anything, naming its key.
+#[tokio::test]
+async fn a_workflow_without_credentials_needs_the_demo_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir.path().join("refused.sqlite"));
+    config.workflows = vec![WorkflowConfig::new("wf-dingtalk")];
+    match server::start(config).await {
+        Ok(server) if cfg!(feature = "demo") => server.shutdown().await.unwrap(),
+        Err(server::Error::Config(ConfigError::Invalid { key, message })) if !cfg!(feature = "demo") => {
+            assert_eq!(key, "workflows[0].dingtalk");
+            assert!(message.contains("no DingTalk credentials"), "{message}");
+        }
+        other => panic!("demo build: {}, got {other:?}", cfg!(feature = "demo")),
+    }
 }

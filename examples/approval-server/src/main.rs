@@ -1,41 +1,44 @@
 //! The SASE approval server: policy checks for agents, approval requests through DingTalk,
-//! a console API for admins, and grants (see `sase_dingtalk::server`).
+//! a console API for admins, and grants (the `sase_approval_server` library).
 //!
-//! Run: `cargo run --example approval-server` — with no DingTalk credentials configured it
-//! starts the mock DingTalk in-process and stores requests in `sase-approval.sqlite`.
+//! Run: `cargo run -p sase-approval-server` (`-- --help` for the flags). In a `demo` build
+//! (the default), with no DingTalk credentials configured it starts the mock DingTalk
+//! in-process and stores requests in `sase-approval.sqlite`.
 
-use sase_dingtalk::server::{self, config::Config};
+use clap::Parser as _;
+use sase_approval_server::config::{Args, Config};
 
 // Every callback allocates and frees a few dozen small buffers (request, event, history
 // entry, reply); with mimalloc's thread-local free lists a push costs 1-2 µs less than
-// with glibc's malloc (`benches/callback_load.rs`, run with each). `MIMALLOC_PURGE_DELAY=-1`
+// with glibc's malloc (the root's `benches/callback_load.rs`, run with each). `MIMALLOC_PURGE_DELAY=-1`
 // in the environment keeps freed memory instead of returning it to the OS: a tighter latency
-// tail under load, at the cost of the memory (README, Performance).
+// tail under load, at the cost of the memory (benches/README.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() {
+    // Exits with the usage (status 2) on a bad command line, or prints --help.
+    let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let config = match Config::load() {
+    let config = match Config::load(&args, |k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
             std::process::exit(2);
         }
     };
-    let server = match server::start(config).await {
+    let server = match sase_approval_server::start(config).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "server failed to start");
             std::process::exit(1);
         }
     };
-    let (local, admin_token) = (server.addr, server.admin_token.clone());
     let workflows: String = server
         .endpoints
         .iter()
@@ -52,18 +55,30 @@ async fn main() {
             )
         })
         .collect();
-    let mock = server.mock.as_ref();
+    println!("\nSASE approval server on http://{}\n{workflows}", server.addr);
+    #[cfg(feature = "demo")]
+    print_walk(&server);
+
+    if let Err(e) = server.run_until_signal().await {
+        tracing::error!(error = %e, "server failed");
+        std::process::exit(1);
+    }
+}
+
+/// The demo's tokens and how to walk the flow with them (a production build prints no
+/// secrets).
+#[cfg(feature = "demo")]
+fn print_walk(server: &sase_approval_server::Server) {
+    let (local, admin_token) = (server.addr, &server.admin_token);
     let Some(device) = server.devices.first() else {
-        tracing::error!("no device configured");
-        std::process::exit(2);
+        println!("Admin token:  {admin_token}\n(no device enrolled)");
+        return;
     };
     println!(
-        "\nSASE approval server on http://{local}\n\
-         {workflows}\
-         Admin token:  {admin_token}\n\
+        "Admin token:  {admin_token}\n\
          Device token: {} (device {}, user {})\n\n\
          Walk the flow with the agent simulator (then approve on the mock, below):\n\
-         cargo run --example agent-simulator -- --server http://{local} --token {} --locale en-US --reason 'reinstalling the OS'\n\n\
+         cargo run -p sase-approval-server --bin agent-simulator -- --server http://{local} --token {} --locale en-US --reason 'reinstalling the OS'\n\n\
          or by hand:\n\
          curl -s -X POST http://{local}/api/agent/uninstall-check -H 'authorization: Bearer {}' -H 'content-type: application/json' -d '{{\"locale\":\"en-US\"}}'\n\
          curl -s -X POST http://{local}/api/agent/requests -H 'authorization: Bearer {}' -H 'content-type: application/json' -d '{{\"reason\":\"reinstalling the OS\"}}'\n\
@@ -75,14 +90,10 @@ async fn main() {
         device.token,
         device.token,
         device.token,
-        mock
+        server.mock
+            .as_ref()
             .map(|m| format!("curl -s -X POST {}/__mock/instances/<instanceId>/approve   # act as the DingTalk approver\n", m.base_url()))
             .unwrap_or_default(),
         device.token
     );
-
-    if let Err(e) = server.run_until_signal().await {
-        tracing::error!(error = %e, "server failed");
-        std::process::exit(1);
-    }
 }

@@ -1,21 +1,19 @@
-//! Server configuration: a TOML file, overridden by `SASE_*` environment variables and flags,
-//! with embedded defaults that need nothing (SQLite file, one workflow on the in-process mock
-//! DingTalk).
+//! Server configuration: a TOML file, overridden by `SASE_*` environment variables and flags
+//! ([`Args`]), with embedded defaults (SQLite file, one workflow on the in-process mock
+//! DingTalk) that need nothing in a `demo` build.
 
-use crate::approval::definition::Delivery;
-use crate::approval::engine::DEFAULT_EVENT_RETENTION;
-use crate::policy::PolicyDocument;
+use sase_approval::definition::Delivery;
+use sase_approval::engine::DEFAULT_EVENT_RETENTION;
+use sase_policy::PolicyDocument;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// The command line is not understood.
-    #[error("{0}; usage: approval-server [--config FILE] [--listen ADDR] [--database PATH]")]
-    Usage(String),
     /// The configuration file cannot be read.
     #[error("{path}: {source}")]
     Read {
@@ -49,10 +47,72 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Workflow `index` has no DingTalk credentials and there is no mock DingTalk to run it on.
+pub(crate) fn missing_credentials(index: usize) -> ConfigError {
+    invalid(
+        format!("workflows[{index}].dingtalk"),
+        "no DingTalk credentials: add the app's client_id, client_secret, token and aes_key \
+         (only a build with the `demo` feature runs such a workflow on the mock DingTalk)",
+    )
+}
+
+/// `key` is unset, and only a demo build makes one up.
+pub(crate) fn required(key: &str) -> ConfigError {
+    invalid(
+        key,
+        "required (only a build with the `demo` feature makes one up)",
+    )
+}
+
+/// What a configuration may leave out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mode {
+    /// A workflow without credentials runs on the mock DingTalk in-process; a missing admin
+    /// token, device or policy is made up (the `demo` feature).
+    Demo,
+    /// Every workflow has its DingTalk app; the admin token and the policies are configured.
+    Production,
+}
+
+impl Mode {
+    /// This build's: [`Demo`](Self::Demo) with the `demo` feature.
+    pub const BUILT: Self = if cfg!(feature = "demo") {
+        Self::Demo
+    } else {
+        Self::Production
+    };
+}
+
+/// The `approval-server` command line. Each flag overrides its `SASE_*` environment variable,
+/// which overrides the file.
+#[derive(Debug, Clone, Default, clap::Parser)]
+#[command(
+    name = "approval-server",
+    version,
+    about = "The SASE approval server: policy checks for agents, DingTalk approval workflows, a console API and grants.",
+    after_help = "Environment (overrides the file; the flags override it): SASE_LISTEN, SASE_DATABASE, \
+                  SASE_ADMIN_TOKEN, SASE_DELIVERY (http_push or stream: every workflow's). \
+                  RUST_LOG sets the log filter (default info)."
+)]
+#[non_exhaustive]
+pub struct Args {
+    /// A TOML configuration file (keys as in the README); unset: the embedded defaults.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The address to listen on, e.g. 0.0.0.0:8080 [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// The SQLite file [default: sase-approval.sqlite].
+    #[arg(long, value_name = "PATH")]
+    pub database: Option<String>,
+}
+
 /// A DingTalk app's credentials and event subscription; without them the workflow runs on the
-/// mock DingTalk in-process. `Debug` redacts secrets.
+/// mock DingTalk in-process (demo builds). `Debug` redacts secrets.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct DingTalkConfig {
     /// Client ID (AppKey).
     pub client_id: String,
@@ -157,6 +217,7 @@ impl WorkflowConfig {
 /// An enrolled device: its bearer token and who uses it.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct DeviceConfig {
     /// Bearer token the agent presents.
     pub token: String,
@@ -185,6 +246,7 @@ impl std::fmt::Debug for DeviceConfig {
 /// silently falls back to the mock. `Debug` redacts the admin token.
 #[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Config {
     /// Listen address.
     pub listen: SocketAddr,
@@ -192,13 +254,14 @@ pub struct Config {
     pub public_url: Option<String>,
     /// SQLite file.
     pub database: String,
-    /// Console bearer token (random if unset).
+    /// Console bearer token (required, or random in a demo build).
     pub admin_token: Option<String>,
-    /// The approval workflows; by default one, `wf-dingtalk`, on the mock DingTalk.
+    /// The approval workflows; by default one, `wf-dingtalk`, on the mock DingTalk (which
+    /// only a demo build has).
     pub workflows: Vec<WorkflowConfig>,
-    /// Enrolled devices (a demo device if empty).
+    /// Enrolled devices (a demo device if empty, in a demo build).
     pub devices: Vec<DeviceConfig>,
-    /// Policies (a demo policy, on the first workflow, if unset).
+    /// Policies (required, or a demo policy on the first workflow in a demo build).
     pub policies: Option<PolicyDocument>,
     /// Reconciliation period, seconds.
     pub reconcile_every_secs: u64,
@@ -244,42 +307,40 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Loads from `--config FILE`, then `SASE_LISTEN`, `SASE_DATABASE`, `SASE_ADMIN_TOKEN`,
-    /// `SASE_DELIVERY` (every workflow's), then `--listen ADDR`, `--database PATH`; and
-    /// validates the result.
+    /// Loads the configuration, each source overriding the one before: the file
+    /// (`--config FILE`, or the embedded defaults), then the environment (`SASE_LISTEN`,
+    /// `SASE_DATABASE`, `SASE_ADMIN_TOKEN`, and `SASE_DELIVERY` for every workflow's), then
+    /// the flags (`--listen ADDR`, `--database PATH`); and validates the result for this
+    /// build ([`validate`](Self::validate)). `env` looks a variable up
+    /// (`|k| std::env::var(k).ok()`).
     ///
     /// # Errors
-    /// An unknown argument, an unreadable or invalid file, or an invalid value.
-    pub fn load() -> Result<Self, ConfigError> {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let flag = |name: &str| {
-            args.iter()
-                .position(|a| a == name)
-                .and_then(|i| args.get(i + 1))
-                .cloned()
-        };
-        if let Some(unknown) = args
-            .iter()
-            .step_by(2)
-            .find(|a| !["--config", "--listen", "--database"].contains(&a.as_str()))
-        {
-            return Err(ConfigError::Usage(format!("unknown argument {unknown}")));
-        }
-        let mut config = match flag("--config") {
+    /// An unreadable or invalid file, or an invalid value.
+    pub fn load(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let config = Self::read(args, env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`load`](Self::load) without the validation.
+    fn read(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut config = match &args.config {
             Some(path) => {
+                let path = path.display().to_string();
                 let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
                     path: path.clone(),
                     source,
                 })?;
                 toml::from_str(&text).map_err(|source| ConfigError::Parse { path, source })?
             }
-            None => Config::default(),
+            None => Self::default(),
         };
-        let env = |k: &str| std::env::var(k).ok();
-        if let Some(v) = flag("--listen").or_else(|| env("SASE_LISTEN")) {
-            config.listen = v.parse().map_err(|e| invalid("listen", format!("{v}: {e}")))?;
+        if let Some(v) = env("SASE_LISTEN") {
+            config.listen = v
+                .parse()
+                .map_err(|e| invalid("SASE_LISTEN", format!("{v}: {e}")))?;
         }
-        if let Some(v) = flag("--database").or_else(|| env("SASE_DATABASE")) {
+        if let Some(v) = env("SASE_DATABASE") {
             config.database = v;
         }
         if let Some(v) = env("SASE_ADMIN_TOKEN") {
@@ -300,17 +361,31 @@ impl Config {
                 w.delivery = delivery;
             }
         }
-        config.validate()?;
+        if let Some(listen) = args.listen {
+            config.listen = listen;
+        }
+        if let Some(database) = &args.database {
+            config.database.clone_from(database);
+        }
         Ok(config)
     }
 
-    /// Checks what the types cannot: unique, well-formed workflow ids and Request URL ids,
-    /// a form and a mapping for each real DingTalk workflow, and one event subscription per
-    /// DingTalk app (workflows of one app share its token, aes_key and delivery).
+    /// [`validate_for`](Self::validate_for) this build's [`Mode::BUILT`].
     ///
     /// # Errors
     /// The first invalid value, with its key path.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_for(Mode::BUILT)
+    }
+
+    /// Checks what the types cannot: unique, well-formed workflow ids and Request URL ids,
+    /// a form and a mapping for each real DingTalk workflow, and one event subscription per
+    /// DingTalk app (workflows of one app share its token, aes_key and delivery); and, in
+    /// [`Mode::Production`], credentials for every workflow, an admin token and policies.
+    ///
+    /// # Errors
+    /// The first invalid value, with its key path.
+    pub fn validate_for(&self, mode: Mode) -> Result<(), ConfigError> {
         let mut ids = HashMap::new();
         let mut callback_ids = HashMap::new();
         let mut apps: HashMap<&str, (usize, &WorkflowConfig)> = HashMap::new();
@@ -345,7 +420,12 @@ impl Config {
                     return Err(invalid(key("callback_id"), format!("also workflows[{first}]'s")));
                 }
             }
-            let Some(app) = &w.dingtalk else { continue };
+            let Some(app) = &w.dingtalk else {
+                if mode == Mode::Production {
+                    return Err(missing_credentials(i));
+                }
+                continue;
+            };
             if w.process_code.as_deref().is_none_or(str::is_empty) {
                 return Err(invalid(key("process_code"), "required with DingTalk credentials"));
             }
@@ -368,6 +448,14 @@ impl Config {
                 }
             }
         }
+        if mode == Mode::Production {
+            if self.admin_token.is_none() {
+                return Err(required("admin_token"));
+            }
+            if self.policies.is_none() {
+                return Err(required("policies"));
+            }
+        }
         Ok(())
     }
 }
@@ -376,13 +464,17 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<Config, ConfigError> {
+    fn parse_for(text: &str, mode: Mode) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: "test".into(),
             source,
         })?;
-        config.validate()?;
+        config.validate_for(mode)?;
         Ok(config)
+    }
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        parse_for(text, Mode::Demo)
     }
 
     fn key(e: ConfigError) -> String {
@@ -485,5 +577,151 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
             .unwrap_err()),
             "workflows[1].dingtalk"
         );
+    }
+
+    /// A configuration complete without demo defaults: one real workflow, an admin token and
+    /// a policy.
+    fn production(admin_token: bool, policies: bool) -> String {
+        let mut text = String::new();
+        if admin_token {
+            text.push_str("admin_token = \"admin\"\n");
+        }
+        text.push_str(&format!(
+            "[[workflows]]\nid = \"wf\"\nprocess_code = \"P\"\nfields = {{ reason = \"r\" }}\n[workflows.dingtalk]\n{APP}\n"
+        ));
+        if policies {
+            text.push_str(
+                "[[policies.policies]]\nid = \"p\"\nname = \"p\"\nswitches = { anti_uninstall = true }\n\
+                 scope = { groups = [\"employees\"] }\napproval = { allow_filing = true, workflow = \"wf\" }\n",
+            );
+        }
+        text
+    }
+
+    #[test]
+    fn production_refuses_what_only_a_demo_makes_up() {
+        for mode in [Mode::Demo, Mode::Production] {
+            let refused = |text: &str| parse_for(text, mode).err().map(key);
+            let expected = |key: &str| (mode == Mode::Production).then(|| key.to_owned());
+            assert_eq!(refused(""), expected("workflows[0].dingtalk"), "{mode:?}");
+            assert_eq!(
+                refused("[[workflows]]\nid = \"a\"\n[[workflows]]\nid = \"b\""),
+                expected("workflows[0].dingtalk")
+            );
+            assert_eq!(refused(&production(false, true)), expected("admin_token"));
+            assert_eq!(refused(&production(true, false)), expected("policies"));
+            assert_eq!(refused(&production(true, true)), None);
+        }
+        let e = parse_for("", Mode::Production).unwrap_err().to_string();
+        assert!(
+            e.starts_with("workflows[0].dingtalk: no DingTalk credentials") && e.contains("`demo`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn this_build_validates_in_its_own_mode() {
+        let default = Config::default().validate().err().map(key);
+        if cfg!(feature = "demo") {
+            assert_eq!(default, None, "the defaults run on the mock");
+        } else {
+            assert_eq!(default.as_deref(), Some("workflows[0].dingtalk"));
+        }
+    }
+
+    fn args(flags: &[&str]) -> Result<Args, clap::Error> {
+        use clap::Parser as _;
+        Args::try_parse_from(std::iter::once("approval-server").chain(flags.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line() {
+        use clap::CommandFactory as _;
+        for flags in [
+            &["--listen"][..],
+            &["--database"],
+            &["--config"],
+            &["--listen", "not-an-address"],
+            &["--port", "80"],
+            &["extra"],
+        ] {
+            assert!(args(flags).is_err(), "{flags:?} must be refused");
+        }
+        let help = Args::command().render_help().to_string();
+        for mention in [
+            "--config <FILE>",
+            "--listen <ADDR>",
+            "--database <PATH>",
+            "SASE_LISTEN",
+            "SASE_ADMIN_TOKEN",
+        ] {
+            assert!(help.contains(mention), "--help mentions {mention}: {help}");
+        }
+        let e = args(&["--help"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp);
+        let parsed = args(&["--listen", "127.0.0.1:3000", "--database", "flag.sqlite"]).unwrap();
+        assert_eq!(parsed.listen, Some("127.0.0.1:3000".parse().unwrap()));
+    }
+
+    #[test]
+    fn flags_override_the_environment_which_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1000\"\ndatabase = \"file.sqlite\"\nadmin_token = \"file\"\n[[workflows]]\nid = \"a\"",
+        )
+        .unwrap();
+        let file = file.display().to_string();
+        let none = |_: &str| None;
+        let env = |k: &str| match k {
+            "SASE_LISTEN" => Some("127.0.0.1:2000".to_owned()),
+            "SASE_ADMIN_TOKEN" => Some("env".to_owned()),
+            "SASE_DELIVERY" => Some("stream".to_owned()),
+            _ => None,
+        };
+        let from_file = Config::read(&args(&["--config", &file]).unwrap(), none).unwrap();
+        assert_eq!(
+            (
+                from_file.listen.port(),
+                from_file.database.as_str(),
+                from_file.admin_token.as_deref()
+            ),
+            (1000, "file.sqlite", Some("file"))
+        );
+        assert_eq!(from_file.workflows[0].delivery, Delivery::HttpPush);
+        let from_env = Config::read(&args(&["--config", &file]).unwrap(), env).unwrap();
+        assert_eq!(
+            (
+                from_env.listen.port(),
+                from_env.database.as_str(),
+                from_env.admin_token.as_deref()
+            ),
+            (2000, "file.sqlite", Some("env"))
+        );
+        assert_eq!(from_env.workflows[0].delivery, Delivery::Stream);
+        let flags = args(&[
+            "--config",
+            &file,
+            "--listen",
+            "127.0.0.1:3000",
+            "--database",
+            "flag.sqlite",
+        ])
+        .unwrap();
+        let from_flags = Config::read(&flags, env).unwrap();
+        assert_eq!(
+            (from_flags.listen.port(), from_flags.database.as_str()),
+            (3000, "flag.sqlite")
+        );
+        assert_eq!(
+            key(Config::read(&args(&[]).unwrap(), |k: &str| (k == "SASE_LISTEN")
+                .then(|| "nope".to_owned()))
+            .unwrap_err()),
+            "SASE_LISTEN"
+        );
+        let missing =
+            Config::read(&args(&["--config", "/nonexistent/server.toml"]).unwrap(), none).unwrap_err();
+        assert!(matches!(missing, ConfigError::Read { .. }), "{missing}");
     }
 }

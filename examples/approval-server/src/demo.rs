@@ -1,0 +1,147 @@
+//! Demo mode (feature `demo`): workflows without credentials on the mock DingTalk
+//! in-process, and a made-up admin token, device and policy when none is configured.
+
+use crate::config::{Config, DeviceConfig, WorkflowConfig};
+use crate::{workflow, Endpoint, Error, Resolved};
+use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
+use rand::distributions::{Alphanumeric, DistString as _};
+use sase_approval::definition::DingTalkSettings;
+use sase_policy::PolicyDocument;
+use std::collections::BTreeMap;
+
+/// The mock's uninstall form when a mock workflow maps no fields: system field → label.
+const MOCK_FIELDS: [(&str, &str); 4] = [
+    ("device", "设备名称"),
+    ("reason", "卸载原因"),
+    ("requester", "申请人"),
+    ("app_version", "客户端版本"),
+];
+
+/// A random token or secret of `n` letters and digits.
+pub(crate) fn random(n: usize) -> String {
+    Alphanumeric.sample_string(&mut rand::thread_rng(), n)
+}
+
+/// Starts the mock DingTalk if a workflow has no credentials, saying so loudly.
+pub(crate) async fn start_mock(config: &Config) -> Result<Option<MockDingTalk>, Error> {
+    let on_mock: Vec<&str> = config
+        .workflows
+        .iter()
+        .filter(|w| w.dingtalk.is_none())
+        .map(|w| w.id.as_str())
+        .collect();
+    if on_mock.is_empty() {
+        return Ok(None);
+    }
+    let mock = MockDingTalk::builder().start().await.map_err(Error::Mock)?;
+    tracing::warn!(
+        mock = %mock.base_url(),
+        "NO DINGTALK CREDENTIALS CONFIGURED for {}: using the built-in MOCK DingTalk. Approve requests with \
+         POST {}/__mock/instances/<instanceId>/approve",
+        on_mock.join(", "),
+        mock.base_url()
+    );
+    Ok(Some(mock))
+}
+
+/// A workflow without credentials: its own app and form (`PROC-<ID>`) on `mock`.
+pub(crate) fn on_mock(mock: &MockDingTalk, w: &WorkflowConfig, database: &str) -> Resolved {
+    let (client_id, secret, token, aes_key) =
+        (format!("dingmock-{}", w.id), random(24), random(16), random(43));
+    let process_code = w
+        .process_code
+        .clone()
+        .unwrap_or_else(|| format!("PROC-{}", w.id.to_uppercase()));
+    let fields: BTreeMap<String, String> = if w.fields.is_empty() {
+        MOCK_FIELDS
+            .iter()
+            .map(|(f, l)| ((*f).to_owned(), (*l).to_owned()))
+            .collect()
+    } else {
+        w.fields.clone()
+    };
+    mock.register_process(MockProcess::new(
+        &process_code,
+        w.name.as_deref().unwrap_or(&w.id),
+        fields
+            .iter()
+            .map(|(field, label)| MockFormField::new(label, "TextField", field == "reason"))
+            .collect(),
+        vec!["approver1".into()],
+    ));
+    let app = MockApp::new(&client_id, &secret).events(&token, &aes_key);
+    let settings = DingTalkSettings {
+        client_id: client_id.clone(),
+        client_secret: secret,
+        token,
+        aes_key,
+        receiver_id: client_id,
+        delivery: w.delivery,
+        dept_id: -1,
+    };
+    Resolved {
+        workflow: workflow(w, database, settings, process_code, fields),
+        api_base: Some(mock.base_url()),
+        mock_app: Some(app),
+    }
+}
+
+/// Registers each mock workflow's app with its Request URL, now that it exists (the mock
+/// sends `check_url`, as DingTalk does when the URL is saved), or for Stream mode.
+pub(crate) async fn register_apps(mock: &MockDingTalk, resolved: &[Resolved], endpoints: &[Endpoint]) {
+    for r in resolved {
+        let Some(app) = &r.mock_app else { continue };
+        let request_url = endpoints
+            .iter()
+            .find(|e| e.workflow == r.workflow.id)
+            .and_then(|e| e.request_url.as_deref());
+        let app = match request_url {
+            Some(url) => app.clone().request_url(url),
+            None => app.clone().stream(true),
+        };
+        let check = mock.register_app(app).await;
+        tracing::info!(
+            workflow = %r.workflow.id,
+            ok = check.as_ref().is_none_or(|d| d.ok),
+            "mock DingTalk app registered"
+        );
+    }
+}
+
+/// The demo device: `alice` (an employee) on `LAPTOP-DEMO`, with a random token.
+pub(crate) fn device() -> DeviceConfig {
+    DeviceConfig {
+        token: random(32),
+        device_id: "LAPTOP-DEMO".into(),
+        user_id: "alice".into(),
+        groups: vec!["employees".into()],
+        departments: vec![],
+    }
+}
+
+/// The demo policy: employees need approval (via `workflow`) to uninstall; `it-admin` is exempt.
+pub(crate) fn policies(workflow: &str) -> Result<PolicyDocument, Error> {
+    toml::from_str(&format!(
+        r#"
+        [[policies]]
+        id = "anti-uninstall-employees"
+        name = "Employees need approval to uninstall"
+        priority = 10
+        switches = {{ anti_uninstall = true, auto_start = true }}
+        scope = {{ groups = ["employees"] }}
+        whitelist = ["it-admin"]
+        approval = {{ allow_filing = true, workflow = "{workflow}" }}
+        [policies.prompt.zh-CN]
+        title = "禁止卸载安全客户端"
+        content = "卸载需要审批。请填写原因并提交审批。"
+        primary_button = "提交审批"
+        secondary_button = "取消"
+        [policies.prompt.en-US]
+        title = "Uninstalling the SASE App needs approval"
+        content = "Give a reason and file a request; you can uninstall once it is approved."
+        primary_button = "File for Approval"
+        secondary_button = "Cancel"
+        "#
+    ))
+    .map_err(Error::DemoPolicy)
+}

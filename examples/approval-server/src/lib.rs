@@ -1,0 +1,560 @@
+//! The SASE approval server: policy checks for agents, approval requests through DingTalk
+//! (HTTP push to a per-workflow Request URL, or Stream mode), a console API for admins, and
+//! grants. The `approval-server` binary runs it; tests start it with [`start`] on an
+//! ephemeral port and stop it with [`Server::shutdown`].
+//!
+//! With the `demo` feature (on by default), a workflow without DingTalk credentials runs on
+//! the mock DingTalk in-process, and a missing admin token, device or policy is made up.
+//! Without it such a configuration is refused by [`Config::validate`].
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), sase_approval_server::Error> {
+//! let mut config = sase_approval_server::Config::default();
+//! config.listen = ([127, 0, 0, 1], 0).into();
+//! let server = sase_approval_server::start(config).await?;
+//! println!("listening on {}", server.addr);
+//! server.shutdown().await
+//! # }
+//! ```
+
+#[expect(
+    clippy::result_large_err,
+    reason = "handlers return ready axum responses as their errors; their size does not matter here"
+)]
+mod api;
+pub mod config;
+#[cfg(feature = "demo")]
+mod demo;
+
+pub use config::Config;
+
+use config::{ConfigError, DeviceConfig, DingTalkConfig, WorkflowConfig};
+use dingtalk_sdk::client::DingTalkClient;
+#[cfg(feature = "demo")]
+use dingtalk_sdk::mock::{MockApp, MockDingTalk};
+use dingtalk_sdk::stream::client::StreamClient;
+use dingtalk_sdk::token::Credentials;
+use dingtalk_sdk::ProcessCode;
+use sase_approval::definition::{
+    new_callback_id, Delivery, DingTalkSettings, Mapping, Workflow, WorkflowKind,
+};
+use sase_approval::dingtalk::DingTalkBackend;
+use sase_approval::engine::Engine;
+use sase_approval::store::SqliteStore;
+use sase_policy::ids::WorkflowId;
+use sase_policy::{Catalog, GrantSigner, PolicySet, WorkflowKind as PolicyWorkflowKind};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long [`Server::shutdown`] waits for in-flight requests and background tasks before it
+/// aborts what is left.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the server could not start, or did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The in-process mock DingTalk cannot start.
+    #[cfg(feature = "demo")]
+    #[error("the mock DingTalk cannot start: {0}")]
+    Mock(std::io::Error),
+    /// The demo policy does not parse (a bug).
+    #[cfg(feature = "demo")]
+    #[error("the demo policy: {0}")]
+    DemoPolicy(toml::de::Error),
+    /// The store, a workflow or the engine is invalid.
+    #[error(transparent)]
+    Engine(#[from] sase_approval::Error),
+    /// A DingTalk client or event subscription is invalid.
+    #[error(transparent)]
+    DingTalk(#[from] dingtalk_sdk::Error),
+    /// The policies are invalid (e.g. they name an unknown workflow).
+    #[error("policies: {0}")]
+    Policy(#[from] sase_policy::Error),
+    /// The HTTP server failed.
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    /// The signal handlers cannot be installed.
+    #[error("cannot listen for signals: {0}")]
+    Signal(std::io::Error),
+    /// A task panicked.
+    #[error("a server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// Shutting down took longer than [`SHUTDOWN_GRACE`]; what was left was aborted.
+    #[error("shutdown took longer than {0:?}; the remaining tasks were aborted")]
+    ShutdownTimeout(Duration),
+}
+
+/// A workflow as served.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Endpoint {
+    /// The workflow.
+    pub workflow: WorkflowId,
+    /// Its DingTalk app.
+    pub client_id: String,
+    /// Its form.
+    pub process_code: ProcessCode,
+    /// How its events arrive.
+    pub delivery: Delivery,
+    /// The Request URL DingTalk must push to (HTTP push only).
+    pub request_url: Option<String>,
+}
+
+/// A running server. `Debug` redacts the admin token.
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The workflows, with their Request URLs.
+    pub endpoints: Vec<Endpoint>,
+    /// The console's bearer token.
+    pub admin_token: String,
+    /// The enrolled devices (tokens for the agent API).
+    pub devices: Vec<DeviceConfig>,
+    /// The in-process mock DingTalk, when a workflow has no credentials.
+    #[cfg(feature = "demo")]
+    pub mock: Option<MockDingTalk>,
+    /// The engine (for inspection in tests and tools).
+    pub engine: Arc<Engine>,
+    shutdown: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("endpoints", &self.endpoints)
+            .field("devices", &self.devices)
+            .field("background_tasks", &self.background.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// The Request URL of `workflow`, if it is served over HTTP push.
+    pub fn request_url(&self, workflow: &str) -> Option<&str> {
+        self.endpoints
+            .iter()
+            .find(|e| e.workflow.as_str() == workflow)
+            .and_then(|e| e.request_url.as_deref())
+    }
+
+    /// Stops accepting requests and signals every background task (Stream clients, the
+    /// reconciler) to stop, then waits up to [`SHUTDOWN_GRACE`] for in-flight requests and
+    /// those tasks to finish.
+    ///
+    /// # Errors
+    /// If the HTTP server or a task failed, or they did not finish in time (they are then
+    /// aborted).
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        self.shutdown.cancel();
+        let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            for task in &mut self.background {
+                task.await?;
+            }
+            (&mut self.server).await?.map_err(Error::Serve)
+        })
+        .await;
+        match finished {
+            Ok(result) => result,
+            Err(_elapsed) => {
+                self.server.abort();
+                self.background.iter().for_each(JoinHandle::abort);
+                Err(Error::ShutdownTimeout(SHUTDOWN_GRACE))
+            }
+        }
+    }
+
+    /// Runs until the process gets ctrl-c (SIGINT) or SIGTERM, then shuts down gracefully.
+    ///
+    /// # Errors
+    /// If the signal handler cannot be installed, or as [`shutdown`](Self::shutdown).
+    pub async fn run_until_signal(self) -> Result<(), Error> {
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(Error::Signal)?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        self.shutdown().await
+    }
+}
+
+/// Starts the server described by `config`: validates it, resolves the workflows, opens the
+/// store, builds the engine, compiles the policies, enrolls the devices, serves the routes,
+/// and starts the Stream clients and the reconciler.
+///
+/// # Errors
+/// If the configuration is invalid, the address cannot be bound or the database opened.
+pub async fn start(config: Config) -> Result<Server, Error> {
+    config.validate()?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    #[cfg(feature = "demo")]
+    let mock = demo::start_mock(&config).await?;
+    #[cfg(feature = "demo")]
+    let resolved = resolve_workflows(&config, mock.as_ref())?;
+    #[cfg(not(feature = "demo"))]
+    let resolved = resolve_workflows(&config)?;
+    let store = Arc::new(SqliteStore::open(&config.database).await?);
+    let (engine, catalog) = build_engine(&config, store, &resolved)?;
+    let policies = compile_policies(&config, &catalog)?;
+    let streams = stream_clients(&resolved)?;
+    let (admin_token, devices) = enroll(&config)?;
+
+    let shutdown = CancellationToken::new();
+    let state = api::AppState::new(
+        Arc::clone(&engine),
+        policies,
+        admin_token.clone(),
+        devices.clone(),
+    );
+    let server = serve(listener, api::router(state)?, shutdown.clone());
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let endpoints = endpoints(&resolved, &public_url);
+    #[cfg(feature = "demo")]
+    if let Some(mock) = &mock {
+        demo::register_apps(mock, &resolved, &endpoints).await;
+    }
+    let mut background = start_stream_clients(&engine, streams, &shutdown);
+    background.push(start_reconciler(
+        Arc::clone(&engine),
+        Duration::from_secs(config.reconcile_every_secs.max(1)),
+        shutdown.clone(),
+    ));
+    tracing::info!(%addr, database = %config.database, "approval server listening");
+    Ok(Server {
+        addr,
+        endpoints,
+        admin_token,
+        devices,
+        #[cfg(feature = "demo")]
+        mock,
+        engine,
+        shutdown,
+        server,
+        background,
+    })
+}
+
+/// A workflow's Request URL id, kept beside the database so the URL configured in DingTalk
+/// stays valid across restarts. Workflow ids are validated to be file-name safe.
+fn persisted_callback_id(database: &str, workflow: &str) -> String {
+    let path = format!("{database}.{workflow}.callback-id");
+    if let Some(id) = std::fs::read_to_string(&path)
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| s.len() == 32)
+    {
+        return id;
+    }
+    let id = new_callback_id();
+    if let Err(e) = std::fs::write(&path, &id) {
+        tracing::warn!(%path, error = %e, "cannot persist the callback id; the Request URL will change on restart");
+    }
+    id
+}
+
+/// The grant signing key, kept beside the database so grants survive restarts.
+fn signer(database: &str) -> GrantSigner {
+    let path = format!("{database}.grant-key");
+    let seed = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| {
+            let mut seed = [0u8; 32];
+            hex::decode_to_slice(text.trim(), &mut seed).ok().map(|()| seed)
+        })
+        .unwrap_or_else(|| {
+            let seed: [u8; 32] = rand::random();
+            if let Err(e) = std::fs::write(&path, hex::encode(seed)) {
+                tracing::warn!(%path, error = %e, "cannot persist the grant key; grants will not survive a restart");
+            }
+            seed
+        });
+    GrantSigner::from_bytes(&seed)
+}
+
+/// One configured workflow, resolved: real DingTalk, or an app and form on the mock.
+struct Resolved {
+    workflow: Workflow,
+    api_base: Option<String>,
+    /// The mock app to register once the Request URL exists.
+    #[cfg(feature = "demo")]
+    mock_app: Option<MockApp>,
+}
+
+/// What a workflow's configuration says besides its DingTalk app: its id, name and Request
+/// URL id, and the one template it maps.
+fn workflow(
+    w: &WorkflowConfig,
+    database: &str,
+    settings: DingTalkSettings,
+    process_code: String,
+    fields: BTreeMap<String, String>,
+) -> Workflow {
+    Workflow {
+        id: WorkflowId::new(&w.id),
+        name: w.name.clone().unwrap_or_else(|| w.id.clone()),
+        kind: WorkflowKind::DingTalk(settings),
+        mappings: vec![Mapping {
+            template: "app_uninstall".into(),
+            process_code: ProcessCode::new(process_code),
+            fields,
+        }],
+        callback_id: w
+            .callback_id
+            .clone()
+            .unwrap_or_else(|| persisted_callback_id(database, &w.id)),
+    }
+}
+
+/// A workflow on real DingTalk, with its app's credentials.
+fn on_dingtalk(w: &WorkflowConfig, database: &str, app: &DingTalkConfig) -> Resolved {
+    let settings = DingTalkSettings {
+        client_id: app.client_id.clone(),
+        client_secret: app.client_secret.clone(),
+        token: app.token.clone(),
+        aes_key: app.aes_key.clone(),
+        receiver_id: app.receiver_id.clone().unwrap_or_else(|| app.client_id.clone()),
+        delivery: w.delivery,
+        dept_id: -1,
+    };
+    Resolved {
+        workflow: workflow(
+            w,
+            database,
+            settings,
+            w.process_code.clone().unwrap_or_default(),
+            w.fields.clone(),
+        ),
+        api_base: app.api_base.clone(),
+        #[cfg(feature = "demo")]
+        mock_app: None,
+    }
+}
+
+/// Resolves every workflow: with its credentials on real DingTalk, without them on `mock`
+/// (demo builds only; validation refuses them otherwise).
+fn resolve_workflows(
+    config: &Config,
+    #[cfg(feature = "demo")] mock: Option<&MockDingTalk>,
+) -> Result<Vec<Resolved>, ConfigError> {
+    config
+        .workflows
+        .iter()
+        .enumerate()
+        .map(|(i, w)| match &w.dingtalk {
+            Some(app) => Ok(on_dingtalk(w, &config.database, app)),
+            #[cfg(feature = "demo")]
+            None => mock
+                .map(|mock| demo::on_mock(mock, w, &config.database))
+                .ok_or_else(|| config::missing_credentials(i)),
+            #[cfg(not(feature = "demo"))]
+            None => Err(config::missing_credentials(i)),
+        })
+        .collect()
+}
+
+/// The engine with every workflow's DingTalk backend, and the catalog policies are checked
+/// against. Workflows of one app share a client, hence its token.
+fn build_engine(
+    config: &Config,
+    store: Arc<SqliteStore>,
+    resolved: &[Resolved],
+) -> Result<(Arc<Engine>, Catalog), Error> {
+    let mut engine = Engine::builder(store, signer(&config.database))
+        .grant_ttl(Duration::from_secs(config.grant_ttl_secs))
+        .event_retention(Duration::from_secs(config.event_retention_secs));
+    let mut catalog = Catalog::new();
+    let mut clients: HashMap<(String, Option<String>), DingTalkClient> = HashMap::new();
+    for r in resolved {
+        let Some(settings) = r.workflow.dingtalk() else {
+            continue;
+        };
+        let key = (settings.client_id.clone(), r.api_base.clone());
+        let client = match clients.entry(key) {
+            Entry::Occupied(known) => known.get().clone(),
+            Entry::Vacant(new) => {
+                let mut builder =
+                    DingTalkClient::builder(Credentials::new(&settings.client_id, &settings.client_secret));
+                if let Some(base) = &r.api_base {
+                    builder = builder.api_base(base);
+                }
+                new.insert(builder.build()?).clone()
+            }
+        };
+        let backend = Arc::new(DingTalkBackend::new(client, r.workflow.clone())?);
+        engine = engine.workflow(r.workflow.clone(), backend);
+        catalog = catalog.workflow(r.workflow.id.clone(), PolicyWorkflowKind::DingTalk);
+    }
+    Ok((Arc::new(engine.build()?), catalog))
+}
+
+/// The configured policies (in a demo build, a demo policy on the first workflow if none),
+/// checked against the workflows.
+fn compile_policies(config: &Config, catalog: &Catalog) -> Result<PolicySet, Error> {
+    let document = match &config.policies {
+        Some(document) => document.clone(),
+        #[cfg(feature = "demo")]
+        None => demo::policies(config.workflows.first().map_or("wf-dingtalk", |w| w.id.as_str()))?,
+        #[cfg(not(feature = "demo"))]
+        None => return Err(config::required("policies").into()),
+    };
+    Ok(PolicySet::compile(document.policies, catalog)?)
+}
+
+/// The admin token and the enrolled devices (in a demo build, made up when not configured).
+fn enroll(config: &Config) -> Result<(String, Vec<DeviceConfig>), ConfigError> {
+    let admin_token = match &config.admin_token {
+        Some(token) => token.clone(),
+        #[cfg(feature = "demo")]
+        None => demo::random(32),
+        #[cfg(not(feature = "demo"))]
+        None => return Err(config::required("admin_token")),
+    };
+    #[cfg(feature = "demo")]
+    if config.devices.is_empty() {
+        return Ok((admin_token, vec![demo::device()]));
+    }
+    Ok((admin_token, config.devices.clone()))
+}
+
+/// Serves `app` on `listener` until `shutdown`, then lets in-flight requests finish.
+fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: CancellationToken,
+) -> JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.cancelled().await;
+                tracing::info!("shutting down");
+            })
+            .await
+    })
+}
+
+/// Each workflow's app, form, delivery and (HTTP push) Request URL under `public_url`.
+fn endpoints(resolved: &[Resolved], public_url: &str) -> Vec<Endpoint> {
+    resolved
+        .iter()
+        .filter_map(|r| {
+            let settings = r.workflow.dingtalk()?;
+            let request_url = (settings.delivery == Delivery::HttpPush)
+                .then(|| format!("{public_url}{}", r.workflow.callback_path()));
+            let process_code = r
+                .workflow
+                .mappings
+                .first()
+                .map_or_else(|| ProcessCode::new(""), |m| m.process_code.clone());
+            tracing::info!(
+                workflow = %r.workflow.id,
+                client_id = %settings.client_id,
+                %process_code,
+                request_url = request_url.as_deref().unwrap_or("(stream mode)"),
+                "workflow ready"
+            );
+            Some(Endpoint {
+                workflow: r.workflow.id.clone(),
+                client_id: settings.client_id.clone(),
+                process_code,
+                delivery: settings.delivery,
+                request_url,
+            })
+        })
+        .collect()
+}
+
+/// One Stream client per DingTalk app whose workflows use Stream mode, built before anything
+/// is served so an invalid one stops the start.
+fn stream_clients(resolved: &[Resolved]) -> Result<Vec<StreamClient>, Error> {
+    let mut streaming: Vec<&str> = Vec::new();
+    let mut clients = Vec::new();
+    for r in resolved {
+        let Some(settings) = r.workflow.dingtalk() else {
+            continue;
+        };
+        if settings.delivery != Delivery::Stream || streaming.contains(&settings.client_id.as_str()) {
+            continue;
+        }
+        streaming.push(&settings.client_id);
+        let mut stream = StreamClient::builder(&settings.client_id, &settings.client_secret);
+        if let Some(base) = &r.api_base {
+            stream = stream.api_base(base);
+        }
+        clients.push(stream.build()?);
+    }
+    Ok(clients)
+}
+
+/// Runs each Stream client until `shutdown`, feeding the engine exactly as the callback route
+/// does.
+fn start_stream_clients(
+    engine: &Arc<Engine>,
+    clients: Vec<StreamClient>,
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    clients
+        .into_iter()
+        .map(|stream| {
+            let (on_event, stop) = (sase_approval::dingtalk::event_handler(engine), shutdown.clone());
+            tokio::spawn(async move {
+                stream.run(on_event, stop.cancelled_owned()).await;
+            })
+        })
+        .collect()
+}
+
+/// Reconciles every `every` (instances whose events never came) until `shutdown`.
+fn start_reconciler(engine: Arc<Engine>, every: Duration, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            // A pass in progress finishes: it records what it found before the server stops.
+            match engine.reconcile(every).await {
+                Ok(r) if r.changed + r.linked > 0 => tracing::info!(?r, "reconciled"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
+            }
+        }
+    })
+}
