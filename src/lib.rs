@@ -22,3 +22,8 @@
 pub use dingtalk_sdk as dingtalk;
 pub use sase_approval as approval;
 pub use sase_policy as policy;
+
+// The README's Rust snippets are compiled as doctests, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
