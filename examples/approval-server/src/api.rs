@@ -19,7 +19,6 @@ use sase_policy::{Action, Context, Effect, PolicySet, Subject};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq as _;
 
 /// Tokens are compared in constant time.
@@ -177,11 +176,6 @@ struct CheckBody {
     action: Option<Action>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
-}
 
 async fn uninstall_check(
     State(state): State<AppState>,
@@ -198,7 +192,7 @@ async fn uninstall_check(
         &subject,
         b.action.unwrap_or(Action::Uninstall),
         &Context {
-            now_ms: now_ms(),
+            now_ms: state.engine.clock().now_ms(),
             locale: &locale,
             grant: None,
         },
@@ -235,7 +229,7 @@ async fn file_request(State(state): State<AppState>, headers: HeaderMap, b: Json
         &subject,
         Action::Uninstall,
         &Context {
-            now_ms: now_ms(),
+            now_ms: state.engine.clock().now_ms(),
             locale: "en-US",
             grant: None,
         },
