@@ -176,7 +176,6 @@ struct CheckBody {
     action: Option<Action>,
 }
 
-
 async fn uninstall_check(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -137,6 +137,14 @@ async fn start(mock: &MockDingTalk, database: &std::path::Path) -> Server {
     server
 }
 
+/// A mock DingTalk and a server on a fresh database (kept while the directory lives).
+async fn running() -> (tempfile::TempDir, MockDingTalk, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = mock().await;
+    let server = start(&mock, &dir.path().join("e2e.sqlite")).await;
+    (dir, mock, server)
+}
+
 struct Agent {
     http: reqwest::Client,
     base: String,
@@ -225,9 +233,7 @@ impl Agent {
 
 #[tokio::test]
 async fn approved_in_dingtalk_then_the_grant_is_single_use_and_expires() {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = mock().await;
-    let server = start(&mock, &dir.path().join("e2e.sqlite")).await;
+    let (_dir, mock, server) = running().await;
     let alice = Agent::new(&server, "tok-alice");
     let check = alice.check().await;
     assert_eq!(
@@ -289,9 +295,7 @@ async fn approved_in_dingtalk_then_the_grant_is_single_use_and_expires() {
 
 #[tokio::test]
 async fn rejected_and_revoked_in_dingtalk_allow_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = mock().await;
-    let server = start(&mock, &dir.path().join("e2e.sqlite")).await;
+    let (_dir, mock, server) = running().await;
     let alice = Agent::new(&server, "tok-alice");
     let (_, a) = alice.file("first").await;
     let a = a["id"].as_str().unwrap().to_owned();
@@ -308,9 +312,7 @@ async fn rejected_and_revoked_in_dingtalk_allow_nothing() {
 
 #[tokio::test]
 async fn whitelisted_out_of_scope_and_filing_disabled_users() {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = mock().await;
-    let server = start(&mock, &dir.path().join("e2e.sqlite")).await;
+    let (_dir, _mock, server) = running().await;
     let admin = Agent::new(&server, "tok-admin");
     let check = admin.check().await;
     assert_eq!(
@@ -362,9 +364,7 @@ async fn whitelisted_out_of_scope_and_filing_disabled_users() {
 
 #[tokio::test]
 async fn console_approval_is_written_back_to_dingtalk() {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = mock().await;
-    let server = start(&mock, &dir.path().join("e2e.sqlite")).await;
+    let (_dir, mock, server) = running().await;
     let alice = Agent::new(&server, "tok-alice");
     let (_, filed) = alice.file("console please").await;
     let id = filed["id"].as_str().unwrap().to_owned();
