@@ -14,7 +14,7 @@
 mod support;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use sase_dingtalk::approval::dingtalk::handle_event;
+use sase_dingtalk::approval::dingtalk::{app_origin, handle_event};
 use sase_dingtalk::approval::engine::{Engine, EventOutcome};
 use sase_dingtalk::approval::store::{ApprovalStore, MemoryStore, SqliteStore};
 use sase_dingtalk::dingtalk::event::Event;
@@ -32,6 +32,7 @@ fn measure(
     event: impl Fn(u64, &str, i64) -> String,
 ) {
     let mut n = 0u64;
+    let origin = app_origin(engine, support::APP);
     c.bench_function(name, |b| {
         b.iter_batched(
             || {
@@ -39,7 +40,12 @@ fn measure(
                 let r = rt.block_on(support::submit(engine, n));
                 Event::from_json(&event(n, r.external_id.as_deref().unwrap(), r.created_at_ms)).unwrap()
             },
-            |event| assert_eq!(rt.block_on(handle_event(engine, &event)).unwrap(), expected),
+            |event| {
+                assert_eq!(
+                    rt.block_on(handle_event(engine, &origin, &event)).unwrap(),
+                    expected
+                )
+            },
             BatchSize::SmallInput,
         )
     });

@@ -8,35 +8,48 @@
 #![expect(clippy::unwrap_used, reason = "set-up fails loudly")]
 
 use sase_dingtalk::approval::backend::BuiltinBackend;
-use sase_dingtalk::approval::definition::{new_callback_id, Workflow, WorkflowKind};
+use sase_dingtalk::approval::definition::{
+    new_callback_id, Delivery, DingTalkSettings, Mapping, Workflow, WorkflowKind,
+};
 use sase_dingtalk::approval::engine::{Engine, SubmitRequest};
 use sase_dingtalk::approval::state::ApprovalRequest;
 use sase_dingtalk::approval::store::ApprovalStore;
 use sase_dingtalk::dingtalk::callback::{axum::callback_route, CallbackHandler};
 use sase_dingtalk::dingtalk::crypto::EventCrypto;
+use sase_dingtalk::dingtalk::ProcessCode;
 use sase_dingtalk::policy::ids::{DeviceId, UserId, WorkflowId};
 use sase_dingtalk::policy::GrantSigner;
 use std::sync::Arc;
 
 /// The event subscription the benchmarks' pushes are sealed with.
 pub(crate) fn crypto() -> EventCrypto {
-    EventCrypto::new(
-        "benchtoken",
-        "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx",
-        "dingbench",
-    )
-    .unwrap()
+    EventCrypto::new("benchtoken", "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx", APP).unwrap()
 }
 
-/// An engine on `store` with the built-in workflow `wf` (console approval, no DingTalk).
+/// The DingTalk app the benchmarks' events come from.
+pub(crate) const APP: &str = "dingbench";
+
+/// An engine on `store` with the workflow `wf`: DingTalk app [`APP`], form `PROC-BENCH`, its
+/// instances made by the built-in backend (no DingTalk API called), so events go through the
+/// same origin checks as in production.
 pub(crate) fn engine(store: Arc<dyn ApprovalStore>) -> Arc<Engine> {
     let workflow = Workflow {
         id: WorkflowId::new("wf"),
         name: "bench".into(),
-        kind: WorkflowKind::BuiltIn {
-            approvers: vec![UserId::new("admin")],
-        },
-        mappings: vec![],
+        kind: WorkflowKind::DingTalk(DingTalkSettings {
+            client_id: APP.into(),
+            client_secret: "secret".into(),
+            token: "benchtoken".into(),
+            aes_key: "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx".into(),
+            receiver_id: APP.into(),
+            delivery: Delivery::HttpPush,
+            dept_id: -1,
+        }),
+        mappings: vec![Mapping {
+            template: "app_uninstall".into(),
+            process_code: ProcessCode::new("PROC-BENCH"),
+            fields: [("reason".to_owned(), "原因".to_owned())].into(),
+        }],
         callback_id: new_callback_id(),
     };
     Arc::new(
@@ -64,7 +77,7 @@ pub(crate) async fn submit(engine: &Engine, n: u64) -> ApprovalRequest {
 pub(crate) fn route(engine: &Arc<Engine>) -> axum::routing::MethodRouter {
     callback_route(
         CallbackHandler::builder(crypto()).build(),
-        sase_dingtalk::approval::dingtalk::event_handler(engine),
+        sase_dingtalk::approval::dingtalk::event_handler(engine, APP),
     )
 }
 

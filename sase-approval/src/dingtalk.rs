@@ -7,7 +7,7 @@
 //! # use std::sync::Arc;
 //! # fn demo(engine: Arc<sase_approval::engine::Engine>, crypto: dingtalk_sdk::crypto::EventCrypto) {
 //! use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
-//! let route = callback_route(CallbackHandler::builder(crypto).build(), sase_approval::dingtalk::event_handler(&engine));
+//! let route = callback_route(CallbackHandler::builder(crypto).build(), sase_approval::dingtalk::event_handler(&engine, "dingappkey"));
 //! # }
 //! ```
 
@@ -15,7 +15,7 @@ use crate::backend::{ApprovalBackend, BackendError, BackendResult, ExternalStatu
 use crate::definition::{DingTalkSettings, Mapping, Workflow};
 use crate::engine::{Engine, EventOutcome};
 use crate::error::{Error, Result};
-use crate::event::{ExternalChange, ExternalEvent};
+use crate::event::{EventOrigin, ExternalChange, ExternalEvent};
 use crate::state::ApprovalRequest;
 use async_trait::async_trait;
 use dingtalk_sdk::client::DingTalkClient;
@@ -254,6 +254,7 @@ pub fn external_event(event: &Event) -> Option<ExternalEvent> {
                     "dingtalk",
                     ExternalChange::Status(status),
                 )
+                .form(c.process_code.as_ref().map(ToString::to_string))
                 .at_ms(at),
             )
         }
@@ -277,6 +278,7 @@ pub fn external_event(event: &Event) -> Option<ExternalEvent> {
                     actor,
                     ExternalChange::Note(note),
                 )
+                .form(t.process_code.as_ref().map(ToString::to_string))
                 .at_ms(at),
             )
         }
@@ -284,28 +286,45 @@ pub fn external_event(event: &Event) -> Option<ExternalEvent> {
     }
 }
 
-/// Handles a DingTalk event (HTTP push or Stream), exactly once per event: de-duplicated by
-/// its id (or instance + type + result), ordered by its time.
+/// The origin of events verified by the DingTalk app `client_id` (its event-subscription
+/// crypto, over HTTP push, or its Stream connection): the engine's workflows on that app.
+pub fn app_origin(engine: &Engine, client_id: &str) -> EventOrigin {
+    EventOrigin::new(
+        format!("DingTalk app {client_id}"),
+        engine
+            .workflows()
+            .filter(|w| w.dingtalk().is_some_and(|s| s.client_id == client_id))
+            .map(|w| w.id.clone())
+            .collect(),
+    )
+}
+
+/// Handles a DingTalk event (HTTP push or Stream) verified by the app `origin` stands for
+/// ([`app_origin`]), exactly once per event: de-duplicated by its id (or instance + type +
+/// result), ordered by its time, deciding only requests of that app's workflows and forms.
 ///
 /// # Errors
 /// Store errors; the event is then not recorded, so a redelivery is processed again.
-pub async fn handle_event(engine: &Engine, event: &Event) -> Result<EventOutcome> {
+pub async fn handle_event(engine: &Engine, origin: &EventOrigin, event: &Event) -> Result<EventOutcome> {
     match external_event(event) {
-        Some(external) => engine.handle_external(&external).await,
+        Some(external) => engine.handle_external(origin, &external).await,
         None => Ok(EventOutcome::Ignored),
     }
 }
 
-/// An event handler feeding [`handle_event`], for the SDK's HTTP-push route
-/// (`dingtalk_sdk::callback::axum::callback_route`) or its Stream client: an `Err` makes
-/// DingTalk deliver the event again.
+/// An event handler for the DingTalk app `client_id`, feeding [`handle_event`], for the SDK's
+/// HTTP-push route (`dingtalk_sdk::callback::axum::callback_route`) verifying with that app's
+/// crypto, or its Stream client: an `Err` makes DingTalk deliver the event again. A refused
+/// event is answered as handled, so DingTalk does not redeliver it for ever.
 pub fn event_handler(
     engine: &Arc<Engine>,
+    client_id: &str,
 ) -> impl Fn(Event) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Clone + Send + Sync + 'static {
     let engine = Arc::clone(engine);
+    let origin = Arc::new(app_origin(&engine, client_id));
     move |event| {
-        let engine = Arc::clone(&engine);
-        Box::pin(async move { handle_event(&engine, &event).await.map(|_| ()) })
+        let (engine, origin) = (Arc::clone(&engine), Arc::clone(&origin));
+        Box::pin(async move { handle_event(&engine, &origin, &event).await.map(|_| ()) })
     }
 }
 

@@ -5,7 +5,7 @@ use crate::backend::{ApprovalBackend, FailureKind};
 use crate::clock::{millis, Clock, SystemClock};
 use crate::definition::{Template, Workflow};
 use crate::error::{Error, Result};
-use crate::event::{ExternalChange, ExternalEvent};
+use crate::event::{EventOrigin, ExternalChange, ExternalEvent};
 use crate::state::{plan, ApprovalRequest, Change, Plan, RequestId, RequestState, Source};
 use crate::store::{ApprovalStore, EventWrite, ListFilter};
 use sase_policy::ids::{DeviceId, GrantId, UserId, WorkflowId};
@@ -74,6 +74,9 @@ pub enum EventOutcome {
     Stale,
     /// Not about any request of ours (or not an approval event).
     Ignored,
+    /// About a request of a workflow the event's origin may not decide (another DingTalk
+    /// app's, or another form's): nothing done, nothing recorded, logged.
+    Refused,
 }
 
 /// What a reconciliation pass did.
@@ -472,61 +475,58 @@ impl Engine {
 
     /// Handles an event from an external approval system (translated by its adapter, e.g.
     /// `sase_approval::dingtalk::handle_event`), exactly once per [`key`](ExternalEvent::key),
-    /// ordered by its time.
+    /// ordered by its time. It decides only a request of a workflow `origin` allows, and, when
+    /// the event names a form, only one whose workflow maps its template to that form;
+    /// anything else is [`EventOutcome::Refused`] and logged with both workflows named.
     ///
     /// # Errors
     /// Store errors; the event is then not recorded, so a redelivery is processed again.
-    pub async fn handle_external(&self, event: &ExternalEvent) -> Result<EventOutcome> {
+    pub async fn handle_external(&self, origin: &EventOrigin, event: &ExternalEvent) -> Result<EventOutcome> {
         let at = event.at_ms.unwrap_or_else(|| self.clock.now_ms());
-        let (target, audit) = match &event.change {
-            ExternalChange::Status(status) => (Some(status.request_state()), None),
-            ExternalChange::Note(note) => (None, Some(note.clone())),
+        let source = Source::External {
+            event: event.key.clone(),
+        };
+        let mut outcome = EventOutcome::Recorded;
+        let mut decide = |r: &ApprovalRequest| {
+            self.check_origin(origin, event, r)?;
+            match &event.change {
+                // An audit entry: the outcome stays `Recorded`.
+                ExternalChange::Note(note) => Ok(Some(
+                    Change::new(r.state, at, &event.actor, source.clone()).note(Some(note.clone())),
+                )),
+                ExternalChange::Status(status) => {
+                    let to = status.request_state();
+                    match plan(r, to, at) {
+                        Ok(Plan::Apply) => {
+                            outcome = EventOutcome::Applied;
+                            Ok(Some(self.change_to(r, to, at, &event.actor, source.clone())))
+                        }
+                        Ok(Plan::Unchanged) => Ok(None),
+                        Ok(Plan::Stale) | Err(Error::IllegalTransition { .. }) => {
+                            outcome = EventOutcome::Stale;
+                            Ok(None)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            }
         };
         // The key is recorded with the change it causes, so an event that is not ours yet
         // (the create may still be in flight) or not stored is processed again on
-        // redelivery or by reconciliation.
-        self.apply_event(&event.instance, target, at, &event.actor, &event.key, audit)
-            .await
-    }
-
-    async fn apply_event(
-        &self,
-        external: &str,
-        target: Option<RequestState>,
-        at: i64,
-        actor: &str,
-        key: &str,
-        audit: Option<String>,
-    ) -> Result<EventOutcome> {
-        let source = Source::External {
-            event: key.to_owned(),
-        };
-        let mut outcome = EventOutcome::Recorded;
-        let mut decide = |r: &ApprovalRequest| match target {
-            // An audit entry: the outcome stays `Recorded`.
-            None => Ok(Some(
-                Change::new(r.state, at, actor, source.clone()).note(audit.clone()),
-            )),
-            Some(to) => match plan(r, to, at) {
-                Ok(Plan::Apply) => {
-                    outcome = EventOutcome::Applied;
-                    Ok(Some(self.change_to(r, to, at, actor, source.clone())))
-                }
-                Ok(Plan::Unchanged) => {
-                    outcome = EventOutcome::Recorded;
-                    Ok(None)
-                }
-                Ok(Plan::Stale) | Err(Error::IllegalTransition { .. }) => {
-                    outcome = EventOutcome::Stale;
-                    Ok(None)
-                }
-                Err(e) => Err(e),
-            },
-        };
-        let write = self
+        // redelivery or by reconciliation; a refused one is not recorded, so it cannot shadow
+        // the genuine event with the same key.
+        let write = match self
             .store
-            .apply_event(external, key, self.clock.now_ms(), &mut decide)
-            .await?;
+            .apply_event(&event.instance, &event.key, self.clock.now_ms(), &mut decide)
+            .await
+        {
+            Ok(write) => write,
+            Err(refused @ Error::ForeignEvent { .. }) => {
+                tracing::warn!(error = %refused, origin_workflows = ?origin.workflows(), "refused an event");
+                return Ok(EventOutcome::Refused);
+            }
+            Err(e) => return Err(e),
+        };
         Ok(match write {
             EventWrite::Unknown => EventOutcome::Ignored,
             EventWrite::Duplicate => EventOutcome::Duplicate,
@@ -536,6 +536,48 @@ impl Engine {
                 outcome
             }
         })
+    }
+
+    /// [`Error::ForeignEvent`] unless `event`, from `origin`, may decide `request`.
+    fn check_origin(
+        &self,
+        origin: &EventOrigin,
+        event: &ExternalEvent,
+        request: &ApprovalRequest,
+    ) -> Result<()> {
+        let refuse = |reason: String| Error::ForeignEvent {
+            instance: event.instance.clone(),
+            origin: origin.name().to_owned(),
+            request: request.id.to_string(),
+            workflow: request.workflow.to_string(),
+            reason,
+        };
+        if !origin.allows(&request.workflow) {
+            return Err(refuse(format!(
+                "its origin decides workflows {:?} only",
+                origin
+                    .workflows()
+                    .iter()
+                    .map(WorkflowId::as_str)
+                    .collect::<Vec<_>>()
+            )));
+        }
+        // Historical event shapes may not name the form: the origin check then stands alone.
+        let Some(form) = &event.form else {
+            return Ok(());
+        };
+        let mapped = self
+            .workflows
+            .get(&request.workflow)
+            .and_then(|w| w.definition.mapping(&request.template))
+            .map(|m| m.process_code.as_str());
+        if mapped == Some(form.as_str()) {
+            Ok(())
+        } else {
+            Err(refuse(format!(
+                "it names form `{form}`, the workflow maps {mapped:?}"
+            )))
+        }
     }
 
     /// An admin approves from the console; written back to the external system first.

@@ -55,6 +55,23 @@ pub enum Error {
     /// The external approval system refused or could not do what was asked.
     #[error("approval backend: {0}")]
     Backend(#[from] BackendError),
+    /// An event was verified by an account (a DingTalk app) or names a form that is not the
+    /// request's workflow's. [`Engine::handle_external`](crate::engine::Engine::handle_external)
+    /// reports it as [`EventOutcome::Refused`](crate::engine::EventOutcome::Refused) and
+    /// changes nothing.
+    #[error("event about instance `{instance}` from {origin} refused for request `{request}` of workflow `{workflow}`: {reason}")]
+    ForeignEvent {
+        /// The external instance.
+        instance: String,
+        /// Where the event came from.
+        origin: String,
+        /// The request linked to the instance.
+        request: String,
+        /// Its workflow.
+        workflow: String,
+        /// What did not match.
+        reason: String,
+    },
     /// The store failed.
     #[error("store error: {reason}")]
     Store {

@@ -4,6 +4,7 @@
 //! them to [`Engine::handle_external`](crate::engine::Engine::handle_external).
 
 use crate::backend::ExternalStatus;
+use sase_policy::ids::WorkflowId;
 
 /// What an event says about its instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,9 @@ pub struct ExternalEvent {
     pub at_ms: Option<i64>,
     /// Who caused it (a user id of the external system, or its name).
     pub actor: String,
+    /// The external form the event names (DingTalk's `processCode`), when it names one: it
+    /// must be the form the request's workflow maps its template to.
+    pub form: Option<String>,
     /// What changed.
     pub change: ExternalChange,
 }
@@ -56,8 +60,16 @@ impl ExternalEvent {
             key: key.into(),
             at_ms: None,
             actor: actor.into(),
+            form: None,
             change,
         }
+    }
+
+    /// With the external form it names.
+    #[must_use]
+    pub fn form(mut self, form: Option<String>) -> Self {
+        self.form = form;
+        self
     }
 
     /// With the time it happened, on the external system's clock.
@@ -65,5 +77,41 @@ impl ExternalEvent {
     pub fn at_ms(mut self, at_ms: Option<i64>) -> Self {
         self.at_ms = at_ms;
         self
+    }
+}
+
+/// Where an event came from: the external account whose credentials verified it (a DingTalk
+/// app's event-subscription crypto, or its Stream connection), as the workflows configured on
+/// that account. An event may decide only requests of those workflows: a genuine event of one
+/// app cannot approve another app's request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventOrigin {
+    name: String,
+    workflows: Vec<WorkflowId>,
+}
+
+impl EventOrigin {
+    /// Events verified by the account `name` (for logs, e.g. `DingTalk app dingxxxx`), which
+    /// may affect requests of `workflows`.
+    pub fn new(name: impl Into<String>, workflows: Vec<WorkflowId>) -> Self {
+        Self {
+            name: name.into(),
+            workflows,
+        }
+    }
+
+    /// The account, for logs.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The workflows its events may affect.
+    pub fn workflows(&self) -> &[WorkflowId] {
+        &self.workflows
+    }
+
+    /// Whether its events may affect requests of `workflow`.
+    pub fn allows(&self, workflow: &WorkflowId) -> bool {
+        self.workflows.contains(workflow)
     }
 }

@@ -23,7 +23,9 @@ use sase_approval::clock::ManualClock;
 use sase_approval::definition::{
     new_callback_id, Delivery, DingTalkSettings, Mapping, Workflow, WorkflowKind,
 };
-use sase_approval::dingtalk::{event_handler, handle_event, validate_against_form, DingTalkBackend};
+use sase_approval::dingtalk::{
+    app_origin, event_handler, handle_event, validate_against_form, DingTalkBackend,
+};
 use sase_approval::engine::{Engine, EventOutcome, SubmitRequest};
 use sase_approval::state::{RequestId, RequestState};
 use sase_approval::store::{ApprovalStore, EventWrite, MemoryStore};
@@ -131,7 +133,9 @@ async fn env(store: Arc<dyn ApprovalStore>) -> Env {
     let route = callback_route(handler, move |event: Event| {
         let (engine, outcomes) = (Arc::clone(&e), Arc::clone(&o));
         async move {
-            let outcome = handle_event(&engine, &event).await.map_err(|e| e.to_string())?;
+            let outcome = handle_event(&engine, &app_origin(&engine, APP), &event)
+                .await
+                .map_err(|e| e.to_string())?;
             outcomes.lock().unwrap().push(outcome);
             Ok::<(), String>(())
         }
@@ -378,11 +382,15 @@ async fn duplicate_and_out_of_order_events_end_in_the_in_order_state() {
     ))
     .unwrap();
     assert_eq!(
-        handle_event(&e.engine, &late_start).await.unwrap(),
+        handle_event(&e.engine, &app_origin(&e.engine, APP), &late_start)
+            .await
+            .unwrap(),
         EventOutcome::Stale
     );
     assert_eq!(
-        handle_event(&e.engine, &late_start).await.unwrap(),
+        handle_event(&e.engine, &app_origin(&e.engine, APP), &late_start)
+            .await
+            .unwrap(),
         EventOutcome::Duplicate
     );
     assert_eq!(e.engine.get(&r.id).await.unwrap().state, RequestState::Approved);
@@ -483,7 +491,9 @@ async fn a_restart_in_the_middle_of_a_pending_request_loses_nothing() {
     ))
     .unwrap();
     assert_eq!(
-        handle_event(&e.engine, &finish).await.unwrap(),
+        handle_event(&e.engine, &app_origin(&e.engine, APP), &finish)
+            .await
+            .unwrap(),
         EventOutcome::Applied
     );
     drop(e);
@@ -611,7 +621,7 @@ async fn stream_delivery_feeds_the_engine_like_the_callback_route() {
     let engine_for_stream = Arc::clone(&engine);
     let task = tokio::spawn(async move {
         stream
-            .run(event_handler(&engine_for_stream), std::future::pending())
+            .run(event_handler(&engine_for_stream, APP), std::future::pending())
             .await
     });
     assert!(mock.gateway().wait_for(WAIT, |g| g.connection_count() == 1).await);

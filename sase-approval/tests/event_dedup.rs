@@ -11,8 +11,8 @@
 use dingtalk_sdk::event::Event;
 use sase_approval::backend::BuiltinBackend;
 use sase_approval::clock::ManualClock;
-use sase_approval::dingtalk::handle_event;
 use sase_approval::engine::{Engine, EventOutcome, SubmitRequest};
+use sase_approval::event::EventOrigin;
 use sase_approval::state::{ApprovalRequest, RequestState};
 use sase_approval::store::{ApprovalStore, EventWrite, MemoryStore};
 use sase_policy::ids::{DeviceId, UserId, WorkflowId};
@@ -21,6 +21,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod support;
+
+/// The events of these tests decide requests of the workflow `wf`.
+async fn handle_event(engine: &Engine, event: &Event) -> sase_approval::Result<EventOutcome> {
+    let origin = EventOrigin::new("test app", vec![WorkflowId::new("wf")]);
+    sase_approval::dingtalk::handle_event(engine, &origin, event).await
+}
 
 fn engine(store: Arc<dyn ApprovalStore>, retention: Option<Duration>, clock: &ManualClock) -> Arc<Engine> {
     let workflow = support::builtin_workflow("wf");

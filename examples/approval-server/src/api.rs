@@ -162,7 +162,8 @@ pub(crate) fn router(state: AppState) -> Result<Router, dingtalk_sdk::Error> {
         let crypto = EventCrypto::new(&s.token, &s.aes_key, &s.receiver_id)?;
         let callback = callback_route(
             CallbackHandler::builder(crypto).build(),
-            sase_approval::dingtalk::event_handler(&state.engine),
+            // Events verified by this app's crypto decide only its workflows' requests.
+            sase_approval::dingtalk::event_handler(&state.engine, &s.client_id),
         );
         router = router.route(&workflow.callback_path(), callback);
     }

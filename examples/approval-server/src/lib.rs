@@ -502,7 +502,7 @@ fn endpoints(resolved: &[Resolved], public_url: &str) -> Vec<Endpoint> {
 
 /// One Stream client per DingTalk app whose workflows use Stream mode, built before anything
 /// is served so an invalid one stops the start.
-fn stream_clients(resolved: &[Resolved]) -> Result<Vec<StreamClient>, Error> {
+fn stream_clients(resolved: &[Resolved]) -> Result<Vec<(String, StreamClient)>, Error> {
     let mut streaming: Vec<&str> = Vec::new();
     let mut clients = Vec::new();
     for r in resolved {
@@ -517,7 +517,7 @@ fn stream_clients(resolved: &[Resolved]) -> Result<Vec<StreamClient>, Error> {
         if let Some(base) = &r.api_base {
             stream = stream.api_base(base);
         }
-        clients.push(stream.build()?);
+        clients.push((settings.client_id.clone(), stream.build()?));
     }
     Ok(clients)
 }
@@ -526,13 +526,15 @@ fn stream_clients(resolved: &[Resolved]) -> Result<Vec<StreamClient>, Error> {
 /// does.
 fn start_stream_clients(
     engine: &Arc<Engine>,
-    clients: Vec<StreamClient>,
+    clients: Vec<(String, StreamClient)>,
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     clients
         .into_iter()
-        .map(|stream| {
-            let (on_event, stop) = (sase_approval::dingtalk::event_handler(engine), shutdown.clone());
+        .map(|(app, stream)| {
+            // Events on this app's connection decide only its workflows' requests.
+            let on_event = sase_approval::dingtalk::event_handler(engine, &app);
+            let stop = shutdown.clone();
             tokio::spawn(async move {
                 stream.run(on_event, stop.cancelled_owned()).await;
             })

@@ -482,6 +482,7 @@ async fn a_server_restart_in_the_middle_of_a_pending_request() {
 #[cfg(feature = "demo")]
 mod on_the_demo_mock {
     use super::*;
+    use dingtalk_sdk::crypto::EventCrypto;
     use dingtalk_sdk::mock::Channel;
     use sase_approval::definition::Delivery;
     use sase_policy::ids::{GroupId, PolicyId, WorkflowId};
@@ -489,6 +490,85 @@ mod on_the_demo_mock {
     /// Two workflows on the server's own in-process mock (a demo build's) (no credentials): staff filed through one
     /// form and its Request URL, contractors through another form over Stream mode; each request
     /// is created on its own form and decided through its own delivery path.
+    /// The attack from the integrity review: two workflows on two DingTalk apps; a request
+    /// filed on app B's workflow; a push signed with app A's token and aes_key, to A's Request
+    /// URL, saying B's instance was approved. It is answered as DingTalk expects (so it is
+    /// not redelivered for ever) and changes nothing.
+    #[tokio::test]
+    async fn a_push_verified_by_one_app_cannot_approve_another_apps_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut doc = policies();
+        let mut contractors = doc.policies[0].clone();
+        contractors.id = PolicyId::new("contractors");
+        contractors.scope.groups = vec![GroupId::new("contractors")];
+        contractors.approval.workflow = Some(WorkflowId::new("wf-contractors"));
+        doc.policies.push(contractors);
+        let mut config = config(&dir.path().join("origin.sqlite"));
+        config.workflows = vec![
+            WorkflowConfig::new("wf-dingtalk"),
+            WorkflowConfig::new("wf-contractors"),
+        ];
+        config.policies = Some(doc);
+        config.devices = vec![device("tok-contractor", "carl", "contractors")];
+        let server = server::start(config).await.unwrap();
+        let carl = Agent::new(&server, "tok-contractor");
+        let (status, body) = carl.file("on app B").await;
+        assert_eq!(status, 201, "{body}");
+        let id = body["id"].as_str().unwrap().to_owned();
+        let instance_b = carl.external_id(&id).await;
+
+        // App A's event subscription, as its admin configured it.
+        let app_a = server
+            .engine
+            .workflows()
+            .find(|w| w.id.as_str() == "wf-dingtalk")
+            .and_then(|w| w.dingtalk().cloned())
+            .unwrap();
+        let crypto = EventCrypto::new(&app_a.token, &app_a.aes_key, &app_a.receiver_id).unwrap();
+        let event = json!({
+            "EventType": "bpms_instance_change", "eventId": "forged-1",
+            "processInstanceId": instance_b, "processCode": "PROC-WF-CONTRACTORS",
+            "type": "finish", "result": "agree", "finishTime": 4_102_444_800_000_i64,
+        });
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            .to_string();
+        let push = crypto
+            .encrypt_reply(&event.to_string(), &now, "n0nce123")
+            .unwrap();
+        let answer = reqwest::Client::new()
+            .post(format!(
+                "{}?signature={}&timestamp={}&nonce={}",
+                server.request_url("wf-dingtalk").unwrap(),
+                push.msg_signature,
+                push.time_stamp,
+                push.nonce
+            ))
+            .json(&json!({"encrypt": push.encrypt}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.status(),
+            200,
+            "answered, so DingTalk does not redeliver it"
+        );
+        let reply: Value = answer.json().await.unwrap();
+        assert!(
+            reply["encrypt"].is_string(),
+            "the encrypted success reply: {reply}"
+        );
+
+        let (_, request) = carl
+            .console(reqwest::Method::GET, &format!("/api/console/requests/{id}"))
+            .await;
+        assert_eq!(request["state"], "pending", "{request}");
+        assert!(request["grant"].is_null(), "{request}");
+        server.shutdown().await.unwrap();
+    }
+
     #[tokio::test]
     async fn several_workflows_each_with_its_own_form_and_delivery() {
         let dir = tempfile::tempdir().unwrap();
