@@ -15,7 +15,7 @@ use sase_approval::state::{ApprovalRequest, RequestId, RequestState};
 use sase_approval::store::ListFilter;
 use sase_approval::Error as EngineError;
 use sase_policy::ids::{DeptId, DeviceId, GroupId, UserId};
-use sase_policy::{Action, Context, Effect, PolicySet, Subject};
+use sase_policy::{Action, Context, Effect, GrantVerifier, PolicySet, Subject};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -63,6 +63,8 @@ pub(crate) struct AppState {
     policies: Arc<PolicySet>,
     admin_token: Arc<str>,
     devices: Arc<Vec<Enrolled>>,
+    /// Every key a grant may be signed with (the engine's first).
+    grant_keys: Arc<[GrantVerifier]>,
 }
 
 impl AppState {
@@ -71,12 +73,14 @@ impl AppState {
         policies: PolicySet,
         admin_token: String,
         devices: Vec<DeviceConfig>,
+        grant_keys: Vec<GrantVerifier>,
     ) -> Self {
         Self {
             engine,
             policies: Arc::new(policies),
             admin_token: admin_token.into(),
             devices: Arc::new(devices.iter().map(Enrolled::new).collect()),
+            grant_keys: grant_keys.into(),
         }
     }
 }
@@ -276,8 +280,12 @@ async fn agent_request(
 }
 
 /// The server's grant-verification key, for agents to check grants offline.
+/// `public_key` signs new grants; `public_keys` lists every key a grant may be signed with
+/// (the current one first, then those before a rotation, until their grants expire).
 async fn grant_key(State(state): State<AppState>) -> Response {
-    Json(json!({"public_key": state.engine.verifier().to_hex(), "algorithm": "ed25519"})).into_response()
+    let keys: Vec<String> = state.grant_keys.iter().map(GrantVerifier::to_hex).collect();
+    Json(json!({"public_key": state.engine.verifier().to_hex(), "public_keys": keys, "algorithm": "ed25519"}))
+        .into_response()
 }
 
 #[derive(Deserialize, Default)]

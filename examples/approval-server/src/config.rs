@@ -92,7 +92,7 @@ impl Mode {
     version,
     about = "The SASE approval server: policy checks for agents, DingTalk approval workflows, a console API and grants.",
     after_help = "Environment (overrides the file; the flags override it): SASE_LISTEN, SASE_DATABASE, \
-                  SASE_ADMIN_TOKEN, SASE_DELIVERY (http_push or stream: every workflow's). \
+                  SASE_ADMIN_TOKEN, SASE_GRANT_KEY_FILE, SASE_DELIVERY (http_push or stream: every workflow's). \
                   RUST_LOG sets the log filter (default info)."
 )]
 #[non_exhaustive]
@@ -106,6 +106,10 @@ pub struct Args {
     /// The SQLite file [default: sase-approval.sqlite].
     #[arg(long, value_name = "PATH")]
     pub database: Option<String>,
+    /// Put a new grant signing key first in the key file (the others keep verifying the
+    /// grants they signed), print its public key, and exit.
+    #[arg(long)]
+    pub rotate_grant_key: bool,
 }
 
 /// A DingTalk app's credentials and event subscription; without them the workflow runs on the
@@ -270,6 +274,9 @@ pub struct Config {
     /// How long processed event ids are kept to drop redeliveries, seconds (pruned at
     /// reconciliation).
     pub event_retention_secs: u64,
+    /// The grant signing key file (see [`crate::grant_keys`]); default `<database>.grant-key`.
+    /// Replicas must share one.
+    pub grant_key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Config {
@@ -285,6 +292,7 @@ impl std::fmt::Debug for Config {
             .field("reconcile_every_secs", &self.reconcile_every_secs)
             .field("grant_ttl_secs", &self.grant_ttl_secs)
             .field("event_retention_secs", &self.event_retention_secs)
+            .field("grant_key_file", &self.grant_key_file)
             .finish()
     }
 }
@@ -302,11 +310,19 @@ impl Default for Config {
             reconcile_every_secs: 30,
             grant_ttl_secs: 3600,
             event_retention_secs: DEFAULT_EVENT_RETENTION.as_secs(),
+            grant_key_file: None,
         }
     }
 }
 
 impl Config {
+    /// The grant signing key file: `grant_key_file`, or `<database>.grant-key`.
+    pub fn grant_key_path(&self) -> PathBuf {
+        self.grant_key_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.grant-key", self.database)))
+    }
+
     /// Loads the configuration, each source overriding the one before: the file
     /// (`--config FILE`, or the embedded defaults), then the environment (`SASE_LISTEN`,
     /// `SASE_DATABASE`, `SASE_ADMIN_TOKEN`, and `SASE_DELIVERY` for every workflow's), then
@@ -342,6 +358,9 @@ impl Config {
         }
         if let Some(v) = env("SASE_DATABASE") {
             config.database = v;
+        }
+        if let Some(v) = env("SASE_GRANT_KEY_FILE") {
+            config.grant_key_file = Some(v.into());
         }
         if let Some(v) = env("SASE_ADMIN_TOKEN") {
             config.admin_token = Some(v);

@@ -25,6 +25,7 @@ mod api;
 pub mod config;
 #[cfg(feature = "demo")]
 mod demo;
+pub mod grant_keys;
 
 pub use config::Config;
 
@@ -62,6 +63,9 @@ pub enum Error {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The grant signing key file cannot be read, parsed or created.
+    #[error(transparent)]
+    GrantKey(#[from] grant_keys::GrantKeyError),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -228,7 +232,8 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     #[cfg(not(feature = "demo"))]
     let resolved = resolve_workflows(&config)?;
     let store = Arc::new(SqliteStore::open(&config.database).await?);
-    let (engine, catalog) = build_engine(&config, store, &resolved)?;
+    let keys = grant_keys::load_or_create(&config.grant_key_path())?;
+    let (engine, catalog) = build_engine(&config, store, keys.signer, &resolved)?;
     let policies = compile_policies(&config, &catalog)?;
     let streams = stream_clients(&resolved)?;
     let (admin_token, devices) = enroll(&config)?;
@@ -239,6 +244,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         policies,
         admin_token.clone(),
         devices.clone(),
+        keys.verifiers,
     );
     let server = serve(listener, api::router(state)?, shutdown.clone());
     let public_url = config
@@ -287,25 +293,6 @@ fn persisted_callback_id(database: &str, workflow: &str) -> String {
         tracing::warn!(%path, error = %e, "cannot persist the callback id; the Request URL will change on restart");
     }
     id
-}
-
-/// The grant signing key, kept beside the database so grants survive restarts.
-fn signer(database: &str) -> GrantSigner {
-    let path = format!("{database}.grant-key");
-    let seed = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|text| {
-            let mut seed = [0u8; 32];
-            hex::decode_to_slice(text.trim(), &mut seed).ok().map(|()| seed)
-        })
-        .unwrap_or_else(|| {
-            let seed: [u8; 32] = rand::random();
-            if let Err(e) = std::fs::write(&path, hex::encode(seed)) {
-                tracing::warn!(%path, error = %e, "cannot persist the grant key; grants will not survive a restart");
-            }
-            seed
-        });
-    GrantSigner::from_bytes(&seed)
 }
 
 /// One configured workflow, resolved: real DingTalk, or an app and form on the mock.
@@ -394,9 +381,10 @@ fn resolve_workflows(
 fn build_engine(
     config: &Config,
     store: Arc<SqliteStore>,
+    signer: GrantSigner,
     resolved: &[Resolved],
 ) -> Result<(Arc<Engine>, Catalog), Error> {
-    let mut engine = Engine::builder(store, signer(&config.database))
+    let mut engine = Engine::builder(store, signer)
         .grant_ttl(Duration::from_secs(config.grant_ttl_secs))
         .event_retention(Duration::from_secs(config.event_retention_secs));
     let mut catalog = Catalog::new();

@@ -32,6 +32,24 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    if args.rotate_grant_key {
+        let path = config.grant_key_path();
+        match sase_approval_server::grant_keys::rotate(&path) {
+            Ok(key) => {
+                println!(
+                    "New grant signing key {} first in {}; restart the server (every replica) to sign with it. \
+                     Delete the older lines once grants they signed have expired.",
+                    key.to_hex(),
+                    path.display()
+                );
+                return;
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let server = match sase_approval_server::start(config).await {
         Ok(s) => s,
         Err(e) => {

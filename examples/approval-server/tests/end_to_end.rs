@@ -229,6 +229,94 @@ impl Agent {
             .unwrap();
         GrantVerifier::from_hex(key["public_key"].as_str().unwrap()).unwrap()
     }
+
+    /// Every key the server says grants may be signed with.
+    async fn verifiers(&self) -> Vec<GrantVerifier> {
+        let key: Value = self
+            .http
+            .get(format!("{}/api/agent/grant-key", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        key["public_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| GrantVerifier::from_hex(k.as_str().unwrap()).unwrap())
+            .collect()
+    }
+
+    /// Files a request, has the approver agree in DingTalk, and returns the grant.
+    async fn approved_grant(&self, mock: &MockDingTalk) -> SignedGrant {
+        let (status, body) = self.file("reinstall").await;
+        assert_eq!(status, 201, "{body}");
+        let id = body["id"].as_str().unwrap().to_owned();
+        mock.approve(&self.external_id(&id).await, None, None).unwrap();
+        serde_json::from_value(self.poll(&id, "approved").await["grant"].clone()).unwrap()
+    }
+}
+
+/// Whether `key` signed `grant` (its own user, device and action, when it was issued).
+fn signed_by(grant: &SignedGrant, key: &GrantVerifier) -> bool {
+    let g = &grant.grant;
+    key.verify(
+        grant,
+        &g.user,
+        &g.device,
+        g.action,
+        g.issued_at_ms,
+        &HashSet::new(),
+    )
+    .is_ok()
+}
+
+#[tokio::test]
+async fn the_grant_key_is_private_survives_restarts_rotates_and_is_never_silently_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("keys.sqlite");
+    let key_file = dir.path().join("keys.sqlite.grant-key");
+    let mock = mock().await;
+    let server = start(&mock, &db).await;
+    let alice = Agent::new(&server, "tok-alice");
+    let old_grant = alice.approved_grant(&mock).await;
+    let old_key = alice.verifier().await;
+    assert!(signed_by(&old_grant, &old_key));
+    server.shutdown().await.unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "created readable by its owner only");
+    }
+
+    // Rotation: a new key signs, the old one still verifies what it signed.
+    let new_key = server::grant_keys::rotate(&key_file).unwrap();
+    let server = start(&mock, &db).await;
+    let alice = Agent::new(&server, "tok-alice");
+    assert_eq!(alice.verifier().await, new_key);
+    let published = alice.verifiers().await;
+    assert_eq!(published, vec![new_key.clone(), old_key.clone()]);
+    assert!(
+        published.iter().any(|k| signed_by(&old_grant, k)),
+        "the old grant still verifies"
+    );
+    let new_grant = alice.approved_grant(&mock).await;
+    assert!(signed_by(&new_grant, &new_key), "signed by the new key");
+    assert!(!signed_by(&new_grant, &old_key));
+    server.shutdown().await.unwrap();
+
+    // A truncated key file stops the start, naming the file, and is left as it was.
+    std::fs::write(&key_file, "0123456789abcdef").unwrap();
+    let mut config = config(&db);
+    config.devices = vec![device("tok-alice", "alice", "employees")];
+    match server::start(config).await {
+        Err(e) => assert!(e.to_string().contains(&key_file.display().to_string()), "{e}"),
+        Ok(_) => panic!("started with a corrupt grant key"),
+    }
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), "0123456789abcdef");
 }
 
 #[tokio::test]

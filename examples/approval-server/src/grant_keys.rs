@@ -1,0 +1,195 @@
+//! The grant signing keys: a file of hex Ed25519 seeds, one a line. The first line signs new
+//! grants; the lines after it (the keys before a rotation) no longer sign, but their public keys
+//! are still published, so grants they signed verify until they expire. Created with mode
+//! 0600 and atomically (written aside, then renamed); a file that does not parse stops the
+//! start, because replacing it would void every outstanding grant.
+//!
+//! Rotation ([`rotate`], `approval-server --rotate-grant-key`): a new seed goes first; once
+//! every grant signed by an old key has expired (the grant TTL), its line can be deleted.
+
+use rand::RngCore as _;
+use sase_policy::{GrantSigner, GrantVerifier};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Why the key file cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("grant key file {path}: {reason}")]
+pub struct GrantKeyError {
+    path: PathBuf,
+    reason: String,
+}
+
+impl GrantKeyError {
+    fn new(path: &Path, reason: impl std::fmt::Display) -> Self {
+        Self {
+            path: path.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// The keys of a key file: the signing one, and the public keys agents accept (its own
+/// first).
+#[derive(Debug)]
+pub(crate) struct GrantKeys {
+    pub(crate) signer: GrantSigner,
+    pub(crate) verifiers: Vec<GrantVerifier>,
+}
+
+/// Reads the key file at `path`, creating it with one new key if there is none.
+pub(crate) fn load_or_create(path: &Path) -> Result<GrantKeys, GrantKeyError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            warn_if_readable_by_others(path);
+            parse(path, &text)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let seed = new_seed();
+            write_atomically(path, &hex::encode(seed))?;
+            tracing::info!(path = %path.display(), "created a grant signing key");
+            Ok(keys(&seed, &[]))
+        }
+        Err(e) => Err(GrantKeyError::new(path, e)),
+    }
+}
+
+/// Puts a new signing key first in the file at `path` (created if missing), keeping the
+/// others for verification; returns the new public key.
+///
+/// # Errors
+/// If the file exists but does not parse, or cannot be written.
+pub fn rotate(path: &Path) -> Result<GrantVerifier, GrantKeyError> {
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) => {
+            parse(path, &text)?;
+            text
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(GrantKeyError::new(path, e)),
+    };
+    let seed = new_seed();
+    write_atomically(path, &format!("{}\n{}", hex::encode(seed), existing.trim()))?;
+    Ok(GrantSigner::from_bytes(&seed).verifier())
+}
+
+fn new_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    seed
+}
+
+/// The keys: `signing` signs, and it and `older` verify.
+fn keys(signing: &[u8; 32], older: &[[u8; 32]]) -> GrantKeys {
+    let signer = GrantSigner::from_bytes(signing);
+    let verifiers = std::iter::once(signer.verifier())
+        .chain(older.iter().map(|seed| GrantSigner::from_bytes(seed).verifier()))
+        .collect();
+    GrantKeys { signer, verifiers }
+}
+
+fn parse(path: &Path, text: &str) -> Result<GrantKeys, GrantKeyError> {
+    let mut seeds = Vec::new();
+    for (i, line) in text.lines().map(str::trim).enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice(line, &mut seed)
+            .map_err(|e| GrantKeyError::new(path, format!("line {}: not a 64-digit hex key ({e})", i + 1)))?;
+        seeds.push(seed);
+    }
+    let Some((signing, older)) = seeds.split_first() else {
+        return Err(GrantKeyError::new(
+            path,
+            "holds no key (an empty file is not replaced: outstanding grants would stop verifying)",
+        ));
+    };
+    Ok(keys(signing, older))
+}
+
+/// Writes `text` beside `path` with mode 0600, flushes it to disk, then renames it over `path`,
+/// so a crash leaves the old file or the new one, never half of one.
+fn write_atomically(path: &Path, text: &str) -> Result<(), GrantKeyError> {
+    let aside = path.with_extension(format!("tmp-{:016x}", rand::random::<u64>()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&aside).and_then(|mut file| {
+        file.write_all(text.as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()
+    });
+    let renamed = written.and_then(|()| std::fs::rename(&aside, path));
+    if let Err(e) = renamed {
+        let _ = std::fs::remove_file(&aside);
+        return Err(GrantKeyError::new(path, e));
+    }
+    Ok(())
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                    "the grant key file is readable by others: chmod 600 it");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_private_read_back_and_rotated_with_the_old_key_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grant-key");
+        let first = load_or_create(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        let again = load_or_create(&path).unwrap();
+        assert_eq!(
+            again.signer.verifier(),
+            first.signer.verifier(),
+            "the same key after a restart"
+        );
+
+        let new = rotate(&path).unwrap();
+        let rotated = load_or_create(&path).unwrap();
+        assert_eq!(rotated.signer.verifier(), new, "the new key signs");
+        assert_eq!(
+            rotated.verifiers,
+            vec![new, first.signer.verifier()],
+            "the old one still verifies"
+        );
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "nothing left aside");
+    }
+
+    #[test]
+    fn a_corrupt_or_empty_file_is_an_error_naming_it_and_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grant-key");
+        for text in ["0123abc", "", "zz".repeat(32).as_str()] {
+            std::fs::write(&path, text).unwrap();
+            let e = load_or_create(&path).unwrap_err();
+            assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "not replaced");
+            assert!(rotate(&path).is_err(), "nor rotated over");
+        }
+    }
+}
