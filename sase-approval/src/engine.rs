@@ -4,12 +4,12 @@
 use crate::backend::{ApprovalBackend, FailureKind};
 use crate::clock::{millis, Clock, SystemClock};
 use crate::definition::{Template, Workflow};
-use crate::error::{Error, Result};
+use crate::error::{Error, GrantRefusal, Result};
 use crate::event::{EventOrigin, ExternalChange, ExternalEvent};
 use crate::state::{plan, ApprovalRequest, Change, Plan, RequestId, RequestState, Source};
 use crate::store::{ApprovalStore, EventWrite, ListFilter};
 use sase_policy::ids::{DeviceId, GrantId, UserId, WorkflowId};
-use sase_policy::{Action, Grant, GrantSigner, GrantVerifier};
+use sase_policy::{Action, Grant, GrantSigner, GrantVerifier, SignedGrant};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -313,6 +313,7 @@ impl Engine {
             create_uncertain: false,
             created_at_ms: now,
             grant: None,
+            grant_consumed_at_ms: None,
             version: 0,
             history: Vec::new(),
         };
@@ -619,8 +620,10 @@ impl Engine {
         remark: Option<&str>,
     ) -> Result<ApprovalRequest> {
         let request = self.get(id).await?;
-        let now = self.clock.now_ms();
-        if plan(&request, to, now)? == Plan::Unchanged {
+        // An admin decides after every event the request has seen, whatever the external
+        // system's clock said about them: their time never makes a console action stale.
+        let at = |r: &ApprovalRequest| self.clock.now_ms().max(r.state_at_ms);
+        if plan(&request, to, at(&request))? == Plan::Unchanged {
             return Ok(request);
         }
         // Write back first: if the external system refuses, nothing changes here.
@@ -633,10 +636,78 @@ impl Engine {
             }
         }
         let note = remark.map(str::to_owned);
-        self.mutate(id, |r| {
-            self.apply(r, to, now, admin, Source::Console, note.clone())
-        })
-        .await
+        let after = self
+            .mutate(id, |r| {
+                self.apply(r, to, at(r), admin, Source::Console, note.clone())
+            })
+            .await?;
+        if after.state == to {
+            Ok(after)
+        } else {
+            // Changed meanwhile (an event landed): say so instead of answering as if done.
+            Err(Error::IllegalTransition {
+                id: id.to_string(),
+                from: after.state,
+                to,
+            })
+        }
+    }
+
+    /// The agent uses its grant: the server's half of single use. The grant must be the one
+    /// its request holds now (so a revoked request's grant is refused, whatever its
+    /// signature), for `user` on `device`, unexpired and not consumed before; it is then
+    /// marked consumed, with an audit entry.
+    ///
+    /// # Errors
+    /// [`Error::GrantRefused`] saying why; store errors.
+    pub async fn consume_grant(
+        &self,
+        grant: &SignedGrant,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<ApprovalRequest> {
+        let refused = |refusal| Error::GrantRefused { refusal };
+        let Some(request_id) = grant.grant.request_id.as_deref() else {
+            return Err(refused(GrantRefusal::Unknown));
+        };
+        let id = RequestId(request_id.to_owned());
+        let check = |r: &ApprovalRequest, now: i64| {
+            if r.state == RequestState::Revoked {
+                return Err(refused(GrantRefusal::Revoked));
+            }
+            if r.grant.as_ref() != Some(grant) {
+                return Err(refused(GrantRefusal::Unknown));
+            }
+            if grant.grant.user != *user || grant.grant.device != *device {
+                return Err(refused(GrantRefusal::Foreign));
+            }
+            if now >= grant.grant.expires_at_ms {
+                return Err(refused(GrantRefusal::Expired));
+            }
+            if r.grant_consumed_at_ms.is_some() {
+                return Err(refused(GrantRefusal::Used));
+            }
+            Ok(())
+        };
+        let result = self
+            .mutate(&id, |r| {
+                let now = self.clock.now_ms();
+                check(r, now)?;
+                r.grant_consumed_at_ms = Some(now);
+                r.record(
+                    r.state,
+                    now,
+                    user.as_str(),
+                    Source::Agent,
+                    Some(format!("grant {} consumed on {device}", grant.grant.id)),
+                );
+                Ok(true)
+            })
+            .await;
+        match result {
+            Err(Error::NotFound { .. }) => Err(refused(GrantRefusal::Unknown)),
+            other => other,
+        }
     }
 
     /// Catches up on what events did not tell us (HTTP push has no documented retry, and

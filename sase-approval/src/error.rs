@@ -72,6 +72,12 @@ pub enum Error {
         /// What did not match.
         reason: String,
     },
+    /// A grant presented for consumption is refused.
+    #[error("grant refused: {refusal}")]
+    GrantRefused {
+        /// Why.
+        refusal: GrantRefusal,
+    },
     /// The store failed.
     #[error("store error: {reason}")]
     Store {
@@ -93,3 +99,45 @@ impl Error {
 
 /// Shorthand for `Result<T, sase_approval::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why [`Engine::consume_grant`](crate::engine::Engine::consume_grant) refused a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GrantRefusal {
+    /// Not a grant this server issued (or not the one its request holds now).
+    Unknown,
+    /// Its request was revoked (after approval: the grant died with it).
+    Revoked,
+    /// Consumed already.
+    Used,
+    /// Past its expiry.
+    Expired,
+    /// For another user or device than the one presenting it.
+    Foreign,
+}
+
+impl GrantRefusal {
+    /// A stable machine code: `grant_unknown`, `grant_revoked`, `grant_used`,
+    /// `grant_expired`, `grant_foreign`.
+    pub fn code(self) -> &'static str {
+        match self {
+            GrantRefusal::Unknown => "grant_unknown",
+            GrantRefusal::Revoked => "grant_revoked",
+            GrantRefusal::Used => "grant_used",
+            GrantRefusal::Expired => "grant_expired",
+            GrantRefusal::Foreign => "grant_foreign",
+        }
+    }
+}
+
+impl std::fmt::Display for GrantRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GrantRefusal::Unknown => "not a grant this server holds",
+            GrantRefusal::Revoked => "its request was revoked",
+            GrantRefusal::Used => "already consumed",
+            GrantRefusal::Expired => "expired",
+            GrantRefusal::Foreign => "issued to another user or device",
+        })
+    }
+}

@@ -70,4 +70,4 @@ pub mod event;
 pub mod state;
 pub mod store;
 
-pub use error::{Error, Result};
+pub use error::{Error, GrantRefusal, Result};

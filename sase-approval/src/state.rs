@@ -166,6 +166,10 @@ pub struct ApprovalRequest {
     pub created_at_ms: i64,
     /// The grant, once approved.
     pub grant: Option<SignedGrant>,
+    /// When the agent consumed the grant (used it to uninstall), Unix ms: a grant is consumed
+    /// once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_consumed_at_ms: Option<i64>,
     /// Optimistic-concurrency version, bumped by every update.
     pub version: u64,
     /// Every transition, in order.
@@ -192,6 +196,7 @@ impl Clone for ApprovalRequest {
             create_uncertain: self.create_uncertain,
             created_at_ms: self.created_at_ms,
             grant: self.grant.clone(),
+            grant_consumed_at_ms: self.grant_consumed_at_ms,
             version: self.version,
             history: self.history.clone(),
         }
@@ -212,6 +217,7 @@ impl Clone for ApprovalRequest {
             create_uncertain,
             created_at_ms,
             grant,
+            grant_consumed_at_ms,
             version,
             history,
         } = self;
@@ -228,6 +234,7 @@ impl Clone for ApprovalRequest {
         *create_uncertain = source.create_uncertain;
         *created_at_ms = source.created_at_ms;
         grant.clone_from(&source.grant);
+        *grant_consumed_at_ms = source.grant_consumed_at_ms;
         *version = source.version;
         history.clone_from(&source.history);
     }
@@ -419,6 +426,7 @@ mod tests {
             create_uncertain: false,
             created_at_ms: 0,
             grant: None,
+            grant_consumed_at_ms: None,
             version: 0,
             history: vec![],
         }
@@ -466,6 +474,7 @@ mod tests {
         source.create_uncertain = true;
         source.created_at_ms = 5;
         source.version = 3;
+        source.grant_consumed_at_ms = Some(8);
         source.record(Approved, 9, "boss", Source::Console, Some("ok".into()));
         let mut target = request(Submitted, 0);
         target.record(Pending, 1, "system", Source::System, None);

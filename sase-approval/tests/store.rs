@@ -32,6 +32,7 @@ fn request(id: &str, user: &str, created: i64) -> ApprovalRequest {
         create_uncertain: false,
         created_at_ms: created,
         grant: None,
+        grant_consumed_at_ms: None,
         version: 0,
         history: vec![],
     };

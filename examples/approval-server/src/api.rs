@@ -15,7 +15,7 @@ use sase_approval::state::{ApprovalRequest, RequestId, RequestState};
 use sase_approval::store::ListFilter;
 use sase_approval::Error as EngineError;
 use sase_policy::ids::{DeptId, DeviceId, GroupId, UserId};
-use sase_policy::{Action, Context, Effect, GrantVerifier, PolicySet, Subject};
+use sase_policy::{Action, Context, Effect, GrantVerifier, PolicySet, SignedGrant, Subject};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -99,6 +99,7 @@ fn engine_error(e: &EngineError) -> Response {
         EngineError::IllegalTransition { .. } => error(StatusCode::CONFLICT, "illegal_transition", e),
         EngineError::InvalidRequest { .. } => error(StatusCode::BAD_REQUEST, "invalid_request", e),
         EngineError::Backend(_) => error(StatusCode::BAD_GATEWAY, "dingtalk_error", e),
+        EngineError::GrantRefused { refusal } => error(StatusCode::CONFLICT, refusal.code(), e),
         _ => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
     }
 }
@@ -153,6 +154,7 @@ pub(crate) fn router(state: AppState) -> Result<Router, dingtalk_sdk::Error> {
         .route("/api/agent/requests", post(file_request))
         .route("/api/agent/requests/{id}", get(agent_request))
         .route("/api/agent/grant-key", get(grant_key))
+        .route("/api/agent/grants/consume", post(consume_grant))
         .route("/api/console/workflows", get(console_workflows))
         .route("/api/console/policies", get(console_policies))
         .route("/api/console/requests", get(console_list))
@@ -280,6 +282,28 @@ async fn agent_request(
 }
 
 /// The server's grant-verification key, for agents to check grants offline.
+#[derive(Deserialize)]
+struct ConsumeBody {
+    grant: SignedGrant,
+}
+
+/// The online step before an uninstall: the grant is marked used, or refused (revoked,
+/// expired, used, another device's, not ours) with a 409 saying which.
+async fn consume_grant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: JsonBody<ConsumeBody>,
+) -> Response {
+    let (dev, b) = match (device(&state, &headers), body(b)) {
+        (Ok(d), Ok(b)) => (d, b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    match state.engine.consume_grant(&b.grant, &dev.user, &dev.device).await {
+        Ok(_) => Json(json!({"consumed": true, "grant_id": b.grant.grant.id})).into_response(),
+        Err(e) => engine_error(&e),
+    }
+}
+
 /// `public_key` signs new grants; `public_keys` lists every key a grant may be signed with
 /// (the current one first, then those before a rotation, until their grants expire).
 async fn grant_key(State(state): State<AppState>) -> Response {

@@ -230,6 +230,16 @@ impl Agent {
         GrantVerifier::from_hex(key["public_key"].as_str().unwrap()).unwrap()
     }
 
+    /// The online step before uninstalling.
+    async fn consume(&self, grant: &SignedGrant) -> (u16, Value) {
+        self.send(
+            self.http
+                .post(format!("{}/api/agent/grants/consume", self.base))
+                .json(&json!({ "grant": grant })),
+        )
+        .await
+    }
+
     /// Every key the server says grants may be signed with.
     async fn verifiers(&self) -> Vec<GrantVerifier> {
         let key: Value = self
@@ -257,6 +267,45 @@ impl Agent {
         mock.approve(&self.external_id(&id).await, None, None).unwrap();
         serde_json::from_value(self.poll(&id, "approved").await["grant"].clone()).unwrap()
     }
+}
+
+#[tokio::test]
+async fn a_grant_is_consumed_once_online_and_revocation_reaches_it() {
+    let (_dir, mock, server) = running().await;
+    let alice = Agent::new(&server, "tok-alice");
+    let grant = alice.approved_grant(&mock).await;
+    let (status, body) = Agent::new(&server, "tok-contractor").consume(&grant).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("grant_foreign")),
+        "{body}"
+    );
+    let (status, body) = alice.consume(&grant).await;
+    assert_eq!((status, body["consumed"].as_bool()), (200, Some(true)), "{body}");
+    let (status, body) = alice.consume(&grant).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("grant_used")),
+        "{body}"
+    );
+
+    // Revoked after approval: the grant still verifies offline, but the online step refuses it.
+    let revoked = alice.approved_grant(&mock).await;
+    let id = revoked.grant.request_id.clone().unwrap();
+    let (status, body) = alice
+        .console(
+            reqwest::Method::POST,
+            &format!("/api/console/requests/{id}/revoke"),
+        )
+        .await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("revoked")), "{body}");
+    let (status, body) = alice.consume(&revoked).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("grant_revoked")),
+        "{body}"
+    );
+    server.shutdown().await.unwrap();
 }
 
 /// Whether `key` signed `grant` (its own user, device and action, when it was issued).
