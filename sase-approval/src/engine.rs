@@ -93,6 +93,14 @@ pub struct ReconcileReport {
     pub pruned_events: u64,
 }
 
+/// Whether a create is the first for its request (right after it was stored), or may follow
+/// one that made an instance whose id was never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    First,
+    Again,
+}
+
 struct Registered {
     definition: Workflow,
     backend: Arc<dyn ApprovalBackend>,
@@ -271,9 +279,11 @@ impl Engine {
             })
     }
 
-    /// Files a request: stores it, then creates the external instance. An outage leaves it
-    /// `Submitted` (created later by [`reconcile`](Self::reconcile)); a create with an
-    /// unknown outcome is reconciled, never blindly repeated.
+    /// Files a request: stores it with the intent to create its external instance, then
+    /// creates it. An outage leaves it `Submitted` (created later by
+    /// [`reconcile`](Self::reconcile)); a create whose outcome is unknown, or that a crash
+    /// interrupted before its instance id was stored, is resolved by finding the instance it
+    /// made before creating again, never blindly repeated.
     ///
     /// # Errors
     /// [`Error::InvalidRequest`] for an unknown workflow/template, unknown or missing fields;
@@ -310,7 +320,9 @@ impl Engine {
             state: RequestState::Submitted,
             state_at_ms: 0,
             external_id: None,
-            create_uncertain: false,
+            // The intent to create, durable before the call: whatever happens between
+            // DingTalk creating the instance and us storing its id, a restart finds it.
+            create_uncertain: true,
             created_at_ms: now,
             grant: None,
             grant_consumed_at_ms: None,
@@ -322,17 +334,34 @@ impl Engine {
         self.store.insert(&request).await?;
         self.notify(RequestUpdate::of(&request));
         let backend = Arc::clone(backend);
-        self.create_external(&request.id, backend.as_ref()).await
+        self.create_external(&request.id, backend.as_ref(), Attempt::First)
+            .await
     }
 
-    /// Creates (or, after an uncertain attempt, finds) the external instance.
+    /// Creates the external instance or, when an earlier attempt may have made one, finds it
+    /// first. `create_uncertain` is stored set before any create is sent and cleared only
+    /// once the instance id is stored with it (or the create failed for good).
     async fn create_external(
         &self,
         id: &RequestId,
         backend: &dyn ApprovalBackend,
+        attempt: Attempt,
     ) -> Result<ApprovalRequest> {
-        let request = self.get(id).await?;
-        let (external, note) = if request.create_uncertain {
+        let mut request = self.get(id).await?;
+        if !request.create_uncertain {
+            // Filed before the intent was recorded at submission: record it now.
+            request = self
+                .mutate(id, |r| {
+                    let changed = !r.create_uncertain && r.external_id.is_none();
+                    r.create_uncertain = true;
+                    Ok(changed)
+                })
+                .await?;
+        }
+        if request.external_id.is_some() {
+            return Ok(request);
+        }
+        let (external, note) = if attempt == Attempt::Again {
             let mut linked = None;
             for candidate in backend.find_existing(&request).await? {
                 if self.store.find_by_external(&candidate).await?.is_none() {
@@ -369,7 +398,6 @@ impl Engine {
                     )
                 }
                 Err(e) if e.kind() == FailureKind::Ambiguous => {
-                    r.create_uncertain = true;
                     r.record(r.state, now, "system", Source::System, Some(e.to_string()));
                     Ok(true)
                 }
@@ -383,14 +411,17 @@ impl Engine {
                     );
                     Ok(true)
                 }
-                Err(e) => self.apply(
-                    r,
-                    RequestState::Failed,
-                    now,
-                    "system",
-                    Source::System,
-                    Some(e.to_string()),
-                ),
+                Err(e) => {
+                    r.create_uncertain = false;
+                    self.apply(
+                        r,
+                        RequestState::Failed,
+                        now,
+                        "system",
+                        Source::System,
+                        Some(e.to_string()),
+                    )
+                }
             }
         })
         .await
@@ -752,7 +783,7 @@ impl Engine {
         now: i64,
     ) -> Result<(bool, bool)> {
         let Some(external) = &request.external_id else {
-            let after = self.create_external(&request.id, backend).await?;
+            let after = self.create_external(&request.id, backend, Attempt::Again).await?;
             let linked = after.external_id.is_some();
             return Ok((after.state != request.state, linked));
         };

@@ -159,7 +159,9 @@ pub struct ApprovalRequest {
     pub state_at_ms: i64,
     /// The external instance (DingTalk processInstanceId), once created.
     pub external_id: Option<String>,
-    /// Creation was attempted and its outcome is unknown: reconcile before creating again.
+    /// A create of the external instance may have been sent and its instance id is not stored:
+    /// set before any create is sent, cleared once the id is stored (or the create failed for
+    /// good). While it is set, the instance is looked for before creating again.
     #[serde(default)]
     pub create_uncertain: bool,
     /// Created, Unix ms.

@@ -14,15 +14,13 @@ use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
 use dingtalk_sdk::client::DingTalkClient;
 use dingtalk_sdk::crypto::EventCrypto;
 use dingtalk_sdk::event::Event;
-use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFaults, MockFormField, MockProcess};
+use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFaults};
 use dingtalk_sdk::retry::RetryPolicy;
 use dingtalk_sdk::token::Credentials;
 use dingtalk_sdk::ProcessCode;
 use sase_approval::backend::FailureKind;
 use sase_approval::clock::ManualClock;
-use sase_approval::definition::{
-    new_callback_id, Delivery, DingTalkSettings, Mapping, Workflow, WorkflowKind,
-};
+use sase_approval::definition::{Delivery, WorkflowKind};
 use sase_approval::dingtalk::{
     app_origin, event_handler, handle_event, validate_against_form, DingTalkBackend,
 };
@@ -38,55 +36,9 @@ use std::time::Duration;
 
 mod support;
 
-const APP: &str = "dingappkey0001";
-const SECRET: &str = "secret";
-const TOKEN: &str = "sase1token2cb";
-const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
-const CODE: &str = "PROC-UNINSTALL";
+use support::{form, workflow, AES_KEY, APP, CODE, SECRET, TOKEN};
+
 const WAIT: Duration = Duration::from_secs(10);
-
-fn workflow() -> Workflow {
-    Workflow {
-        id: WorkflowId::new("wf-dingtalk"),
-        name: "DingTalk approval".into(),
-        kind: WorkflowKind::DingTalk(DingTalkSettings {
-            client_id: APP.into(),
-            client_secret: SECRET.into(),
-            token: TOKEN.into(),
-            aes_key: AES_KEY.into(),
-            receiver_id: APP.into(),
-            delivery: Delivery::HttpPush,
-            dept_id: -1,
-        }),
-        mappings: vec![Mapping {
-            template: "app_uninstall".into(),
-            process_code: ProcessCode::new(CODE),
-            fields: [
-                ("device", "设备名称"),
-                ("reason", "卸载原因"),
-                ("requester", "申请人"),
-            ]
-            .into_iter()
-            .map(|(a, b)| (a.to_owned(), b.to_owned()))
-            .collect(),
-        }],
-        callback_id: new_callback_id(),
-    }
-}
-
-/// The uninstall form the mock serves, with one default approver.
-fn form() -> MockProcess {
-    MockProcess::new(
-        CODE,
-        "安全客户端卸载申请",
-        vec![
-            MockFormField::new("设备名称", "TextField", true),
-            MockFormField::new("卸载原因", "TextareaField", true),
-            MockFormField::new("申请人", "TextField", false),
-        ],
-        vec!["approver1".into()],
-    )
-}
 
 struct Env {
     mock: MockDingTalk,

@@ -7,7 +7,11 @@
     reason = "each test file uses part of this; an expect would be unfulfilled in those using all"
 )]
 
-use sase_approval::definition::{new_callback_id, Workflow, WorkflowKind};
+use dingtalk_sdk::mock::{MockFormField, MockProcess};
+use dingtalk_sdk::ProcessCode;
+use sase_approval::definition::{
+    new_callback_id, Delivery, DingTalkSettings, Mapping, Workflow, WorkflowKind,
+};
 use sase_approval::store::SqliteStore;
 use sase_policy::ids::WorkflowId;
 use std::path::PathBuf;
@@ -40,4 +44,54 @@ pub(crate) fn builtin_workflow(id: &str) -> Workflow {
         mappings: vec![],
         callback_id: new_callback_id(),
     }
+}
+
+pub(crate) const APP: &str = "dingappkey0001";
+pub(crate) const SECRET: &str = "secret";
+pub(crate) const TOKEN: &str = "sase1token2cb";
+pub(crate) const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
+pub(crate) const CODE: &str = "PROC-UNINSTALL";
+
+/// The DingTalk workflow `wf-dingtalk` on app [`APP`], mapping uninstalls to form [`CODE`].
+pub(crate) fn workflow() -> Workflow {
+    Workflow {
+        id: WorkflowId::new("wf-dingtalk"),
+        name: "DingTalk approval".into(),
+        kind: WorkflowKind::DingTalk(DingTalkSettings {
+            client_id: APP.into(),
+            client_secret: SECRET.into(),
+            token: TOKEN.into(),
+            aes_key: AES_KEY.into(),
+            receiver_id: APP.into(),
+            delivery: Delivery::HttpPush,
+            dept_id: -1,
+        }),
+        mappings: vec![Mapping {
+            template: "app_uninstall".into(),
+            process_code: ProcessCode::new(CODE),
+            fields: [
+                ("device", "设备名称"),
+                ("reason", "卸载原因"),
+                ("requester", "申请人"),
+            ]
+            .into_iter()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect(),
+        }],
+        callback_id: new_callback_id(),
+    }
+}
+
+/// The uninstall form the mock serves, with one default approver.
+pub(crate) fn form() -> MockProcess {
+    MockProcess::new(
+        CODE,
+        "安全客户端卸载申请",
+        vec![
+            MockFormField::new("设备名称", "TextField", true),
+            MockFormField::new("卸载原因", "TextareaField", true),
+            MockFormField::new("申请人", "TextField", false),
+        ],
+        vec!["approver1".into()],
+    )
 }
