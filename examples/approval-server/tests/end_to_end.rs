@@ -627,6 +627,17 @@ mod on_the_demo_mock {
     /// Two workflows on the server's own in-process mock (a demo build's) (no credentials): staff filed through one
     /// form and its Request URL, contractors through another form over Stream mode; each request
     /// is created on its own form and decided through its own delivery path.
+    /// The test policies plus one sending the contractors group to workflow `wf-contractors`.
+    fn two_workflow_policies() -> PolicyDocument {
+        let mut doc = policies();
+        let mut contractors = doc.policies[0].clone();
+        contractors.id = PolicyId::new("contractors");
+        contractors.scope.groups = vec![GroupId::new("contractors")];
+        contractors.approval.workflow = Some(WorkflowId::new("wf-contractors"));
+        doc.policies.push(contractors);
+        doc
+    }
+
     /// The attack from the integrity review: two workflows on two DingTalk apps; a request
     /// filed on app B's workflow; a push signed with app A's token and aes_key, to A's Request
     /// URL, saying B's instance was approved. It is answered as DingTalk expects (so it is
@@ -634,12 +645,7 @@ mod on_the_demo_mock {
     #[tokio::test]
     async fn a_push_verified_by_one_app_cannot_approve_another_apps_request() {
         let dir = tempfile::tempdir().unwrap();
-        let mut doc = policies();
-        let mut contractors = doc.policies[0].clone();
-        contractors.id = PolicyId::new("contractors");
-        contractors.scope.groups = vec![GroupId::new("contractors")];
-        contractors.approval.workflow = Some(WorkflowId::new("wf-contractors"));
-        doc.policies.push(contractors);
+        let doc = two_workflow_policies();
         let mut config = config(&dir.path().join("origin.sqlite"));
         config.workflows = vec![
             WorkflowConfig::new("wf-dingtalk"),
@@ -709,12 +715,7 @@ mod on_the_demo_mock {
     #[tokio::test]
     async fn several_workflows_each_with_its_own_form_and_delivery() {
         let dir = tempfile::tempdir().unwrap();
-        let mut doc = policies();
-        let mut contractors = doc.policies[0].clone();
-        contractors.id = PolicyId::new("contractors");
-        contractors.scope.groups = vec![GroupId::new("contractors")];
-        contractors.approval.workflow = Some(WorkflowId::new("wf-contractors"));
-        doc.policies.push(contractors);
+        let doc = two_workflow_policies();
         let mut config = config(&dir.path().join("two.sqlite"));
         config.workflows = vec![
             WorkflowConfig::new("wf-dingtalk"),
