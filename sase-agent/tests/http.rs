@@ -5,7 +5,6 @@
     clippy::unwrap_used,
     reason = "a test fails loudly on the first unexpected value"
 )]
-#![cfg(feature = "http")]
 
 use sase_agent::{
     Action, AgentConfig, AgentError, AgentVerifier, Authorization, Consume as _, ConsumeOutcome, DeviceId,
