@@ -88,15 +88,17 @@ async fn main() {
 #[cfg(feature = "demo")]
 fn print_walk(server: &sase_approval_server::Server) {
     let (local, admin_token) = (server.addr, &server.admin_token);
+    let grant_key = server.engine.verifier().to_hex();
     let Some(device) = server.devices.first() else {
         println!("Admin token:  {admin_token}\n(no device enrolled)");
         return;
     };
     println!(
         "Admin token:  {admin_token}\n\
-         Device token: {} (device {}, user {})\n\n\
+         Device token: {} (device {}, user {})\n\
+         Grant key:    {grant_key} (pin it in the agent's configuration at enrollment)\n\n\
          Walk the flow with the agent simulator (then approve on the mock, below):\n\
-         cargo run -p sase-approval-server --bin agent-simulator -- --server http://{local} --token {} --locale en-US --reason 'reinstalling the OS'\n\n\
+         cargo run -p sase-approval-server --bin agent-simulator -- --server http://{local} --token {} --user {} --device {} --grant-key {grant_key} --locale en-US --reason 'reinstalling the OS'\n\n\
          or by hand:\n\
          curl -s -X POST http://{local}/api/agent/uninstall-check -H 'authorization: Bearer {}' -H 'content-type: application/json' -d '{{\"locale\":\"en-US\"}}'\n\
          curl -s -X POST http://{local}/api/agent/requests -H 'authorization: Bearer {}' -H 'content-type: application/json' -d '{{\"reason\":\"reinstalling the OS\"}}'\n\
@@ -106,6 +108,8 @@ fn print_walk(server: &sase_approval_server::Server) {
         device.device_id,
         device.user_id,
         device.token,
+        device.user_id,
+        device.device_id,
         device.token,
         device.token,
         server.mock

@@ -1,10 +1,12 @@
 //! Plays the SASE App against a running approval server: tries to uninstall, shows the
 //! policy's prompt in the chosen language, files for approval with a reason, waits for the
-//! decision, verifies the grant offline with the server's public key, and says whether the
-//! uninstall may proceed.
+//! decision, and checks the grant as an agent must (`sase_agent::AgentVerifier`): with the
+//! key pinned in its own configuration, against its own user and device, consumed online
+//! (offline only within a short window), recorded as used in a file. Then it says whether
+//! the uninstall may proceed.
 //!
-//! Run (with the server's printed device token):
-//! `cargo run -p sase-approval-server --bin agent-simulator -- --server http://127.0.0.1:8080 --token <device token> --locale en-US --reason "reinstalling the OS"`
+//! Run (with the device token, user, device and grant key the server prints):
+//! `cargo run -p sase-approval-server --bin agent-simulator -- --server http://127.0.0.1:8080 --token <device token> --user <user> --device <device> --grant-key <hex> --locale en-US --reason "reinstalling the OS"`
 
 #![expect(
     clippy::indexing_slicing,
@@ -12,14 +14,17 @@
 )]
 
 use clap::Parser as _;
-use sase_policy::ids::{DeviceId, UserId};
-use sase_policy::{Action, GrantVerifier, SignedGrant};
+use sase_agent::{
+    Action, AgentConfig, AgentError, AgentVerifier, Authorization, DeviceId, GrantVerifier, HttpConsume,
+    SignedGrant, UserId,
+};
 use serde_json::{json, Value};
-use std::collections::HashSet;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Plays the SASE App against a running approval server: uninstall check, the policy's
-/// prompt, filing with a reason, waiting for the decision, and the grant verified offline.
+/// prompt, filing with a reason, waiting for the decision, and the grant checked as an agent
+/// must: pinned key, own user and device, consumed online, single use recorded in a file.
 #[derive(Debug, clap::Parser)]
 #[command(name = "agent-simulator", version)]
 struct Args {
@@ -29,6 +34,27 @@ struct Args {
     /// The device's bearer token (the approval server prints the demo device's).
     #[arg(long, value_name = "TOKEN")]
     token: String,
+    /// The server's grant verifying key (Ed25519 public key, hex), pinned from enrollment /
+    /// the agent's own configuration: never fetched from the server when a grant is checked.
+    /// Repeat it to pin the old and the new key across a rotation.
+    #[arg(long = "grant-key", value_name = "HEX", required = true, value_parser = parse_grant_key)]
+    grant_keys: Vec<GrantVerifier>,
+    /// This agent's user id (from enrollment); a grant for anyone else is refused.
+    #[arg(long, value_name = "USER")]
+    user: String,
+    /// This agent's device id (from enrollment); a grant for another device is refused.
+    #[arg(long, value_name = "DEVICE")]
+    device: String,
+    /// The file recording used grants, so none is used twice, across restarts too.
+    #[arg(
+        long = "used-grants",
+        value_name = "FILE",
+        default_value = "sase-agent-used-grants.json"
+    )]
+    used_grants: PathBuf,
+    /// How long after issue a grant is accepted when the server cannot be reached, in seconds.
+    #[arg(long = "offline-window-secs", value_name = "SECS", default_value_t = 300)]
+    offline_window_secs: u64,
     /// The prompt's language, e.g. zh-CN or en-US.
     #[arg(long, value_name = "LOCALE", default_value = "zh-CN")]
     locale: String,
@@ -42,6 +68,10 @@ struct Args {
     /// How long to wait for the approver, in seconds.
     #[arg(long = "wait-secs", value_name = "SECS", default_value_t = 300)]
     wait_secs: u64,
+}
+
+fn parse_grant_key(hex: &str) -> Result<GrantVerifier, String> {
+    GrantVerifier::from_hex(hex).map_err(|e| e.to_string())
 }
 
 async fn call(
@@ -145,22 +175,44 @@ async fn run() -> Result<(), String> {
         println!("Request {state}: uninstall may not proceed.");
         return Ok(());
     }
-    // Check the grant offline, as the agent on the laptop would.
-    let key = call(&http, &a, reqwest::Method::GET, "/api/agent/grant-key", None).await?;
-    let verifier =
-        GrantVerifier::from_hex(key["public_key"].as_str().unwrap_or_default()).map_err(|e| e.to_string())?;
     let grant: SignedGrant =
         serde_json::from_value(request["grant"].clone()).map_err(|e| format!("grant: {e}"))?;
+    // Check the grant as the agent on the laptop must: the pinned keys and its own identity
+    // come from its configuration, the used record from its file; the server is asked only
+    // to consume the grant.
+    let config = AgentConfig::new(
+        a.grant_keys.clone(),
+        UserId::new(&a.user),
+        DeviceId::new(&a.device),
+        a.used_grants.clone(),
+    )
+    .offline_window(Duration::from_secs(a.offline_window_secs));
+    let mut agent = AgentVerifier::new(config).map_err(|e| e.to_string())?;
+    let consume = HttpConsume::new(&a.server, &a.token).map_err(|e| e.to_string())?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
-    let g = &grant.grant;
-    match verifier.verify(&grant, &UserId::new(g.user.as_str()), &DeviceId::new(g.device.as_str()), Action::Uninstall, now, &HashSet::new()) {
-        Ok(g) => println!(
-            "Approved: grant {} for user {} on device {} verified offline; uninstall may proceed (valid until {} ms).",
-            g.id, g.user, g.device, g.expires_at_ms
+    // `authorize` blocks on the consume call: off the async runtime's threads.
+    let checked = tokio::task::spawn_blocking(move || {
+        agent
+            .authorize(&grant, Action::Uninstall, now, &consume)
+            .map(|how| (how, grant))
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    match checked {
+        Ok((Authorization::Online, grant)) => println!(
+            "Approved: grant {} verified with the pinned key and consumed online; uninstall may proceed.",
+            grant.grant.id
         ),
-        Err(e) => println!("Approved, but the grant does not verify ({e}): uninstall may not proceed."),
+        Ok((Authorization::Offline { unreachable }, grant)) => println!(
+            "Approved: grant {} verified with the pinned key, but the server could not be reached ({unreachable}): \
+             revocation was NOT checked (accepted within the offline window); uninstall may proceed.",
+            grant.grant.id
+        ),
+        Ok((how, grant)) => println!("Approved: grant {} accepted ({how:?}); uninstall may proceed.", grant.grant.id),
+        Err(e @ AgentError::Record { .. }) => return Err(e.to_string()),
+        Err(e) => println!("Approved, but the grant is refused ({e}): uninstall may not proceed."),
     }
     Ok(())
 }
@@ -185,20 +237,66 @@ mod tests {
         let parse = |flags: &[&str]| {
             Args::try_parse_from(std::iter::once("agent-simulator").chain(flags.iter().copied()))
         };
+        let key = sase_policy::GrantSigner::from_bytes(&[5; 32]).verifier().to_hex();
+        let other = sase_policy::GrantSigner::from_bytes(&[6; 32]).verifier().to_hex();
+        let identity = ["--user", "u-1", "--device", "d-1"];
+        let with = |extra: &[&str]| {
+            let mut flags = vec!["--token", "t", "--grant-key", key.as_str()];
+            flags.extend(identity);
+            flags.extend(extra);
+            parse(&flags)
+        };
         assert!(parse(&[]).is_err(), "--token is required");
         assert!(parse(&["--token"]).is_err(), "a flag needs its value");
+        let mut no_key = vec!["--token", "t"];
+        no_key.extend(identity);
+        assert!(parse(&no_key).is_err(), "--grant-key is required");
         assert!(
-            parse(&["--token", "t", "--colour", "red"]).is_err(),
-            "unknown flags are refused"
+            parse(&["--token", "t", "--grant-key", key.as_str(), "--device", "d-1"]).is_err(),
+            "--user is required"
         );
-        let a = parse(&["--token", "t", "--wait-secs", "5"]).unwrap();
+        assert!(
+            parse(&["--token", "t", "--grant-key", key.as_str(), "--user", "u-1"]).is_err(),
+            "--device is required"
+        );
+        assert!(with(&["--grant-key", "not-hex"]).is_err(), "a bad key is refused");
+        assert!(with(&["--colour", "red"]).is_err(), "unknown flags are refused");
+        let a = with(&["--wait-secs", "5"]).unwrap();
         assert_eq!(
             (a.token.as_str(), a.wait_secs, a.locale.as_str()),
             ("t", 5, "zh-CN")
         );
+        assert_eq!((a.user.as_str(), a.device.as_str()), ("u-1", "d-1"));
+        assert_eq!(a.used_grants, std::path::Path::new("sase-agent-used-grants.json"));
+        assert_eq!(a.offline_window_secs, 300);
+        assert_eq!(a.grant_keys.len(), 1);
+        let a = with(&["--grant-key", other.as_str(), "--used-grants", "/tmp/used.json"]).unwrap();
+        assert_eq!(
+            a.grant_keys
+                .iter()
+                .map(sase_policy::GrantVerifier::to_hex)
+                .collect::<Vec<_>>(),
+            [key.clone(), other],
+            "--grant-key repeats, in order"
+        );
+        assert_eq!(a.used_grants, std::path::Path::new("/tmp/used.json"));
         let help = Args::command().render_help().to_string();
-        for flag in ["--server", "--token", "--locale", "--reason", "--wait-secs"] {
+        for flag in [
+            "--server",
+            "--token",
+            "--grant-key",
+            "--user",
+            "--device",
+            "--used-grants",
+            "--locale",
+            "--reason",
+            "--wait-secs",
+        ] {
             assert!(help.contains(flag), "--help mentions {flag}: {help}");
         }
+        assert!(
+            help.contains("enrollment") && help.contains("never fetched from the server"),
+            "--help says where the key comes from: {help}"
+        );
     }
 }
