@@ -308,6 +308,91 @@ async fn a_grant_is_consumed_once_online_and_revocation_reaches_it() {
     server.shutdown().await.unwrap();
 }
 
+/// The agent-side verifier over real HTTP against the server: pinned keys, its own user and
+/// device, a persistent single-use record, and the online consume.
+#[tokio::test]
+async fn the_agent_verifier_refuses_forged_foreign_reused_and_revoked_grants() {
+    use sase_agent::{AgentConfig, AgentError, AgentVerifier, Authorization, HttpConsume};
+    let (dir, mock, server) = running().await;
+    let alice = Agent::new(&server, "tok-alice");
+    let pinned = alice.verifier().await; // as written at enrollment
+    let base = format!("http://{}", server.addr);
+    let record = dir.path().join("alice-used.json");
+    // The blocking verifier runs off the runtime's threads, as an agent's would.
+    let authorize = |config: AgentConfig, grant: SignedGrant, token: &'static str| {
+        let base = base.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let consume = HttpConsume::new(&base, token).unwrap();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis();
+                AgentVerifier::new(config)?.authorize(
+                    &grant,
+                    Action::Uninstall,
+                    i64::try_from(now).unwrap(),
+                    &consume,
+                )
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let alice_config = || {
+        AgentConfig::new(
+            vec![pinned.clone()],
+            UserId::new("alice"),
+            DeviceId::new("dev-alice"),
+            &record,
+        )
+    };
+
+    let grant = alice.approved_grant(&mock).await;
+    // A man-in-the-middle's own key and grant: refused, whatever key it serves.
+    let forged = sase_policy::GrantSigner::from_bytes(&[66; 32]).sign(grant.grant.clone());
+    assert!(matches!(
+        authorize(alice_config(), forged, "tok-alice").await,
+        Err(AgentError::BadSignature)
+    ));
+    // Alice's genuine grant on another device (its own configuration, its own token).
+    let carl_config = AgentConfig::new(
+        vec![pinned.clone()],
+        UserId::new("carl"),
+        DeviceId::new("dev-carl"),
+        dir.path().join("carl-used.json"),
+    );
+    assert!(matches!(
+        authorize(carl_config, grant.clone(), "tok-contractor").await,
+        Err(AgentError::Foreign { .. })
+    ));
+    // Alice's device: authorized online, once, also after a restart (a new verifier).
+    assert!(matches!(
+        authorize(alice_config(), grant.clone(), "tok-alice").await,
+        Ok(Authorization::Online)
+    ));
+    assert!(matches!(
+        authorize(alice_config(), grant.clone(), "tok-alice").await,
+        Err(AgentError::Used { .. })
+    ));
+
+    // Revoked after approval: the signature still verifies, the server refuses it.
+    let revoked = alice.approved_grant(&mock).await;
+    let id = revoked.grant.request_id.clone().unwrap();
+    alice
+        .console(
+            reqwest::Method::POST,
+            &format!("/api/console/requests/{id}/revoke"),
+        )
+        .await;
+    let refused = authorize(alice_config(), revoked, "tok-alice").await;
+    assert!(
+        matches!(&refused, Err(AgentError::Refused { reason }) if reason == "grant_revoked"),
+        "{refused:?}"
+    );
+    server.shutdown().await.unwrap();
+}
+
 /// Whether `key` signed `grant` (its own user, device and action, when it was issued).
 fn signed_by(grant: &SignedGrant, key: &GrantVerifier) -> bool {
     let g = &grant.grant;
