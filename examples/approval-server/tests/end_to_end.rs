@@ -107,7 +107,8 @@ fn config(database: &std::path::Path) -> Config {
     config
 }
 
-async fn start(mock: &MockDingTalk, database: &std::path::Path) -> Server {
+/// The test configuration with a workflow on the mock's app, as real DingTalk would be.
+fn credentialed_config(mock: &MockDingTalk, database: &std::path::Path) -> Config {
     let app: DingTalkConfig = serde_json::from_value(json!({
         "client_id": APP, "client_secret": SECRET, "token": TOKEN, "aes_key": AES_KEY,
         "api_base": mock.base_url(),
@@ -126,7 +127,11 @@ async fn start(mock: &MockDingTalk, database: &std::path::Path) -> Server {
         device("tok-contractor", "carl", "contractors"),
         device("tok-kiosk", "kiosk1", "kiosk"),
     ];
-    let server = server::start(config).await.unwrap();
+    config
+}
+
+async fn start(mock: &MockDingTalk, database: &std::path::Path) -> Server {
+    let server = server::start(credentialed_config(mock, database)).await.unwrap();
     #[cfg(feature = "demo")]
     assert!(server.mock.is_none(), "credentials given: no mock in-process");
     // What the admin does in the developer console: save the Request URL (check_url must pass).
@@ -444,9 +449,7 @@ async fn the_grant_key_is_private_survives_restarts_rotates_and_is_never_silentl
 
     // A truncated key file stops the start, naming the file, and is left as it was.
     std::fs::write(&key_file, "0123456789abcdef").unwrap();
-    let mut config = config(&db);
-    config.devices = vec![device("tok-alice", "alice", "employees")];
-    match server::start(config).await {
+    match server::start(credentialed_config(&mock, &db)).await {
         Err(e) => assert!(e.to_string().contains(&key_file.display().to_string()), "{e}"),
         Ok(_) => panic!("started with a corrupt grant key"),
     }
