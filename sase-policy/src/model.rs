@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 /// A set of policies as stored or edited.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PolicyDocument {
     /// The policies.
     #[serde(default)]
@@ -14,6 +15,8 @@ pub struct PolicyDocument {
 
 /// One anti-uninstallation policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// A misspelt key (`whitlist`) must not silently leave a rule out.
+#[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Unique id.
     pub id: PolicyId,
@@ -48,6 +51,7 @@ fn yes() -> bool {
 
 /// The policy's switches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(default)]
 pub struct Switches {
     /// Uninstalling the SASE App needs approval (or is denied).
@@ -61,6 +65,7 @@ pub struct Switches {
 /// Whom a policy applies to: a user matches if any of their groups, departments or device
 /// tags is listed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(default)]
 pub struct Scope {
     /// User groups.
@@ -80,6 +85,7 @@ impl Scope {
 
 /// Whether employees may file for approval, and through which workflow.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(default)]
 pub struct ApprovalConfig {
     /// Employees may file a request; otherwise the action is simply denied.
@@ -90,6 +96,7 @@ pub struct ApprovalConfig {
 
 /// The prompt in one language.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PromptText {
     /// Dialog title.
     pub title: String,

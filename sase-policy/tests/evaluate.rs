@@ -400,3 +400,18 @@ fn grants_verify_offline_and_every_rejection_is_typed() {
         )
         .is_ok());
 }
+
+#[test]
+fn a_misspelt_key_is_refused_not_ignored() {
+    // `whitlist` ignored would leave alice subject to the policy she is meant to be exempt from.
+    for misspelt in [
+        r#"{"policies":[{"id":"p","name":"p","whitlist":["alice"]}]}"#,
+        r#"{"policies":[{"id":"p","name":"p","scope":{"group":["employees"]}}]}"#,
+        r#"{"policies":[{"id":"p","name":"p","switches":{"anti_uninstal":true}}]}"#,
+        r#"{"policies":[{"id":"p","name":"p","approval":{"allow_filling":true}}]}"#,
+        r#"{"policy":[]}"#,
+    ] {
+        let e = serde_json::from_str::<PolicyDocument>(misspelt).unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{misspelt}: {e}");
+    }
+}

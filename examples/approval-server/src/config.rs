@@ -23,10 +23,12 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The configuration file is not valid TOML for [`Config`] (unknown keys included).
-    #[error("{path}: {source}")]
+    #[error("{path}: at `{key}`: {source}")]
     Parse {
         /// The file.
         path: String,
+        /// The key path where it failed, e.g. `policies.policies[0].whitlist`.
+        key: String,
         /// Where and why.
         source: toml::de::Error,
     },
@@ -316,6 +318,18 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Parses a configuration file's text (`file` names it in errors, with the key path).
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] for invalid TOML, a wrong type or an unknown key.
+    pub fn from_toml(text: &str, file: &str) -> Result<Self, ConfigError> {
+        serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| ConfigError::Parse {
+            path: file.to_owned(),
+            key: e.path().to_string(),
+            source: e.into_inner(),
+        })
+    }
+
     /// The grant signing key file: `grant_key_file`, or `<database>.grant-key`.
     pub fn grant_key_path(&self) -> PathBuf {
         self.grant_key_file
@@ -347,7 +361,7 @@ impl Config {
                     path: path.clone(),
                     source,
                 })?;
-                toml::from_str(&text).map_err(|source| ConfigError::Parse { path, source })?
+                Self::from_toml(&text, &path)?
             }
             None => Self::default(),
         };
@@ -484,10 +498,7 @@ mod tests {
     use super::*;
 
     fn parse_for(text: &str, mode: Mode) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
-            path: "test".into(),
-            source,
-        })?;
+        let config = Config::from_toml(text, "test.toml")?;
         config.validate_for(mode)?;
         Ok(config)
     }
@@ -544,6 +555,20 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
 
     #[test]
     fn unknown_keys_are_refused() {
+        // A misspelt policy key must not silently leave alice unexempt.
+        let e = parse(
+            "[[policies.policies]]\nid = \"p\"\nname = \"p\"\nwhitlist = [\"alice\"]\napproval = { allow_filing = false }",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Parse { key, .. } if key == "policies.policies[0].whitlist"),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with("test.toml: at `policies.policies[0].whitlist`"),
+            "{e}"
+        );
         // The pre-workflows layout must not silently fall back to the mock.
         let e = parse(&format!("[dingtalk]\n{APP}\nprocess_code = \"PROC-A\"")).unwrap_err();
         assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
