@@ -29,8 +29,8 @@ pub enum ConfigError {
         path: String,
         /// The key path where it failed, e.g. `policies.policies[0].whitlist`.
         key: String,
-        /// Where and why.
-        source: toml::de::Error,
+        /// Where and why (boxed: it is large, and errors travel by value).
+        source: Box<toml::de::Error>,
     },
     /// A value is invalid; `key` is its path, e.g. `workflows[1].process_code`.
     #[error("{key}: {message}")]
@@ -326,7 +326,7 @@ impl Config {
         serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| ConfigError::Parse {
             path: file.to_owned(),
             key: e.path().to_string(),
-            source: e.into_inner(),
+            source: Box::new(e.into_inner()),
         })
     }
 
