@@ -481,6 +481,7 @@ impl Config {
                 }
             }
         }
+        self.validate_tokens()?;
         if mode == Mode::Production {
             if self.admin_token.is_none() {
                 return Err(required("admin_token"));
@@ -493,9 +494,90 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The console's token is long enough not to be guessed; device tokens are set and tell
+    /// devices (and the console) apart, since a token is all a request's caller shows.
+    fn validate_tokens(&self) -> Result<(), ConfigError> {
+        if let Some(admin) = &self.admin_token {
+            if admin.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+                return Err(invalid(
+                    "admin_token",
+                    format!("use at least {MIN_ADMIN_TOKEN_CHARS} random characters (e.g. `openssl rand -hex 32`)"),
+                ));
+            }
+        }
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, d) in self.devices.iter().enumerate() {
+            let key = format!("devices[{i}].token");
+            if d.token.trim().is_empty() {
+                return Err(invalid(key, "a device needs a token"));
+            }
+            if self.admin_token.as_deref() == Some(d.token.as_str()) {
+                return Err(invalid(
+                    key,
+                    "equals the admin token: a device must not hold the console's token",
+                ));
+            }
+            if let Some(first) = seen.insert(d.token.as_str(), i) {
+                return Err(invalid(
+                    key,
+                    format!("equals devices[{first}].token: each device needs its own"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weak_or_shared_tokens_are_refused_at_start_up() {
+        let device = |token: &str, id: &str| {
+            format!("[[devices]]\ntoken = \"{token}\"\ndevice_id = \"{id}\"\nuser_id = \"u-{id}\"\n")
+        };
+        let admin = "admin_token = \"0123456789abcdef0123456789abcdef\"\n";
+        assert_eq!(key(parse("admin_token = \"\"").unwrap_err()), "admin_token");
+        assert_eq!(
+            key(parse("admin_token = \"short-admin-token\"").unwrap_err()),
+            "admin_token"
+        );
+        parse(admin).unwrap();
+        assert_eq!(
+            key(parse(&format!("{admin}{}", device("  ", "a"))).unwrap_err()),
+            "devices[0].token"
+        );
+        assert_eq!(
+            key(parse(&format!(
+                "{admin}{}",
+                device("0123456789abcdef0123456789abcdef", "a")
+            ))
+            .unwrap_err()),
+            "devices[0].token",
+            "the admin's token"
+        );
+        assert_eq!(
+            key(parse(&format!(
+                "{admin}{}{}",
+                device("tok-a", "a"),
+                device("tok-a", "b")
+            ))
+            .unwrap_err()),
+            "devices[1].token",
+            "another device's token"
+        );
+        parse(&format!(
+            "{admin}{}{}",
+            device("tok-a", "a"),
+            device("tok-b", "b")
+        ))
+        .unwrap();
+    }
 
     fn parse_for(text: &str, mode: Mode) -> Result<Config, ConfigError> {
         let config = Config::from_toml(text, "test.toml")?;
@@ -546,7 +628,7 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
         assert_eq!(config.workflows.len(), 2);
         assert_eq!(config.workflows[1].delivery, Delivery::Stream);
         assert!(!format!("{config:?}").contains("kYd8"), "secrets redacted");
-        let with_token = parse("admin_token = \"s3cret-admin\"").unwrap();
+        let with_token = parse("admin_token = \"s3cret-admin-0123456789abcdef012345\"").unwrap();
         assert!(
             !format!("{with_token:?}").contains("s3cret"),
             "admin token redacted"
@@ -628,7 +710,7 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
     fn production(admin_token: bool, policies: bool) -> String {
         let mut text = String::new();
         if admin_token {
-            text.push_str("admin_token = \"admin\"\n");
+            text.push_str("admin_token = \"admin-0123456789abcdef0123456789abcdef\"\n");
         }
         text.push_str(&format!(
             "[[workflows]]\nid = \"wf\"\nprocess_code = \"P\"\nfields = {{ reason = \"r\" }}\n[workflows.dingtalk]\n{APP}\n"

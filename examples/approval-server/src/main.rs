@@ -74,8 +74,11 @@ async fn main() {
         })
         .collect();
     println!("\nSASE approval server on http://{}\n{workflows}", server.addr);
+    // Tokens are printed only when the mock DingTalk runs (demo), never with real credentials.
     #[cfg(feature = "demo")]
-    print_walk(&server);
+    if server.mock.is_some() {
+        print_walk(&server);
+    }
 
     if let Err(e) = server.run_until_signal().await {
         tracing::error!(error = %e, "server failed");

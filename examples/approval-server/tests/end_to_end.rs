@@ -25,7 +25,7 @@ const SECRET: &str = "e2e-secret";
 const TOKEN: &str = "e2etoken123";
 const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
 const CODE: &str = "PROC-E2E";
-const ADMIN: &str = "admin-token-e2e";
+const ADMIN: &str = "admin-token-e2e-0123456789abcdef";
 
 fn policies() -> PolicyDocument {
     let prompt = |title: &str| {
