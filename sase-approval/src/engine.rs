@@ -116,6 +116,38 @@ pub struct EngineBuilder {
     expire_after: Option<Duration>,
     event_retention: Duration,
     clock: Arc<dyn Clock>,
+    max_reason_chars: usize,
+}
+
+/// How many characters a reason may have by default (the approver reads it in DingTalk).
+pub const DEFAULT_MAX_REASON_CHARS: usize = 2_000;
+
+/// How many characters any other filed field may have.
+const MAX_FIELD_CHARS: usize = 200;
+
+/// A filed text as it may reach the approver: CRLF and lone CR become LF; control characters
+/// (NUL, ESC sequences…) other than tab and newline, and bidirectional overrides that would make
+/// the approver read something else than was filed, are refused; at most `cap` characters.
+fn clean_text(field: &str, value: &str, cap: usize) -> Result<String> {
+    let refuse = |reason: String| Error::InvalidRequest {
+        field: field.to_owned(),
+        reason,
+    };
+    let value = value.replace("\r\n", "\n").replace('\r', "\n");
+    if let Some(bad) = value.chars().find(|&c| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    }) {
+        return Err(refuse(format!(
+            "contains the control character U+{:04X}",
+            u32::from(bad)
+        )));
+    }
+    let chars = value.chars().count();
+    if chars > cap {
+        return Err(refuse(format!("{chars} characters; at most {cap}")));
+    }
+    Ok(value)
 }
 
 /// How long processed event keys are kept for de-duplication by default: far beyond any
@@ -162,6 +194,12 @@ impl EngineBuilder {
         self
     }
 
+    /// How many characters a filed reason may have. Default: [`DEFAULT_MAX_REASON_CHARS`].
+    pub fn max_reason_chars(mut self, chars: usize) -> Self {
+        self.max_reason_chars = chars;
+        self
+    }
+
     /// Where the engine reads the time. Default: [`SystemClock`]; tests pass a
     /// [`ManualClock`](crate::clock::ManualClock) and move it.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -188,6 +226,7 @@ impl EngineBuilder {
             expire_after: self.expire_after,
             event_retention: self.event_retention,
             clock: self.clock,
+            max_reason_chars: self.max_reason_chars,
             updates: broadcast::channel(1024).0,
         })
     }
@@ -203,6 +242,7 @@ pub struct Engine {
     expire_after: Option<Duration>,
     event_retention: Duration,
     clock: Arc<dyn Clock>,
+    max_reason_chars: usize,
     updates: broadcast::Sender<RequestUpdate>,
 }
 
@@ -227,6 +267,7 @@ impl Engine {
             expire_after: None,
             event_retention: DEFAULT_EVENT_RETENTION,
             clock: Arc::new(SystemClock),
+            max_reason_chars: DEFAULT_MAX_REASON_CHARS,
         }
     }
 
@@ -308,6 +349,15 @@ impl Engine {
                 reason: "a reason is required".into(),
             });
         }
+        let mut fields = submit.fields;
+        for (name, value) in &mut fields {
+            let cap = if name == "reason" {
+                self.max_reason_chars
+            } else {
+                MAX_FIELD_CHARS
+            };
+            *value = clean_text(name, value, cap)?;
+        }
         let now = self.clock.now_ms();
         let mut request = ApprovalRequest {
             id: RequestId::generate(),
@@ -316,7 +366,7 @@ impl Engine {
             requester: submit.requester,
             device: submit.device,
             action: submit.action,
-            fields: Arc::new(submit.fields),
+            fields: Arc::new(fields),
             state: RequestState::Submitted,
             state_at_ms: 0,
             external_id: None,

@@ -3,7 +3,7 @@
 //! DingTalk) that need nothing in a `demo` build.
 
 use sase_approval::definition::Delivery;
-use sase_approval::engine::DEFAULT_EVENT_RETENTION;
+use sase_approval::engine::{DEFAULT_EVENT_RETENTION, DEFAULT_MAX_REASON_CHARS};
 use sase_policy::PolicyDocument;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -276,6 +276,11 @@ pub struct Config {
     /// How long processed event ids are kept to drop redeliveries, seconds (pruned at
     /// reconciliation).
     pub event_retention_secs: u64,
+    /// Pending requests with no decision after this many seconds expire (their DingTalk
+    /// instance is revoked); 0 never expires them. Default: 7 days.
+    pub expire_after_secs: u64,
+    /// How many characters a filed reason may have. Default: 2,000.
+    pub max_reason_chars: usize,
     /// The grant signing key file (see [`crate::grant_keys`]); default `<database>.grant-key`.
     /// Replicas must share one.
     pub grant_key_file: Option<PathBuf>,
@@ -294,6 +299,8 @@ impl std::fmt::Debug for Config {
             .field("reconcile_every_secs", &self.reconcile_every_secs)
             .field("grant_ttl_secs", &self.grant_ttl_secs)
             .field("event_retention_secs", &self.event_retention_secs)
+            .field("expire_after_secs", &self.expire_after_secs)
+            .field("max_reason_chars", &self.max_reason_chars)
             .field("grant_key_file", &self.grant_key_file)
             .finish()
     }
@@ -312,6 +319,8 @@ impl Default for Config {
             reconcile_every_secs: 30,
             grant_ttl_secs: 3600,
             event_retention_secs: DEFAULT_EVENT_RETENTION.as_secs(),
+            expire_after_secs: DEFAULT_EXPIRE_AFTER.as_secs(),
+            max_reason_chars: DEFAULT_MAX_REASON_CHARS,
             grant_key_file: None,
         }
     }
@@ -528,6 +537,9 @@ impl Config {
         Ok(())
     }
 }
+
+/// How long a request may wait for a decision by default.
+pub const DEFAULT_EXPIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// The shortest admin token accepted.
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;

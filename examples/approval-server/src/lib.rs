@@ -386,7 +386,11 @@ fn build_engine(
 ) -> Result<(Arc<Engine>, Catalog), Error> {
     let mut engine = Engine::builder(store, signer)
         .grant_ttl(Duration::from_secs(config.grant_ttl_secs))
-        .event_retention(Duration::from_secs(config.event_retention_secs));
+        .event_retention(Duration::from_secs(config.event_retention_secs))
+        .max_reason_chars(config.max_reason_chars);
+    if config.expire_after_secs > 0 {
+        engine = engine.expire_after(Duration::from_secs(config.expire_after_secs));
+    }
     let mut catalog = Catalog::new();
     let mut clients: HashMap<(String, Option<String>), DingTalkClient> = HashMap::new();
     for r in resolved {

@@ -313,6 +313,39 @@ async fn a_grant_is_consumed_once_online_and_revocation_reaches_it() {
     server.shutdown().await.unwrap();
 }
 
+#[tokio::test]
+async fn oversized_or_hostile_reasons_never_reach_dingtalk() {
+    let (_dir, mock, server) = running().await;
+    let alice = Agent::new(&server, "tok-alice");
+    let before = mock.instance_ids().len();
+    for reason in [
+        "x".repeat(60_000),
+        "\u{1b}[2J\u{1b}[31mrm -rf\u{1b}[0m".to_owned(),
+        "invoice\u{202E}exe.pdf".to_owned(),
+    ] {
+        let (status, body) = alice.file(&reason).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{body}"
+        );
+    }
+    assert_eq!(mock.instance_ids().len(), before, "nothing reached DingTalk");
+    let (status, body) = alice.file("two\r\nlines").await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let external = alice.external_id(&id).await;
+    let form = mock.instance(&external).unwrap()["formComponentValues"].clone();
+    assert!(
+        form.as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["value"] == "two\nlines"),
+        "{form}"
+    );
+    server.shutdown().await.unwrap();
+}
+
 /// The agent-side verifier over real HTTP against the server: pinned keys, its own user and
 /// device, a persistent single-use record, and the online consume.
 #[tokio::test]

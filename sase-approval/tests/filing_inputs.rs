@@ -1,0 +1,83 @@
+//! What a requester files reaches the approver as filed: CRLF normalised, control characters
+//! and bidirectional overrides refused, the reason capped (configurable).
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test fails loudly on the first unexpected value"
+)]
+
+use sase_approval::backend::BuiltinBackend;
+use sase_approval::engine::{Engine, SubmitRequest};
+use sase_approval::store::MemoryStore;
+use sase_approval::Error;
+use sase_policy::ids::{DeviceId, UserId, WorkflowId};
+use sase_policy::GrantSigner;
+use std::sync::Arc;
+
+mod support;
+
+fn engine(max_reason_chars: Option<usize>) -> Engine {
+    let mut builder = Engine::builder(Arc::new(MemoryStore::new()), GrantSigner::from_bytes(&[2; 32]))
+        .workflow(support::builtin_workflow("wf"), Arc::new(BuiltinBackend));
+    if let Some(max) = max_reason_chars {
+        builder = builder.max_reason_chars(max);
+    }
+    builder.build().unwrap()
+}
+
+fn filing(reason: &str) -> SubmitRequest {
+    SubmitRequest::uninstall(
+        WorkflowId::new("wf"),
+        UserId::new("u"),
+        DeviceId::new("d"),
+        reason,
+    )
+}
+
+async fn refused_field(engine: &Engine, submit: SubmitRequest) -> String {
+    match engine.submit(submit).await {
+        Err(Error::InvalidRequest { field, .. }) => field,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn reasons_are_capped_cleaned_and_free_of_control_characters() {
+    let engine = engine(None);
+    assert_eq!(
+        refused_field(&engine, filing(&"x".repeat(60_000))).await,
+        "reason",
+        "60 KB"
+    );
+    engine.submit(filing(&"再".repeat(2_000))).await.unwrap();
+    assert_eq!(
+        refused_field(&engine, filing(&"再".repeat(2_001))).await,
+        "reason"
+    );
+    for hostile in [
+        "\u{1b}[31mred\u{1b}[0m",
+        "nul\0",
+        "admin\u{202E}txt.exe",
+        "\u{2066}isolate",
+    ] {
+        assert_eq!(
+            refused_field(&engine, filing(hostile)).await,
+            "reason",
+            "{hostile:?}"
+        );
+    }
+    let filed = engine
+        .submit(filing("line one\r\nline two\rthree\ttabbed"))
+        .await
+        .unwrap();
+    assert_eq!(filed.fields["reason"], "line one\nline two\nthree\ttabbed");
+    assert_eq!(
+        refused_field(&engine, filing("ok").field("app_version", "5.2\u{7}")).await,
+        "app_version"
+    );
+
+    let strict = self::engine(Some(10));
+    assert_eq!(refused_field(&strict, filing("eleven chars")).await, "reason");
+    strict.submit(filing("ten chars!")).await.unwrap();
+}
