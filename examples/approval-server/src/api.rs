@@ -387,28 +387,45 @@ async fn console_get(State(state): State<AppState>, headers: HeaderMap, Path(id)
 }
 
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 struct ActionBody {
     remark: Option<String>,
-    admin: Option<String>,
 }
+
+/// Who the console's actions are recorded as: the holder of the admin token, the only
+/// identity the console authenticates (a body cannot name someone else).
+const CONSOLE_ADMIN: &str = "console-admin";
 
 async fn console_action(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
-    b: Option<Json<ActionBody>>,
+    body: axum::body::Bytes,
 ) -> Response {
     if let Err(r) = admin(&state, &headers) {
         return r;
     }
-    let b = b.map(|Json(b)| b).unwrap_or_default();
-    let (id, admin) = (RequestId(id), b.admin.unwrap_or_else(|| "console-admin".into()));
+    // No body is no remark; a body must be the JSON above.
+    let b: ActionBody = if body.is_empty() {
+        ActionBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    format!("{e} (the body is {{\"remark\"}}; the actor is the authenticated admin)"),
+                )
+            }
+        }
+    };
+    let (id, admin) = (RequestId(id), CONSOLE_ADMIN);
     let remark = b.remark.as_deref();
     let result = match action.as_str() {
-        "approve" => state.engine.approve(&id, &admin, remark).await,
-        "reject" => state.engine.reject(&id, &admin, remark).await,
-        "revoke" => state.engine.revoke(&id, &admin, remark).await,
+        "approve" => state.engine.approve(&id, admin, remark).await,
+        "reject" => state.engine.reject(&id, admin, remark).await,
+        "revoke" => state.engine.revoke(&id, admin, remark).await,
         other => {
             return error(
                 StatusCode::NOT_FOUND,

@@ -314,6 +314,50 @@ async fn a_grant_is_consumed_once_online_and_revocation_reaches_it() {
 }
 
 #[tokio::test]
+async fn the_console_records_the_authenticated_admin_not_a_name_in_the_body() {
+    let (_dir, _mock, server) = running().await;
+    let alice = Agent::new(&server, "tok-alice");
+    let (_, filed) = alice.file("who decided?").await;
+    let id = filed["id"].as_str().unwrap().to_owned();
+    let path = format!("http://{}/api/console/requests/{id}/reject", server.addr);
+    let http = reqwest::Client::new();
+    let spoofed = http
+        .post(&path)
+        .bearer_auth(ADMIN)
+        .json(&json!({"remark": "no", "admin": "ceo@corp (console: security-team)"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status(), 400, "a body cannot name the actor");
+    let malformed = http
+        .post(&path)
+        .bearer_auth(ADMIN)
+        .body("{oops")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400, "malformed is not 'no remark'");
+    let done = http
+        .post(&path)
+        .bearer_auth(ADMIN)
+        .json(&json!({"remark": "no"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    let (_, request) = alice
+        .console(reqwest::Method::GET, &format!("/api/console/requests/{id}"))
+        .await;
+    let last = request["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["actor"].as_str(), last["note"].as_str()),
+        (Some("console-admin"), Some("no")),
+        "{last}"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn oversized_or_hostile_reasons_never_reach_dingtalk() {
     let (_dir, mock, server) = running().await;
     let alice = Agent::new(&server, "tok-alice");
