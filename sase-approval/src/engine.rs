@@ -719,6 +719,12 @@ impl Engine {
         let note = remark.map(str::to_owned);
         let after = self
             .mutate(id, |r| {
+                if r.state == to {
+                    // The external system's own event for our write-back landed first: the
+                    // decision stands, and the history still says who made it and why.
+                    r.record(r.state, at(r), admin, Source::Console, note.clone());
+                    return Ok(true);
+                }
                 self.apply(r, to, at(r), admin, Source::Console, note.clone())
             })
             .await?;
