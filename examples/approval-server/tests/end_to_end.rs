@@ -222,17 +222,14 @@ impl Agent {
         r["external_id"].as_str().unwrap().to_owned()
     }
 
+    /// `GET /api/agent/grant-key`.
+    async fn grant_keys(&self) -> Value {
+        let url = format!("{}/api/agent/grant-key", self.base);
+        self.http.get(url).send().await.unwrap().json().await.unwrap()
+    }
+
     async fn verifier(&self) -> GrantVerifier {
-        let key: Value = self
-            .http
-            .get(format!("{}/api/agent/grant-key", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        GrantVerifier::from_hex(key["public_key"].as_str().unwrap()).unwrap()
+        GrantVerifier::from_hex(self.grant_keys().await["public_key"].as_str().unwrap()).unwrap()
     }
 
     /// The online step before uninstalling.
@@ -247,16 +244,7 @@ impl Agent {
 
     /// Every key the server says grants may be signed with.
     async fn verifiers(&self) -> Vec<GrantVerifier> {
-        let key: Value = self
-            .http
-            .get(format!("{}/api/agent/grant-key", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        key["public_keys"]
+        self.grant_keys().await["public_keys"]
             .as_array()
             .unwrap()
             .iter()
