@@ -281,6 +281,13 @@ pub struct Config {
     pub expire_after_secs: u64,
     /// How many characters a filed reason may have. Default: 2,000.
     pub max_reason_chars: usize,
+    /// Seconds a client has to send a request head (and to stay idle between requests).
+    /// Default: 10.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client has to send a request body. Default: 30.
+    pub body_timeout_secs: u64,
+    /// Connections served at once; more are closed at once. Default: 1,024.
+    pub max_connections: usize,
     /// The grant signing key file (see [`crate::grant_keys`]); default `<database>.grant-key`.
     /// Replicas must share one.
     pub grant_key_file: Option<PathBuf>,
@@ -301,6 +308,9 @@ impl std::fmt::Debug for Config {
             .field("event_retention_secs", &self.event_retention_secs)
             .field("expire_after_secs", &self.expire_after_secs)
             .field("max_reason_chars", &self.max_reason_chars)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("body_timeout_secs", &self.body_timeout_secs)
+            .field("max_connections", &self.max_connections)
             .field("grant_key_file", &self.grant_key_file)
             .finish()
     }
@@ -321,6 +331,9 @@ impl Default for Config {
             event_retention_secs: DEFAULT_EVENT_RETENTION.as_secs(),
             expire_after_secs: DEFAULT_EXPIRE_AFTER.as_secs(),
             max_reason_chars: DEFAULT_MAX_REASON_CHARS,
+            header_read_timeout_secs: 10,
+            body_timeout_secs: 30,
+            max_connections: 1024,
             grant_key_file: None,
         }
     }
@@ -337,6 +350,15 @@ impl Config {
             key: e.path().to_string(),
             source: Box::new(e.into_inner()),
         })
+    }
+
+    /// The connection limits the accept loop enforces.
+    pub fn connection_limits(&self) -> crate::connections::Limits {
+        crate::connections::Limits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            body_timeout: std::time::Duration::from_secs(self.body_timeout_secs),
+            max_connections: self.max_connections,
+        }
     }
 
     /// The grant signing key file: `grant_key_file`, or `<database>.grant-key`.
@@ -491,6 +513,18 @@ impl Config {
             }
         }
         self.validate_tokens()?;
+        for (key, value) in [
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+            (
+                "max_connections",
+                u64::try_from(self.max_connections).unwrap_or(u64::MAX),
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
         if mode == Mode::Production {
             if self.admin_token.is_none() {
                 return Err(required("admin_token"));

@@ -23,6 +23,7 @@
 )]
 mod api;
 pub mod config;
+pub mod connections;
 #[cfg(feature = "demo")]
 mod demo;
 pub mod grant_keys;
@@ -246,7 +247,12 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         devices.clone(),
         keys.verifiers,
     );
-    let server = serve(listener, api::router(state)?, shutdown.clone());
+    let server = serve(
+        listener,
+        api::router(state)?,
+        config.connection_limits(),
+        shutdown.clone(),
+    );
     let public_url = config
         .public_url
         .clone()
@@ -449,15 +455,12 @@ fn enroll(config: &Config) -> Result<(String, Vec<DeviceConfig>), ConfigError> {
 fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    limits: connections::Limits,
     shutdown: CancellationToken,
 ) -> JoinHandle<std::io::Result<()>> {
     tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.cancelled().await;
-                tracing::info!("shutting down");
-            })
-            .await
+        connections::serve(listener, app, limits, shutdown).await;
+        Ok(())
     })
 }
 
