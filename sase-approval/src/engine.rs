@@ -320,8 +320,9 @@ impl Engine {
             })
     }
 
-    /// Files a request: stores it with the intent to create its external instance, then
-    /// creates it. An outage leaves it `Submitted` (created later by
+    /// Files a request, unless the requester already has one open for the same device and
+    /// action ([`open_request`](Self::open_request), returned then): stores it with the intent
+    /// to create its external instance, then creates it. An outage leaves it `Submitted` (created later by
     /// [`reconcile`](Self::reconcile)); a create whose outcome is unknown, or that a crash
     /// interrupted before its instance id was stored, is resolved by finding the instance it
     /// made before creating again, never blindly repeated.
@@ -358,6 +359,16 @@ impl Engine {
             };
             *value = clean_text(name, value, cap)?;
         }
+        // One open request per requester, device and action: filing again (a double click, a
+        // retrying or hostile agent) returns it instead of another instance in the approvers'
+        // inbox. Concurrent filings can still both get through this read; it bounds the
+        // flood, it is not a lock.
+        if let Some(open) = self
+            .open_request(&submit.requester, &submit.device, submit.action)
+            .await?
+        {
+            return Ok(open);
+        }
         let now = self.clock.now_ms();
         let mut request = ApprovalRequest {
             id: RequestId::generate(),
@@ -386,6 +397,28 @@ impl Engine {
         let backend = Arc::clone(backend);
         self.create_external(&request.id, backend.as_ref(), Attempt::First)
             .await
+    }
+
+    /// The request of `requester` for `action` on `device` that is still open (submitted or
+    /// pending), if there is one; [`submit`](Self::submit) returns it instead of filing again.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn open_request(
+        &self,
+        requester: &UserId,
+        device: &DeviceId,
+        action: Action,
+    ) -> Result<Option<ApprovalRequest>> {
+        let filter = ListFilter::default()
+            .states(vec![RequestState::Submitted, RequestState::Pending])
+            .requester(requester.clone());
+        Ok(self
+            .store
+            .list(&filter)
+            .await?
+            .into_iter()
+            .find(|r| r.device == *device && r.action == action))
     }
 
     /// Creates the external instance or, when an earlier attempt may have made one, finds it

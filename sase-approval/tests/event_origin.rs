@@ -63,7 +63,8 @@ async fn file(engine: &Engine, workflow: &str) -> ApprovalRequest {
     let submit = SubmitRequest::uninstall(
         WorkflowId::new(workflow),
         UserId::new("bob"),
-        DeviceId::new("laptop-b"),
+        // One open request per user, device and action: a device per workflow here.
+        DeviceId::new(format!("laptop-{workflow}")),
         "reinstall",
     );
     engine.submit(submit).await.unwrap()

@@ -13,6 +13,7 @@ use sase_approval::store::MemoryStore;
 use sase_approval::Error;
 use sase_policy::ids::{DeviceId, UserId, WorkflowId};
 use sase_policy::GrantSigner;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 mod support;
@@ -26,11 +27,14 @@ fn engine(max_reason_chars: Option<usize>) -> Engine {
     builder.build().unwrap()
 }
 
+/// A filing from a device of its own (one open request per user, device and action).
 fn filing(reason: &str) -> SubmitRequest {
+    static DEVICES: AtomicU32 = AtomicU32::new(0);
+    let device = DEVICES.fetch_add(1, Ordering::Relaxed);
     SubmitRequest::uninstall(
         WorkflowId::new("wf"),
         UserId::new("u"),
-        DeviceId::new("d"),
+        DeviceId::new(format!("d{device}")),
         reason,
     )
 }

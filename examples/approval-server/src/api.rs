@@ -255,6 +255,16 @@ async fn file_request(State(state): State<AppState>, headers: HeaderMap, b: Json
     if let Some(v) = b.app_version {
         submit = submit.field("app_version", v);
     }
+    // Filing again while a request is open answers that request (200), not a new one (201).
+    match state
+        .engine
+        .open_request(&dev.user, &dev.device, Action::Uninstall)
+        .await
+    {
+        Ok(Some(open)) => return Json(agent_view(&open)).into_response(),
+        Ok(None) => {}
+        Err(e) => return engine_error(&e),
+    }
     match state.engine.submit(submit).await {
         Ok(r) => (StatusCode::CREATED, Json(agent_view(&r))).into_response(),
         Err(e) => engine_error(&e),

@@ -430,6 +430,29 @@ async fn slow_clients_cannot_starve_the_server() {
 }
 
 #[tokio::test]
+async fn filing_again_while_a_request_is_open_returns_it() {
+    let (_dir, mock, server) = running().await;
+    let alice = Agent::new(&server, "tok-alice");
+    let before = mock.instance_ids().len();
+    let (status, first) = alice.file("reinstall").await;
+    assert_eq!(status, 201, "{first}");
+    for _ in 0..20 {
+        let (status, again) = alice.file("reinstall, really").await;
+        assert_eq!((status, &again["id"]), (200, &first["id"]), "{again}");
+    }
+    assert_eq!(mock.instance_ids().len(), before + 1, "one DingTalk instance");
+    // Once decided, a new filing is a new request.
+    let id = first["id"].as_str().unwrap().to_owned();
+    mock.refuse(&alice.external_id(&id).await, None, Some("no"))
+        .unwrap();
+    alice.poll(&id, "rejected").await;
+    let (status, next) = alice.file("reinstall, please").await;
+    assert_eq!(status, 201, "{next}");
+    assert_ne!(next["id"], first["id"]);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn oversized_or_hostile_reasons_never_reach_dingtalk() {
     let (_dir, mock, server) = running().await;
     let alice = Agent::new(&server, "tok-alice");
