@@ -2,6 +2,7 @@
 //! (admin token) and health. Every bad input gets a 4xx JSON error `{"error", "message"}`.
 
 use crate::config::DeviceConfig;
+use crate::filing_limit::FilingLimit;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -65,6 +66,7 @@ pub(crate) struct AppState {
     devices: Arc<Vec<Enrolled>>,
     /// Every key a grant may be signed with (the engine's first).
     grant_keys: Arc<[GrantVerifier]>,
+    filings: Arc<FilingLimit>,
 }
 
 impl AppState {
@@ -74,6 +76,7 @@ impl AppState {
         admin_token: String,
         devices: Vec<DeviceConfig>,
         grant_keys: Vec<GrantVerifier>,
+        filings_per_hour: usize,
     ) -> Self {
         Self {
             engine,
@@ -81,6 +84,7 @@ impl AppState {
             admin_token: admin_token.into(),
             devices: Arc::new(devices.iter().map(Enrolled::new).collect()),
             grant_keys: grant_keys.into(),
+            filings: Arc::new(FilingLimit::new(filings_per_hour)),
         }
     }
 }
@@ -264,6 +268,19 @@ async fn file_request(State(state): State<AppState>, headers: HeaderMap, b: Json
         Ok(Some(open)) => return Json(agent_view(&open)).into_response(),
         Ok(None) => {}
         Err(e) => return engine_error(&e),
+    }
+    if let Err(retry_after) = state.filings.admit(&dev.device, state.engine.clock().now_ms()) {
+        let mut refused = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("this device files too often; try again in {retry_after} s"),
+        );
+        if let Ok(value) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
+            refused
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        return refused;
     }
     match state.engine.submit(submit).await {
         Ok(r) => (StatusCode::CREATED, Json(agent_view(&r))).into_response(),

@@ -281,6 +281,9 @@ pub struct Config {
     pub expire_after_secs: u64,
     /// How many characters a filed reason may have. Default: 2,000.
     pub max_reason_chars: usize,
+    /// New requests a device may file in any hour (filing while one is open is not counted).
+    /// Default: 10.
+    pub filings_per_hour: usize,
     /// Seconds a client has to send a request head (and to stay idle between requests).
     /// Default: 10.
     pub header_read_timeout_secs: u64,
@@ -308,6 +311,7 @@ impl std::fmt::Debug for Config {
             .field("event_retention_secs", &self.event_retention_secs)
             .field("expire_after_secs", &self.expire_after_secs)
             .field("max_reason_chars", &self.max_reason_chars)
+            .field("filings_per_hour", &self.filings_per_hour)
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("max_connections", &self.max_connections)
@@ -331,6 +335,7 @@ impl Default for Config {
             event_retention_secs: DEFAULT_EVENT_RETENTION.as_secs(),
             expire_after_secs: DEFAULT_EXPIRE_AFTER.as_secs(),
             max_reason_chars: DEFAULT_MAX_REASON_CHARS,
+            filings_per_hour: 10,
             header_read_timeout_secs: 10,
             body_timeout_secs: 30,
             max_connections: 1024,

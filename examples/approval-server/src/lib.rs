@@ -26,6 +26,7 @@ pub mod config;
 pub mod connections;
 #[cfg(feature = "demo")]
 mod demo;
+mod filing_limit;
 pub mod grant_keys;
 
 pub use config::Config;
@@ -246,6 +247,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         admin_token.clone(),
         devices.clone(),
         keys.verifiers,
+        config.filings_per_hour,
     );
     let server = serve(
         listener,

@@ -131,7 +131,12 @@ fn credentialed_config(mock: &MockDingTalk, database: &std::path::Path) -> Confi
 }
 
 async fn start(mock: &MockDingTalk, database: &std::path::Path) -> Server {
-    let server = server::start(credentialed_config(mock, database)).await.unwrap();
+    start_with(mock, credentialed_config(mock, database)).await
+}
+
+/// Starts `config` (a [`credentialed_config`]) and saves its Request URL on the mock.
+async fn start_with(mock: &MockDingTalk, config: Config) -> Server {
+    let server = server::start(config).await.unwrap();
     #[cfg(feature = "demo")]
     assert!(server.mock.is_none(), "credentials given: no mock in-process");
     // What the admin does in the developer console: save the Request URL (check_url must pass).
@@ -449,6 +454,43 @@ async fn filing_again_while_a_request_is_open_returns_it() {
     let (status, next) = alice.file("reinstall, please").await;
     assert_eq!(status, 201, "{next}");
     assert_ne!(next["id"], first["id"]);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_device_that_keeps_filing_is_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = mock().await;
+    let mut config = credentialed_config(&mock, &dir.path().join("rate.sqlite"));
+    config.filings_per_hour = 2;
+    let server = start_with(&mock, config).await;
+    let alice = Agent::new(&server, "tok-alice");
+    for n in 0..2 {
+        let (status, body) = alice.file("file, get refused, file again").await;
+        assert_eq!(status, 201, "filing {n}: {body}");
+        let id = body["id"].as_str().unwrap().to_owned();
+        mock.refuse(&alice.external_id(&id).await, None, Some("no"))
+            .unwrap();
+        alice.poll(&id, "rejected").await;
+    }
+    let before = mock.instance_ids().len();
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/api/agent/requests", server.addr))
+        .bearer_auth("tok-alice")
+        .json(&json!({"reason": "a third time"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3_500..=3_600).contains(&retry_after), "{retry_after}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited", "{body}");
+    assert_eq!(mock.instance_ids().len(), before, "nothing reached DingTalk");
     server.shutdown().await.unwrap();
 }
 
