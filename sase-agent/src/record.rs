@@ -6,10 +6,9 @@ use sase_policy::ids::GrantId;
 use sase_policy::UsedGrants;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{ErrorKind, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The file format's version.
 const VERSION: u32 = 1;
@@ -17,9 +16,6 @@ const VERSION: u32 = 1;
 /// How long past its expiry an entry is kept. An expired grant is refused by its expiry
 /// anyway; the margin keeps it refused when the device's clock is set back a little.
 const KEEP_PAST_EXPIRY_MS: i64 = 24 * 60 * 60 * 1000;
-
-/// Makes each aside file's name unique within the process.
-static ASIDE: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,49 +103,31 @@ impl UsedRecord {
         };
         let text =
             serde_json::to_vec_pretty(&file).map_err(|e| record_error(&self.path, "cannot encode", &e))?;
-        let name = self
-            .path
-            .file_name()
-            .ok_or_else(|| AgentError::Record {
-                path: self.path.clone(),
-                reason: "the path names no file".into(),
-            })?
-            .to_string_lossy();
-        let aside = self.path.with_file_name(format!(
-            ".{name}.{}.{}.tmp",
-            std::process::id(),
-            ASIDE.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = write_new(&aside, &text).and_then(|()| fs::rename(&aside, &self.path));
-        if let Err(e) = written {
-            // Best effort: the aside file is useless once the rename failed.
-            let _ = fs::remove_file(&aside);
-            return Err(record_error(&self.path, "cannot write", &e));
-        }
+        let dir = parent(&self.path);
+        // tempfile creates it owner-only (0600 on unix) beside the record, and removes it if
+        // the rename does not happen.
+        let written = tempfile::NamedTempFile::new_in(dir).and_then(|mut aside| {
+            aside.write_all(&text)?;
+            aside.as_file().sync_all()?;
+            aside.persist(&self.path).map(drop).map_err(|e| e.error)
+        });
+        written.map_err(|e| record_error(&self.path, "cannot write", &e))?;
         sync_dir(&self.path).map_err(|e| record_error(&self.path, "cannot sync its directory", &e))
     }
 }
 
-/// Creates `path` (never reusing an existing file), owner-only on unix, and writes and
-/// syncs `bytes`.
-fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+/// The directory holding `path` (`.` for a bare file name).
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 /// Syncs the directory holding `path`, so the rename survives a power loss.
 #[cfg(unix)]
 fn sync_dir(path: &Path) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
+    File::open(parent(path))?.sync_all()
 }
 
 /// Directories cannot be opened for syncing here; the file itself was synced.

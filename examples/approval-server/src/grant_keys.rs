@@ -108,25 +108,21 @@ fn parse(path: &Path, text: &str) -> Result<GrantKeys, GrantKeyError> {
     Ok(keys(signing, older))
 }
 
-/// Writes `text` beside `path` with mode 0600, flushes it to disk, then renames it over `path`,
-/// so a crash leaves the old file or the new one, never half of one.
+/// Writes `text` beside `path`, owner-only (tempfile creates it 0600 on unix), flushes it to
+/// disk, then renames it over `path`, so a crash leaves the old file or the new one, never half
+/// of one; the aside file is removed if anything fails.
 fn write_atomically(path: &Path, text: &str) -> Result<(), GrantKeyError> {
-    let aside = path.with_extension(format!("tmp-{:016x}", rand::random::<u64>()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options.open(&aside).and_then(|mut file| {
-        file.write_all(text.as_bytes())?;
-        file.write_all(b"\n")?;
-        file.sync_all()
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let written = tempfile::NamedTempFile::new_in(dir).and_then(|mut aside| {
+        aside.write_all(text.as_bytes())?;
+        aside.write_all(b"\n")?;
+        aside.as_file().sync_all()?;
+        aside.persist(path).map(drop).map_err(|e| e.error)
     });
-    let renamed = written.and_then(|()| std::fs::rename(&aside, path));
-    if let Err(e) = renamed {
-        let _ = std::fs::remove_file(&aside);
-        return Err(GrantKeyError::new(path, e));
-    }
-    Ok(())
+    written.map_err(|e| GrantKeyError::new(path, e))
 }
 
 fn warn_if_readable_by_others(path: &Path) {
