@@ -257,6 +257,13 @@ impl Agent {
             .collect()
     }
 
+    /// Has the approver refuse request `id` in DingTalk and waits until the server knows.
+    async fn refused(&self, mock: &MockDingTalk, id: &str) -> Value {
+        mock.refuse(&self.external_id(id).await, None, Some("no"))
+            .unwrap();
+        self.poll(id, "rejected").await
+    }
+
     /// Files a request, has the approver agree in DingTalk, and returns the grant.
     async fn approved_grant(&self, mock: &MockDingTalk) -> SignedGrant {
         let (status, body) = self.file("reinstall").await;
@@ -447,10 +454,7 @@ async fn filing_again_while_a_request_is_open_returns_it() {
     }
     assert_eq!(mock.instance_ids().len(), before + 1, "one DingTalk instance");
     // Once decided, a new filing is a new request.
-    let id = first["id"].as_str().unwrap().to_owned();
-    mock.refuse(&alice.external_id(&id).await, None, Some("no"))
-        .unwrap();
-    alice.poll(&id, "rejected").await;
+    alice.refused(&mock, first["id"].as_str().unwrap()).await;
     let (status, next) = alice.file("reinstall, please").await;
     assert_eq!(status, 201, "{next}");
     assert_ne!(next["id"], first["id"]);
@@ -468,10 +472,7 @@ async fn a_device_that_keeps_filing_is_rate_limited() {
     for n in 0..2 {
         let (status, body) = alice.file("file, get refused, file again").await;
         assert_eq!(status, 201, "filing {n}: {body}");
-        let id = body["id"].as_str().unwrap().to_owned();
-        mock.refuse(&alice.external_id(&id).await, None, Some("no"))
-            .unwrap();
-        alice.poll(&id, "rejected").await;
+        alice.refused(&mock, body["id"].as_str().unwrap()).await;
     }
     let before = mock.instance_ids().len();
     let response = reqwest::Client::new()
@@ -738,9 +739,7 @@ async fn rejected_and_revoked_in_dingtalk_allow_nothing() {
     let alice = Agent::new(&server, "tok-alice");
     let (_, a) = alice.file("first").await;
     let a = a["id"].as_str().unwrap().to_owned();
-    mock.refuse(&alice.external_id(&a).await, None, Some("no"))
-        .unwrap();
-    assert!(alice.poll(&a, "rejected").await["grant"].is_null());
+    assert!(alice.refused(&mock, &a).await["grant"].is_null());
     let (_, b) = alice.file("second").await;
     let b = b["id"].as_str().unwrap().to_owned();
     mock.terminate(&alice.external_id(&b).await, Some("withdrawn"))
