@@ -60,6 +60,25 @@ impl SubmitRequest {
 
 pub use crate::state::RequestUpdate;
 
+/// What [`Engine::file`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Filing {
+    /// A new request was filed.
+    Created(ApprovalRequest),
+    /// A request was already open for the requester, device and action: this one.
+    AlreadyOpen(ApprovalRequest),
+}
+
+impl Filing {
+    /// The request filed, or the one already open.
+    pub fn into_request(self) -> ApprovalRequest {
+        match self {
+            Filing::Created(r) | Filing::AlreadyOpen(r) => r,
+        }
+    }
+}
+
 /// What handling an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -331,6 +350,14 @@ impl Engine {
     /// [`Error::InvalidRequest`] for an unknown workflow/template, unknown or missing fields;
     /// store errors.
     pub async fn submit(&self, submit: SubmitRequest) -> Result<ApprovalRequest> {
+        self.file(submit).await.map(Filing::into_request)
+    }
+
+    /// [`submit`](Self::submit), saying whether the request is new or was already open.
+    ///
+    /// # Errors
+    /// As [`submit`](Self::submit).
+    pub async fn file(&self, submit: SubmitRequest) -> Result<Filing> {
         let backend = self.backend(&submit.workflow)?;
         let Some(template) = self.templates.iter().find(|t| t.id == submit.template) else {
             return Err(Error::InvalidRequest {
@@ -361,13 +388,12 @@ impl Engine {
         }
         // One open request per requester, device and action: filing again (a double click, a
         // retrying or hostile agent) returns it instead of another instance in the approvers'
-        // inbox. Concurrent filings can still both get through this read; it bounds the
-        // flood, it is not a lock.
+        // inbox. This read answers the common case; the store's insert decides races.
         if let Some(open) = self
             .open_request(&submit.requester, &submit.device, submit.action)
             .await?
         {
-            return Ok(open);
+            return Ok(Filing::AlreadyOpen(open));
         }
         let now = self.clock.now_ms();
         let mut request = ApprovalRequest {
@@ -389,14 +415,22 @@ impl Engine {
             grant_consumed_at_ms: None,
             version: 0,
             history: Vec::new(),
+            history_dropped: 0,
         };
         let requester = request.requester.to_string();
         request.record(RequestState::Submitted, now, &requester, Source::Agent, None);
-        self.store.insert(&request).await?;
+        match self.store.insert(&request).await {
+            Ok(()) => {}
+            Err(Error::AlreadyOpen { open }) => {
+                return self.get(&RequestId(open)).await.map(Filing::AlreadyOpen);
+            }
+            Err(e) => return Err(e),
+        }
         self.notify(RequestUpdate::of(&request));
         let backend = Arc::clone(backend);
         self.create_external(&request.id, backend.as_ref(), Attempt::First)
             .await
+            .map(Filing::Created)
     }
 
     /// The request of `requester` for `action` on `device` that is still open (submitted or

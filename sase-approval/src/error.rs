@@ -44,6 +44,14 @@ pub enum Error {
         /// The version now stored.
         actual: u64,
     },
+    /// A request is already open (submitted or pending) for the same requester, device and
+    /// action: stores refuse a second ([`ApprovalStore::insert`](crate::store::ApprovalStore::insert)),
+    /// and [`Engine::submit`](crate::engine::Engine::submit) answers the open one instead.
+    #[error("request `{open}` is already open for this requester, device and action")]
+    AlreadyOpen {
+        /// The open request.
+        open: String,
+    },
     /// A submitted request is missing or has unexpected fields.
     #[error("invalid request field `{field}`: {reason}")]
     InvalidRequest {

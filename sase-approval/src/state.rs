@@ -174,8 +174,26 @@ pub struct ApprovalRequest {
     pub grant_consumed_at_ms: Option<i64>,
     /// Optimistic-concurrency version, bumped by every update.
     pub version: u64,
-    /// Every transition, in order.
+    /// Every transition, in order: every change of state, and the newest
+    /// [`AUDIT_ENTRIES_KEPT`] audit-only entries (task events, comments).
     pub history: Vec<Arc<Transition>>,
+    /// How many older audit-only entries were dropped from `history` to keep it bounded.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub history_dropped: u64,
+}
+
+/// How many audit-only entries (task events, comments: a transition to the state the request
+/// is already in) a request keeps; older ones are dropped and counted in
+/// [`ApprovalRequest::history_dropped`]. Changes of state are always kept. Bounds what an
+/// instance flooded with comments costs to store and to answer (about 0.4 KiB an entry).
+pub const AUDIT_ENTRIES_KEPT: usize = 100;
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde passes fields by reference"
+)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 // Written out for `clone_from`, which `derive(Clone)` does not forward field by field: a
@@ -201,6 +219,7 @@ impl Clone for ApprovalRequest {
             grant_consumed_at_ms: self.grant_consumed_at_ms,
             version: self.version,
             history: self.history.clone(),
+            history_dropped: self.history_dropped,
         }
     }
 
@@ -222,6 +241,7 @@ impl Clone for ApprovalRequest {
             grant_consumed_at_ms,
             version,
             history,
+            history_dropped,
         } = self;
         id.0.clone_from(&source.id.0);
         template.clone_from(&source.template);
@@ -239,6 +259,7 @@ impl Clone for ApprovalRequest {
         *grant_consumed_at_ms = source.grant_consumed_at_ms;
         *version = source.version;
         history.clone_from(&source.history);
+        *history_dropped = source.history_dropped;
     }
 }
 
@@ -302,6 +323,11 @@ impl ApprovalRequest {
         self.apply(Change::new(to, at_ms, actor, source).note(note));
     }
 
+    /// Audit-only entries in the history (the first, the filing, aside).
+    fn audit_entries(&self) -> usize {
+        self.history.iter().skip(1).filter(|t| t.from == t.to).count()
+    }
+
     /// Applies a [`Change`]: records its transition and sets its grant. Cannot fail, so a
     /// store may apply it to its stored copy in place.
     pub fn apply(&mut self, change: Change) {
@@ -321,6 +347,20 @@ impl ApprovalRequest {
             } else {
                 0
             };
+        }
+        let audit_only = to == self.state && !self.history.is_empty();
+        if audit_only && self.audit_entries() >= AUDIT_ENTRIES_KEPT {
+            // The oldest audit-only entry; the first entry records the filing.
+            if let Some(oldest) = self
+                .history
+                .iter()
+                .skip(1)
+                .position(|t| t.from == t.to)
+                .map(|i| i + 1)
+            {
+                self.history.remove(oldest);
+                self.history_dropped += 1;
+            }
         }
         self.history.push(Arc::new(Transition {
             from: self.state,
@@ -431,6 +471,7 @@ mod tests {
             grant_consumed_at_ms: None,
             version: 0,
             history: vec![],
+            history_dropped: 0,
         }
     }
 
@@ -477,6 +518,7 @@ mod tests {
         source.created_at_ms = 5;
         source.version = 3;
         source.grant_consumed_at_ms = Some(8);
+        source.history_dropped = 4;
         source.record(Approved, 9, "boss", Source::Console, Some("ok".into()));
         let mut target = request(Submitted, 0);
         target.record(Pending, 1, "system", Source::System, None);
@@ -484,6 +526,49 @@ mod tests {
         target.clone_from(&source);
         assert_eq!(target, source);
         assert_eq!(source.clone(), source);
+    }
+
+    #[test]
+    fn audit_only_entries_are_capped_and_counted_while_state_changes_stay() {
+        let mut r = request(Submitted, 0);
+        r.record(Submitted, 1, "u", Source::Agent, None); // the filing
+        let comment = |r: &mut ApprovalRequest, n: i64| {
+            r.record(
+                r.state,
+                n,
+                "approver",
+                Source::System,
+                Some(format!("comment {n}")),
+            );
+        };
+        (0..60).for_each(|n| comment(&mut r, 10 + n));
+        r.record(Pending, 100, "system", Source::System, None);
+        (0..90).for_each(|n| comment(&mut r, 200 + n));
+        r.record(Approved, 300, "dingtalk", Source::System, None);
+        (0..10).for_each(|n| comment(&mut r, 400 + n));
+        let audit = r.history.iter().filter(|t| t.from == t.to).count();
+        assert_eq!(
+            audit,
+            1 + AUDIT_ENTRIES_KEPT,
+            "the filing and the newest audit entries"
+        );
+        assert_eq!(r.history_dropped, 160 - AUDIT_ENTRIES_KEPT as u64);
+        let moves: Vec<_> = r
+            .history
+            .iter()
+            .filter(|t| t.from != t.to)
+            .map(|t| t.to)
+            .collect();
+        assert_eq!(moves, [Pending, Approved], "state changes are never dropped");
+        assert_eq!(r.history[0].at_ms, 1, "the filing stays first");
+        assert_eq!(
+            r.history.last().and_then(|t| t.note.as_deref()),
+            Some("comment 409")
+        );
+        let oldest_kept = r.history.iter().skip(1).find(|t| t.from == t.to).map(|t| t.at_ms);
+        assert_eq!(oldest_kept, Some(200 + 90 - (AUDIT_ENTRIES_KEPT as i64 - 10)));
+        let json = serde_json::to_value(&r).unwrap_or_default();
+        assert_eq!(json["history_dropped"], 60);
     }
 
     #[test]

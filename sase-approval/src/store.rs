@@ -81,7 +81,13 @@ pub type DecideChange<'a> = dyn FnMut(&ApprovalRequest) -> Result<Option<Change>
 /// Durable storage for requests and processed event keys.
 #[async_trait]
 pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
-    /// Stores a new request (version 0).
+    /// Stores a new request (version 0). A request is open while it is submitted or pending,
+    /// and at most one is open per requester, device and action: the store enforces it
+    /// atomically, so concurrent filings (on any replica) cannot both insert one.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyOpen`](crate::Error::AlreadyOpen), naming the open request, when
+    /// `request` is open and another of its requester, device and action is.
     async fn insert(&self, request: &ApprovalRequest) -> Result<()>;
 
     /// A request by id.

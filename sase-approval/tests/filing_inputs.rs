@@ -1,5 +1,6 @@
 //! What a requester files reaches the approver as filed: CRLF normalised, control characters
-//! and bidirectional overrides refused, the reason capped (configurable).
+//! and bidirectional overrides refused, the reason capped (configurable); and filing again
+//! while a request is open answers that one, concurrent filings included.
 
 #![expect(
     clippy::unwrap_used,
@@ -8,7 +9,7 @@
 )]
 
 use sase_approval::backend::BuiltinBackend;
-use sase_approval::engine::{Engine, SubmitRequest};
+use sase_approval::engine::{Engine, Filing, SubmitRequest};
 use sase_approval::store::MemoryStore;
 use sase_approval::Error;
 use sase_policy::ids::{DeviceId, UserId, WorkflowId};
@@ -84,4 +85,42 @@ async fn reasons_are_capped_cleaned_and_free_of_control_characters() {
     let strict = self::engine(Some(10));
     assert_eq!(refused_field(&strict, filing("eleven chars")).await, "reason");
     strict.submit(filing("ten chars!")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_filings_of_one_kind_make_one_request() {
+    let db = support::TempDb::new("filings.sqlite");
+    let engine = Arc::new(
+        Engine::builder(Arc::new(db.open().await), GrantSigner::from_bytes(&[2; 32]))
+            .workflow(support::builtin_workflow("wf"), Arc::new(BuiltinBackend))
+            .build()
+            .unwrap(),
+    );
+    let filing = || {
+        SubmitRequest::uninstall(
+            WorkflowId::new("wf"),
+            UserId::new("u"),
+            DeviceId::new("d"),
+            "again",
+        )
+    };
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (engine, submit) = (Arc::clone(&engine), filing());
+            tokio::spawn(async move { engine.file(submit).await })
+        })
+        .collect();
+    let mut created = Vec::new();
+    let mut open = Vec::new();
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            Filing::Created(r) => created.push(r.id),
+            Filing::AlreadyOpen(r) => open.push(r.id),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert!(open.iter().all(|id| *id == created[0]), "{open:?}");
+    let all = engine.list(&Default::default()).await.unwrap();
+    assert_eq!(all.len(), 1);
 }

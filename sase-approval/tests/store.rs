@@ -35,6 +35,7 @@ fn request(id: &str, user: &str, created: i64) -> ApprovalRequest {
         grant_consumed_at_ms: None,
         version: 0,
         history: vec![],
+        history_dropped: 0,
     };
     r.record(RequestState::Submitted, created, user, Source::Agent, None);
     r
@@ -57,7 +58,9 @@ async fn is_new(store: &dyn ApprovalStore, key: &str, at_ms: i64) -> bool {
 async fn conformance(store: Arc<dyn ApprovalStore>) {
     store.insert(&request("r1", "alice", 100)).await.unwrap();
     store.insert(&request("r2", "bob", 200)).await.unwrap();
-    store.insert(&request("r3", "alice", 300)).await.unwrap();
+    let mut r3 = request("r3", "alice", 300);
+    r3.device = DeviceId::new("dev-2"); // alice's other device: r1 is open on "dev"
+    store.insert(&r3).await.unwrap();
     assert!(
         store.insert(&request("r1", "alice", 100)).await.is_err(),
         "ids are unique"
@@ -111,6 +114,9 @@ async fn conformance(store: Arc<dyn ApprovalStore>) {
     page.offset = 1;
     page.limit = 1;
     assert_eq!(store.list(&page).await.unwrap()[0].id.0, "r2");
+    // An offset past the end is an empty page, however large (not the first page).
+    page.offset = usize::MAX;
+    assert!(store.list(&page).await.unwrap().is_empty());
 
     assert!(is_new(&*store, "ev-1", 1).await);
     assert!(!is_new(&*store, "ev-1", 2).await, "duplicates are detected");
@@ -209,9 +215,123 @@ async fn conformance(store: Arc<dyn ApprovalStore>) {
     );
 }
 
+/// At most one open request per requester, device and action, decided by the store, and
+/// among concurrent inserts too.
+async fn one_open_request_per_kind(store: Arc<dyn ApprovalStore>) {
+    store.insert(&request("o1", "olga", 100)).await.unwrap();
+    match store.insert(&request("o2", "olga", 200)).await {
+        Err(Error::AlreadyOpen { open }) => assert_eq!(open, "o1"),
+        other => panic!("{other:?}"),
+    }
+    // Another device, another action, another user: each its own.
+    let mut other_device = request("o3", "olga", 300);
+    other_device.device = DeviceId::new("dev-2");
+    let mut other_action = request("o4", "olga", 400);
+    other_action.action = Action::Logoff;
+    for r in [other_device, other_action, request("o5", "oscar", 500)] {
+        store.insert(&r).await.unwrap();
+    }
+    // A pending request is open too; once it ends, the next filing is accepted.
+    let mut o1 = store.get(&RequestId("o1".into())).await.unwrap().unwrap();
+    o1.external_id = Some("pi-o1".into());
+    o1.record(RequestState::Pending, 150, "system", Source::System, None);
+    store.update(&o1).await.unwrap();
+    assert!(matches!(
+        store.insert(&request("o6", "olga", 600)).await,
+        Err(Error::AlreadyOpen { .. })
+    ));
+    store
+        .apply_event("pi-o1", "ev-o1", 700, &mut |_| {
+            Ok(Some(Change::new(
+                RequestState::Rejected,
+                700,
+                "dingtalk",
+                Source::System,
+            )))
+        })
+        .await
+        .unwrap();
+    store.insert(&request("o7", "olga", 800)).await.unwrap();
+    // A request that ended in an update (not an event) frees its kind as well.
+    let mut o7 = store.get(&RequestId("o7".into())).await.unwrap().unwrap();
+    o7.record(RequestState::Failed, 850, "system", Source::System, None);
+    store.update(&o7).await.unwrap();
+    // Ten concurrent filings of one kind: one is stored, the others name it.
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.insert(&request(&format!("c{i}"), "olga", 900 + i)).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await);
+    }
+    let stored: Vec<usize> = (0..10).filter(|&i| matches!(results[i], Ok(Ok(())))).collect();
+    assert_eq!(stored.len(), 1, "{results:?}");
+    let winner = format!("c{}", stored[0]);
+    for r in &results {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(Error::AlreadyOpen { open })) => assert_eq!(*open, winner),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn memory_store_conforms() {
     conformance(Arc::new(MemoryStore::new())).await;
+    one_open_request_per_kind(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_store_keeps_one_open_request_per_kind() {
+    let db = support::TempDb::new("open.sqlite");
+    one_open_request_per_kind(Arc::new(db.open().await)).await;
+}
+
+#[tokio::test]
+async fn a_database_from_before_the_open_request_check_migrates_with_its_duplicates() {
+    let db = support::TempDb::new("legacy.sqlite");
+    let store = db.open().await;
+    // As the last schema without the check would have stored them: two open requests of
+    // one kind, and a third that ended.
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.path.display()))
+        .await
+        .unwrap();
+    for statement in [
+        "DROP INDEX requests_open",
+        "ALTER TABLE requests DROP COLUMN open_key",
+        "DELETE FROM schema_version WHERE version = 3",
+    ] {
+        sqlx::query(statement).execute(&raw).await.unwrap();
+    }
+    let mut ended = request("l0", "lena", 50);
+    ended.record(RequestState::Failed, 60, "system", Source::System, None);
+    for r in [ended, request("l1", "lena", 100), request("l2", "lena", 200)] {
+        let body = serde_json::to_string(&r).unwrap();
+        sqlx::query(
+            "INSERT INTO requests (id, state, workflow, requester, created_at_ms, version, body)
+             VALUES (?, ?, 'wf', 'lena', ?, 0, ?)",
+        )
+        .bind(r.id.as_str())
+        .bind(r.state.as_str())
+        .bind(r.created_at_ms)
+        .bind(body)
+        .execute(&raw)
+        .await
+        .unwrap();
+    }
+    raw.close().await;
+    drop(store);
+    let store = db.open().await;
+    // The oldest open one holds the kind; the duplicate is kept, not lost.
+    match store.insert(&request("l3", "lena", 300)).await {
+        Err(Error::AlreadyOpen { open }) => assert_eq!(open, "l1"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.list(&ListFilter::default()).await.unwrap().len(), 3);
 }
 
 #[tokio::test]
@@ -251,4 +371,14 @@ async fn a_stored_request_with_an_impossible_version_is_an_error_not_version_zer
         matches!(&read, Err(Error::Store { reason }) if reason.contains("negative version")),
         "{read:?}"
     );
+}
+
+#[tokio::test]
+async fn a_database_that_cannot_be_opened_is_named_in_the_error() {
+    let db = support::TempDb::new("no-such-dir/approvals.sqlite");
+    let path = db.path.display().to_string();
+    match sase_approval::store::SqliteStore::open(&db.path).await {
+        Err(Error::Store { reason }) => assert!(reason.starts_with(&path), "{reason}"),
+        other => panic!("{other:?}"),
+    }
 }

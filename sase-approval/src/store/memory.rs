@@ -5,6 +5,8 @@ use crate::error::{Error, Result};
 use crate::state::{ApprovalRequest, RequestId, RequestUpdate};
 use async_trait::async_trait;
 use rustc_hash::FxHashMap;
+use sase_policy::ids::{DeviceId, UserId};
+use sase_policy::Action;
 use std::collections::hash_map::Entry;
 use std::hash::BuildHasher as _;
 use std::sync::{Mutex, MutexGuard};
@@ -23,9 +25,30 @@ struct Inner {
     requests: Vec<Box<ApprovalRequest>>,
     by_id: FxHashMap<RequestId, usize>,
     by_external: FxHashMap<String, usize>,
+    /// The open request of each requester, device and action.
+    open: FxHashMap<OpenKey, usize>,
+}
+
+type OpenKey = (UserId, DeviceId, Action);
+
+fn open_key(r: &ApprovalRequest) -> OpenKey {
+    (r.requester.clone(), r.device.clone(), r.action)
 }
 
 impl Inner {
+    /// Releases `index`'s open key once its request has ended.
+    fn closed(&mut self, index: usize) {
+        let Some(request) = self.requests.get(index) else {
+            return;
+        };
+        if request.state.is_final() {
+            let key = open_key(request);
+            if self.open.get(&key) == Some(&index) {
+                self.open.remove(&key);
+            }
+        }
+    }
+
     fn get(&self, id: &RequestId) -> Option<&ApprovalRequest> {
         self.by_id
             .get(id)
@@ -79,16 +102,26 @@ impl MemoryStore {
 #[async_trait]
 impl ApprovalStore for MemoryStore {
     async fn insert(&self, request: &ApprovalRequest) -> Result<()> {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let index = inner.requests.len();
-        match inner.by_id.entry(request.id.clone()) {
-            Entry::Occupied(_) => {
-                return Err(Error::Store {
-                    reason: format!("request `{}` already exists", request.id),
-                })
-            }
-            Entry::Vacant(new) => new.insert(index),
-        };
+        if inner.by_id.contains_key(&request.id) {
+            return Err(Error::Store {
+                reason: format!("request `{}` already exists", request.id),
+            });
+        }
+        if !request.state.is_final() {
+            match inner.open.entry(open_key(request)) {
+                Entry::Occupied(open) => {
+                    let open = inner.requests.get(*open.get()).map(|r| r.id.to_string());
+                    return Err(Error::AlreadyOpen {
+                        open: open.unwrap_or_default(),
+                    });
+                }
+                Entry::Vacant(new) => new.insert(index),
+            };
+        }
+        inner.by_id.insert(request.id.clone(), index);
         if let Some(external) = &request.external_id {
             inner.by_external.insert(external.clone(), index);
         }
@@ -139,6 +172,7 @@ impl ApprovalStore for MemoryStore {
         if let Some(external) = newly_linked {
             inner.by_external.insert(external, index);
         }
+        inner.closed(index);
         Ok(())
     }
 
@@ -169,10 +203,11 @@ impl ApprovalStore for MemoryStore {
     ) -> Result<EventWrite> {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let Some(stored) = inner
+        let Some((index, stored)) = inner
             .by_external
             .get(external_id)
-            .and_then(|&i| inner.requests.get_mut(i))
+            .copied()
+            .and_then(|i| Some((i, inner.requests.get_mut(i)?)))
         else {
             return Ok(EventWrite::Unknown);
         };
@@ -191,6 +226,8 @@ impl ApprovalStore for MemoryStore {
             }
         };
         slot.insert(at_ms);
+        drop(events);
+        inner.closed(index);
         Ok(write)
     }
 

@@ -34,6 +34,23 @@ const MIGRATIONS: &[&[&str]] = &[
         // Pruning by age.
         "CREATE INDEX events_by_time ON events (at_ms)",
     ],
+    &[
+        // One open request per requester, device and action, enforced by the database so
+        // that concurrent filings (or replicas) cannot both insert one: the key is set while
+        // the request is open and cleared when it ends (NULLs do not collide).
+        "ALTER TABLE requests ADD COLUMN open_key TEXT",
+        // Requests filed before: the oldest open one of each kind holds the key (a duplicate
+        // filed before this check stays as it is, keyless, until it ends).
+        "UPDATE requests SET open_key = json_array(json_extract(body, '$.requester'),
+            json_extract(body, '$.device'), json_extract(body, '$.action'))
+         WHERE state IN ('submitted', 'pending') AND NOT EXISTS (
+            SELECT 1 FROM requests o WHERE o.state IN ('submitted', 'pending')
+            AND json_extract(o.body, '$.requester') = json_extract(requests.body, '$.requester')
+            AND json_extract(o.body, '$.device') = json_extract(requests.body, '$.device')
+            AND json_extract(o.body, '$.action') = json_extract(requests.body, '$.action')
+            AND (o.created_at_ms, o.id) < (requests.created_at_ms, requests.id))",
+        "CREATE UNIQUE INDEX requests_open ON requests (open_key)",
+    ],
 ];
 
 fn store_err(e: impl std::fmt::Display) -> Error {
@@ -60,6 +77,9 @@ impl SqliteStore {
     /// # Errors
     /// [`Error::Store`] if the file cannot be opened or migrated.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        // SQLite's own messages ("unable to open database file") do not say which file.
+        let at = |e: sqlx::Error| store_err(format!("{}: {e}", path.display()));
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -70,13 +90,13 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(options.clone())
             .await
-            .map_err(store_err)?;
+            .map_err(at)?;
         Self::migrate(&writer).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(store_err)?;
+            .map_err(at)?;
         Ok(Self { readers, writer })
     }
 
@@ -139,6 +159,18 @@ impl SqliteStore {
         Ok(request)
     }
 
+    /// The open request holding `request`'s requester, device and action, if any.
+    async fn open_one(&self, request: &ApprovalRequest) -> Result<Option<String>> {
+        sqlx::query("SELECT id FROM requests WHERE open_key = json_array(?, ?, ?)")
+            .bind(request.requester.as_str())
+            .bind(request.device.as_str())
+            .bind(request.action.as_str())
+            .fetch_optional(&self.writer)
+            .await
+            .and_then(|row| row.map(|row| row.try_get::<String, _>(0)).transpose())
+            .map_err(store_err)
+    }
+
     async fn one(&self, sql: &str, key: &str) -> Result<Option<ApprovalRequest>> {
         let row = sqlx::query(sql)
             .bind(key)
@@ -160,12 +192,14 @@ async fn write_request<'e>(
     let body = serde_json::to_string(&next).map_err(store_err)?;
     let expected = i64::try_from(request.version).map_err(store_err)?;
     let done = sqlx::query(
-        "UPDATE requests SET external_id = ?, state = ?, version = version + 1, body = ?
+        "UPDATE requests SET external_id = ?, state = ?, version = version + 1, body = ?,
+         open_key = CASE WHEN ? THEN open_key END
          WHERE id = ? AND version = ?",
     )
     .bind(request.external_id.as_deref())
     .bind(request.state.as_str())
     .bind(body)
+    .bind(!request.state.is_final())
     .bind(request.id.as_str())
     .bind(expected)
     .execute(executor)
@@ -193,9 +227,9 @@ async fn insert_event<'e>(
 impl ApprovalStore for SqliteStore {
     async fn insert(&self, request: &ApprovalRequest) -> Result<()> {
         let body = serde_json::to_string(request).map_err(store_err)?;
-        sqlx::query(
-            "INSERT INTO requests (id, external_id, state, workflow, requester, created_at_ms, version, body)
-             VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+        let inserted = sqlx::query(
+            "INSERT INTO requests (id, external_id, state, workflow, requester, created_at_ms, version, body, open_key)
+             VALUES (?, ?, ?, ?, ?, ?, 0, ?, CASE WHEN ? THEN json_array(?, ?, ?) END)",
         )
         .bind(request.id.as_str())
         .bind(request.external_id.as_deref())
@@ -204,10 +238,20 @@ impl ApprovalStore for SqliteStore {
         .bind(request.requester.as_str())
         .bind(request.created_at_ms)
         .bind(body)
+        .bind(!request.state.is_final())
+        .bind(request.requester.as_str())
+        .bind(request.device.as_str())
+        .bind(request.action.as_str())
         .execute(&self.writer)
-        .await
-        .map_err(store_err)?;
-        Ok(())
+        .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => Err(self
+                .open_one(request)
+                .await?
+                .map_or_else(|| store_err(e), |open| Error::AlreadyOpen { open })),
+            Err(e) => Err(store_err(e)),
+        }
     }
 
     async fn get(&self, id: &RequestId) -> Result<Option<ApprovalRequest>> {
@@ -302,7 +346,7 @@ impl ApprovalStore for SqliteStore {
         };
         q.push(" ORDER BY created_at_ms, id LIMIT ").push_bind(limit);
         q.push(" OFFSET ")
-            .push_bind(i64::try_from(filter.offset).unwrap_or(0));
+            .push_bind(i64::try_from(filter.offset).unwrap_or(i64::MAX));
         let rows = q.build().fetch_all(&self.readers).await.map_err(store_err)?;
         rows.iter().map(Self::decode).collect()
     }
