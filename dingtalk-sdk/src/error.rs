@@ -66,7 +66,11 @@ pub enum Error {
         reason: String,
     },
     /// DingTalk answered a call with an error status and body.
-    #[error("{operation}: DingTalk answered HTTP {status} `{code}`: {message} (request id {request_id:?})")]
+    ///
+    /// Displayed as `TerminateProcessInstance: DingTalk answered HTTP 400: 审批发起15秒内不能撤销审批流程
+    /// (code terminateTooEarly, request id 5F2A…)`: DingTalk's message as it sent it, then its
+    /// code and, when it gave one, the request id.
+    #[error("{operation}: DingTalk answered HTTP {status}: {message} ({})", ApiDetail::new(.code, .request_id))]
     Api {
         /// The API operation, e.g. `StartProcessInstance`.
         operation: &'static str,
@@ -117,6 +121,32 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// The parenthesis after an API error's message: `code C, request id R`, or `code C` when
+/// DingTalk sent no request id.
+struct ApiDetail<'a> {
+    code: &'a str,
+    request_id: Option<&'a str>,
+}
+
+impl<'a> ApiDetail<'a> {
+    fn new(code: &'a str, request_id: &'a Option<String>) -> Self {
+        Self {
+            code,
+            request_id: request_id.as_deref(),
+        }
+    }
+}
+
+impl fmt::Display for ApiDetail<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "code {}", self.code)?;
+        match self.request_id {
+            Some(id) => write!(f, ", request id {id}"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// How an error should be handled, whatever its variant.
@@ -199,3 +229,32 @@ impl Error {
 
 /// Shorthand for `Result<T, dingtalk_sdk::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    fn api(request_id: Option<&str>) -> Error {
+        Error::Api {
+            operation: "TerminateProcessInstance",
+            status: 400,
+            code: "terminateTooEarly".into(),
+            message: "审批发起15秒内不能撤销审批流程".into(),
+            request_id: request_id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn an_api_error_reads_as_dingtalk_wrote_it_without_debug_formatting() {
+        assert_eq!(
+            api(Some("5F2A0C")).to_string(),
+            "TerminateProcessInstance: DingTalk answered HTTP 400: 审批发起15秒内不能撤销审批流程 \
+             (code terminateTooEarly, request id 5F2A0C)"
+        );
+        assert_eq!(
+            api(None).to_string(),
+            "TerminateProcessInstance: DingTalk answered HTTP 400: 审批发起15秒内不能撤销审批流程 \
+             (code terminateTooEarly)"
+        );
+    }
+}

@@ -1,8 +1,12 @@
 //! HTTP routes: the per-workflow Request URL, the agent API (device tokens), the console API
-//! (admin token) and health. Every bad input gets a 4xx JSON error `{"error", "message"}`.
+//! (admin token) and health. Every bad input gets a 4xx JSON error `{"error", "message"}`
+//! with a stable code; axum's own rejections are converted in [`rejection`].
+
+mod rejection;
 
 use crate::config::DeviceConfig;
 use crate::filing_limit::FilingLimit;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
 use dingtalk_sdk::crypto::EventCrypto;
+use rejection::BODY_LIMIT_BYTES;
 use sase_approval::definition::Delivery;
 use sase_approval::engine::{Engine, SubmitRequest};
 use sase_approval::state::{ApprovalRequest, RequestId, RequestState};
@@ -17,6 +22,7 @@ use sase_approval::store::ListFilter;
 use sase_approval::Error as EngineError;
 use sase_policy::ids::{DeptId, DeviceId, GroupId, UserId};
 use sase_policy::{Action, Context, Effect, GrantVerifier, PolicySet, SignedGrant, Subject};
+use serde::de::IntoDeserializer as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -142,11 +148,17 @@ fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     }
 }
 
-type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+type JsonBody<T> = Result<Json<T>, JsonRejection>;
 
 fn body<T>(b: JsonBody<T>) -> Result<T, Response> {
-    b.map(|Json(v)| v)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_body", e.body_text()))
+    b.map(|Json(v)| v).map_err(rejection::json)
+}
+
+/// Path parameters, converted after authentication like bodies.
+type PathParams<T> = Result<Path<T>, PathRejection>;
+
+fn path<T>(p: PathParams<T>) -> Result<T, Response> {
+    p.map(|Path(v)| v).map_err(rejection::path)
 }
 
 /// The server's routes: one Request URL per HTTP-push workflow of the engine. Fails only for
@@ -164,6 +176,9 @@ pub(crate) fn router(state: AppState) -> Result<Router, dingtalk_sdk::Error> {
         .route("/api/console/requests", get(console_list))
         .route("/api/console/requests/{id}", get(console_get))
         .route("/api/console/requests/{id}/{action}", post(console_action))
+        // Before the Request URLs are added: those keep the SDK's answers.
+        .method_not_allowed_fallback(rejection::method_not_allowed)
+        .fallback(rejection::not_found)
         .with_state(state.clone());
     for workflow in state.engine.workflows() {
         let Some(s) = workflow.dingtalk().filter(|s| s.delivery == Delivery::HttpPush) else {
@@ -177,7 +192,7 @@ pub(crate) fn router(state: AppState) -> Result<Router, dingtalk_sdk::Error> {
         );
         router = router.route(&workflow.callback_path(), callback);
     }
-    Ok(router.layer(DefaultBodyLimit::max(64 * 1024)))
+    Ok(router.layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES)))
 }
 
 #[derive(Deserialize, Default)]
@@ -291,11 +306,11 @@ async fn file_request(State(state): State<AppState>, headers: HeaderMap, b: Json
 async fn agent_request(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: PathParams<String>,
 ) -> Response {
-    let dev = match device(&state, &headers) {
-        Ok(d) => d,
-        Err(r) => return r,
+    let (dev, id) = match (device(&state, &headers), path(id)) {
+        (Ok(d), Ok(id)) => (d, id),
+        (Err(r), _) | (_, Err(r)) => return r,
     };
     match state.engine.get(&RequestId(id)).await {
         Ok(r) if r.requester == dev.user && r.device == dev.device => Json(agent_view(&r)).into_response(),
@@ -339,8 +354,9 @@ async fn grant_key(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
+/// `GET /api/console/requests?state=&requester=&offset=&limit=`: every parameter optional
+/// (an empty value is an absent one), each at most once, no others.
+#[derive(Default)]
 struct ListQuery {
     state: Option<RequestState>,
     requester: Option<String>,
@@ -348,20 +364,71 @@ struct ListQuery {
     limit: usize,
 }
 
+impl ListQuery {
+    /// The query's pairs, percent-decoded; a refusal names the parameter.
+    fn parse(pairs: Vec<(String, String)>) -> Result<Self, String> {
+        let mut q = ListQuery::default();
+        let mut seen: Vec<String> = Vec::new();
+        for (name, value) in pairs {
+            if seen.contains(&name) {
+                return Err(format!("`{name}` is given more than once"));
+            }
+            seen.push(name.clone());
+            match name.as_str() {
+                "state" | "requester" | "offset" | "limit" if value.is_empty() => {}
+                "state" => {
+                    // serde's message lists the states, in step with `RequestState`.
+                    let parsed: Result<_, serde::de::value::Error> =
+                        RequestState::deserialize(value.as_str().into_deserializer());
+                    q.state = Some(parsed.map_err(|e| format!("`state`: {e}"))?);
+                }
+                "requester" => q.requester = Some(value),
+                // The store counts in SQLite's i64: a larger offset is refused, not read as 0.
+                "offset" => {
+                    q.offset = value
+                        .parse::<i64>()
+                        .ok()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| {
+                            format!(
+                                "`offset` must be a whole number from 0 to {}, not `{value}`",
+                                i64::MAX
+                            )
+                        })?;
+                }
+                "limit" => {
+                    q.limit = value.parse().map_err(|_| {
+                        format!(
+                            "`limit` must be a whole number (0 for 100; at most 1000 are \
+                             listed), not `{value}`"
+                        )
+                    })?;
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown parameter `{name}`: use state, requester, offset and limit"
+                    ))
+                }
+            }
+        }
+        Ok(q)
+    }
+}
+
 async fn console_list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
     if let Err(r) = admin(&state, &headers) {
         return r;
     }
-    let Ok(Query(q)) = q else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            "state must be one of submitted, pending, approved, rejected, revoked, expired, failed",
-        );
+    let parsed = q
+        .map_err(|e| e.body_text())
+        .and_then(|Query(pairs)| ListQuery::parse(pairs));
+    let q = match parsed {
+        Ok(q) => q,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "bad_query", message),
     };
     let mut filter = ListFilter::default();
     filter.states = q.state.into_iter().collect();
@@ -403,10 +470,11 @@ async fn console_policies(State(state): State<AppState>, headers: HeaderMap) -> 
     Json(state.policies.policies()).into_response()
 }
 
-async fn console_get(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = admin(&state, &headers) {
-        return r;
-    }
+async fn console_get(State(state): State<AppState>, headers: HeaderMap, id: PathParams<String>) -> Response {
+    let id = match admin(&state, &headers).and_then(|()| path(id)) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
     match state.engine.get(&RequestId(id)).await {
         Ok(r) => Json(r).into_response(),
         Err(e) => engine_error(&e),
@@ -426,12 +494,16 @@ const CONSOLE_ADMIN: &str = "console-admin";
 async fn console_action(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path((id, action)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    params: PathParams<(String, String)>,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(r) = admin(&state, &headers) {
-        return r;
-    }
+    let ((id, action), body) = match admin(&state, &headers)
+        .and_then(|()| path(params))
+        .and_then(|p| Ok((p, body.map_err(rejection::bytes)?)))
+    {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
     // No body is no remark; a body must be the JSON above.
     let b: ActionBody = if body.is_empty() {
         ActionBody::default()
