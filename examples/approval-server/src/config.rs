@@ -8,7 +8,7 @@ use sase_policy::PolicyDocument;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +94,8 @@ impl Mode {
     version,
     about = "The SASE approval server: policy checks for agents, DingTalk approval workflows, a console API and grants.",
     after_help = "Environment (overrides the file; the flags override it): SASE_LISTEN, SASE_DATABASE, \
-                  SASE_ADMIN_TOKEN, SASE_GRANT_KEY_FILE, SASE_DELIVERY (http_push or stream: every workflow's). \
+                  SASE_ADMIN_TOKEN, SASE_GRANT_KEY_FILE, SASE_DELIVERY (http_push or stream: every workflow's), \
+                  SASE_TLS_CERT_FILE and SASE_TLS_KEY_FILE (PEM: serve HTTPS). \
                   RUST_LOG sets the log filter (default info)."
 )]
 #[non_exhaustive]
@@ -256,7 +257,9 @@ impl std::fmt::Debug for DeviceConfig {
 pub struct Config {
     /// Listen address.
     pub listen: SocketAddr,
-    /// Public base URL DingTalk reaches us at (for the Request URLs); defaults to `http://{listen}`.
+    /// Public base URL DingTalk reaches us at (for the Request URLs); defaults to
+    /// `http://{listen}`, or `https://{listen}` with [`tls_cert_file`](Self::tls_cert_file).
+    /// Behind a reverse proxy, its public `https://` URL.
     pub public_url: Option<String>,
     /// SQLite file.
     pub database: String,
@@ -294,6 +297,14 @@ pub struct Config {
     /// The grant signing key file (see [`crate::grant_keys`]); default `<database>.grant-key`.
     /// Replicas must share one.
     pub grant_key_file: Option<PathBuf>,
+    /// Serve HTTPS: the certificate chain, PEM (the server's certificate first, then its
+    /// intermediates), e.g. `/etc/sase/tls/fullchain.pem`. Set with
+    /// [`tls_key_file`](Self::tls_key_file) or not at all; unset, the server speaks plain
+    /// HTTP (e.g. behind a reverse proxy that terminates TLS).
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of [`tls_cert_file`](Self::tls_cert_file)'s certificate, PEM (PKCS#8,
+    /// PKCS#1 or SEC1), e.g. `/etc/sase/tls/privkey.pem`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Config {
@@ -316,6 +327,8 @@ impl std::fmt::Debug for Config {
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("max_connections", &self.max_connections)
             .field("grant_key_file", &self.grant_key_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
             .finish()
     }
 }
@@ -340,6 +353,8 @@ impl Default for Config {
             body_timeout_secs: 30,
             max_connections: 1024,
             grant_key_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -366,6 +381,12 @@ impl Config {
         }
     }
 
+    /// The TLS certificate chain and key files (`tls_cert_file`, `tls_key_file`), when both
+    /// are set: the server then serves HTTPS.
+    pub fn tls_files(&self) -> Option<(&Path, &Path)> {
+        Some((self.tls_cert_file.as_deref()?, self.tls_key_file.as_deref()?))
+    }
+
     /// The grant signing key file: `grant_key_file`, or `<database>.grant-key`.
     pub fn grant_key_path(&self) -> PathBuf {
         self.grant_key_file
@@ -375,7 +396,8 @@ impl Config {
 
     /// Loads the configuration, each source overriding the one before: the file
     /// (`--config FILE`, or the embedded defaults), then the environment (`SASE_LISTEN`,
-    /// `SASE_DATABASE`, `SASE_ADMIN_TOKEN`, and `SASE_DELIVERY` for every workflow's), then
+    /// `SASE_DATABASE`, `SASE_ADMIN_TOKEN`, `SASE_GRANT_KEY_FILE`, `SASE_TLS_CERT_FILE`,
+    /// `SASE_TLS_KEY_FILE`, and `SASE_DELIVERY` for every workflow's), then
     /// the flags (`--listen ADDR`, `--database PATH`); and validates the result for this
     /// build ([`validate`](Self::validate)). `env` looks a variable up
     /// (`|k| std::env::var(k).ok()`).
@@ -415,6 +437,12 @@ impl Config {
         if let Some(v) = env("SASE_ADMIN_TOKEN") {
             config.admin_token = Some(v);
         }
+        if let Some(v) = env("SASE_TLS_CERT_FILE") {
+            config.tls_cert_file = Some(v.into());
+        }
+        if let Some(v) = env("SASE_TLS_KEY_FILE") {
+            config.tls_key_file = Some(v.into());
+        }
         if let Some(v) = env("SASE_DELIVERY") {
             let delivery = match v.as_str() {
                 "stream" => Delivery::Stream,
@@ -449,8 +477,8 @@ impl Config {
 
     /// Checks what the types cannot: unique, well-formed workflow ids and Request URL ids,
     /// a form and a mapping for each real DingTalk workflow, and one event subscription per
-    /// DingTalk app (workflows of one app share its token, aes_key and delivery); and, in
-    /// [`Mode::Production`], credentials for every workflow, an admin token and policies.
+    /// DingTalk app (workflows of one app share its token, aes_key and delivery), both TLS
+    /// files or neither; and, in [`Mode::Production`], credentials for every workflow, an admin token and policies.
     ///
     /// # Errors
     /// The first invalid value, with its key path.
@@ -518,6 +546,7 @@ impl Config {
             }
         }
         self.validate_tokens()?;
+        self.validate_tls()?;
         for (key, value) in [
             ("header_read_timeout_secs", self.header_read_timeout_secs),
             ("body_timeout_secs", self.body_timeout_secs),
@@ -543,6 +572,22 @@ impl Config {
 }
 
 impl Config {
+    /// `tls_cert_file` and `tls_key_file` come together: one alone would silently serve plain
+    /// HTTP where HTTPS was meant.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => Err(invalid(
+                "tls_key_file",
+                "required with tls_cert_file (the certificate's private key, PEM)",
+            )),
+            (None, Some(_)) => Err(invalid(
+                "tls_cert_file",
+                "required with tls_key_file (the certificate chain, PEM)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The console's token is long enough not to be guessed; device tokens are set and tell
     /// devices (and the console) apart, since a token is all a request's caller shows.
     fn validate_tokens(&self) -> Result<(), ConfigError> {
@@ -831,6 +876,8 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
             "--database <PATH>",
             "SASE_LISTEN",
             "SASE_ADMIN_TOKEN",
+            "SASE_TLS_CERT_FILE",
+            "SASE_TLS_KEY_FILE",
         ] {
             assert!(help.contains(mention), "--help mentions {mention}: {help}");
         }

@@ -5,6 +5,10 @@
 //! at once, so a flood of slow sockets cannot keep `/healthz` and the Request URLs from
 //! answering for longer than the header timeout. `axum::serve` sets no timer, so none of
 //! these applied before.
+//!
+//! With TLS ([`crate::tls`]), each connection first completes its handshake within the same
+//! header-read timeout (a client that never sends its ClientHello is dropped), holding its
+//! slot under the cap meanwhile; a failed handshake drops only that connection.
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -27,11 +31,13 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
-/// Serves `app` on `listener` until `shutdown`, then lets in-flight requests finish.
+/// Serves `app` on `listener` until `shutdown`, then lets in-flight requests finish; serves it
+/// over TLS with `tls`.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
 ) {
     let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
@@ -66,8 +72,34 @@ pub(crate) async fn serve(
             continue;
         };
         let service = TowerToHyperService::new(app.clone());
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let Some(tls) = &tls else {
+            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                drop(slot);
+            });
+            continue;
+        };
+        // Watched from now on, so a shutdown waits for the handshake (bounded by its timeout)
+        // and then for the request it may carry.
+        let watcher = graceful.watcher();
+        let handshake = tokio::time::timeout(limits.header_read_timeout, tls.accept(stream));
+        let http = http.clone();
         tokio::spawn(async move {
+            let stream = match handshake.await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed; connection dropped");
+                    return;
+                }
+                Err(_elapsed) => {
+                    tracing::debug!("no TLS handshake within the header-read timeout; connection dropped");
+                    return;
+                }
+            };
+            let connection = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }

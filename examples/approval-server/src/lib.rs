@@ -28,6 +28,7 @@ pub mod connections;
 mod demo;
 mod filing_limit;
 pub mod grant_keys;
+pub mod tls;
 
 pub use config::Config;
 
@@ -68,6 +69,9 @@ pub enum Error {
     /// The grant signing key file cannot be read, parsed or created.
     #[error(transparent)]
     GrantKey(#[from] grant_keys::GrantKeyError),
+    /// The TLS certificate or key file cannot be used (it is named).
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -138,6 +142,8 @@ pub struct Server {
     pub mock: Option<MockDingTalk>,
     /// The engine (for inspection in tests and tools).
     pub engine: Arc<Engine>,
+    /// `https` when the server terminates TLS itself, else `http`.
+    scheme: &'static str,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     background: Vec<JoinHandle<()>>,
@@ -147,6 +153,7 @@ impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("addr", &self.addr)
+            .field("scheme", &self.scheme)
             .field("endpoints", &self.endpoints)
             .field("devices", &self.devices)
             .field("background_tasks", &self.background.len())
@@ -155,6 +162,11 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
+    /// `https` when the server terminates TLS itself (`tls_cert_file`), else `http`.
+    pub fn scheme(&self) -> &'static str {
+        self.scheme
+    }
+
     /// The Request URL of `workflow`, if it is served over HTTP push.
     pub fn request_url(&self, workflow: &str) -> Option<&str> {
         self.endpoints
@@ -214,9 +226,15 @@ impl Server {
 /// and starts the Stream clients and the reconciler.
 ///
 /// # Errors
-/// If the configuration is invalid, the address cannot be bound or the database opened.
+/// If the configuration is invalid, the TLS certificate or key cannot be used, the address
+/// cannot be bound or the database opened.
 pub async fn start(config: Config) -> Result<Server, Error> {
     config.validate()?;
+    let tls = config
+        .tls_files()
+        .map(|(cert, key)| tls::acceptor(cert, key))
+        .transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Bind {
@@ -253,12 +271,13 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         listener,
         api::router(state)?,
         config.connection_limits(),
+        tls,
         shutdown.clone(),
     );
     let public_url = config
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
     let endpoints = endpoints(&resolved, &public_url);
     #[cfg(feature = "demo")]
     if let Some(mock) = &mock {
@@ -270,7 +289,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         Duration::from_secs(config.reconcile_every_secs.max(1)),
         shutdown.clone(),
     ));
-    tracing::info!(%addr, database = %config.database, "approval server listening");
+    tracing::info!(%addr, scheme, database = %config.database, "approval server listening");
     Ok(Server {
         addr,
         endpoints,
@@ -279,6 +298,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
         #[cfg(feature = "demo")]
         mock,
         engine,
+        scheme,
         shutdown,
         server,
         background,
@@ -453,15 +473,17 @@ fn enroll(config: &Config) -> Result<(String, Vec<DeviceConfig>), ConfigError> {
     Ok((admin_token, config.devices.clone()))
 }
 
-/// Serves `app` on `listener` until `shutdown`, then lets in-flight requests finish.
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown`, then lets in-flight
+/// requests finish.
 fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     limits: connections::Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
 ) -> JoinHandle<std::io::Result<()>> {
     tokio::spawn(async move {
-        connections::serve(listener, app, limits, shutdown).await;
+        connections::serve(listener, app, limits, tls, shutdown).await;
         Ok(())
     })
 }

@@ -73,7 +73,11 @@ async fn main() {
             )
         })
         .collect();
-    println!("\nSASE approval server on http://{}\n{workflows}", server.addr);
+    println!(
+        "\nSASE approval server on {}://{}\n{workflows}",
+        server.scheme(),
+        server.addr
+    );
     // Tokens are printed only when the mock DingTalk runs (demo), never with real credentials.
     #[cfg(feature = "demo")]
     if server.mock.is_some() {
