@@ -308,7 +308,17 @@ pub fn app_origin(engine: &Engine, client_id: &str) -> EventOrigin {
 pub async fn handle_event(engine: &Engine, origin: &EventOrigin, event: &Event) -> Result<EventOutcome> {
     match external_event(event) {
         Some(external) => engine.handle_external(origin, &external).await,
-        None => Ok(EventOutcome::Ignored),
+        None => {
+            // Debug, not info: an app's subscription carries every event type it is
+            // subscribed to (`check_url`, other approval changes, contacts…).
+            tracing::debug!(
+                event_type = event.event_type(),
+                origin = origin.name(),
+                reason = "not an approval decision",
+                "event ignored"
+            );
+            Ok(EventOutcome::Ignored)
+        }
     }
 }
 

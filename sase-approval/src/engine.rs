@@ -1,7 +1,7 @@
 //! The engine: submit requests, follow them through external events, console actions and
 //! reconciliation, issue grants on approval, and tell subscribers about every change.
 
-use crate::backend::{ApprovalBackend, FailureKind};
+use crate::backend::{ApprovalBackend, BackendResult, FailureKind};
 use crate::clock::{millis, Clock, SystemClock};
 use crate::definition::{Template, Workflow};
 use crate::error::{Error, GrantRefusal, Result};
@@ -167,6 +167,70 @@ fn clean_text(field: &str, value: &str, cap: usize) -> Result<String> {
         return Err(refuse(format!("{chars} characters; at most {cap}")));
     }
     Ok(value)
+}
+
+/// Workflow ids for a message or a log field: `wf-a, wf-b`.
+fn join(workflows: &[WorkflowId]) -> String {
+    workflows
+        .iter()
+        .map(WorkflowId::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Filing answered with the request already open.
+fn log_already_open(open: &ApprovalRequest) {
+    tracing::info!(
+        request = %open.id,
+        workflow = %open.workflow,
+        requester = %open.requester,
+        device = %open.device,
+        action = open.action.as_str(),
+        state = open.state.as_str(),
+        "request already open"
+    );
+}
+
+/// What a create (or the search for the instance an uncertain create made) came to, once
+/// stored; nothing when another pass linked the request meanwhile.
+fn log_create(after: &ApprovalRequest, external: &BackendResult<String>, found: bool) {
+    match external {
+        Ok(instance) if after.external_id.as_deref() == Some(instance.as_str()) => tracing::info!(
+            request = %after.id,
+            workflow = %after.workflow,
+            instance = %instance,
+            found,
+            state = after.state.as_str(),
+            "instance created"
+        ),
+        Err(e) if after.external_id.is_none() && e.kind() == FailureKind::Ambiguous => tracing::warn!(
+            request = %after.id,
+            workflow = %after.workflow,
+            error = %e,
+            "create outcome unknown"
+        ),
+        Err(e) if after.external_id.is_none() => tracing::warn!(
+            request = %after.id,
+            workflow = %after.workflow,
+            will_retry = e.is_retryable(),
+            state = after.state.as_str(),
+            error = %e,
+            "create failed"
+        ),
+        _ => {}
+    }
+}
+
+/// A grant was issued (the request moved to approved through `source`).
+fn log_grant_issued(request: &RequestId, grant: &GrantId, expires_at_ms: i64, source: &str) {
+    tracing::info!(request = %request, grant = %grant, expires_at_ms, source, "grant issued");
+}
+
+/// [`log_grant_issued`] for `after`'s grant, if it is approved and holds one.
+fn log_grant_issued_to(after: &ApprovalRequest, source: &str) {
+    if let (RequestState::Approved, Some(signed)) = (after.state, &after.grant) {
+        log_grant_issued(&after.id, &signed.grant.id, signed.grant.expires_at_ms, source);
+    }
 }
 
 /// How long processed event keys are kept for de-duplication by default: far beyond any
@@ -422,10 +486,23 @@ impl Engine {
         match self.store.insert(&request).await {
             Ok(()) => {}
             Err(Error::AlreadyOpen { open }) => {
-                return self.get(&RequestId(open)).await.map(Filing::AlreadyOpen);
+                let open = self.get(&RequestId(open)).await?;
+                log_already_open(&open);
+                return Ok(Filing::AlreadyOpen(open));
             }
             Err(e) => return Err(e),
         }
+        // The reason is the requester's own words: its length is logged, never its text.
+        tracing::info!(
+            request = %request.id,
+            workflow = %request.workflow,
+            template = %request.template,
+            requester = %request.requester,
+            device = %request.device,
+            action = request.action.as_str(),
+            reason_chars = request.fields.get("reason").map_or(0, |r| r.chars().count()),
+            "request filed"
+        );
         self.notify(RequestUpdate::of(&request));
         let backend = Arc::clone(backend);
         self.create_external(&request.id, backend.as_ref(), Attempt::First)
@@ -434,7 +511,8 @@ impl Engine {
     }
 
     /// The request of `requester` for `action` on `device` that is still open (submitted or
-    /// pending), if there is one; [`submit`](Self::submit) returns it instead of filing again.
+    /// pending), if there is one; [`submit`](Self::submit) returns it instead of filing again
+    /// (and it is logged as `request already open`: this is the filing's check).
     ///
     /// # Errors
     /// Store errors.
@@ -447,12 +525,16 @@ impl Engine {
         let filter = ListFilter::default()
             .states(vec![RequestState::Submitted, RequestState::Pending])
             .requester(requester.clone());
-        Ok(self
+        let open = self
             .store
             .list(&filter)
             .await?
             .into_iter()
-            .find(|r| r.device == *device && r.action == action))
+            .find(|r| r.device == *device && r.action == action);
+        if let Some(open) = &open {
+            log_already_open(open);
+        }
+        Ok(open)
     }
 
     /// Creates the external instance or, when an earlier attempt may have made one, finds it
@@ -497,6 +579,7 @@ impl Engine {
             (backend.create(&request).await, None)
         };
         let now = self.clock.now_ms();
+        let found = note.is_some();
         self.mutate(id, |r| {
             if r.external_id.is_some() {
                 return Ok(false);
@@ -542,6 +625,7 @@ impl Engine {
             }
         })
         .await
+        .inspect(|after| log_create(after, &external, found))
     }
 
     /// Applies a state (plan + record + grant) to a loaded request; `Ok(false)` if unchanged.
@@ -636,8 +720,13 @@ impl Engine {
             event: event.key.clone(),
         };
         let mut outcome = EventOutcome::Recorded;
+        // For the log line: the request as the event found it, and the grant it issued.
+        let mut found: Option<(RequestState, WorkflowId)> = None;
+        let mut issued: Option<(GrantId, i64)> = None;
         let mut decide = |r: &ApprovalRequest| {
             self.check_origin(origin, event, r)?;
+            found = Some((r.state, r.workflow.clone()));
+            issued = None;
             match &event.change {
                 // An audit entry: the outcome stays `Recorded`.
                 ExternalChange::Note(note) => Ok(Some(
@@ -648,7 +737,13 @@ impl Engine {
                     match plan(r, to, at) {
                         Ok(Plan::Apply) => {
                             outcome = EventOutcome::Applied;
-                            Ok(Some(self.change_to(r, to, at, &event.actor, source.clone())))
+                            let change = self.change_to(r, to, at, &event.actor, source.clone());
+                            issued = change
+                                .grant
+                                .as_ref()
+                                .and_then(Option::as_ref)
+                                .map(|g| (g.grant.id.clone(), g.grant.expires_at_ms));
+                            Ok(Some(change))
                         }
                         Ok(Plan::Unchanged) => Ok(None),
                         Ok(Plan::Stale) | Err(Error::IllegalTransition { .. }) => {
@@ -670,17 +765,79 @@ impl Engine {
             .await
         {
             Ok(write) => write,
-            Err(refused @ Error::ForeignEvent { .. }) => {
-                tracing::warn!(error = %refused, origin_workflows = ?origin.workflows(), "refused an event");
+            Err(Error::ForeignEvent {
+                instance,
+                origin: from,
+                request,
+                workflow,
+                reason,
+            }) => {
+                tracing::warn!(
+                    request = %request,
+                    workflow = %workflow,
+                    instance = %instance,
+                    key = %event.key,
+                    origin = %from,
+                    origin_workflows = %join(origin.workflows()),
+                    reason = %reason,
+                    "event refused"
+                );
                 return Ok(EventOutcome::Refused);
             }
             Err(e) => return Err(e),
         };
+        let ignored = |reason: &str| {
+            // Unset for a duplicate: the request is not read then.
+            let (state, workflow) = found.as_ref().map(|(s, w)| (s.as_str(), w.as_str())).unzip();
+            tracing::info!(
+                instance = %event.instance,
+                key = %event.key,
+                workflow,
+                state,
+                reason,
+                "event ignored"
+            );
+        };
         Ok(match write {
-            EventWrite::Unknown => EventOutcome::Ignored,
-            EventWrite::Duplicate => EventOutcome::Duplicate,
-            EventWrite::Unchanged => outcome,
+            EventWrite::Unknown => {
+                // Debug, not info: an app receives the events of every approval of its
+                // organisation's forms, most about instances that are not ours (and ours may
+                // arrive before the create stored the instance id; reconciliation catches up).
+                tracing::debug!(instance = %event.instance, key = %event.key, reason = "not ours", "event ignored");
+                EventOutcome::Ignored
+            }
+            EventWrite::Duplicate => {
+                // A redelivery: bounded by DingTalk's retries, and about one of our events.
+                ignored("duplicate");
+                EventOutcome::Duplicate
+            }
+            EventWrite::Unchanged => {
+                ignored(match outcome {
+                    EventOutcome::Stale => "stale",
+                    _ => "already in that state",
+                });
+                outcome
+            }
             EventWrite::Changed(update) => {
+                match (outcome, &found) {
+                    (EventOutcome::Applied, Some((from, workflow))) => {
+                        tracing::info!(
+                            request = %update.id,
+                            workflow = %workflow,
+                            instance = %event.instance,
+                            key = %event.key,
+                            actor = %event.actor,
+                            origin = origin.name(),
+                            from = from.as_str(),
+                            to = update.state.as_str(),
+                            "event applied"
+                        );
+                        if let Some((grant, expires_at_ms)) = &issued {
+                            log_grant_issued(&update.id, grant, *expires_at_ms, "external");
+                        }
+                    }
+                    _ => ignored("audit-only recorded"),
+                }
                 self.notify(update);
                 outcome
             }
@@ -703,12 +860,8 @@ impl Engine {
         };
         if !origin.allows(&request.workflow) {
             return Err(refuse(format!(
-                "its origin decides workflows {:?} only",
-                origin
-                    .workflows()
-                    .iter()
-                    .map(WorkflowId::as_str)
-                    .collect::<Vec<_>>()
+                "its origin decides workflows [{}] only",
+                join(origin.workflows())
             )));
         }
         // Historical event shapes may not name the form: the origin check then stands alone.
@@ -724,7 +877,8 @@ impl Engine {
             Ok(())
         } else {
             Err(refuse(format!(
-                "it names form `{form}`, the workflow maps {mapped:?}"
+                "it names form `{form}`, the workflow maps {}",
+                mapped.map_or_else(|| "no form".to_owned(), |m| format!("`{m}`"))
             )))
         }
     }
@@ -771,7 +925,26 @@ impl Engine {
         // An admin decides after every event the request has seen, whatever the external
         // system's clock said about them: their time never makes a console action stale.
         let at = |r: &ApprovalRequest| self.clock.now_ms().max(r.state_at_ms);
+        // The remark is the admin's free text: whether there is one is logged, not its text.
+        let log = |from: RequestState, after: &ApprovalRequest, changed: bool| {
+            tracing::info!(
+                request = %after.id,
+                workflow = %after.workflow,
+                action = match to {
+                    RequestState::Approved => "approve",
+                    RequestState::Rejected => "reject",
+                    _ => "revoke",
+                },
+                actor = admin,
+                remark = remark.is_some(),
+                from = from.as_str(),
+                to = after.state.as_str(),
+                changed,
+                "console action"
+            );
+        };
         if plan(&request, to, at(&request))? == Plan::Unchanged {
+            log(request.state, &request, false);
             return Ok(request);
         }
         // Write back first: if the external system refuses, nothing changes here.
@@ -784,18 +957,25 @@ impl Engine {
             }
         }
         let note = remark.map(str::to_owned);
+        let mut moved = false;
         let after = self
             .mutate(id, |r| {
+                moved = false;
                 if r.state == to {
                     // The external system's own event for our write-back landed first: the
                     // decision stands, and the history still says who made it and why.
                     r.record(r.state, at(r), admin, Source::Console, note.clone());
                     return Ok(true);
                 }
-                self.apply(r, to, at(r), admin, Source::Console, note.clone())
+                moved = self.apply(r, to, at(r), admin, Source::Console, note.clone())?;
+                Ok(moved)
             })
             .await?;
         if after.state == to {
+            log(request.state, &after, moved);
+            if moved {
+                log_grant_issued_to(&after, "console");
+            }
             Ok(after)
         } else {
             // Changed meanwhile (an event landed): say so instead of answering as if done.
@@ -821,7 +1001,19 @@ impl Engine {
         device: &DeviceId,
     ) -> Result<ApprovalRequest> {
         let refused = |refusal| Error::GrantRefused { refusal };
+        let log_refused = |refusal: GrantRefusal| {
+            tracing::info!(
+                request = grant.grant.request_id.as_deref(),
+                // Presented by the agent, unverified: a quoted string, never raw.
+                grant = grant.grant.id.as_str(),
+                user = %user,
+                device = %device,
+                reason = refusal.code(),
+                "grant refused"
+            );
+        };
         let Some(request_id) = grant.grant.request_id.as_deref() else {
+            log_refused(GrantRefusal::Unknown);
             return Err(refused(GrantRefusal::Unknown));
         };
         let id = RequestId(request_id.to_owned());
@@ -858,10 +1050,23 @@ impl Engine {
                 Ok(true)
             })
             .await;
-        match result {
+        let result = match result {
             Err(Error::NotFound { .. }) => Err(refused(GrantRefusal::Unknown)),
             other => other,
+        };
+        match &result {
+            Ok(r) => tracing::info!(
+                request = %r.id,
+                workflow = %r.workflow,
+                grant = %grant.grant.id,
+                user = %user,
+                device = %device,
+                "grant consumed"
+            ),
+            Err(Error::GrantRefused { refusal }) => log_refused(*refusal),
+            Err(_) => {}
         }
+        result
     }
 
     /// Catches up on what events did not tell us (HTTP push has no documented retry, and
@@ -914,23 +1119,48 @@ impl Engine {
             .expire_after
             .filter(|l| now - request.created_at_ms > millis(*l))
         {
-            tracing::info!(request = %request.id, ?limit, "expiring an undecided request");
             if let Err(e) = backend.revoke(external, "system", Some("expired")).await {
-                tracing::warn!(request = %request.id, error = %e, "could not revoke the expired instance");
+                tracing::warn!(request = %request.id, instance = %external, error = %e, "could not revoke the expired instance");
             }
+            let mut moved = false;
             let after = self
                 .mutate(&request.id, |r| {
-                    self.apply(r, RequestState::Expired, now, "system", Source::System, None)
+                    moved = self.apply(r, RequestState::Expired, now, "system", Source::System, None)?;
+                    Ok(moved)
                 })
                 .await?;
+            if moved {
+                tracing::info!(
+                    request = %after.id,
+                    workflow = %after.workflow,
+                    instance = %external,
+                    from = request.state.as_str(),
+                    after_secs = limit.as_secs(),
+                    "request expired"
+                );
+            }
             return Ok((after.state != request.state, false));
         }
         let target = backend.status(external).await?.request_state();
+        let mut moved = false;
         let after = self
             .mutate(&request.id, |r| {
-                self.apply(r, target, now, "reconciliation", Source::Reconciliation, None)
+                moved = self.apply(r, target, now, "reconciliation", Source::Reconciliation, None)?;
+                Ok(moved)
             })
             .await?;
+        if moved {
+            // What the events did not say (a lost push): the same step as "event applied".
+            tracing::info!(
+                request = %after.id,
+                workflow = %after.workflow,
+                instance = %external,
+                from = request.state.as_str(),
+                to = after.state.as_str(),
+                "request reconciled"
+            );
+            log_grant_issued_to(&after, "reconciliation");
+        }
         Ok((after.state != request.state, false))
     }
 }

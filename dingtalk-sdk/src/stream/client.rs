@@ -369,13 +369,26 @@ impl StreamClient {
             match exit {
                 Exit::Shutdown => break,
                 Exit::Closed => {
-                    tracing::info!("dingtalk stream connection closed by the gateway; reconnecting");
+                    tracing::info!(
+                        client_id = %self.config.request.client_id,
+                        reason = "closed by the gateway",
+                        attempt = 0,
+                        delay_ms = 0,
+                        "stream reconnecting"
+                    );
                     failures = 0;
                 }
                 Exit::Failed(error) => {
                     failures = failures.saturating_add(1);
                     let delay = self.config.backoff.delay(failures);
-                    tracing::warn!(%error, attempt = failures, ?delay, "dingtalk stream connection failed");
+                    tracing::warn!(
+                        client_id = %self.config.request.client_id,
+                        reason = "failed",
+                        error = %error,
+                        attempt = failures,
+                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        "stream reconnecting"
+                    );
                     self.state.send_replace(ConnState::Backoff {
                         attempt: failures,
                         delay,
@@ -414,6 +427,12 @@ impl StreamClient {
                 .await
                 .map_err(|_| StreamError::ConnectTimeout(cfg.timeout))?
                 .map_err(|e| StreamError::Connect(Box::new(e)))?;
+        // The host only: the query carries the connection ticket.
+        tracing::info!(
+            client_id = %cfg.request.client_id,
+            endpoint = endpoint.host_str().unwrap_or_default(),
+            "stream connected"
+        );
         Ok(socket)
     }
 
@@ -453,6 +472,13 @@ impl StreamClient {
                             match self.on_frame(&mut primary, text.as_str(), handler).await {
                                 Ok(true) => {
                                     // `disconnect`: open the new connection before the old closes.
+                                    tracing::info!(
+                                        client_id = %cfg.request.client_id,
+                                        reason = "the gateway asked (disconnect)",
+                                        attempt = 0,
+                                        delay_ms = 0,
+                                        "stream reconnecting"
+                                    );
                                     match self.connect().await {
                                         Ok(next) => {
                                             *generation += 1;
@@ -539,7 +565,7 @@ impl StreamClient {
                         match handler(event).await {
                             Ok(()) => EventAckStatus::Success,
                             Err(e) => {
-                                tracing::warn!(error = %e, ?event_id, "stream event handler failed; asking for redelivery");
+                                tracing::warn!(error = %e, event_id = event_id.as_deref(), "stream event handler failed; asking for redelivery");
                                 EventAckStatus::Later
                             }
                         }

@@ -95,7 +95,8 @@ impl Mode {
     about = "The SASE approval server: policy checks for agents, DingTalk approval workflows, a console API and grants.",
     after_help = "Environment (overrides the file; the flags override it): SASE_LISTEN, SASE_DATABASE, \
                   SASE_ADMIN_TOKEN, SASE_GRANT_KEY_FILE, SASE_DELIVERY (http_push or stream: every workflow's), \
-                  SASE_TLS_CERT_FILE and SASE_TLS_KEY_FILE (PEM: serve HTTPS). \
+                  SASE_TLS_CERT_FILE and SASE_TLS_KEY_FILE (PEM: serve HTTPS), \
+                  SASE_LOG_FORMAT (text or json). \
                   RUST_LOG sets the log filter (default info)."
 )]
 #[non_exhaustive]
@@ -113,6 +114,9 @@ pub struct Args {
     /// grants they signed), print its public key, and exit.
     #[arg(long)]
     pub rotate_grant_key: bool,
+    /// How log lines are written [default: text].
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 /// A DingTalk app's credentials and event subscription; without them the workflow runs on the
@@ -305,6 +309,21 @@ pub struct Config {
     /// The private key of [`tls_cert_file`](Self::tls_cert_file)'s certificate, PEM (PKCS#8,
     /// PKCS#1 or SEC1), e.g. `/etc/sase/tls/privkey.pem`.
     pub tls_key_file: Option<PathBuf>,
+    /// How log lines are written: `text` (the default) or `json` (one object a line).
+    pub log_format: LogFormat,
+}
+
+/// How the server writes its log lines (`log_format`, `SASE_LOG_FORMAT`, `--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// Human-readable lines (colours only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object a line: `timestamp`, `level`, `message` and the event's other
+    /// fields, `target`.
+    Json,
 }
 
 impl std::fmt::Debug for Config {
@@ -329,6 +348,7 @@ impl std::fmt::Debug for Config {
             .field("grant_key_file", &self.grant_key_file)
             .field("tls_cert_file", &self.tls_cert_file)
             .field("tls_key_file", &self.tls_key_file)
+            .field("log_format", &self.log_format)
             .finish()
     }
 }
@@ -355,6 +375,7 @@ impl Default for Config {
             grant_key_file: None,
             tls_cert_file: None,
             tls_key_file: None,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -397,8 +418,8 @@ impl Config {
     /// Loads the configuration, each source overriding the one before: the file
     /// (`--config FILE`, or the embedded defaults), then the environment (`SASE_LISTEN`,
     /// `SASE_DATABASE`, `SASE_ADMIN_TOKEN`, `SASE_GRANT_KEY_FILE`, `SASE_TLS_CERT_FILE`,
-    /// `SASE_TLS_KEY_FILE`, and `SASE_DELIVERY` for every workflow's), then
-    /// the flags (`--listen ADDR`, `--database PATH`); and validates the result for this
+    /// `SASE_TLS_KEY_FILE`, `SASE_LOG_FORMAT`, and `SASE_DELIVERY` for every workflow's), then
+    /// the flags (`--listen ADDR`, `--database PATH`, `--log-format FORMAT`); and validates the result for this
     /// build ([`validate`](Self::validate)). `env` looks a variable up
     /// (`|k| std::env::var(k).ok()`).
     ///
@@ -443,6 +464,13 @@ impl Config {
         if let Some(v) = env("SASE_TLS_KEY_FILE") {
             config.tls_key_file = Some(v.into());
         }
+        if let Some(v) = env("SASE_LOG_FORMAT") {
+            config.log_format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => return Err(invalid("SASE_LOG_FORMAT", format!("{other}: use text or json"))),
+            };
+        }
         if let Some(v) = env("SASE_DELIVERY") {
             let delivery = match v.as_str() {
                 "stream" => Delivery::Stream,
@@ -463,6 +491,9 @@ impl Config {
         }
         if let Some(database) = &args.database {
             config.database.clone_from(database);
+        }
+        if let Some(format) = args.log_format {
+            config.log_format = format;
         }
         Ok(config)
     }
@@ -878,6 +909,8 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
             "SASE_ADMIN_TOKEN",
             "SASE_TLS_CERT_FILE",
             "SASE_TLS_KEY_FILE",
+            "SASE_LOG_FORMAT",
+            "--log-format <FORMAT>",
         ] {
             assert!(help.contains(mention), "--help mentions {mention}: {help}");
         }

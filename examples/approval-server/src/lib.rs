@@ -572,7 +572,13 @@ fn start_reconciler(engine: Arc<Engine>, every: Duration, shutdown: Cancellation
             }
             // A pass in progress finishes: it records what it found before the server stops.
             match engine.reconcile(every).await {
-                Ok(r) if r.changed + r.linked > 0 => tracing::info!(?r, "reconciled"),
+                Ok(r) if r.changed + r.linked > 0 => tracing::info!(
+                    checked = r.checked,
+                    changed = r.changed,
+                    linked = r.linked,
+                    pruned_events = r.pruned_events,
+                    "reconciled"
+                ),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
             }

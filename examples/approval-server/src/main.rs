@@ -6,7 +6,7 @@
 //! in-process and stores requests in `sase-approval.sqlite`.
 
 use clap::Parser as _;
-use sase_approval_server::config::{Args, Config};
+use sase_approval_server::config::{Args, Config, LogFormat};
 
 // Every callback allocates and frees a few dozen small buffers (request, event, history
 // entry, reply); with mimalloc's thread-local free lists a push costs 1-2 µs less than
@@ -20,11 +20,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() {
     // Exits with the usage (status 2) on a bad command line, or prints --help.
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    // The configuration says how to log, so it is read first; it logs nothing itself, and
+    // its errors go to stderr as plain text.
     let config = match Config::load(&args, |k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => {
@@ -32,6 +29,7 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    init_logs(config.log_format);
     if args.rotate_grant_key {
         let path = config.grant_key_path();
         match sase_approval_server::grant_keys::rotate(&path) {
@@ -87,6 +85,23 @@ async fn main() {
     if let Err(e) = server.run_until_signal().await {
         tracing::error!(error = %e, "server failed");
         std::process::exit(1);
+    }
+}
+
+/// Log lines on stdout, filtered by `RUST_LOG` (default `info`): text, coloured only when
+/// stdout is a terminal, or one JSON object a line (the event's fields at the top level).
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal as _;
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stdout)
+        .with_ansi(std::io::stdout().is_terminal());
+    if format == LogFormat::Json {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.init();
     }
 }
 
