@@ -16,7 +16,7 @@ use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
 use dingtalk_sdk::crypto::EventCrypto;
 use rejection::BODY_LIMIT_BYTES;
 use sase_approval::definition::Delivery;
-use sase_approval::engine::{Engine, SubmitRequest};
+use sase_approval::engine::{Engine, Filing, SubmitRequest};
 use sase_approval::state::{ApprovalRequest, RequestId, RequestState};
 use sase_approval::store::ListFilter;
 use sase_approval::Error as EngineError;
@@ -297,8 +297,10 @@ async fn file_request(State(state): State<AppState>, headers: HeaderMap, b: Json
         }
         return refused;
     }
-    match state.engine.submit(submit).await {
-        Ok(r) => (StatusCode::CREATED, Json(agent_view(&r))).into_response(),
+    // A concurrent filing may have opened one since the read above: the store decides.
+    match state.engine.file(submit).await {
+        Ok(Filing::Created(r)) => (StatusCode::CREATED, Json(agent_view(&r))).into_response(),
+        Ok(filing) => Json(agent_view(&filing.into_request())).into_response(),
         Err(e) => engine_error(&e),
     }
 }

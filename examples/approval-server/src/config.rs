@@ -2,6 +2,7 @@
 //! ([`Args`]), with embedded defaults (SQLite file, one workflow on the in-process mock
 //! DingTalk) that need nothing in a `demo` build.
 
+use dingtalk_sdk::crypto::EventCrypto;
 use sase_approval::definition::Delivery;
 use sase_approval::engine::{DEFAULT_EVENT_RETENTION, DEFAULT_MAX_REASON_CHARS};
 use sase_policy::PolicyDocument;
@@ -23,7 +24,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The configuration file is not valid TOML for [`Config`] (unknown keys included).
-    #[error("{path}: at `{key}`: {source}")]
+    #[error("{path}: at `{key}`: {source}{hint}")]
     Parse {
         /// The file.
         path: String,
@@ -31,21 +32,56 @@ pub enum ConfigError {
         key: String,
         /// Where and why (boxed: it is large, and errors travel by value).
         source: Box<toml::de::Error>,
+        /// What was probably meant, for a known slip (empty otherwise).
+        hint: String,
     },
-    /// A value is invalid; `key` is its path, e.g. `workflows[1].process_code`.
-    #[error("{key}: {message}")]
+    /// A value is invalid; `key` is its path, e.g. `workflows[1].process_code`, and `file`
+    /// the configuration file it was read from (none for defaults, variables and flags).
+    #[error("{}{key}: {message}", file.as_deref().map(|f| format!("{f}: ")).unwrap_or_default())]
     Invalid {
+        /// The configuration file.
+        file: Option<String>,
         /// Path of the key.
         key: String,
-        /// What is wrong.
+        /// What is wrong, with the value where it is not secret.
         message: String,
     },
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
+        file: None,
         key: key.into(),
         message: message.into(),
+    }
+}
+
+impl ConfigError {
+    /// Names `path` as the file an invalid value came from.
+    fn in_file(self, path: &str) -> Self {
+        match self {
+            ConfigError::Invalid {
+                file: None,
+                key,
+                message,
+            } => ConfigError::Invalid {
+                file: Some(path.to_owned()),
+                key,
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+/// What a parse error at `key` probably means, for a slip a new user makes: `[[policies]]`
+/// (a list) where the table `policies` holds the list `policies`.
+fn parse_hint(key: &str) -> String {
+    if key == "policies" || key.starts_with("policies[") {
+        "\nhint: policies go in `[[policies.policies]]` (the table `policies` holds the list `policies`), not `[[policies]]`"
+            .to_owned()
+    } else {
+        String::new()
     }
 }
 
@@ -58,11 +94,11 @@ pub(crate) fn missing_credentials(index: usize) -> ConfigError {
     )
 }
 
-/// `key` is unset, and only a demo build makes one up.
+/// `key` is unset, and only a demo build on the mock DingTalk makes one up.
 pub(crate) fn required(key: &str) -> ConfigError {
     invalid(
         key,
-        "required (only a build with the `demo` feature makes one up)",
+        "required (only a build with the `demo` feature, with no DingTalk credentials configured, makes one up)",
     )
 }
 
@@ -386,10 +422,15 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Parse`] for invalid TOML, a wrong type or an unknown key.
     pub fn from_toml(text: &str, file: &str) -> Result<Self, ConfigError> {
-        serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| ConfigError::Parse {
-            path: file.to_owned(),
-            key: e.path().to_string(),
-            source: Box::new(e.into_inner()),
+        serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+            let key = e.path().to_string();
+            let source = e.into_inner();
+            ConfigError::Parse {
+                path: file.to_owned(),
+                hint: parse_hint(&key),
+                key,
+                source: Box::new(source),
+            }
         })
     }
 
@@ -427,7 +468,12 @@ impl Config {
     /// An unreadable or invalid file, or an invalid value.
     pub fn load(args: &Args, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let config = Self::read(args, env)?;
-        config.validate()?;
+        match &args.config {
+            Some(path) => config
+                .validate()
+                .map_err(|e| e.in_file(&path.display().to_string()))?,
+            None => config.validate()?,
+        }
         Ok(config)
     }
 
@@ -509,7 +555,9 @@ impl Config {
     /// Checks what the types cannot: unique, well-formed workflow ids and Request URL ids,
     /// a form and a mapping for each real DingTalk workflow, and one event subscription per
     /// DingTalk app (workflows of one app share its token, aes_key and delivery), both TLS
-    /// files or neither; and, in [`Mode::Production`], credentials for every workflow, an admin token and policies.
+    /// files or neither; and, in [`Mode::Production`] or with any real DingTalk credentials
+    /// ([`mock_only`](Self::mock_only) false), an admin token and policies (and, in
+    /// production, credentials for every workflow).
     ///
     /// # Errors
     /// The first invalid value, with its key path.
@@ -525,7 +573,10 @@ impl Config {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             {
-                return Err(invalid(key("id"), "use letters, digits, '-', '_' or '.'"));
+                return Err(invalid(
+                    key("id"),
+                    format!("`{}`: use letters, digits, '-', '_' or '.'", w.id),
+                ));
             }
             if let Some(first) = ids.insert(w.id.as_str(), i) {
                 return Err(invalid(
@@ -563,6 +614,18 @@ impl Config {
                     "map system fields to the form's labels, e.g. reason = \"卸载原因\"",
                 ));
             }
+            let receiver = app.receiver_id.as_deref().unwrap_or(&app.client_id);
+            if let Err(e) = EventCrypto::new(&app.token, &app.aes_key, receiver) {
+                // The key itself is a secret: its length is all the message shows.
+                return Err(invalid(
+                    key("dingtalk.aes_key"),
+                    format!(
+                        "workflow `{}`: {e} (this one has {} characters)",
+                        w.id,
+                        app.aes_key.chars().count()
+                    ),
+                ));
+            }
             if let Some((j, other)) = apps.insert(app.client_id.as_str(), (i, w)) {
                 let theirs = other.dingtalk.as_ref();
                 if theirs != Some(app) || other.delivery != w.delivery {
@@ -587,10 +650,10 @@ impl Config {
             ),
         ] {
             if value == 0 {
-                return Err(invalid(key, "must be at least 1"));
+                return Err(invalid(key, "0: must be at least 1"));
             }
         }
-        if mode == Mode::Production {
+        if mode == Mode::Production || !self.mock_only() {
             if self.admin_token.is_none() {
                 return Err(required("admin_token"));
             }
@@ -599,6 +662,13 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Whether no workflow has DingTalk credentials: only then does a demo build make up
+    /// what is missing (an admin token, a device, a policy) and print tokens. With real
+    /// credentials nothing is made up, whatever the build.
+    pub fn mock_only(&self) -> bool {
+        self.workflows.iter().all(|w| w.dingtalk.is_none())
     }
 }
 
@@ -723,6 +793,10 @@ mod tests {
         }
     }
 
+    /// What real credentials need besides a workflow: an admin token and policies.
+    const COMPLETE: &str =
+        "admin_token = \"admin-0123456789abcdef0123456789abcdef\"\npolicies = { policies = [] }\n";
+
     const APP: &str = r#"client_id = "dingapp"
 client_secret = "s"
 token = "t"
@@ -739,7 +813,7 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
     #[test]
     fn several_workflows_parse() {
         let config = parse(&format!(
-            r#"
+            r#"{COMPLETE}
             [[workflows]]
             id = "wf-a"
             process_code = "PROC-A"
@@ -821,7 +895,7 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
             "workflows[0].fields"
         );
         let ok = "process_code = \"P\"\nfields = { reason = \"r\" }";
-        parse(&two(&real("a", ok), &real("b", ok))).unwrap();
+        parse(&format!("{COMPLETE}{}", two(&real("a", ok), &real("b", ok)))).unwrap();
         assert_eq!(
             key(parse(&two(
                 &real("a", ok),
@@ -861,8 +935,9 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
                 refused("[[workflows]]\nid = \"a\"\n[[workflows]]\nid = \"b\""),
                 expected("workflows[0].dingtalk")
             );
-            assert_eq!(refused(&production(false, true)), expected("admin_token"));
-            assert_eq!(refused(&production(true, false)), expected("policies"));
+            // With real credentials nothing is made up, in a demo build too.
+            assert_eq!(refused(&production(false, true)).as_deref(), Some("admin_token"));
+            assert_eq!(refused(&production(true, false)).as_deref(), Some("policies"));
             assert_eq!(refused(&production(true, true)), None);
         }
         let e = parse_for("", Mode::Production).unwrap_err().to_string();
@@ -870,6 +945,46 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
             e.starts_with("workflows[0].dingtalk: no DingTalk credentials") && e.contains("`demo`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn errors_name_the_file_the_key_and_the_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.toml");
+        let write = |text: &str| std::fs::write(&file, text).unwrap();
+        let load = || {
+            Config::load(&args(&["--config", &file.display().to_string()]).unwrap(), |_| {
+                None
+            })
+            .unwrap_err()
+            .to_string()
+        };
+        let path = file.display().to_string();
+        write("[[workflows]]\nid = \"wf one\"");
+        assert_eq!(
+            load(),
+            format!("{path}: workflows[0].id: `wf one`: use letters, digits, '-', '_' or '.'")
+        );
+        // A bad aes_key names its workflow and the key path, never the key.
+        let bad_key = "ThisKeyIsTooShortForDingTalk";
+        write(&production(true, true).replace("kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx", bad_key));
+        let e = load();
+        assert!(
+            e.starts_with(&format!("{path}: workflows[0].dingtalk.aes_key: workflow `wf`: "))
+                && e.contains("43 characters")
+                && e.contains("has 28 characters")
+                && !e.contains(bad_key),
+            "{e}"
+        );
+        // `[[policies]]` for `[[policies.policies]]` says so.
+        write("[[policies]]\nid = \"p\"\nname = \"p\"");
+        let e = load();
+        assert!(
+            e.starts_with(&format!("{path}: at `policies")) && e.contains("hint: policies go in `[[policies.policies]]`"),
+            "{e}"
+        );
+        write(&format!("max_connections = 0\n{}", production(true, true)));
+        assert_eq!(load(), format!("{path}: max_connections: 0: must be at least 1"));
     }
 
     #[test]

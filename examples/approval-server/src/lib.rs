@@ -444,8 +444,9 @@ fn build_engine(
     Ok((Arc::new(engine.build()?), catalog))
 }
 
-/// The configured policies (in a demo build, a demo policy on the first workflow if none),
-/// checked against the workflows.
+/// The configured policies (in a demo build on the mock DingTalk only, a demo policy on the
+/// first workflow if none; validation has refused their absence otherwise), checked against
+/// the workflows.
 fn compile_policies(config: &Config, catalog: &Catalog) -> Result<PolicySet, Error> {
     let document = match &config.policies {
         Some(document) => document.clone(),
@@ -457,7 +458,8 @@ fn compile_policies(config: &Config, catalog: &Catalog) -> Result<PolicySet, Err
     Ok(PolicySet::compile(document.policies, catalog)?)
 }
 
-/// The admin token and the enrolled devices (in a demo build, made up when not configured).
+/// The admin token and the enrolled devices (in a demo build on the mock DingTalk only, made
+/// up when not configured; validation has refused a missing admin token otherwise).
 fn enroll(config: &Config) -> Result<(String, Vec<DeviceConfig>), ConfigError> {
     let admin_token = match &config.admin_token {
         Some(token) => token.clone(),
@@ -467,8 +469,11 @@ fn enroll(config: &Config) -> Result<(String, Vec<DeviceConfig>), ConfigError> {
         None => return Err(config::required("admin_token")),
     };
     #[cfg(feature = "demo")]
-    if config.devices.is_empty() {
+    if config.devices.is_empty() && config.mock_only() {
         return Ok((admin_token, vec![demo::device()]));
+    }
+    if config.devices.is_empty() {
+        tracing::warn!("no devices are enrolled: every agent request will be refused (add [[devices]])");
     }
     Ok((admin_token, config.devices.clone()))
 }

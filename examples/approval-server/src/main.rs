@@ -48,6 +48,9 @@ async fn main() {
             }
         }
     }
+    // Tokens are printed only on the mock DingTalk (demo), never with real credentials.
+    #[cfg(feature = "demo")]
+    let print_tokens = config.mock_only();
     let server = match sase_approval_server::start(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -76,9 +79,8 @@ async fn main() {
         server.scheme(),
         server.addr
     );
-    // Tokens are printed only when the mock DingTalk runs (demo), never with real credentials.
     #[cfg(feature = "demo")]
-    if server.mock.is_some() {
+    if print_tokens {
         print_walk(&server);
     }
 
@@ -96,8 +98,10 @@ fn init_logs(format: LogFormat) {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stdout)
-        .with_ansi(std::io::stdout().is_terminal());
+        // Logs go to stderr, apart from what the server prints for its operator (address,
+        // Request URLs, demo walk-through) on stdout: JSON lines stay JSON.
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if format == LogFormat::Json {
         logs.json().flatten_event(true).init();
     } else {

@@ -461,6 +461,99 @@ async fn filing_again_while_a_request_is_open_returns_it() {
     server.shutdown().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_filings_make_one_request_and_one_instance() {
+    let (_dir, mock, server) = running().await;
+    let before = mock.instance_ids().len();
+    let filings: Vec<_> = (0..8)
+        .map(|n| {
+            let alice = Agent::new(&server, "tok-alice");
+            tokio::spawn(async move { alice.file(&format!("a double click, {n}")).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for filing in filings {
+        answers.push(filing.await.unwrap());
+    }
+    let created: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 201)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(created.len(), 1, "{answers:?}");
+    for (status, body) in &answers {
+        assert!(*status == 201 || *status == 200, "{status} {body}");
+        assert_eq!(
+            body["id"], created[0]["id"],
+            "every filing answers the one request"
+        );
+    }
+    assert_eq!(mock.instance_ids().len(), before + 1, "one DingTalk instance");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_instance_flooded_with_comments_keeps_a_bounded_history() {
+    let (_dir, mock, server) = running().await;
+    let alice = Agent::new(&server, "tok-alice");
+    let (status, filed) = alice.file("reinstall").await;
+    assert_eq!(status, 201, "{filed}");
+    let id = filed["id"].as_str().unwrap().to_owned();
+    let external = alice.external_id(&id).await;
+    let comments = 150;
+    for n in 0..comments {
+        mock.comment(&external, "approver1", &format!("comment {n}"))
+            .unwrap();
+    }
+    mock.approve(&external, None, Some("ok")).unwrap();
+    alice.poll(&id, "approved").await;
+    // The last comments' events may still be on their way after the approval's.
+    let path = format!("/api/console/requests/{id}");
+    let mut request = Value::Null;
+    for _ in 0..500 {
+        request = alice.console(reqwest::Method::GET, &path).await.1;
+        let audit = request["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["from"] == t["to"])
+            .count();
+        let dropped = request["history_dropped"].as_u64().unwrap_or(0);
+        if audit as u64 - 1 + dropped >= comments {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let history = request["history"].as_array().unwrap();
+    let audit = history.iter().filter(|t| t["from"] == t["to"]).count();
+    assert_eq!(
+        audit,
+        1 + sase_approval::state::AUDIT_ENTRIES_KEPT,
+        "the filing and the newest comments"
+    );
+    assert!(
+        request["history_dropped"].as_u64().unwrap() >= comments - 100,
+        "{}",
+        request["history_dropped"]
+    );
+    let moves: Vec<&Value> = history
+        .iter()
+        .filter(|t| t["from"] != t["to"])
+        .map(|t| &t["to"])
+        .collect();
+    assert_eq!(
+        moves,
+        [&json!("pending"), &json!("approved")],
+        "state changes are all kept"
+    );
+    assert!(
+        request.to_string().len() < 64 * 1024,
+        "{} bytes",
+        request.to_string().len()
+    );
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_device_that_keeps_filing_is_rate_limited() {
     let dir = tempfile::tempdir().unwrap();
@@ -1130,10 +1223,47 @@ async fn a_workflow_without_credentials_needs_the_demo_build() {
     config.workflows = vec![WorkflowConfig::new("wf-dingtalk")];
     match server::start(config).await {
         Ok(server) if cfg!(feature = "demo") => server.shutdown().await.unwrap(),
-        Err(server::Error::Config(ConfigError::Invalid { key, message })) if !cfg!(feature = "demo") => {
+        Err(server::Error::Config(ConfigError::Invalid { key, message, .. })) if !cfg!(feature = "demo") => {
             assert_eq!(key, "workflows[0].dingtalk");
             assert!(message.contains("no DingTalk credentials"), "{message}");
         }
         other => panic!("demo build: {}, got {other:?}", cfg!(feature = "demo")),
     }
+}
+
+/// With real DingTalk credentials nothing is made up, whatever the build: no demo device (an
+/// agent is refused), no demo policy, no demo admin token; and a database that cannot be
+/// opened is named.
+#[tokio::test]
+async fn real_credentials_get_no_demo_device_policy_or_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = mock().await;
+    let mut config = credentialed_config(&mock, &dir.path().join("real.sqlite"));
+    config.devices.clear();
+    let server = start_with(&mock, config.clone()).await;
+    assert!(server.devices.is_empty(), "{:?}", server.devices);
+    let refused = reqwest::Client::new()
+        .post(format!("http://{}/api/agent/uninstall-check", server.addr))
+        .bearer_auth("any-token")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    server.shutdown().await.unwrap();
+
+    let mut without_policies = config.clone();
+    without_policies.policies = None;
+    let mut without_token = config.clone();
+    without_token.admin_token = None;
+    for (key, without) in [("policies", without_policies), ("admin_token", without_token)] {
+        match server::start(without).await {
+            Err(server::Error::Config(ConfigError::Invalid { key: refused, .. })) => assert_eq!(refused, key),
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+    let missing = dir.path().join("no-such-dir").join("approvals.sqlite");
+    config.database = missing.display().to_string();
+    let e = server::start(config).await.unwrap_err().to_string();
+    assert!(e.contains(&missing.display().to_string()), "{e}");
 }

@@ -15,7 +15,7 @@
 use serde_json::{json, Value};
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const REASON: &str = "reinstalling the OS";
@@ -43,6 +43,8 @@ fn is_banner(line: &str) -> bool {
 struct Process {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// Log lines on stdout, or banner lines on stderr.
+    misplaced: Arc<Mutex<Vec<String>>>,
     seen: Vec<String>,
     base: String,
     mock: String,
@@ -92,14 +94,22 @@ impl Process {
         command.envs(env.iter().copied());
         let mut child = command.spawn().unwrap();
         let (tx, lines) = mpsc::channel();
-        for pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
+        let misplaced = Arc::new(Mutex::new(Vec::new()));
+        for (pipe, on_stdout) in [
+            (
+                Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+                true,
+            ),
+            (Box::new(child.stderr.take().unwrap()), false),
         ] {
-            let tx = tx.clone();
+            let (tx, misplaced) = (tx.clone(), Arc::clone(&misplaced));
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines() {
                     let Ok(line) = line else { break };
+                    // The log is on stderr; stdout has only the banner.
+                    if is_banner(&line) != on_stdout && !line.is_empty() {
+                        misplaced.lock().unwrap().push(line.clone());
+                    }
                     if tx.send(line).is_err() {
                         break;
                     }
@@ -109,6 +119,7 @@ impl Process {
         let mut process = Self {
             child,
             lines,
+            misplaced,
             seen: Vec::new(),
             base: String::new(),
             mock: String::new(),
@@ -186,6 +197,11 @@ impl Process {
         let mut seen = std::mem::take(&mut self.seen);
         seen.extend(self.lines.iter());
         assert!(exit.success(), "{exit}: {seen:#?}");
+        let misplaced = self.misplaced.lock().unwrap();
+        assert!(
+            misplaced.is_empty(),
+            "logs on stdout or banner on stderr: {misplaced:#?}"
+        );
         seen
     }
 }

@@ -63,3 +63,40 @@ async fn the_readme_server_toml_starts_a_server() {
     );
     server.shutdown().await.unwrap();
 }
+
+/// Every configuration example in the README is one a test starts: this one (above), and
+/// the TLS and reverse-proxy ones (`tests/tls.rs`). A new example fails here until it is.
+#[test]
+fn every_readme_configuration_example_is_started_by_a_test() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    const STARTED: [&str; 3] = [
+        "Write `server.toml`:",
+        "To have the server terminate TLS itself, add to `server.toml`:",
+        "Behind a reverse proxy, give `server.toml` the public URL:",
+    ];
+    let blocks: Vec<&str> = readme.split("```toml\n").skip(1).collect();
+    let introduced_by: Vec<&str> = readme
+        .split("```toml\n")
+        .take(blocks.len())
+        .map(|before| {
+            let before = before.trim_end();
+            before.lines().last().unwrap_or_default().trim()
+        })
+        .collect();
+    for intro in &introduced_by {
+        assert!(
+            STARTED.iter().any(|marker| intro.ends_with(marker)),
+            "a README toml block introduced by {intro:?} is not started by any test"
+        );
+    }
+    assert_eq!(blocks.len(), STARTED.len(), "{introduced_by:?}");
+    for block in blocks {
+        let (block, _) = block.split_once("```").unwrap();
+        let text: String = block
+            .lines()
+            .map(|line| line.strip_prefix("   ").unwrap_or(line))
+            .collect::<Vec<_>>()
+            .join("\n");
+        Config::from_toml(&text, "README.md").unwrap();
+    }
+}
