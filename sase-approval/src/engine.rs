@@ -1119,9 +1119,8 @@ impl Engine {
             .expire_after
             .filter(|l| now - request.created_at_ms > millis(*l))
         {
-            if let Err(e) = backend.revoke(external, "system", Some("expired")).await {
-                tracing::warn!(request = %request.id, instance = %external, error = %e, "could not revoke the expired instance");
-            }
+            // Expired first, then the instance revoked: the revocation's own event then finds
+            // the request decided (and changes nothing) instead of racing it to "revoked".
             let mut moved = false;
             let after = self
                 .mutate(&request.id, |r| {
@@ -1129,6 +1128,11 @@ impl Engine {
                     Ok(moved)
                 })
                 .await?;
+            if moved {
+                if let Err(e) = backend.revoke(external, "system", Some("expired")).await {
+                    tracing::warn!(request = %request.id, instance = %external, error = %e, "could not revoke the expired instance");
+                }
+            }
             if moved {
                 tracing::info!(
                     request = %after.id,

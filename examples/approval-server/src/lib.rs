@@ -39,6 +39,7 @@ use dingtalk_sdk::mock::{MockApp, MockDingTalk};
 use dingtalk_sdk::stream::client::StreamClient;
 use dingtalk_sdk::token::Credentials;
 use dingtalk_sdk::ProcessCode;
+use sase_approval::clock::{Clock, SystemClock};
 use sase_approval::definition::{
     new_callback_id, Delivery, DingTalkSettings, Mapping, Workflow, WorkflowKind,
 };
@@ -229,6 +230,15 @@ impl Server {
 /// If the configuration is invalid, the TLS certificate or key cannot be used, the address
 /// cannot be bound or the database opened.
 pub async fn start(config: Config) -> Result<Server, Error> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// [`start`] with the engine on `clock` (policy decisions, filing limits, grants, expiry):
+/// tests move a [`ManualClock`](sase_approval::clock::ManualClock) instead of waiting.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<Server, Error> {
     config.validate()?;
     let tls = config
         .tls_files()
@@ -253,7 +263,7 @@ pub async fn start(config: Config) -> Result<Server, Error> {
     let resolved = resolve_workflows(&config)?;
     let store = Arc::new(SqliteStore::open(&config.database).await?);
     let keys = grant_keys::load_or_create(&config.grant_key_path())?;
-    let (engine, catalog) = build_engine(&config, store, keys.signer, &resolved)?;
+    let (engine, catalog) = build_engine(&config, store, keys.signer, clock, &resolved)?;
     let policies = compile_policies(&config, &catalog)?;
     let streams = stream_clients(&resolved)?;
     let (admin_token, devices) = enroll(&config)?;
@@ -410,9 +420,11 @@ fn build_engine(
     config: &Config,
     store: Arc<SqliteStore>,
     signer: GrantSigner,
+    clock: Arc<dyn Clock>,
     resolved: &[Resolved],
 ) -> Result<(Arc<Engine>, Catalog), Error> {
     let mut engine = Engine::builder(store, signer)
+        .clock(clock)
         .grant_ttl(Duration::from_secs(config.grant_ttl_secs))
         .event_retention(Duration::from_secs(config.event_retention_secs))
         .max_reason_chars(config.max_reason_chars);

@@ -12,12 +12,14 @@
 )]
 
 use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
+use sase_approval::clock::ManualClock;
 use sase_approval_server::config::{Config, ConfigError, DeviceConfig, DingTalkConfig, WorkflowConfig};
 use sase_approval_server::{self as server, Server};
 use sase_policy::ids::{DeviceId, GrantId, UserId};
 use sase_policy::{Action, Error as PolicyError, GrantVerifier, PolicyDocument, SignedGrant};
 use serde_json::{json, Value};
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 const APP: &str = "dinge2eapp";
@@ -1266,4 +1268,49 @@ async fn real_credentials_get_no_demo_device_policy_or_token() {
     config.database = missing.display().to_string();
     let e = server::start(config).await.unwrap_err().to_string();
     assert!(e.contains(&missing.display().to_string()), "{e}");
+}
+
+/// Pending requests expire by default (7 days, `expire_after_secs`): the reconciler expires
+/// an undecided request once the clock passes it and revokes its DingTalk instance.
+#[tokio::test]
+async fn an_undecided_request_expires_after_seven_days_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = mock().await;
+    let mut config = credentialed_config(&mock, &dir.path().join("expiry.sqlite"));
+    assert_eq!(config.expire_after_secs, 7 * 24 * 3600, "the default");
+    config.reconcile_every_secs = 1;
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let server = server::start_with_clock(config, clock.clone()).await.unwrap();
+    let app = MockApp::new(APP, SECRET)
+        .events(TOKEN, AES_KEY)
+        .request_url(server.request_url("wf-dingtalk").unwrap());
+    assert!(mock.register_app(app).await.unwrap().ok);
+    let alice = Agent::new(&server, "tok-alice");
+    let (status, filed) = alice.file("reinstall").await;
+    assert_eq!(status, 201, "{filed}");
+    let id = filed["id"].as_str().unwrap().to_owned();
+    alice.poll(&id, "pending").await;
+    clock.advance(Duration::from_secs(7 * 24 * 3600 + 60));
+    alice.poll(&id, "expired").await;
+    let external = alice.external_id(&id).await;
+    assert_eq!(mock.instance(&external).unwrap()["status"], "TERMINATED");
+    // The revocation's event, once answered, leaves the request expired.
+    let terminated = |d: &dingtalk_sdk::mock::Delivery| {
+        d.process_instance_id.as_deref() == Some(external.as_str())
+            && d.change.as_deref() == Some("terminate")
+            && d.ok
+    };
+    for _ in 0..500 {
+        if mock.deliveries().iter().any(terminated) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        mock.deliveries().iter().any(terminated),
+        "{:#?}",
+        mock.deliveries()
+    );
+    assert_eq!(alice.poll(&id, "expired").await["state"], "expired");
+    server.shutdown().await.unwrap();
 }
