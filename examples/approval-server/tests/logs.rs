@@ -54,8 +54,42 @@ struct Process {
 }
 
 impl Process {
-    /// Starts the binary in a fresh directory on its demo defaults, plus `args` and `env`.
+    /// Starts the binary in a fresh directory on its demo defaults, plus `args` and `env`,
+    /// and reads the demo's banner.
     fn start(args: &[&str], env: &[(&str, &str)], config: Option<&str>) -> Self {
+        let mut process = Self::spawn(args, env, config);
+        // The mock's approve line is the banner's last but one.
+        process.wait_for("the banner", |l| {
+            l.starts_with("curl ") && l.contains("/__mock/instances/<instanceId>/approve")
+        });
+        let after = |prefix: &str| {
+            let line = process
+                .seen
+                .iter()
+                .find_map(|l| l.strip_prefix(prefix))
+                .unwrap_or_else(|| panic!("no `{prefix}` line in {:#?}", process.seen));
+            line.split_whitespace().next().unwrap().to_owned()
+        };
+        let (base, admin, device) = (
+            after("SASE approval server on "),
+            after("Admin token:"),
+            after("Device token:"),
+        );
+        let mock = process
+            .seen
+            .iter()
+            .find_map(|l| l.strip_prefix("curl -s -X POST ")?.split_once("/__mock/"))
+            .map(|(mock, _)| mock.to_owned())
+            .unwrap();
+        process.base = base;
+        process.admin = admin;
+        process.device = device;
+        process.mock = mock;
+        process
+    }
+
+    /// Starts the binary in a fresh directory, plus `args`, `env` and `config`.
+    fn spawn(args: &[&str], env: &[(&str, &str)], config: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let database = dir.path().join("a.sqlite");
         let mut command = Command::new(env!("CARGO_BIN_EXE_approval-server"));
@@ -116,7 +150,7 @@ impl Process {
                 }
             });
         }
-        let mut process = Self {
+        Self {
             child,
             lines,
             misplaced,
@@ -126,35 +160,7 @@ impl Process {
             admin: String::new(),
             device: String::new(),
             _dir: dir,
-        };
-        // The mock's approve line is the banner's last but one.
-        process.wait_for("the banner", |l| {
-            l.starts_with("curl ") && l.contains("/__mock/instances/<instanceId>/approve")
-        });
-        let after = |prefix: &str| {
-            let line = process
-                .seen
-                .iter()
-                .find_map(|l| l.strip_prefix(prefix))
-                .unwrap_or_else(|| panic!("no `{prefix}` line in {:#?}", process.seen));
-            line.split_whitespace().next().unwrap().to_owned()
-        };
-        let (base, admin, device) = (
-            after("SASE approval server on "),
-            after("Admin token:"),
-            after("Device token:"),
-        );
-        let mock = process
-            .seen
-            .iter()
-            .find_map(|l| l.strip_prefix("curl -s -X POST ")?.split_once("/__mock/"))
-            .map(|(mock, _)| mock.to_owned())
-            .unwrap();
-        process.base = base;
-        process.admin = admin;
-        process.device = device;
-        process.mock = mock;
-        process
+        }
     }
 
     /// Reads lines until one matches `what`.
@@ -526,5 +532,64 @@ fn a_bad_log_format_is_refused_readably() {
     assert!(
         stderr.contains("--log-format") && stderr.contains("json"),
         "{stderr}"
+    );
+}
+
+/// With real DingTalk credentials the binary prints no token, configured or made up, and
+/// enrolls no demo device.
+#[test]
+fn real_credentials_print_no_tokens() {
+    const ADMIN: &str = "admin-token-from-the-file-0123456789abcdef";
+    const DEVICE: &str = "device-token-from-the-file-0123456789";
+    let config = format!(
+        r#"admin_token = "{ADMIN}"
+[[workflows]]
+id = "wf-real"
+process_code = "PROC-REAL"
+fields = {{ reason = "卸载原因" }}
+[workflows.dingtalk]
+client_id = "dingrealapp"
+client_secret = "a-client-secret-0123456789"
+token = "a-signature-token"
+aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx"
+api_base = "http://127.0.0.1:9"
+[[devices]]
+token = "{DEVICE}"
+device_id = "LAPTOP-1"
+user_id = "alice"
+groups = ["employees"]
+[[policies.policies]]
+id = "p"
+name = "p"
+switches = {{ anti_uninstall = true }}
+scope = {{ groups = ["employees"] }}
+approval = {{ allow_filing = true, workflow = "wf-real" }}
+[policies.policies.prompt.zh-CN]
+title = "t"
+content = "c"
+primary_button = "p"
+secondary_button = "s"
+[policies.policies.prompt.en-US]
+title = "t"
+content = "c"
+primary_button = "p"
+secondary_button = "s"
+"#
+    );
+    let mut server = Process::spawn(&[], &[], Some(&config));
+    server.wait_for("the address", |l| l.starts_with("SASE approval server on "));
+    let output = server.stop();
+    for line in &output {
+        for secret in [ADMIN, DEVICE, "a-client-secret", "a-signature-token", "kYd8sJ2p"] {
+            assert!(!line.contains(secret), "{secret} printed: {line}");
+        }
+        assert!(
+            !line.starts_with("Admin token:") && !line.starts_with("Device token:"),
+            "{line}"
+        );
+    }
+    assert!(
+        output.iter().any(|l| l.contains("Request URL http://")),
+        "{output:#?}"
     );
 }
