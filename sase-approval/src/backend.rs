@@ -4,6 +4,7 @@
 
 use crate::state::{ApprovalRequest, RequestState};
 use async_trait::async_trait;
+use std::collections::HashSet;
 use std::fmt;
 
 /// An external instance's decision, as the backend reports it.
@@ -18,6 +19,8 @@ pub enum ExternalStatus {
     Rejected,
     /// Revoked or deleted.
     Revoked,
+    /// The external system says there is no such instance.
+    Missing,
 }
 
 impl ExternalStatus {
@@ -28,6 +31,7 @@ impl ExternalStatus {
             ExternalStatus::Approved => RequestState::Approved,
             ExternalStatus::Rejected => RequestState::Rejected,
             ExternalStatus::Revoked => RequestState::Revoked,
+            ExternalStatus::Missing => RequestState::Failed,
         }
     }
 }
@@ -109,8 +113,30 @@ pub trait ApprovalBackend: Send + Sync + fmt::Debug {
     /// Instances that an earlier, uncertain create for `request` may have made, newest last.
     async fn find_existing(&self, request: &ApprovalRequest) -> BackendResult<Vec<String>>;
 
-    /// The instance's current decision.
+    /// The instance's current decision ([`ExternalStatus::Missing`] if there is no such
+    /// instance).
     async fn status(&self, external_id: &str) -> BackendResult<ExternalStatus>;
+
+    /// Of `requests` (pending, each linked to an instance), the instances still awaiting a
+    /// decision, found with as few calls as the backend can: reconciliation then asks
+    /// [`status`](Self::status) only about the others. `now_ms` bounds how far back a
+    /// backend may search. The default asks `status` about each.
+    async fn running_among(
+        &self,
+        requests: &[&ApprovalRequest],
+        now_ms: i64,
+    ) -> BackendResult<HashSet<String>> {
+        let _ = now_ms;
+        let mut running = HashSet::new();
+        for request in requests {
+            if let Some(external) = &request.external_id {
+                if self.status(external).await? == ExternalStatus::Running {
+                    running.insert(external.clone());
+                }
+            }
+        }
+        Ok(running)
+    }
 
     /// Approves on behalf of the approver whose task is running.
     async fn approve(&self, external_id: &str, admin: &str, remark: Option<&str>) -> BackendResult<()>;
@@ -138,6 +164,15 @@ impl ApprovalBackend for BuiltinBackend {
 
     async fn status(&self, _external_id: &str) -> BackendResult<ExternalStatus> {
         Ok(ExternalStatus::Running)
+    }
+
+    /// Nothing external decides: every instance awaits the console.
+    async fn running_among(
+        &self,
+        requests: &[&ApprovalRequest],
+        _now_ms: i64,
+    ) -> BackendResult<HashSet<String>> {
+        Ok(requests.iter().filter_map(|r| r.external_id.clone()).collect())
     }
 
     async fn approve(&self, _: &str, _: &str, _: Option<&str>) -> BackendResult<()> {

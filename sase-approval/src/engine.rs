@@ -6,14 +6,17 @@ use crate::clock::{millis, Clock, SystemClock};
 use crate::definition::{Template, Workflow};
 use crate::error::{Error, GrantRefusal, Result};
 use crate::event::{EventOrigin, ExternalChange, ExternalEvent};
+use crate::recheck::RecheckSchedule;
 use crate::state::{plan, ApprovalRequest, Change, Plan, RequestId, RequestState, Source};
 use crate::store::{ApprovalStore, EventWrite, ListFilter};
 use sase_policy::ids::{DeviceId, GrantId, UserId, WorkflowId};
 use sase_policy::{Action, Grant, GrantSigner, GrantVerifier, SignedGrant};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
+
+mod reconcile;
 
 /// What a requester files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,8 +105,12 @@ pub enum EventOutcome {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReconcileReport {
-    /// Requests looked at.
+    /// Requests looked at (due on the recheck schedule, unlinked, or overdue).
     pub checked: usize,
+    /// Pending requests not due for a look yet.
+    pub not_due: usize,
+    /// Instances asked about one by one (no longer running, or not listable).
+    pub looked_up: usize,
     /// Requests whose state changed.
     pub changed: usize,
     /// External instances created or found for requests that had none.
@@ -136,6 +143,7 @@ pub struct EngineBuilder {
     event_retention: Duration,
     clock: Arc<dyn Clock>,
     max_reason_chars: usize,
+    recheck: RecheckSchedule,
 }
 
 /// How many characters a reason may have by default (the approver reads it in DingTalk).
@@ -283,6 +291,13 @@ impl EngineBuilder {
         self
     }
 
+    /// When reconciliation looks at a pending request again. Default:
+    /// [`RecheckSchedule::default`].
+    pub fn recheck(mut self, schedule: RecheckSchedule) -> Self {
+        self.recheck = schedule;
+        self
+    }
+
     /// Where the engine reads the time. Default: [`SystemClock`]; tests pass a
     /// [`ManualClock`](crate::clock::ManualClock) and move it.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -310,6 +325,8 @@ impl EngineBuilder {
             event_retention: self.event_retention,
             clock: self.clock,
             max_reason_chars: self.max_reason_chars,
+            recheck: self.recheck,
+            rechecks: Mutex::default(),
             updates: broadcast::channel(1024).0,
         })
     }
@@ -326,6 +343,11 @@ pub struct Engine {
     event_retention: Duration,
     clock: Arc<dyn Clock>,
     max_reason_chars: usize,
+    recheck: RecheckSchedule,
+    /// When each pending request last saw an event and was last looked at by
+    /// reconciliation, on our clock (lost on restart: each request is then looked at once,
+    /// at its latest schedule point from its filing).
+    rechecks: Mutex<HashMap<RequestId, reconcile::Recheck>>,
     updates: broadcast::Sender<RequestUpdate>,
 }
 
@@ -351,6 +373,7 @@ impl Engine {
             event_retention: DEFAULT_EVENT_RETENTION,
             clock: Arc::new(SystemClock),
             max_reason_chars: DEFAULT_MAX_REASON_CHARS,
+            recheck: RecheckSchedule::default(),
         }
     }
 
@@ -819,6 +842,8 @@ impl Engine {
                 outcome
             }
             EventWrite::Changed(update) => {
+                // Any event about a request puts its next look back to the schedule's first.
+                self.note_activity(&update.id);
                 match (outcome, &found) {
                     (EventOutcome::Applied, Some((from, workflow))) => {
                         tracing::info!(
@@ -1067,104 +1092,5 @@ impl Engine {
             Err(_) => {}
         }
         result
-    }
-
-    /// Catches up on what events did not tell us (HTTP push has no documented retry, and
-    /// subscriptions have a monthly quota): for requests older than `older_than`, creates
-    /// missing external instances, polls pending ones, and expires overdue ones; then prunes
-    /// processed event keys older than the event retention.
-    ///
-    /// # Errors
-    /// Store errors; backend errors are logged per request and retried next pass.
-    pub async fn reconcile(&self, older_than: Duration) -> Result<ReconcileReport> {
-        let now = self.clock.now_ms();
-        let mut filter = ListFilter::default().states(vec![RequestState::Submitted, RequestState::Pending]);
-        filter.created_to_ms = Some(now - millis(older_than));
-        let mut report = ReconcileReport::default();
-        for request in self.store.list(&filter).await? {
-            report.checked += 1;
-            let Ok(backend) = self.backend(&request.workflow).map(Arc::clone) else {
-                continue;
-            };
-            let outcome = self.reconcile_one(&request, backend.as_ref(), now).await;
-            match outcome {
-                Ok((changed, linked)) => {
-                    report.changed += usize::from(changed);
-                    report.linked += usize::from(linked);
-                }
-                Err(e) => {
-                    tracing::warn!(request = %request.id, error = %e, "reconciliation failed; will retry")
-                }
-            }
-        }
-        report.pruned_events = self
-            .store
-            .prune_events(now.saturating_sub(millis(self.event_retention)))
-            .await?;
-        Ok(report)
-    }
-
-    async fn reconcile_one(
-        &self,
-        request: &ApprovalRequest,
-        backend: &dyn ApprovalBackend,
-        now: i64,
-    ) -> Result<(bool, bool)> {
-        let Some(external) = &request.external_id else {
-            let after = self.create_external(&request.id, backend, Attempt::Again).await?;
-            let linked = after.external_id.is_some();
-            return Ok((after.state != request.state, linked));
-        };
-        if let Some(limit) = self
-            .expire_after
-            .filter(|l| now - request.created_at_ms > millis(*l))
-        {
-            // Expired first, then the instance revoked: the revocation's own event then finds
-            // the request decided (and changes nothing) instead of racing it to "revoked".
-            let mut moved = false;
-            let after = self
-                .mutate(&request.id, |r| {
-                    moved = self.apply(r, RequestState::Expired, now, "system", Source::System, None)?;
-                    Ok(moved)
-                })
-                .await?;
-            if moved {
-                if let Err(e) = backend.revoke(external, "system", Some("expired")).await {
-                    tracing::warn!(request = %request.id, instance = %external, error = %e, "could not revoke the expired instance");
-                }
-            }
-            if moved {
-                tracing::info!(
-                    request = %after.id,
-                    workflow = %after.workflow,
-                    instance = %external,
-                    from = request.state.as_str(),
-                    after_secs = limit.as_secs(),
-                    "request expired"
-                );
-            }
-            return Ok((after.state != request.state, false));
-        }
-        let target = backend.status(external).await?.request_state();
-        let mut moved = false;
-        let after = self
-            .mutate(&request.id, |r| {
-                moved = self.apply(r, target, now, "reconciliation", Source::Reconciliation, None)?;
-                Ok(moved)
-            })
-            .await?;
-        if moved {
-            // What the events did not say (a lost push): the same step as "event applied".
-            tracing::info!(
-                request = %after.id,
-                workflow = %after.workflow,
-                instance = %external,
-                from = request.state.as_str(),
-                to = after.state.as_str(),
-                "request reconciled"
-            );
-            log_grant_issued_to(&after, "reconciliation");
-        }
-        Ok((after.state != request.state, false))
     }
 }

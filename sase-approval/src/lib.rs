@@ -18,6 +18,8 @@
 //!   engine's terms.
 //! - [`engine`]: [`Engine`](engine::Engine): submit, handle_external, approve/reject/revoke,
 //!   reconcile, subscribe.
+//! - [`recheck`]: when reconciliation looks at a pending request again (a backoff from its
+//!   last activity).
 //! - [`clock`]: the [`Clock`](clock::Clock) the engine reads (manual in tests).
 //! - `dingtalk` (feature `dingtalk`, on by default): the DingTalk adapter — the backend over
 //!   the OA approval API, DingTalk events translated for the engine, the event handler for the
@@ -67,6 +69,7 @@ pub mod dingtalk;
 pub mod engine;
 mod error;
 pub mod event;
+pub mod recheck;
 pub mod state;
 pub mod store;
 

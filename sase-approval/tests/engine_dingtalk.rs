@@ -42,6 +42,8 @@ const WAIT: Duration = Duration::from_secs(10);
 
 struct Env {
     mock: MockDingTalk,
+    /// The engine's clock (reconciliation looks at a request on its schedule).
+    clock: ManualClock,
     engine: Arc<Engine>,
     outcomes: Arc<Mutex<Vec<EventOutcome>>>,
 }
@@ -73,9 +75,11 @@ async fn env(store: Arc<dyn ApprovalStore>) -> Env {
         .unwrap();
     let wf = workflow();
     let backend = Arc::new(DingTalkBackend::new(client, wf.clone()).unwrap());
+    let clock = ManualClock::starting_now();
     let engine = Arc::new(
         Engine::builder(store, GrantSigner::from_bytes(&[9; 32]))
             .workflow(wf, backend)
+            .clock(Arc::new(clock.clone()))
             .build()
             .unwrap(),
     );
@@ -97,6 +101,7 @@ async fn env(store: Arc<dyn ApprovalStore>) -> Env {
     });
     Env {
         mock,
+        clock,
         engine,
         outcomes,
     }
@@ -291,7 +296,8 @@ async fn when_dingtalk_refuses_a_console_action_nothing_changes() {
         "{err:?}"
     );
     assert_eq!(e.engine.get(&r.id).await.unwrap().state, RequestState::Pending);
-    // Reconciliation then finds the truth.
+    // Reconciliation then finds the truth, at its first look (5 minutes after the filing).
+    e.clock.advance(Duration::from_secs(5 * 60));
     let report = e.engine.reconcile(Duration::ZERO).await.unwrap();
     assert_eq!(report.changed, 1);
     assert_eq!(e.engine.get(&r.id).await.unwrap().state, RequestState::Approved);
@@ -375,7 +381,14 @@ async fn a_lost_event_is_recovered_by_reconciliation() {
         "too young to poll"
     );
     let report = e.engine.reconcile(Duration::ZERO).await.unwrap();
-    assert_eq!((report.checked, report.changed), (1, 1));
+    assert_eq!(
+        (report.checked, report.not_due),
+        (0, 1),
+        "not due before its first look"
+    );
+    e.clock.advance(Duration::from_secs(5 * 60));
+    let report = e.engine.reconcile(Duration::ZERO).await.unwrap();
+    assert_eq!((report.checked, report.changed, report.looked_up), (1, 1, 1));
     let approved = e.engine.get(&r.id).await.unwrap();
     assert_eq!(approved.state, RequestState::Approved);
     assert!(approved.grant.is_some());
@@ -594,4 +607,90 @@ async fn stream_delivery_feeds_the_engine_like_the_callback_route() {
         "every event ACKed SUCCESS"
     );
     task.abort();
+}
+
+/// How many calls the mock saw to `path` (`method` and path, without the query).
+fn calls(mock: &MockDingTalk, method: &str, path: &str) -> usize {
+    mock.journal()
+        .iter()
+        .filter(|j| j.method == method && j.path == path)
+        .count()
+}
+
+const GET_INSTANCE: &str = "/v1.0/workflow/processInstances";
+const LIST_IDS: &str = "/v1.0/workflow/processes/instanceIds/query";
+
+#[tokio::test]
+async fn reconciliation_lists_running_instances_and_asks_only_about_the_others() {
+    let e = env(Arc::new(MemoryStore::new())).await;
+    // 25 requesters with pending requests; two decided in DingTalk with the events lost.
+    let mut requests = Vec::new();
+    for n in 0..25 {
+        requests.push(e.engine.submit(submit(&format!("user{n:02}"))).await.unwrap());
+    }
+    e.mock.set_faults(MockFaults {
+        drop_events_next: 100,
+        ..MockFaults::default()
+    });
+    for decided in &requests[..2] {
+        e.mock
+            .approve(decided.external_id.as_deref().unwrap(), None, None)
+            .unwrap();
+    }
+    let (gets, lists) = (
+        calls(&e.mock, "GET", GET_INSTANCE),
+        calls(&e.mock, "POST", LIST_IDS),
+    );
+    e.clock.advance(Duration::from_secs(5 * 60));
+    let report = e.engine.reconcile(Duration::ZERO).await.unwrap();
+    assert_eq!(
+        (report.checked, report.changed, report.looked_up),
+        (25, 2, 2),
+        "{report:?}"
+    );
+    // One list per 10 requesters (each page holds their ≤ 20 running instances), and a GET
+    // for each of the two that are no longer running: 5 calls instead of 25.
+    assert_eq!(calls(&e.mock, "POST", LIST_IDS) - lists, 3);
+    assert_eq!(calls(&e.mock, "GET", GET_INSTANCE) - gets, 2);
+    for decided in &requests[..2] {
+        assert_eq!(
+            e.engine.get(&decided.id).await.unwrap().state,
+            RequestState::Approved
+        );
+    }
+    // The next pass, a minute later: nothing is due, nothing is called.
+    let total = e.mock.journal().len();
+    e.clock.advance(Duration::from_secs(60));
+    let report = e.engine.reconcile(Duration::ZERO).await.unwrap();
+    assert_eq!((report.checked, report.not_due), (0, 23));
+    assert_eq!(e.mock.journal().len(), total, "no call");
+    // At the 30-minute point the 23 are looked at again: 3 lists, no GET.
+    e.clock.advance(Duration::from_secs(25 * 60));
+    let report = e.engine.reconcile(Duration::ZERO).await.unwrap();
+    assert_eq!((report.checked, report.looked_up), (23, 0));
+    assert_eq!(e.mock.journal().len(), total + 3);
+}
+
+#[tokio::test]
+async fn an_instance_dingtalk_does_not_know_ends_its_request_as_failed() {
+    let store = Arc::new(MemoryStore::new());
+    let e = env(store.clone()).await;
+    let r = e.engine.submit(submit("mona")).await.unwrap();
+    // As after the demo's mock restarted: the instance id means nothing to DingTalk.
+    let mut gone = store.get(&r.id).await.unwrap().unwrap();
+    gone.external_id = Some("1b04196e42356810000404MOCK".into());
+    store.update(&gone).await.unwrap();
+    e.clock.advance(Duration::from_secs(5 * 60));
+    let report = e.engine.reconcile(Duration::ZERO).await.unwrap();
+    assert_eq!((report.changed, report.looked_up), (1, 1), "{report:?}");
+    let failed = e.engine.get(&r.id).await.unwrap();
+    assert_eq!(failed.state, RequestState::Failed);
+    let note = failed.history.last().unwrap().note.clone().unwrap_or_default();
+    assert!(note.contains("does not exist"), "{note}");
+    // Not polled for ever: it has ended.
+    let total = e.mock.journal().len();
+    e.clock.advance(Duration::from_secs(2 * 24 * 3600));
+    let report = e.engine.reconcile(Duration::ZERO).await.unwrap();
+    assert_eq!(report.checked, 0);
+    assert_eq!(e.mock.journal().len(), total);
 }
