@@ -4,9 +4,12 @@
 //! - [`MockDingTalk`]: the OpenAPI token and workflow endpoints with real paths, JSON shapes,
 //!   validation against registered forms and error bodies; instances with real state
 //!   (RUNNING → COMPLETED agree/refuse, TERMINATED), tasks and operation records; encrypted
-//!   event delivery by HTTP push (checking the encrypted `success` reply) and by Stream; fault
-//!   injection; a request journal.
-//! - [`control`]: the control API, under `/__mock/`, to act as approvers would.
+//!   event delivery by HTTP push (checking the encrypted `success` reply) and by Stream (with
+//!   DingTalk's redelivery schedule); DingTalk's quotas (QPS per app and API, calls per month)
+//!   on an injectable clock, with per-app, per-API usage counts; fault injection; a request
+//!   journal.
+//! - [`control`]: the control API, under `/__mock/`, to act as approvers would, push chosen
+//!   events, set quotas and read the usage.
 //! - [`gateway`]: the Stream gateway, also usable on its own.
 //!
 //! The standalone binary `dingtalk-mock` serves the same for test authors in any language.
@@ -20,15 +23,20 @@ mod config;
 pub mod control;
 mod delivery;
 pub mod gateway;
+mod quota;
 mod server;
 mod state;
 
-pub use config::{MockApp, MockConfig, MockFaults, MockFormField, MockProcess};
-pub use delivery::{Channel, Delivery};
-pub use server::{JournalEntry, MockDingTalk, MockDingTalkBuilder};
+pub use config::{
+    MockApp, MockConfig, MockFaults, MockFormField, MockProcess, MockQuotas, MockStream,
+    DINGTALK_REDELIVERY_MS,
+};
+pub use delivery::{Channel, Delivery, MockEvent, Via};
+pub use quota::{ApiUsage, AppUsage, MockUsage};
+pub use server::{JournalEntry, MockClock, MockDingTalk, MockDingTalkBuilder};
 
-/// Milliseconds since the Unix epoch: the mock's one clock, for instance times, event times,
-/// push timestamps and Stream frame headers.
+/// Milliseconds since the Unix epoch by the system clock: the default of the mock's clock
+/// ([`MockDingTalkBuilder::clock`]), and the time of event pushes and Stream frame headers.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

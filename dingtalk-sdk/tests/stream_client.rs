@@ -229,7 +229,14 @@ async fn handler_failure_acks_later_and_the_redelivery_makes_one_state_change() 
 
 #[tokio::test]
 async fn a_silent_connection_is_detected_and_replaced() {
-    let r = start(|_| {}, 0, Some(Duration::from_millis(300))).await;
+    // The silent connection stays in the gateway's pool, so a push may land on it: fast and
+    // many re-pushes (rather than DingTalk's 10 s, 30 s, …) reach the new one.
+    let r = start(
+        |g| g.set_redelivery_schedule(vec![Duration::from_millis(100); 30]),
+        0,
+        Some(Duration::from_millis(300)),
+    )
+    .await;
     r.gateway.silence_connections();
     assert!(
         r.gateway.wait_for(WAIT, |g| g.connects().len() >= 2).await,

@@ -5,7 +5,9 @@
 //! ```
 //!
 //! `--config` takes a JSON or TOML file (by extension) with `apps`, `processes`,
-//! `token_ttl_secs` and `terminate_grace_secs`; see `dingtalk_sdk::mock::MockConfig`.
+//! `token_ttl_secs`, `terminate_grace_secs`, `[quotas]` (`qps_per_app_and_api`,
+//! `calls_per_month`; off unless set) and `[stream]` (`redelivery_ms`, default
+//! `[10000, 30000, 60000, 120000]`); see `dingtalk_sdk::mock::MockConfig`.
 
 use dingtalk_sdk::mock::{MockConfig, MockDingTalk};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

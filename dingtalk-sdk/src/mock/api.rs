@@ -2,9 +2,9 @@
 //! validated as raw JSON, the way DingTalk's gateway does, independently of this crate's own
 //! client types, so a client that sends a wrong name or type is caught here.
 
+use super::api_error;
 use super::server::{Shared, TOKEN_HEADER};
 use super::state::{Instance, Task};
-use super::{api_error, now_ms};
 use crate::workflow::{InstanceStatus, TaskStatus};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -268,7 +268,7 @@ fn create(
     } else {
         Vec::new()
     };
-    let now = now_ms();
+    let now = shared.now();
     let n = store.next();
     let id = format!("{:016x}{n:06}MOCK", rand::random::<u64>());
     let business_id = format!(
@@ -370,7 +370,7 @@ async fn terminate(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: 
         let remark = body.get("remark").and_then(Value::as_str);
         let grace = shared.terminate_grace_ms;
         with_instance(&shared, client_id, id, |i| {
-            i.terminate(operator, remark, now_ms(), grace)
+            i.terminate(operator, remark, shared.now(), grace)
                 .map_err(Response::from)
         })
     })
@@ -388,7 +388,7 @@ async fn execute(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Js
         };
         let remark = body.get("remark").and_then(Value::as_str);
         with_instance(&shared, client_id, id, |i| {
-            i.execute(task_id, actioner, agree, remark, now_ms())
+            i.execute(task_id, actioner, agree, remark, shared.now())
                 .map_err(Response::from)
         })
     })
@@ -399,7 +399,9 @@ async fn comment(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Js
         let id = req_str(body, "processInstanceId")?;
         let text = req_str(body, "text")?;
         let user = req_str(body, "commentUserId")?;
-        with_instance(&shared, client_id, id, |i| Ok(i.comment(user, text, now_ms())))
+        with_instance(&shared, client_id, id, |i| {
+            Ok(i.comment(user, text, shared.now()))
+        })
     })
 }
 

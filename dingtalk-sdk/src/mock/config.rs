@@ -1,5 +1,6 @@
-//! What the mock DingTalk knows: registered apps, approval processes and injected faults.
-//! Serde-friendly, so the standalone binary reads them from a JSON or TOML file.
+//! What the mock DingTalk knows: registered apps, approval processes, injected faults, the
+//! quotas it enforces and its Stream redelivery schedule. Serde-friendly, so the standalone
+//! binary reads them from a JSON or TOML file.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -189,6 +190,67 @@ impl MockFaults {
     }
 }
 
+/// DingTalk's call quotas (PROTOCOL e.1, DOC-THROTTLE), enforced by the mock when set. Both
+/// are off by default. Build it with struct-update syntax:
+/// `MockQuotas { qps_per_app_and_api: Some(20), ..MockQuotas::default() }`.
+///
+/// A refused call is answered HTTP 403 with DingTalk's body and is not executed; it is counted
+/// in the usage ([`MockUsage`](super::MockUsage)) as refused. The windows follow the mock's
+/// clock ([`MockDingTalkBuilder::clock`](super::MockDingTalkBuilder::clock)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MockQuotas {
+    /// Calls per second per app (the Client ID of the access token, or the `appKey` of a token
+    /// request) and per API (method and path, without the query): calls in the current
+    /// one-second window of the clock beyond this are answered 403
+    /// `Forbidden.AccessDenied.QpsLimitForAppkeyAndApi`. DingTalk's standard orgs: 20.
+    /// `None`: no limit.
+    pub qps_per_app_and_api: Option<u32>,
+    /// Calls per calendar month (UTC, of the clock) per organisation (the apps sharing a
+    /// corpId); calls beyond it are answered 403 `Forbidden.AccessDenied.ApiCountLimitForOrg`.
+    /// Token requests (`/v1.0/oauth2/accessToken`, `/gettoken`) are exempt, as on DingTalk;
+    /// refused calls do not count. DingTalk's standard orgs: 5000 or 10000 (the two versions
+    /// of the document differ). `None`: no limit.
+    pub calls_per_month: Option<u64>,
+}
+
+/// DingTalk's Stream redelivery schedule as reported (PROTOCOL f.4, unconfirmed): 10 s, 30 s,
+/// 60 s, 120 s.
+pub const DINGTALK_REDELIVERY_MS: [u64; 4] = [10_000, 30_000, 60_000, 120_000];
+
+/// Stream-mode settings (`[stream]` in `mock.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct MockStream {
+    /// Milliseconds before each re-push of an event that was not consumed (not ACKed, or
+    /// ACKed `LATER` or with a non-200 code): the first re-push comes `redelivery_ms[0]` after
+    /// the first push, the next `redelivery_ms[1]` after that, and so on. An event still not
+    /// consumed `redelivery_ms.last()` after its last re-push is dropped (and journalled as
+    /// such). Empty: never re-pushed nor dropped. Default: DingTalk's reported
+    /// `[10000, 30000, 60000, 120000]`.
+    pub redelivery_ms: Vec<u64>,
+}
+
+impl Default for MockStream {
+    fn default() -> Self {
+        Self {
+            redelivery_ms: DINGTALK_REDELIVERY_MS.to_vec(),
+        }
+    }
+}
+
+impl MockStream {
+    /// The schedule as durations.
+    pub fn redelivery(&self) -> Vec<Duration> {
+        self.redelivery_ms
+            .iter()
+            .copied()
+            .map(Duration::from_millis)
+            .collect()
+    }
+}
+
 /// A whole mock configuration, as the standalone binary reads it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -202,4 +264,8 @@ pub struct MockConfig {
     pub token_ttl_secs: Option<u64>,
     /// Seconds after creation during which terminate is refused (DingTalk: 15).
     pub terminate_grace_secs: Option<u64>,
+    /// The quotas enforced (`[quotas]`); off by default.
+    pub quotas: MockQuotas,
+    /// Stream-mode settings (`[stream]`): the redelivery schedule.
+    pub stream: MockStream,
 }

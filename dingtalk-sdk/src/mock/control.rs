@@ -1,4 +1,5 @@
-//! The control API: act as approvers and administrators would, inspect and inject faults.
+//! The control API: act as approvers and administrators would, push chosen events, inspect,
+//! set quotas and inject faults.
 //! Served over HTTP under `/__mock/` (clearly apart from DingTalk's own paths) and used by the
 //! Rust methods of [`MockDingTalk`](super::MockDingTalk).
 //!
@@ -15,11 +16,15 @@
 //! | `POST /__mock/tokens/revoke` | | invalidates every access token |
 //! | `POST /__mock/apps` | [`MockApp`] | registers an app (sends `check_url` to its Request URL) |
 //! | `POST /__mock/processes` | [`MockProcess`] | registers a process |
+//! | `POST /__mock/events` | [`MockEvent`]: `{"app", "eventType", "processInstanceId"?, "eventId"?, "fields"?, "via"?: "http_push"\|"stream"}` | pushes that event (same encryption and frames as real ones); answers `{"ok": true, "deliveries": [Delivery…]}` |
+//! | `GET /__mock/stream/journal` | | what the Stream gateway did with each event: `pushed`, `redelivered`, `consumed`, `later`, `warning` (an ACK off the protocol), `dropped` |
+//! | `PUT /__mock/quotas` / `GET /__mock/quotas` | [`MockQuotas`]: `{"qps_per_app_and_api"?, "calls_per_month"?}` | sets (or shows) the enforced quotas |
+//! | `GET /__mock/usage` | | calls per app and API in the clock's month, with refusals: [`MockUsage`](super::MockUsage) |
 
-use super::config::{MockApp, MockFaults, MockProcess};
-use super::delivery::{self, Delivery};
+use super::api_error;
+use super::config::{MockApp, MockFaults, MockProcess, MockQuotas};
+use super::delivery::{self, Delivery, MockEvent};
 use super::server::Shared;
-use super::{api_error, now_ms};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -54,7 +59,7 @@ pub(crate) fn decide(
             )
         })?;
         instance
-            .execute(task.task_id, &task.user_id, agree, remark, now_ms())
+            .execute(task.task_id, &task.user_id, agree, remark, shared.now())
             .map_err(|r| (r.code.to_owned(), r.message))?
     };
     shared.emit(events);
@@ -68,7 +73,7 @@ pub(crate) fn terminate(shared: &Shared, id: &str, remark: Option<&str>) -> Resu
         let instance = store.instances.get_mut(id).ok_or_else(not_found)?;
         let originator = instance.originator.clone();
         instance
-            .terminate(&originator, remark, now_ms(), 0)
+            .terminate(&originator, remark, shared.now(), 0)
             .map_err(|r| (r.code.to_owned(), r.message))?
     };
     shared.emit(events);
@@ -80,10 +85,29 @@ pub(crate) fn comment(shared: &Shared, id: &str, user: &str, text: &str) -> Resu
     let events = {
         let mut store = shared.lock();
         let instance = store.instances.get_mut(id).ok_or_else(not_found)?;
-        instance.comment(user, text, now_ms())
+        instance.comment(user, text, shared.now())
     };
     shared.emit(events);
     Ok(())
+}
+
+/// Pushes a chosen event over the app's channels (or the chosen one).
+pub(crate) async fn push_event(shared: &Arc<Shared>, event: MockEvent) -> Result<Vec<Delivery>, Refused> {
+    let invalid = |message: String| ("invalidParameter".to_owned(), message);
+    let app = shared.lock().apps.get(&event.app).cloned();
+    let Some(app) = app else {
+        return Err(invalid(format!("unknown app {}", event.app)));
+    };
+    if event.event_type.is_empty() {
+        return Err(invalid("eventType is required".to_owned()));
+    }
+    if event.via.is_none() && app.request_url.is_none() && !app.stream {
+        return Err(invalid(format!(
+            "app {} has no event delivery (no request_url, stream = false): pass via",
+            app.client_id
+        )));
+    }
+    Ok(delivery::deliver(shared, event.into_draft()).await)
 }
 
 /// Registers (or replaces) an app; a Request URL gets `check_url` first.
@@ -111,6 +135,10 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/__mock/tokens/revoke", post(revoke_tokens))
         .route("/__mock/apps", post(add_app))
         .route("/__mock/processes", post(add_process))
+        .route("/__mock/events", post(push))
+        .route("/__mock/stream/journal", get(stream_journal))
+        .route("/__mock/quotas", put(set_quotas).get(get_quotas))
+        .route("/__mock/usage", get(usage))
 }
 
 #[derive(Deserialize, Default)]
@@ -219,6 +247,30 @@ async fn revoke_tokens(State(s): State<Arc<Shared>>) -> Response {
 
 async fn add_app(State(s): State<Arc<Shared>>, Json(app): Json<MockApp>) -> Response {
     Json(json!({"ok": true, "checkUrl": register_app(&s, app).await})).into_response()
+}
+
+async fn push(State(s): State<Arc<Shared>>, Json(event): Json<MockEvent>) -> Response {
+    match push_event(&s, event).await {
+        Ok(deliveries) => Json(json!({"ok": true, "deliveries": deliveries})).into_response(),
+        Err((code, message)) => api_error(StatusCode::BAD_REQUEST, &code, &message),
+    }
+}
+
+async fn stream_journal(State(s): State<Arc<Shared>>) -> Response {
+    Json(s.gateway.journal()).into_response()
+}
+
+async fn set_quotas(State(s): State<Arc<Shared>>, Json(quotas): Json<MockQuotas>) -> Response {
+    s.lock().quotas.limits = quotas;
+    Json(quotas).into_response()
+}
+
+async fn get_quotas(State(s): State<Arc<Shared>>) -> Response {
+    Json(s.lock().quotas.limits).into_response()
+}
+
+async fn usage(State(s): State<Arc<Shared>>) -> Response {
+    Json(s.lock().quotas.usage.clone()).into_response()
 }
 
 async fn add_process(State(s): State<Arc<Shared>>, Json(process): Json<MockProcess>) -> Response {

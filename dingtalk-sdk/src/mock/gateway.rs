@@ -1,7 +1,18 @@
 //! A mock DingTalk Stream gateway on loopback: `POST /v1.0/gateway/connections/open` issues
 //! single-use tickets, `GET /connect?ticket=…` upgrades to a WebSocket that pushes `EVENT` and
 //! `SYSTEM` frames, records every frame clients send, and re-pushes events that were not
-//! ACKed `SUCCESS` (answered `LATER`, or not answered at all) after a configurable delay.
+//! consumed on a redelivery schedule, then drops them.
+//!
+//! - Frames carry `headers.connectionId` (one per WebSocket connection) and, for events,
+//!   `eventCorpId` = the app's corpId, as over HTTP push.
+//! - ACK rule for `EVENT` frames: code 200 with `data.status` `SUCCESS` is consumed; code 200
+//!   with `data.status` `LATER`, or any other code, asks for a re-push; code 200 *without* a
+//!   status (the official Python SDK 0.24.3 echoes the event's data) is consumed too, as the
+//!   deployed SDKs rely on it, and journalled as a warning, as is a status other than
+//!   `SUCCESS`/`LATER`.
+//! - Redelivery: an event not consumed is pushed again after each delay of the schedule
+//!   (default DingTalk's reported 10 s, 30 s, 60 s, 120 s, PROTOCOL f.4); one last delay after
+//!   the last re-push it is dropped. Every step is in [`MockGateway::journal`].
 //!
 //! ```no_run
 //! use dingtalk_sdk::mock::gateway::MockGateway;
@@ -17,8 +28,7 @@
 use super::config::{MockApp, DEFAULT_CORP_ID};
 use super::{api_error, now_ms};
 use crate::stream::frame::{
-    AckFrame, DownstreamFrame, EventAckStatus, FrameHeaders, FrameType, OpenConnectionRequest,
-    OpenConnectionResponse,
+    AckFrame, DownstreamFrame, FrameHeaders, FrameType, OpenConnectionRequest, OpenConnectionResponse,
 };
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -27,6 +37,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::{SinkExt as _, StreamExt as _};
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -50,15 +61,56 @@ pub struct RecordedReply {
     pub ack: Option<AckFrame>,
 }
 
+/// What happened to a Stream event, for [`StreamJournalEntry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StreamEntryKind {
+    /// Pushed for the first time (to a connection, or kept until one connects).
+    Pushed,
+    /// Pushed again by the redelivery schedule.
+    Redelivered,
+    /// ACKed code 200 (`SUCCESS`, or no status): consumed, not pushed again.
+    Consumed,
+    /// ACKed `LATER` or with a non-200 code: pushed again on the schedule.
+    Later,
+    /// An ACK that does not follow the protocol (code 200 without `data.status`, an unknown
+    /// status); see `detail`.
+    Warning,
+    /// Not consumed after the last re-push: given up.
+    Dropped,
+}
+
+/// One step of a Stream event's life in the gateway: `GET /__mock/stream/journal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct StreamJournalEntry {
+    /// When, Unix ms (system clock).
+    pub at_ms: i64,
+    /// What happened.
+    pub kind: StreamEntryKind,
+    /// The frame's `messageId`.
+    pub message_id: String,
+    /// The event's `eventId`.
+    pub event_id: String,
+    /// The connection concerned (1-based, as in [`RecordedReply`]), if any.
+    pub connection: Option<u64>,
+    /// Details: the attempt number, the ACK's code and status, why it is a warning.
+    pub detail: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 struct Pending {
     client_id: String,
-    frame: String,
+    /// Headers and data; `connectionId` and `time` are set per push.
+    frame: DownstreamFrame,
     deliveries: u32,
 }
 
 struct Connection {
     id: u64,
+    /// The `connectionId` header of its frames.
+    connection_id: String,
     client_id: String,
     tx: mpsc::UnboundedSender<Message>,
     silenced: Arc<AtomicBool>,
@@ -77,6 +129,9 @@ struct Inner {
     tickets: HashMap<String, (String, Instant)>,
     connections: Vec<Connection>,
     pending: HashMap<String, Pending>,
+    /// `messageId` → `eventId` of every event pushed, to recognise event ACKs.
+    events: HashMap<String, String>,
+    journal: Vec<StreamJournalEntry>,
     replies: Vec<RecordedReply>,
     open_requests: Vec<Value>,
     connects: Vec<String>,
@@ -85,7 +140,7 @@ struct Inner {
 struct Shared {
     inner: Mutex<Inner>,
     ws_endpoint: String,
-    redelivery_delay: Mutex<Duration>,
+    redelivery: Mutex<Vec<Duration>>,
     disconnect_grace: Mutex<Duration>,
     next_id: AtomicU64,
 }
@@ -100,6 +155,33 @@ impl Shared {
 
     fn next(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn schedule(&self) -> Vec<Duration> {
+        self.redelivery
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Inner {
+    fn note(
+        &mut self,
+        kind: StreamEntryKind,
+        message_id: &str,
+        connection: Option<u64>,
+        detail: Option<String>,
+    ) {
+        let event_id = self.events.get(message_id).cloned().unwrap_or_default();
+        self.journal.push(StreamJournalEntry {
+            at_ms: now_ms(),
+            kind,
+            message_id: message_id.to_owned(),
+            event_id,
+            connection,
+            detail,
+        });
     }
 }
 
@@ -146,7 +228,13 @@ impl MockGateway {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner::default()),
             ws_endpoint: format!("ws://{addr}/connect"),
-            redelivery_delay: Mutex::new(Duration::from_millis(200)),
+            redelivery: Mutex::new(
+                super::config::DINGTALK_REDELIVERY_MS
+                    .iter()
+                    .copied()
+                    .map(Duration::from_millis)
+                    .collect(),
+            ),
             disconnect_grace: Mutex::new(Duration::from_millis(500)),
             next_id: AtomicU64::new(0),
         });
@@ -192,14 +280,21 @@ impl MockGateway {
         );
     }
 
-    /// How long after a `LATER` (or an unanswered push) an event is pushed again.
-    /// Default: 200 ms.
-    pub fn set_redelivery_delay(&self, delay: Duration) {
+    /// The redelivery schedule of events pushed from now on: the delays before each re-push
+    /// of an event not consumed (not ACKed, or ACKed `LATER` or with a non-200 code); one last
+    /// delay after the last re-push, the event is dropped. Empty: never re-pushed nor dropped.
+    /// Default: DingTalk's reported 10 s, 30 s, 60 s, 120 s.
+    pub fn set_redelivery_schedule(&self, schedule: Vec<Duration>) {
         *self
             .shared
-            .redelivery_delay
+            .redelivery
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = delay;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = schedule;
+    }
+
+    /// Shorthand for a schedule of four re-pushes `delay` apart (as many as DingTalk's).
+    pub fn set_redelivery_delay(&self, delay: Duration) {
+        self.set_redelivery_schedule(vec![delay; super::config::DINGTALK_REDELIVERY_MS.len()]);
     }
 
     /// How long after `disconnect` the gateway closes the socket (≈10 s in production).
@@ -213,8 +308,8 @@ impl MockGateway {
     }
 
     /// Pushes an `EVENT` frame to one live connection of the app (or, if none, keeps it until
-    /// the next redelivery). It is pushed again until a client ACKs it `SUCCESS`. Returns its
-    /// `messageId`.
+    /// one connects). It is pushed again on the redelivery schedule until a client consumes it
+    /// (see the module doc for the ACK rule), then dropped. Returns its `messageId`.
     pub fn push_event(&self, client_id: &str, event_type: &str, event_id: &str, data: &str) -> String {
         let id = self.shared.next();
         let message_id = format!("msg_{id:06}");
@@ -239,20 +334,24 @@ impl MockGateway {
                 .extensions
                 .insert(key.to_owned(), Value::String(value.to_owned()));
         }
-        let frame = serialize(&DownstreamFrame {
+        let frame = DownstreamFrame {
             spec_version: "1.0".to_owned(),
             frame_type: FrameType::Event,
             headers,
             data: data.to_owned(),
-        });
-        self.shared.lock().pending.insert(
-            message_id.clone(),
-            Pending {
-                client_id: client_id.to_owned(),
-                frame,
-                deliveries: 0,
-            },
-        );
+        };
+        {
+            let mut inner = self.shared.lock();
+            inner.events.insert(message_id.clone(), event_id.to_owned());
+            inner.pending.insert(
+                message_id.clone(),
+                Pending {
+                    client_id: client_id.to_owned(),
+                    frame,
+                    deliveries: 0,
+                },
+            );
+        }
         deliver(&self.shared, &message_id);
         message_id
     }
@@ -311,12 +410,18 @@ impl MockGateway {
         self.shared.lock().connections.len()
     }
 
-    /// Events pushed but not yet ACKed `SUCCESS`.
+    /// Events pushed but neither consumed nor dropped yet.
     pub fn pending_count(&self) -> usize {
         self.shared.lock().pending.len()
     }
 
-    /// How many times the event with this `messageId` was pushed (0 once ACKed `SUCCESS`).
+    /// What happened to each event, in order: pushes, re-pushes, ACKs (with warnings for ACKs
+    /// that do not follow the protocol) and drops.
+    pub fn journal(&self) -> Vec<StreamJournalEntry> {
+        self.shared.lock().journal.clone()
+    }
+
+    /// How many times the event with this `messageId` was pushed (0 once consumed or dropped).
     pub fn deliveries(&self, message_id: &str) -> u32 {
         self.shared
             .lock()
@@ -362,8 +467,9 @@ fn system_frame(message_id: &str, topic: &str, data: Value) -> String {
 }
 
 /// Pushes a pending event to a live connection of its app, chosen at random as the real
-/// gateway load-balances. Returns whether the event is still pending.
-fn send_pending(shared: &Shared, message_id: &str) -> bool {
+/// gateway load-balances, with that connection's `connectionId` and the current `time`, and
+/// journals it as `kind`. Returns whether the event is still pending.
+fn send_pending(shared: &Shared, message_id: &str, kind: StreamEntryKind, attempt: usize) -> bool {
     let mut inner = shared.lock();
     let Inner {
         pending, connections, ..
@@ -375,28 +481,54 @@ fn send_pending(shared: &Shared, message_id: &str) -> bool {
         .iter()
         .filter(|c| c.client_id == p.client_id)
         .collect();
+    let mut sent_on = None;
     if let Some(conn) = live.get(rand::random::<usize>() % live.len().max(1)) {
-        if conn.tx.send(Message::Text(p.frame.clone().into())).is_ok() {
+        let mut frame = p.frame.clone();
+        frame.headers.time = Some(Value::String(now_ms().to_string()));
+        frame.headers.extensions.insert(
+            "connectionId".to_owned(),
+            Value::String(conn.connection_id.clone()),
+        );
+        if conn.tx.send(Message::Text(serialize(&frame).into())).is_ok() {
             p.deliveries += 1;
+            sent_on = Some(conn.id);
         }
     }
+    let detail = match (attempt, sent_on) {
+        (0, Some(_)) => None,
+        (0, None) => Some("no live connection: kept until one connects".to_owned()),
+        (n, Some(_)) => Some(format!("re-push {n}")),
+        (n, None) => Some(format!("re-push {n}: no live connection")),
+    };
+    inner.note(kind, message_id, sent_on, detail);
     true
 }
 
-/// Sends the event now and again every redelivery delay until it is ACKed `SUCCESS`.
+/// Sends the event now, then again after each delay of the schedule until it is consumed;
+/// drops it one last delay after the last re-push.
 fn deliver(shared: &Arc<Shared>, message_id: &str) {
-    send_pending(shared, message_id);
+    send_pending(shared, message_id, StreamEntryKind::Pushed, 0);
+    let schedule = shared.schedule();
+    let Some(last) = schedule.last().copied() else {
+        return;
+    };
     let (shared, message_id) = (Arc::clone(shared), message_id.to_owned());
     tokio::spawn(async move {
-        loop {
-            let delay = *shared
-                .redelivery_delay
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            tokio::time::sleep(delay).await;
-            if !send_pending(&shared, &message_id) {
-                break;
+        for (n, delay) in schedule.iter().enumerate() {
+            tokio::time::sleep(*delay).await;
+            if !send_pending(&shared, &message_id, StreamEntryKind::Redelivered, n + 1) {
+                return;
             }
+        }
+        tokio::time::sleep(last).await;
+        let mut inner = shared.lock();
+        if let Some(p) = inner.pending.remove(&message_id) {
+            let detail = format!(
+                "not consumed after {} re-pushes ({} sent in all)",
+                schedule.len(),
+                p.deliveries
+            );
+            inner.note(StreamEntryKind::Dropped, &message_id, None, Some(detail));
         }
     });
 }
@@ -455,6 +587,7 @@ async fn serve(shared: Arc<Shared>, client_id: String, socket: WebSocket) {
     let silenced = Arc::new(AtomicBool::new(false));
     shared.lock().connections.push(Connection {
         id,
+        connection_id: format!("{:016x}", rand::random::<u64>()),
         client_id: client_id.clone(),
         tx,
         silenced: Arc::clone(&silenced),
@@ -468,7 +601,7 @@ async fn serve(shared: Arc<Shared>, client_id: String, socket: WebSocket) {
         .map(|(id, _)| id.clone())
         .collect();
     for message_id in waiting {
-        send_pending(&shared, &message_id);
+        send_pending(&shared, &message_id, StreamEntryKind::Pushed, 0);
     }
 
     let (mut sink, mut stream) = socket.split();
@@ -504,12 +637,68 @@ async fn serve(shared: Arc<Shared>, client_id: String, socket: WebSocket) {
     shared.lock().connections.retain(|c| c.id != id);
 }
 
+/// How the gateway reads an ACK of an `EVENT` frame.
+#[derive(Debug, PartialEq, Eq)]
+enum AckReading {
+    /// Consumed; the warning, if the ACK does not follow the protocol.
+    Consumed(Option<String>),
+    /// Push it again on the schedule.
+    Later(String),
+}
+
+/// The ACK rule: code 200 with `SUCCESS` or without a status (the official Python SDK's form)
+/// is consumed; code 200 with `LATER`, or any other code, asks for a re-push.
+fn read_event_ack(code: Option<i64>, data: Option<&str>) -> AckReading {
+    let status = data
+        .and_then(|d| serde_json::from_str::<Value>(d).ok())
+        .and_then(|d| d.get("status").cloned());
+    match (code, status) {
+        (Some(200), Some(Value::String(s))) if s == "SUCCESS" => AckReading::Consumed(None),
+        (Some(200), Some(Value::String(s))) if s == "LATER" => AckReading::Later("code 200, status LATER".to_owned()),
+        (Some(200), None) => AckReading::Consumed(Some(
+            "code 200 without data.status (the Python SDK's form): taken as consumed; the protocol wants \"status\":\"SUCCESS\"".to_owned(),
+        )),
+        (Some(200), Some(other)) => AckReading::Consumed(Some(format!(
+            "code 200 with status {other}, neither SUCCESS nor LATER: taken as consumed"
+        ))),
+        (Some(code), _) => AckReading::Later(format!("code {code}")),
+        (None, _) => AckReading::Later("no numeric code".to_owned()),
+    }
+}
+
 fn on_reply(shared: &Arc<Shared>, connection: u64, raw: &str) {
     let ack: Option<AckFrame> = serde_json::from_str(raw).ok();
+    // Read leniently: an ACK that `AckFrame` would refuse still counts.
+    let value: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
+    let message_id = value
+        .pointer("/headers/messageId")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let mut inner = shared.lock();
-    if let Some(ack) = &ack {
-        if ack.code == 200 && ack.event_status() == Some(EventAckStatus::Success) {
-            inner.pending.remove(&ack.headers.message_id);
+    if inner.events.contains_key(message_id) {
+        let reading = read_event_ack(
+            value.get("code").and_then(Value::as_i64),
+            value.get("data").and_then(Value::as_str),
+        );
+        let pending = inner.pending.contains_key(message_id);
+        match reading {
+            AckReading::Consumed(warning) => {
+                if let Some(warning) = warning {
+                    inner.note(
+                        StreamEntryKind::Warning,
+                        message_id,
+                        Some(connection),
+                        Some(warning),
+                    );
+                }
+                if inner.pending.remove(message_id).is_some() {
+                    inner.note(StreamEntryKind::Consumed, message_id, Some(connection), None);
+                }
+            }
+            AckReading::Later(detail) if pending => {
+                inner.note(StreamEntryKind::Later, message_id, Some(connection), Some(detail));
+            }
+            AckReading::Later(_) => {}
         }
     }
     inner.replies.push(RecordedReply {
@@ -517,4 +706,24 @@ fn on_reply(shared: &Arc<Shared>, connection: u64, raw: &str) {
         raw: raw.to_owned(),
         ack,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read_event_ack, AckReading};
+
+    #[test]
+    fn the_ack_rule() {
+        let consumed = |r: &AckReading| matches!(r, AckReading::Consumed(_));
+        let ack = |code, data| read_event_ack(Some(code), Some(data));
+        assert_eq!(ack(200, r#"{"status":"SUCCESS"}"#), AckReading::Consumed(None));
+        assert!(matches!(
+            ack(200, r#"{"processInstanceId":"p"}"#),
+            AckReading::Consumed(Some(_))
+        ));
+        assert!(matches!(ack(200, "not json"), AckReading::Consumed(Some(_))));
+        assert!(matches!(ack(200, r#"{"status":"LATER"}"#), AckReading::Later(_)));
+        assert!(!consumed(&ack(500, r#"{"status":"SUCCESS"}"#)));
+        assert!(!consumed(&read_event_ack(None, None)));
+    }
 }

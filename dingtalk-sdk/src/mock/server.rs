@@ -1,11 +1,12 @@
-//! The running mock: shared state, the request journal, fault injection and the Rust control
-//! API ([`MockDingTalk`]).
+//! The running mock: shared state, the request journal, fault injection, quotas, the clock and
+//! the Rust control API ([`MockDingTalk`]).
 
 use super::api_error;
-use super::config::{MockApp, MockConfig, MockFaults, MockProcess};
+use super::config::{MockApp, MockConfig, MockFaults, MockProcess, MockQuotas};
 use super::control;
-use super::delivery::{self, Delivery};
-use super::gateway::MockGateway;
+use super::delivery::{self, Delivery, MockEvent};
+use super::gateway::{MockGateway, StreamJournalEntry};
+use super::quota::{self, MockUsage, QuotaState};
 use super::state::{EventDraft, Instance, Refusal};
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
@@ -52,6 +53,7 @@ pub(crate) struct Store {
     pub(crate) journal: Vec<JournalEntry>,
     pub(crate) deliveries: Vec<Delivery>,
     pub(crate) counter: u64,
+    pub(crate) quotas: QuotaState,
 }
 
 impl Store {
@@ -61,8 +63,12 @@ impl Store {
     }
 }
 
+/// The mock's clock: Unix milliseconds.
+pub type MockClock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
 pub(crate) struct Shared {
     store: Mutex<Store>,
+    clock: MockClock,
     pub(crate) token_ttl: Duration,
     pub(crate) terminate_grace_ms: i64,
     pub(crate) events: mpsc::UnboundedSender<EventDraft>,
@@ -75,6 +81,11 @@ impl Shared {
         self.store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Now, by the mock's clock (Unix ms): instance times and the quota windows.
+    pub(crate) fn now(&self) -> i64 {
+        (self.clock)()
     }
 
     /// Queues events for in-order delivery, after the API call that caused them has answered.
@@ -132,10 +143,21 @@ impl Drop for MockDingTalk {
 }
 
 /// Builder for [`MockDingTalk`].
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct MockDingTalkBuilder {
     config: MockConfig,
     addr: Option<SocketAddr>,
+    clock: Option<MockClock>,
+}
+
+impl std::fmt::Debug for MockDingTalkBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockDingTalkBuilder")
+            .field("config", &self.config)
+            .field("addr", &self.addr)
+            .field("clock", &self.clock.as_ref().map(|_| "<custom>"))
+            .finish()
+    }
 }
 
 impl MockDingTalkBuilder {
@@ -169,6 +191,32 @@ impl MockDingTalkBuilder {
         self
     }
 
+    /// Enforces DingTalk's quotas (QPS per app and API, calls per month). Default: none.
+    pub fn quotas(mut self, quotas: MockQuotas) -> Self {
+        self.config.quotas = quotas;
+        self
+    }
+
+    /// The Stream redelivery schedule: the delays before each re-push of an event that was
+    /// not consumed; one last delay after the last re-push, the event is dropped. Default:
+    /// DingTalk's reported 10 s, 30 s, 60 s, 120 s.
+    pub fn redelivery(mut self, schedule: Vec<Duration>) -> Self {
+        self.config.stream.redelivery_ms = schedule
+            .iter()
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .collect();
+        self
+    }
+
+    /// The mock's clock, in Unix milliseconds. The quota windows follow it (the QPS second,
+    /// the calendar month), and so do instance times, so a test can move through a month
+    /// without sleeping. Token lifetimes, event push timestamps and Stream timers keep real
+    /// time. Default: the system clock.
+    pub fn clock(mut self, clock: MockClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
     /// Listen on this address instead of an ephemeral port of 127.0.0.1.
     pub fn bind(mut self, addr: SocketAddr) -> Self {
         self.addr = Some(addr);
@@ -184,6 +232,7 @@ impl MockDingTalkBuilder {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let gateway = MockGateway::attached(addr);
+        gateway.set_redelivery_schedule(self.config.stream.redelivery());
         let (events, queue) = mpsc::unbounded_channel();
         let mut store = Store::default();
         for app in &self.config.apps {
@@ -195,8 +244,10 @@ impl MockDingTalkBuilder {
                 .processes
                 .insert(process.process_code.clone(), process.clone());
         }
+        store.quotas.limits = self.config.quotas;
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
+            clock: self.clock.unwrap_or_else(|| Arc::new(super::now_ms)),
             token_ttl: Duration::from_secs(self.config.token_ttl_secs.unwrap_or(7200)),
             terminate_grace_ms: i64::try_from(self.config.terminate_grace_secs.unwrap_or(15))
                 .unwrap_or(15)
@@ -233,7 +284,28 @@ impl MockDingTalkBuilder {
     }
 }
 
-/// Records every OpenAPI request in the journal and applies the injected latency and faults.
+/// The app a call is made for: the Client ID of its (valid) access token, or the `appKey` of a
+/// token request for a registered app.
+fn caller(
+    store: &Store,
+    path: &str,
+    headers: &axum::http::HeaderMap,
+    body: Option<&Value>,
+) -> Option<String> {
+    if quota::is_exempt(path) {
+        let key = body?.get("appKey")?.as_str()?;
+        return store.apps.contains_key(key).then(|| key.to_owned());
+    }
+    let token = headers.get(TOKEN_HEADER)?.to_str().ok()?;
+    store
+        .tokens
+        .get(token)
+        .filter(|(_, expires)| Instant::now() < *expires)
+        .map(|(client_id, _)| client_id.clone())
+}
+
+/// Records every OpenAPI request in the journal and applies the injected latency, the quotas
+/// and the injected faults.
 async fn journal_and_faults(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let Ok(bytes) = to_bytes(body, 1 << 20).await else {
@@ -256,14 +328,27 @@ async fn journal_and_faults(State(shared): State<Arc<Shared>>, request: Request,
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let injected = if path.starts_with("/v1.0/workflow/") {
+    let now = shared.now();
+    let refused = {
+        let mut store = shared.lock();
+        match caller(&store, &path, &parts.headers, entry.body.as_ref()) {
+            Some(client_id) => {
+                let api = format!("{} {path}", parts.method);
+                quota::admit(&mut store, &client_id, &api, quota::is_exempt(&path), now)
+            }
+            None => None,
+        }
+    };
+    let injected = if refused.is_some() {
+        refused
+    } else if path.starts_with("/v1.0/workflow/") {
         let mut store = shared.lock();
         if store.faults.rate_limit_next > 0 {
             store.faults.rate_limit_next -= 1;
             Some(api_error(
                 StatusCode::FORBIDDEN,
-                "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi",
-                "应用调用该接口的QPS超过限制",
+                quota::QPS_CODE,
+                quota::QPS_MESSAGE,
             ))
         } else if store.faults.server_error_next > 0 {
             store.faults.server_error_next -= 1;
@@ -325,6 +410,39 @@ impl MockDingTalk {
     /// Changes the injected faults.
     pub fn set_faults(&self, faults: MockFaults) {
         self.shared.lock().faults = faults;
+    }
+
+    /// Changes the enforced quotas (the counts so far are kept).
+    pub fn set_quotas(&self, quotas: MockQuotas) {
+        self.shared.lock().quotas.limits = quotas;
+    }
+
+    /// The enforced quotas.
+    pub fn quotas(&self) -> MockQuotas {
+        self.shared.lock().quotas.limits
+    }
+
+    /// Calls per app and API in the current month of the mock's clock, with the refused ones:
+    /// how a test sees that a client over-calls.
+    pub fn usage(&self) -> MockUsage {
+        self.shared.lock().quotas.usage.clone()
+    }
+
+    /// Pushes a chosen event to an app, over HTTP push or Stream, through the same code paths
+    /// (encryption, frames, faults) as the events of real state changes; returns the delivery
+    /// outcome.
+    ///
+    /// # Errors
+    /// `invalidParameter` for an unknown app, or an app without event delivery when
+    /// [`MockEvent::via`] is not set.
+    pub async fn push_event(&self, event: MockEvent) -> Result<Vec<Delivery>, (String, String)> {
+        control::push_event(&self.shared, event).await
+    }
+
+    /// What the Stream gateway did with each event: pushes, re-pushes, ACKs (consumed, `LATER`,
+    /// warnings for ACKs that do not follow the protocol) and drops.
+    pub fn stream_journal(&self) -> Vec<StreamJournalEntry> {
+        self.shared.gateway.journal()
     }
 
     /// Revokes every access token issued so far (callers get `InvalidAuthentication`).

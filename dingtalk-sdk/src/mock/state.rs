@@ -12,8 +12,12 @@ use serde_json::{json, Map, Value};
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct EventDraft {
     pub(crate) client_id: String,
-    pub(crate) event_type: &'static str,
+    pub(crate) event_type: String,
     pub(crate) fields: Map<String, Value>,
+    /// A chosen `eventId` (control API); a fresh one otherwise.
+    pub(crate) event_id: Option<String>,
+    /// A chosen channel (control API); the app's configured delivery otherwise.
+    pub(crate) via: Option<super::delivery::Via>,
 }
 
 /// One approver's task.
@@ -110,8 +114,10 @@ impl Instance {
     fn draft(&self, event_type: &'static str, fields: Map<String, Value>) -> EventDraft {
         EventDraft {
             client_id: self.client_id.clone(),
-            event_type,
+            event_type: event_type.to_owned(),
             fields,
+            event_id: None,
+            via: None,
         }
     }
 
