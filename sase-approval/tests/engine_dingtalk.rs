@@ -19,7 +19,7 @@ use dingtalk_sdk::retry::RetryPolicy;
 use dingtalk_sdk::token::Credentials;
 use dingtalk_sdk::ProcessCode;
 use sase_approval::backend::FailureKind;
-use sase_approval::clock::ManualClock;
+use sase_approval::clock::{Clock as _, ManualClock};
 use sase_approval::definition::{Delivery, WorkflowKind};
 use sase_approval::dingtalk::{
     app_origin, event_handler, handle_event, validate_against_form, DingTalkBackend,
@@ -52,7 +52,11 @@ struct Env {
 async fn env(store: Arc<dyn ApprovalStore>) -> Env {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let request_url = format!("http://{}/dingtalk/callback", listener.local_addr().unwrap());
+    // One clock for the engine and DingTalk: instance times and list windows agree.
+    let clock = ManualClock::starting_now();
+    let dingtalk_clock = clock.clone();
     let mock = MockDingTalk::builder()
+        .clock(Arc::new(move || dingtalk_clock.now_ms()))
         .app(
             MockApp::new(APP, SECRET)
                 .events(TOKEN, AES_KEY)
@@ -75,7 +79,6 @@ async fn env(store: Arc<dyn ApprovalStore>) -> Env {
         .unwrap();
     let wf = workflow();
     let backend = Arc::new(DingTalkBackend::new(client, wf.clone()).unwrap());
-    let clock = ManualClock::starting_now();
     let engine = Arc::new(
         Engine::builder(store, GrantSigner::from_bytes(&[9; 32]))
             .workflow(wf, backend)
@@ -693,4 +696,112 @@ async fn an_instance_dingtalk_does_not_know_ends_its_request_as_failed() {
     let report = e.engine.reconcile(Duration::ZERO).await.unwrap();
     assert_eq!(report.checked, 0);
     assert_eq!(e.mock.journal().len(), total);
+}
+
+/// 200 requests over a simulated 30 days, decided within 5 days of filing, the events of
+/// one decision in 20 lost: every request ends in DingTalk's state within a day of its
+/// decision, and the month costs fewer calls than a standard org's monthly quota (5,000).
+#[tokio::test]
+async fn a_month_of_requests_with_lost_events_converges_within_the_monthly_quota() {
+    const MINUTE: u64 = 60;
+    const HOUR: u64 = 60 * MINUTE;
+    const PASS: Duration = Duration::from_secs(10 * MINUTE);
+    let e = env(Arc::new(MemoryStore::new())).await;
+    let start = e.clock.now_ms();
+    let at = |secs: u64| start + i64::try_from(secs * 1000).unwrap();
+    // Filed one every 20 minutes; decided 1 to 120 hours later (a spread, not a pattern).
+    let plan: Vec<(i64, i64, bool)> = (0..200u64)
+        .map(|n| {
+            let filed = at(n * 20 * MINUTE);
+            let decided = filed + i64::try_from((1 + (n * 7919) % 120) * HOUR * 1000).unwrap();
+            (filed, decided, n % 20 == 7)
+        })
+        .collect();
+    let mut requests: Vec<Option<RequestId>> = vec![None; plan.len()];
+    let mut decided_at: Vec<Option<i64>> = vec![None; plan.len()];
+    let mut converged_after: Vec<Option<i64>> = vec![None; plan.len()];
+    let month = 30 * 24 * 6; // passes of 10 minutes
+    for _ in 0..month {
+        let now = e.clock.now_ms();
+        for (n, (filed, decided, lost)) in plan.iter().enumerate() {
+            if requests[n].is_none() && *filed <= now {
+                let r = e.engine.submit(submit(&format!("sim{n:03}"))).await.unwrap();
+                requests[n] = Some(r.id);
+            }
+            let Some(id) = &requests[n] else { continue };
+            if decided_at[n].is_none() && *decided <= now {
+                let external = e.engine.get(id).await.unwrap().external_id.unwrap();
+                if *lost {
+                    e.mock.set_faults(MockFaults {
+                        drop_events_next: 2,
+                        ..MockFaults::default()
+                    });
+                }
+                e.mock.approve(&external, None, None).unwrap();
+                // The decision's events are delivered (or dropped) before the next step.
+                let finished = |d: &dingtalk_sdk::mock::Delivery| {
+                    d.process_instance_id.as_deref() == Some(external.as_str())
+                        && d.change.as_deref() == Some("finish")
+                };
+                for _ in 0..1000 {
+                    if e.mock.deliveries().iter().any(finished) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+
+                decided_at[n] = Some(now);
+            }
+            if let (Some(decided), None) = (decided_at[n], converged_after[n]) {
+                if e.engine.get(id).await.unwrap().state == RequestState::Approved {
+                    converged_after[n] = Some(now - decided);
+                }
+            }
+        }
+        e.engine.reconcile(Duration::ZERO).await.unwrap();
+        e.clock.advance(PASS);
+    }
+    let lost = plan.iter().filter(|p| p.2).count();
+    let dropped = e
+        .mock
+        .deliveries()
+        .iter()
+        .filter(|d| d.channel == dingtalk_sdk::mock::Channel::Dropped)
+        .count();
+    assert!(dropped >= lost, "{dropped} events dropped for {lost} decisions");
+    let bound = i64::try_from(24 * HOUR * 1000 + 2 * PASS.as_secs() * 1000).unwrap();
+    for (n, after) in converged_after.iter().enumerate() {
+        let after = after.unwrap_or_else(|| panic!("request {n} never converged"));
+        assert!(
+            after <= bound,
+            "request {n} converged {after} ms after its decision"
+        );
+    }
+    let worst_lost = plan
+        .iter()
+        .zip(&converged_after)
+        .filter(|(p, _)| p.2)
+        .filter_map(|(_, c)| *c)
+        .max()
+        .unwrap();
+    let journal = e.mock.journal();
+    let count = |method: &str, path: &str| {
+        journal
+            .iter()
+            .filter(|j| j.method == method && j.path == path)
+            .count()
+    };
+    let quota_calls = journal
+        .iter()
+        .filter(|j| !j.path.contains("oauth2") && !j.path.contains("gettoken"))
+        .count();
+    println!(
+        "30 days, 200 requests, {lost} decisions' events lost ({dropped} events): {quota_calls} quota calls \
+         ({} creates, {} lists, {} gets); worst convergence after a lost event {} min",
+        count("POST", GET_INSTANCE),
+        count("POST", LIST_IDS),
+        count("GET", GET_INSTANCE),
+        worst_lost / 60_000
+    );
+    assert!(quota_calls <= 5_000, "{quota_calls} calls in a month");
 }

@@ -5,11 +5,13 @@
 use dingtalk_sdk::crypto::EventCrypto;
 use sase_approval::definition::Delivery;
 use sase_approval::engine::{DEFAULT_EVENT_RETENTION, DEFAULT_MAX_REASON_CHARS};
+use sase_approval::recheck::RecheckSchedule;
 use sase_policy::PolicyDocument;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -314,6 +316,11 @@ pub struct Config {
     pub policies: Option<PolicyDocument>,
     /// Reconciliation period, seconds.
     pub reconcile_every_secs: u64,
+    /// When reconciliation first looks at a pending request no event has settled, in
+    /// seconds after its filing or its last event. Default: 300, 1800, 7200, 28800.
+    pub recheck_after_secs: Vec<u64>,
+    /// After those, one look every this many seconds. Default: 86400 (a day).
+    pub recheck_every_secs: u64,
     /// Grant lifetime, seconds.
     pub grant_ttl_secs: u64,
     /// How long processed event ids are kept to drop redeliveries, seconds (pruned at
@@ -373,6 +380,8 @@ impl std::fmt::Debug for Config {
             .field("devices", &self.devices)
             .field("policies", &self.policies.as_ref().map(|p| p.policies.len()))
             .field("reconcile_every_secs", &self.reconcile_every_secs)
+            .field("recheck_after_secs", &self.recheck_after_secs)
+            .field("recheck_every_secs", &self.recheck_every_secs)
             .field("grant_ttl_secs", &self.grant_ttl_secs)
             .field("event_retention_secs", &self.event_retention_secs)
             .field("expire_after_secs", &self.expire_after_secs)
@@ -400,6 +409,12 @@ impl Default for Config {
             devices: Vec::new(),
             policies: None,
             reconcile_every_secs: 30,
+            recheck_after_secs: RecheckSchedule::default()
+                .first
+                .iter()
+                .map(Duration::as_secs)
+                .collect(),
+            recheck_every_secs: RecheckSchedule::default().then_every.as_secs(),
             grant_ttl_secs: 3600,
             event_retention_secs: DEFAULT_EVENT_RETENTION.as_secs(),
             expire_after_secs: DEFAULT_EXPIRE_AFTER.as_secs(),
@@ -434,11 +449,22 @@ impl Config {
         })
     }
 
+    /// When reconciliation looks at a pending request again.
+    pub fn recheck_schedule(&self) -> RecheckSchedule {
+        RecheckSchedule::new(
+            self.recheck_after_secs
+                .iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect(),
+            Duration::from_secs(self.recheck_every_secs),
+        )
+    }
+
     /// The connection limits the accept loop enforces.
     pub fn connection_limits(&self) -> crate::connections::Limits {
         crate::connections::Limits {
-            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
-            body_timeout: std::time::Duration::from_secs(self.body_timeout_secs),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
             max_connections: self.max_connections,
         }
     }
@@ -641,7 +667,17 @@ impl Config {
         }
         self.validate_tokens()?;
         self.validate_tls()?;
+        if !self.recheck_after_secs.is_sorted() {
+            return Err(invalid(
+                "recheck_after_secs",
+                format!(
+                    "{:?}: list the looks in increasing order",
+                    self.recheck_after_secs
+                ),
+            ));
+        }
         for (key, value) in [
+            ("recheck_every_secs", self.recheck_every_secs),
             ("header_read_timeout_secs", self.header_read_timeout_secs),
             ("body_timeout_secs", self.body_timeout_secs),
             (
@@ -724,7 +760,7 @@ impl Config {
 }
 
 /// How long a request may wait for a decision by default.
-pub const DEFAULT_EXPIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+pub const DEFAULT_EXPIRE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The shortest admin token accepted.
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
@@ -980,11 +1016,29 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
         write("[[policies]]\nid = \"p\"\nname = \"p\"");
         let e = load();
         assert!(
-            e.starts_with(&format!("{path}: at `policies")) && e.contains("hint: policies go in `[[policies.policies]]`"),
+            e.starts_with(&format!("{path}: at `policies"))
+                && e.contains("hint: policies go in `[[policies.policies]]`"),
             "{e}"
         );
         write(&format!("max_connections = 0\n{}", production(true, true)));
         assert_eq!(load(), format!("{path}: max_connections: 0: must be at least 1"));
+    }
+
+    #[test]
+    fn the_recheck_schedule_is_configurable_and_checked() {
+        let config = parse("recheck_after_secs = [0, 60]\nrecheck_every_secs = 3600").unwrap();
+        let schedule = config.recheck_schedule();
+        assert_eq!(schedule.first, [Duration::ZERO, Duration::from_secs(60)]);
+        assert_eq!(schedule.then_every, Duration::from_secs(3600));
+        assert_eq!(Config::default().recheck_schedule(), RecheckSchedule::default());
+        assert_eq!(
+            key(parse("recheck_after_secs = [600, 60]").unwrap_err()),
+            "recheck_after_secs"
+        );
+        assert_eq!(
+            key(parse("recheck_every_secs = 0").unwrap_err()),
+            "recheck_every_secs"
+        );
     }
 
     #[test]

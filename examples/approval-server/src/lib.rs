@@ -425,6 +425,7 @@ fn build_engine(
 ) -> Result<(Arc<Engine>, Catalog), Error> {
     let mut engine = Engine::builder(store, signer)
         .clock(clock)
+        .recheck(config.recheck_schedule())
         .grant_ttl(Duration::from_secs(config.grant_ttl_secs))
         .event_retention(Duration::from_secs(config.event_retention_secs))
         .max_reason_chars(config.max_reason_chars);
@@ -591,6 +592,8 @@ fn start_reconciler(engine: Arc<Engine>, every: Duration, shutdown: Cancellation
             match engine.reconcile(every).await {
                 Ok(r) if r.changed + r.linked > 0 => tracing::info!(
                     checked = r.checked,
+                    not_due = r.not_due,
+                    looked_up = r.looked_up,
                     changed = r.changed,
                     linked = r.linked,
                     pruned_events = r.pruned_events,

@@ -12,7 +12,7 @@
 )]
 
 use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
-use sase_approval::clock::ManualClock;
+use sase_approval::clock::{Clock, ManualClock, SystemClock};
 use sase_approval_server::config::{Config, ConfigError, DeviceConfig, DingTalkConfig, WorkflowConfig};
 use sase_approval_server::{self as server, Server};
 use sase_policy::ids::{DeviceId, GrantId, UserId};
@@ -138,7 +138,12 @@ async fn start(mock: &MockDingTalk, database: &std::path::Path) -> Server {
 
 /// Starts `config` (a [`credentialed_config`]) and saves its Request URL on the mock.
 async fn start_with(mock: &MockDingTalk, config: Config) -> Server {
-    let server = server::start(config).await.unwrap();
+    start_on_clock(mock, config, Arc::new(SystemClock)).await
+}
+
+/// [`start_with`] on `clock`.
+async fn start_on_clock(mock: &MockDingTalk, config: Config, clock: Arc<dyn Clock>) -> Server {
+    let server = server::start_with_clock(config, clock).await.unwrap();
     #[cfg(feature = "demo")]
     assert!(server.mock.is_none(), "credentials given: no mock in-process");
     // What the admin does in the developer console: save the Request URL (check_url must pass).
@@ -987,8 +992,10 @@ async fn a_server_restart_in_the_middle_of_a_pending_request() {
             .await
     );
 
-    // Back up on the same file (and the same Request URL path): reconciliation recovers the decision.
-    let server = start(&mock, &db).await;
+    // Back up on the same file (and the same Request URL path): reconciliation recovers the
+    // decision at the request's first look, 5 minutes after its filing.
+    let clock = Arc::new(ManualClock::starting_now());
+    let server = start_on_clock(&mock, credentialed_config(&mock, &db), clock.clone()).await;
     assert_eq!(
         server
             .request_url("wf-dingtalk")
@@ -1005,6 +1012,7 @@ async fn a_server_restart_in_the_middle_of_a_pending_request() {
         "pending",
         "nothing lost across the restart"
     );
+    clock.advance(Duration::from_secs(5 * 60));
     let report = server.engine.reconcile(Duration::ZERO).await.unwrap();
     assert_eq!(report.changed, 1);
     assert!(alice.poll(&id, "approved").await["grant"].is_object());

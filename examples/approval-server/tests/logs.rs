@@ -449,7 +449,7 @@ async fn text_lines_have_no_colours_and_no_debug() {
     let server = Process::start(
         &[],
         &[("SASE_DELIVERY", "stream")],
-        Some("reconcile_every_secs = 1\n"),
+        Some("reconcile_every_secs = 1\nrecheck_after_secs = [0]\n"),
     );
     let client = Client {
         http: reqwest::Client::new(),
