@@ -1,6 +1,7 @@
 //! [`DingTalkClient`]: the v1.0 OpenAPI client with token management, typed errors, rate-limit
 //! backoff, refresh-and-retry-once on authentication errors, and no blind retry of calls that
-//! create things.
+//! create things, within a per-app call budget ([`CallBudget`]: QPS per API, calls per month,
+//! a share for background work; see [`budget`]).
 //!
 //! ```no_run
 //! use dingtalk_sdk::client::DingTalkClient;
@@ -14,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+use crate::budget::{self, Budget, BudgetClock, BudgetUsage, CallBudget, Priority};
 use crate::error::{Error, ErrorKind, Result};
 use crate::retry::RetryPolicy;
 use crate::token::{CachedTokenProvider, Credentials, TokenProvider};
@@ -31,10 +33,13 @@ use tracing::Instrument as _;
 pub use crate::transport::DEFAULT_API_BASE;
 const TOKEN_HEADER: &str = "x-acs-dingtalk-access-token";
 
-/// A DingTalk OpenAPI client. Cheap to clone; clones share the token cache.
+/// A DingTalk OpenAPI client. Cheap to clone; clones share the HTTP client, the token cache
+/// and the call budget. Calls are [`Priority::Foreground`] unless made through
+/// [`background`](Self::background).
 #[derive(Clone)]
 pub struct DingTalkClient {
     inner: Arc<Inner>,
+    priority: Priority,
 }
 
 struct Inner {
@@ -43,6 +48,7 @@ struct Inner {
     tokens: Arc<dyn TokenProvider>,
     retry: RetryPolicy,
     timeout: Duration,
+    budget: Budget,
 }
 
 impl fmt::Debug for DingTalkClient {
@@ -52,12 +58,13 @@ impl fmt::Debug for DingTalkClient {
             .field("tokens", &self.inner.tokens)
             .field("retry", &self.inner.retry)
             .field("timeout", &self.inner.timeout)
+            .field("budget", self.inner.budget.config())
+            .field("priority", &self.priority)
             .finish()
     }
 }
 
 /// Builder for [`DingTalkClient`].
-#[derive(Debug)]
 pub struct DingTalkClientBuilder {
     credentials: Credentials,
     api_base: String,
@@ -67,6 +74,25 @@ pub struct DingTalkClientBuilder {
     timeout: Duration,
     connect_timeout: Duration,
     user_agent: String,
+    budget: CallBudget,
+    budget_clock: Option<BudgetClock>,
+}
+
+impl fmt::Debug for DingTalkClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DingTalkClientBuilder")
+            .field("credentials", &self.credentials)
+            .field("api_base", &self.api_base)
+            .field("http", &self.http)
+            .field("tokens", &self.tokens)
+            .field("retry", &self.retry)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("user_agent", &self.user_agent)
+            .field("budget", &self.budget)
+            .field("budget_clock", &self.budget_clock.as_ref().map(|_| "custom"))
+            .finish()
+    }
 }
 
 impl DingTalkClientBuilder {
@@ -90,7 +116,9 @@ impl DingTalkClientBuilder {
     }
 
     /// Retry policy, of API calls and of the built-in token provider's requests. Default:
-    /// 4 attempts, 200 ms doubling to 5 s, 1 s after rate limits.
+    /// 4 attempts, 200 ms doubling to 5 s, 1 s after rate limits. Its
+    /// [`throttle_delay`](RetryPolicy::throttle_delay) is also how long a throttling answer
+    /// pauses every call of the app.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self
@@ -115,12 +143,35 @@ impl DingTalkClientBuilder {
         self
     }
 
+    /// The app's call budget (default [`CallBudget::default`]: 20 calls a second per API,
+    /// 5,000 a month, half of them for background calls). See [`budget`].
+    pub fn budget(mut self, budget: CallBudget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The clock the monthly count follows, in Unix milliseconds (default: the system time),
+    /// so a test can move into the next month.
+    pub fn budget_clock(mut self, clock: BudgetClock) -> Self {
+        self.budget_clock = Some(clock);
+        self
+    }
+
     /// Builds the client.
     ///
     /// # Errors
-    /// [`Error::Config`] for a base URL that is not http(s) or an HTTP client that cannot be built.
+    /// [`Error::Config`] for a base URL that is not http(s), an HTTP client that cannot be
+    /// built, or a budget with a QPS of 0 or a background share outside `[0, 1]`.
     pub fn build(self) -> Result<DingTalkClient> {
         transport::check_base(&self.api_base)?;
+        self.budget
+            .validate()
+            .map_err(|reason| Error::Config { reason })?;
+        let budget = Budget::new(
+            self.budget,
+            self.credentials.client_id(),
+            self.budget_clock.unwrap_or_else(budget::system_clock),
+        );
         let http = match self.http {
             Some(http) => http,
             None => transport::http_client(self.connect_timeout, &self.user_agent)?,
@@ -139,7 +190,9 @@ impl DingTalkClientBuilder {
                 tokens,
                 retry: self.retry,
                 timeout: self.timeout,
+                budget,
             }),
+            priority: Priority::Foreground,
         })
     }
 }
@@ -167,7 +220,39 @@ impl DingTalkClient {
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             user_agent: transport::USER_AGENT.to_owned(),
+            budget: CallBudget::default(),
+            budget_clock: None,
         }
+    }
+
+    /// This client for background work (reconciliation, polling): the same HTTP client,
+    /// token cache and budget, but its calls are [`Priority::Background`]: they stand aside
+    /// for foreground calls and stop at the budget's background share of the month.
+    pub fn background(&self) -> DingTalkClient {
+        self.with_priority(Priority::Background)
+    }
+
+    /// This client with its calls at `priority` (sharing everything else).
+    pub fn with_priority(&self, priority: Priority) -> DingTalkClient {
+        DingTalkClient {
+            inner: Arc::clone(&self.inner),
+            priority,
+        }
+    }
+
+    /// The priority of this client's calls.
+    pub fn priority(&self) -> Priority {
+        self.priority
+    }
+
+    /// The app's call budget.
+    pub fn budget(&self) -> &CallBudget {
+        self.inner.budget.config()
+    }
+
+    /// The app's calls this month (all clones together), e.g. for a console API.
+    pub fn usage(&self) -> BudgetUsage {
+        self.inner.budget.usage()
     }
 
     /// The OA approval (workflow) API.
@@ -180,9 +265,11 @@ impl DingTalkClient {
         &self.inner.api_base
     }
 
-    /// Sends one v1.0 call: token header, JSON body, typed errors, retries per the policy,
-    /// one refresh-and-retry on an authentication error, and [`Error::OutcomeUnknown`] for a
-    /// non-idempotent call whose fate is unknown.
+    /// Sends one v1.0 call: within the budget (each attempt waits for the app's pause and a
+    /// QPS slot, and is counted; [`Error::BudgetExhausted`] once the month's budget is used),
+    /// token header, JSON body, typed errors, retries per the policy, one refresh-and-retry on
+    /// an authentication error, and [`Error::OutcomeUnknown`] for a non-idempotent call whose
+    /// fate is unknown.
     pub(crate) async fn send<T: DeserializeOwned>(
         &self,
         op: Op,
@@ -197,6 +284,8 @@ impl DingTalkClient {
             None => None,
         };
         let url = format!("{}{}", inner.api_base, op.path);
+        // Refused at once, before a token is fetched, when the month's budget is used.
+        inner.budget.check(op.name, self.priority)?;
         let mut refreshed = false;
         let mut attempt: u32 = 0;
         loop {
@@ -205,6 +294,7 @@ impl DingTalkClient {
             let token_value = HeaderValue::from_str(token.secret()).map_err(|_| Error::Config {
                 reason: "access token is not a valid header value".to_owned(),
             })?;
+            inner.budget.acquire(op.name, self.priority).await?;
             let mut request = inner
                 .http
                 .request(op.method.clone(), &url)
@@ -225,6 +315,7 @@ impl DingTalkClient {
                 Err(error) => error,
             };
             tracing::debug!(parent: &span, error = %error, kind = ?error.kind(), "DingTalk call failed");
+            inner.budget.observe(op.name, &error, inner.retry.throttle_delay);
             if error.kind() == ErrorKind::Auth && !refreshed {
                 refreshed = true;
                 inner.tokens.invalidate(&token).await;

@@ -115,6 +115,33 @@ pub enum Error {
         /// The parser's explanation.
         reason: String,
     },
+    /// The app's call budget ([`CallBudget`](crate::budget::CallBudget)) refused the call: it
+    /// was **not sent**. Either this month's calls reached the limit for the call's priority
+    /// (background calls stop at their share), or DingTalk answered 403
+    /// `Forbidden.AccessDenied.ApiCountLimitForOrg` this month, after which every call fails
+    /// until the month ends.
+    ///
+    /// [`ErrorKind::QuotaExhausted`]: not retryable now. Calls go again in the next calendar
+    /// month (UTC), or with a larger budget; foreground calls may still go when only the
+    /// background share is used up. Displayed as `GetProcessInstance: not sent: 10 of the
+    /// app's 10 DingTalk calls for 2026-12 are used (foreground)`.
+    #[error("{operation}: not sent: {}", BudgetDetail::new(.month, .used, .limit, .priority, .reported_by_dingtalk))]
+    BudgetExhausted {
+        /// The API operation that was not sent.
+        operation: &'static str,
+        /// The calendar month (UTC), `YYYY-MM`.
+        month: String,
+        /// Calls made this month.
+        used: u64,
+        /// The limit that applies to the call: the monthly limit for a foreground call, the
+        /// background share of it for a background one (`None` for an unlimited budget, which
+        /// only DingTalk's answer stops).
+        limit: Option<u64>,
+        /// The call's priority.
+        priority: crate::budget::Priority,
+        /// DingTalk answered `ApiCountLimitForOrg` this month.
+        reported_by_dingtalk: bool,
+    },
     /// The client was configured with an invalid value.
     #[error("invalid client configuration: {reason}")]
     Config {
@@ -149,6 +176,56 @@ impl fmt::Display for ApiDetail<'_> {
     }
 }
 
+/// The explanation of [`Error::BudgetExhausted`].
+struct BudgetDetail<'a> {
+    month: &'a str,
+    used: u64,
+    limit: Option<u64>,
+    priority: crate::budget::Priority,
+    reported_by_dingtalk: bool,
+}
+
+impl<'a> BudgetDetail<'a> {
+    fn new(
+        month: &'a str,
+        used: &u64,
+        limit: &Option<u64>,
+        priority: &crate::budget::Priority,
+        reported_by_dingtalk: &bool,
+    ) -> Self {
+        Self {
+            month,
+            used: *used,
+            limit: *limit,
+            priority: *priority,
+            reported_by_dingtalk: *reported_by_dingtalk,
+        }
+    }
+}
+
+impl fmt::Display for BudgetDetail<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (month, used, priority) = (self.month, self.used, self.priority);
+        match self.limit {
+            _ if self.reported_by_dingtalk => write!(
+                f,
+                "DingTalk answered ApiCountLimitForOrg: the org's call quota for {month} is spent \
+                 ({used} calls by this app); no call is sent until the month ends ({priority})"
+            ),
+            Some(limit) if priority == crate::budget::Priority::Background => write!(
+                f,
+                "background calls may use {limit} of the app's DingTalk calls for {month}, and {used} \
+                 are used; foreground calls still go"
+            ),
+            Some(limit) => write!(
+                f,
+                "{used} of the app's {limit} DingTalk calls for {month} are used ({priority})"
+            ),
+            None => write!(f, "the app's DingTalk calls for {month} are used up ({priority})"),
+        }
+    }
+}
+
 /// How an error should be handled, whatever its variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -163,6 +240,9 @@ pub enum ErrorKind {
     Client,
     /// The access token is invalid or expired: refresh it and retry once.
     Auth,
+    /// The app's monthly call budget is used up ([`Error::BudgetExhausted`]): not retryable
+    /// now; calls go again next month (UTC) or with a larger budget.
+    QuotaExhausted,
 }
 
 impl Error {
@@ -181,13 +261,14 @@ impl Error {
                 }
             }
             Error::Transport { .. } | Error::OutcomeUnknown { .. } => ErrorKind::Transient,
+            Error::BudgetExhausted { .. } => ErrorKind::QuotaExhausted,
             _ => ErrorKind::Client,
         }
     }
 
     /// Whether retrying the same operation may succeed. Crypto and callback failures are
     /// properties of the input and never are; an [`Error::OutcomeUnknown`] must be reconciled
-    /// rather than retried.
+    /// rather than retried; an [`Error::BudgetExhausted`] waits for the next month.
     pub fn is_retryable(&self) -> bool {
         !matches!(self, Error::OutcomeUnknown { .. })
             && matches!(

@@ -13,6 +13,8 @@
 //! - `client`, `token`, `retry` (feature `client`, on by default): `DingTalkClient` with
 //!   cached single-flight access tokens, typed errors, rate-limit backoff and no blind retry
 //!   of creates.
+//! - [`budget`]: the per-app call budget the client keeps (DingTalk's per-API QPS and an
+//!   org's monthly quota), with foreground and background priorities and a usage report.
 //! - [`workflow`]: the OA approval API's wire types and (feature `client`) calls.
 //! - `mock` (feature `mock`): a mock DingTalk for tests, on loopback.
 //!
@@ -39,6 +41,7 @@
 #[macro_use]
 mod wire_enum;
 
+pub mod budget;
 pub mod callback;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]

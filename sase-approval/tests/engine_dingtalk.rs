@@ -10,6 +10,7 @@
     reason = "a test fails loudly on the first unexpected value"
 )]
 
+use dingtalk_sdk::budget::CallBudget;
 use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
 use dingtalk_sdk::client::DingTalkClient;
 use dingtalk_sdk::crypto::EventCrypto;
@@ -67,6 +68,9 @@ async fn env(store: Arc<dyn ApprovalStore>) -> Env {
         .start()
         .await
         .unwrap();
+    // The simulated month compresses a month of passes into seconds: no QPS pacing in real
+    // time, but the default monthly budget, counted on the same clock.
+    let budget_clock = clock.clone();
     let client = DingTalkClient::builder(Credentials::new(APP, SECRET))
         .api_base(mock.base_url())
         .retry(RetryPolicy::new(
@@ -75,6 +79,8 @@ async fn env(store: Arc<dyn ApprovalStore>) -> Env {
             Duration::from_millis(20),
             Duration::from_millis(10),
         ))
+        .budget(CallBudget::default().qps_per_api(None))
+        .budget_clock(Arc::new(move || budget_clock.now_ms()))
         .build()
         .unwrap();
     let wf = workflow();
