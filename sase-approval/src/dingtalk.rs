@@ -55,12 +55,17 @@ const MAX_LIST_PAGE: i64 = 20;
 #[derive(Debug, Clone)]
 pub struct DingTalkBackend {
     client: DingTalkClient,
+    /// The same client at background priority, for reconciliation: the app's call budget
+    /// serves filings and console write-backs first.
+    background: DingTalkClient,
     workflow: Workflow,
     settings: DingTalkSettings,
 }
 
 impl DingTalkBackend {
-    /// A backend for a DingTalk workflow, calling DingTalk through `client`.
+    /// A backend for a DingTalk workflow, calling DingTalk through `client` (its budget is the
+    /// app's: filings and console actions call at foreground priority, reconciliation's
+    /// `running_among` and `status` at background priority).
     ///
     /// # Errors
     /// [`Error::Definition`] if the workflow is not a DingTalk one.
@@ -70,6 +75,7 @@ impl DingTalkBackend {
             reason: "not a DingTalk workflow".to_owned(),
         })?;
         Ok(Self {
+            background: client.background(),
             client,
             workflow,
             settings,
@@ -201,7 +207,7 @@ impl ApprovalBackend for DingTalkBackend {
 
     async fn status(&self, external_id: &str) -> BackendResult<ExternalStatus> {
         let instance = match self
-            .client
+            .background
             .workflow()
             .get_instance(&ProcessInstanceId::new(external_id))
             .await
@@ -251,7 +257,7 @@ impl ApprovalBackend for DingTalkBackend {
                     .statuses(vec![InstanceStatus::Running])
                     .max_results(MAX_LIST_PAGE);
                 let ids: Vec<ProcessInstanceId> = self
-                    .client
+                    .background
                     .workflow()
                     .list_instance_ids(list)
                     .try_collect()

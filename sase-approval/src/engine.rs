@@ -347,7 +347,7 @@ pub struct Engine {
     /// When each pending request last saw an event and was last looked at by
     /// reconciliation, on our clock (lost on restart: each request is then looked at once,
     /// at its latest schedule point from its filing).
-    rechecks: Mutex<HashMap<RequestId, reconcile::Recheck>>,
+    rechecks: Mutex<reconcile::Memory>,
     updates: broadcast::Sender<RequestUpdate>,
 }
 

@@ -49,8 +49,15 @@ struct Env {
     outcomes: Arc<Mutex<Vec<EventOutcome>>>,
 }
 
-/// Starts the callback route (feeding the engine) and the mock pushing to it.
+/// Starts the callback route (feeding the engine) and the mock pushing to it. The simulated
+/// month compresses a month of passes into seconds: no QPS pacing in real time, but the
+/// default monthly budget, counted on the engine's clock.
 async fn env(store: Arc<dyn ApprovalStore>) -> Env {
+    env_with(store, CallBudget::default().qps_per_api(None)).await
+}
+
+/// [`env`] with the DingTalk app's call `budget`.
+async fn env_with(store: Arc<dyn ApprovalStore>, budget: CallBudget) -> Env {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let request_url = format!("http://{}/dingtalk/callback", listener.local_addr().unwrap());
     // One clock for the engine and DingTalk: instance times and list windows agree.
@@ -68,8 +75,6 @@ async fn env(store: Arc<dyn ApprovalStore>) -> Env {
         .start()
         .await
         .unwrap();
-    // The simulated month compresses a month of passes into seconds: no QPS pacing in real
-    // time, but the default monthly budget, counted on the same clock.
     let budget_clock = clock.clone();
     let client = DingTalkClient::builder(Credentials::new(APP, SECRET))
         .api_base(mock.base_url())
@@ -79,7 +84,7 @@ async fn env(store: Arc<dyn ApprovalStore>) -> Env {
             Duration::from_millis(20),
             Duration::from_millis(10),
         ))
-        .budget(CallBudget::default().qps_per_api(None))
+        .budget(budget)
         .budget_clock(Arc::new(move || budget_clock.now_ms()))
         .build()
         .unwrap();
@@ -810,4 +815,87 @@ async fn a_month_of_requests_with_lost_events_converges_within_the_monthly_quota
         worst_lost / 60_000
     );
     assert!(quota_calls <= 5_000, "{quota_calls} calls in a month");
+}
+
+#[tokio::test]
+async fn reconciliation_stops_at_its_share_of_the_monthly_budget_and_filings_go_on() {
+    // Ten calls a month, reconciliation allowed the first half.
+    let budget = CallBudget::default().qps_per_api(None).calls_per_month(Some(10));
+    let e = env_with(Arc::new(MemoryStore::new()), budget).await;
+    for n in 0..4 {
+        e.engine.submit(submit(&format!("quota{n}"))).await.unwrap();
+    }
+    e.clock.advance(Duration::from_secs(5 * 60));
+    let report = e.engine.reconcile(Duration::ZERO).await.unwrap();
+    assert_eq!((report.checked, report.looked_up), (4, 0));
+    assert_eq!(
+        calls(&e.mock, "POST", LIST_IDS),
+        1,
+        "4 creates and a list: half the month"
+    );
+    // At the next look reconciliation is out of its share: nothing is sent.
+    let sent = e.mock.journal().len();
+    e.clock.advance(Duration::from_secs(25 * 60));
+    let report = e.engine.reconcile(Duration::ZERO).await.unwrap();
+    assert_eq!(report.changed, 0);
+    assert_eq!(e.mock.journal().len(), sent, "no call");
+    // Filings still go, until the month is used up.
+    let filed = e.engine.submit(submit("quota-late")).await.unwrap();
+    assert_eq!(filed.state, RequestState::Pending);
+    assert_eq!(e.mock.journal().len(), sent + 1);
+}
+
+/// A burst of 100 filings against DingTalk's 20 calls a second per app and API (the mock
+/// enforcing it on real time): the client's budget paces the creates, so each request gets
+/// exactly one instance and DingTalk throttles (nearly) none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_filings_stays_under_dingtalks_qps_limit() {
+    let mock = MockDingTalk::builder()
+        .app(MockApp::new(APP, SECRET))
+        .process(form())
+        .quotas(dingtalk_sdk::mock::MockQuotas {
+            qps_per_app_and_api: Some(20),
+            calls_per_month: None,
+        })
+        .start()
+        .await
+        .unwrap();
+    let client = DingTalkClient::builder(Credentials::new(APP, SECRET))
+        .api_base(mock.base_url())
+        .build()
+        .unwrap();
+    let wf = workflow();
+    let engine = Arc::new(
+        Engine::builder(Arc::new(MemoryStore::new()), GrantSigner::from_bytes(&[9; 32]))
+            .workflow(
+                wf.clone(),
+                Arc::new(DingTalkBackend::new(client.clone(), wf).unwrap()),
+            )
+            .build()
+            .unwrap(),
+    );
+    let filings: Vec<_> = (0..100)
+        .map(|n| {
+            let engine = Arc::clone(&engine);
+            tokio::spawn(async move { engine.submit(submit(&format!("burst{n:03}"))).await })
+        })
+        .collect();
+    let mut instances = HashSet::new();
+    for filing in filings {
+        let request = filing.await.unwrap().unwrap();
+        assert_eq!(request.state, RequestState::Pending, "{request:?}");
+        assert!(
+            instances.insert(request.external_id.unwrap()),
+            "an instance per request"
+        );
+    }
+    assert_eq!(mock.instance_ids().len(), 100, "exactly one instance per filing");
+    let usage = mock.usage();
+    let creates = &usage.apps[APP].by_api["POST /v1.0/workflow/processInstances"];
+    println!(
+        "100 filings: {} create calls, {} answered 403 (QPS)",
+        creates.calls, creates.refused_qps
+    );
+    assert!(creates.refused_qps <= 2, "a 403 storm: {creates:?}");
+    assert_eq!(client.usage().throttled, creates.refused_qps);
 }

@@ -22,14 +22,23 @@ pub(super) struct Recheck {
     checked_ms: Option<i64>,
 }
 
+/// What reconciliation remembers between passes.
+#[derive(Debug, Default)]
+pub(super) struct Memory {
+    requests: HashMap<RequestId, Recheck>,
+    /// The last listing failure of each workflow: logged once as a warning while it lasts
+    /// (an exhausted monthly budget would otherwise warn every pass).
+    failing: HashMap<WorkflowId, String>,
+}
+
 impl Engine {
     /// An event about `id` was recorded: its next look follows the schedule from now.
     pub(super) fn note_activity(&self, id: &RequestId) {
         let now = self.clock.now_ms();
-        self.rechecks().entry(id.clone()).or_default().active_ms = Some(now);
+        self.memory().requests.entry(id.clone()).or_default().active_ms = Some(now);
     }
 
-    fn rechecks(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Recheck>> {
+    fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
         self.rechecks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -56,7 +65,8 @@ impl Engine {
         let mut report = ReconcileReport::default();
         let mut due: HashMap<&WorkflowId, Vec<&ApprovalRequest>> = HashMap::new();
         {
-            let mut rechecks = self.rechecks();
+            let mut memory = self.memory();
+            let rechecks = &mut memory.requests;
             let open_ids: HashSet<&RequestId> = open.iter().map(|r| &r.id).collect();
             rechecks.retain(|id, _| open_ids.contains(id));
             for request in &open {
@@ -124,13 +134,24 @@ impl Engine {
                 }
             }
         }
-        if pending.is_empty() {
+        let Some(workflow) = pending.first().map(|r| &r.workflow) else {
             return;
-        }
+        };
         let running = match backend.running_among(&pending, now).await {
-            Ok(running) => running,
+            Ok(running) => {
+                if self.memory().failing.remove(workflow).is_some() {
+                    tracing::info!(workflow = %workflow, "reconciliation lists instances again");
+                }
+                running
+            }
             Err(e) => {
-                tracing::warn!(requests = pending.len(), error = %e, "reconciliation could not list instances; will retry");
+                let error = e.to_string();
+                let again = self.memory().failing.insert(workflow.clone(), error.clone()) == Some(error);
+                if again {
+                    tracing::debug!(workflow = %workflow, requests = pending.len(), error = %e, "reconciliation still cannot list instances");
+                } else {
+                    tracing::warn!(workflow = %workflow, requests = pending.len(), error = %e, "reconciliation could not list instances; will retry");
+                }
                 return;
             }
         };
@@ -145,7 +166,11 @@ impl Engine {
             match outcome {
                 Ok(changed) => {
                     report.changed += usize::from(changed);
-                    self.rechecks().entry(request.id.clone()).or_default().checked_ms = Some(now);
+                    self.memory()
+                        .requests
+                        .entry(request.id.clone())
+                        .or_default()
+                        .checked_ms = Some(now);
                 }
                 Err(e) => {
                     tracing::warn!(request = %request.id, error = %e, "reconciliation failed; will retry");
