@@ -73,6 +73,8 @@ pub(crate) struct AppState {
     /// Every key a grant may be signed with (the engine's first).
     grant_keys: Arc<[GrantVerifier]>,
     filings: Arc<FilingLimit>,
+    /// The DingTalk apps called, for their usage.
+    apps: Arc<[crate::App]>,
 }
 
 impl AppState {
@@ -83,6 +85,7 @@ impl AppState {
         devices: Vec<DeviceConfig>,
         grant_keys: Vec<GrantVerifier>,
         filings_per_hour: usize,
+        apps: Vec<crate::App>,
     ) -> Self {
         Self {
             engine,
@@ -91,6 +94,7 @@ impl AppState {
             devices: Arc::new(devices.iter().map(Enrolled::new).collect()),
             grant_keys: grant_keys.into(),
             filings: Arc::new(FilingLimit::new(filings_per_hour)),
+            apps: apps.into(),
         }
     }
 }
@@ -173,6 +177,7 @@ pub(crate) fn router(state: AppState) -> Result<Router, dingtalk_sdk::Error> {
         .route("/api/agent/grants/consume", post(consume_grant))
         .route("/api/console/workflows", get(console_workflows))
         .route("/api/console/policies", get(console_policies))
+        .route("/api/console/dingtalk/usage", get(console_usage))
         .route("/api/console/requests", get(console_list))
         .route("/api/console/requests/{id}", get(console_get))
         .route("/api/console/requests/{id}/{action}", post(console_action))
@@ -462,6 +467,19 @@ async fn console_workflows(State(state): State<AppState>, headers: HeaderMap) ->
         })
         .collect();
     Json(list).into_response()
+}
+
+/// Each DingTalk app's calls this month against its budget.
+async fn console_usage(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&state, &headers) {
+        return r;
+    }
+    let apps: Vec<Value> = state
+        .apps
+        .iter()
+        .map(|app| json!({"client_id": app.client_id, "qps_per_api": app.client.budget().qps_per_api, "usage": app.client.usage()}))
+        .collect();
+    Json(apps).into_response()
 }
 
 /// The policies in force, in precedence order.

@@ -2,6 +2,7 @@
 //! ([`Args`]), with embedded defaults (SQLite file, one workflow on the in-process mock
 //! DingTalk) that need nothing in a `demo` build.
 
+use dingtalk_sdk::budget::CallBudget;
 use dingtalk_sdk::crypto::EventCrypto;
 use sase_approval::definition::Delivery;
 use sase_approval::engine::{DEFAULT_EVENT_RETENTION, DEFAULT_MAX_REASON_CHARS};
@@ -175,6 +176,40 @@ pub struct DingTalkConfig {
     pub receiver_id: Option<String>,
     /// Base URL of the OpenAPI (tests point it at a mock).
     pub api_base: Option<String>,
+    /// Calls a second to one API (DingTalk's limit for a standard org: 20, the default);
+    /// 0 sends without pacing.
+    #[serde(default = "default_qps")]
+    pub qps_per_api: u32,
+    /// Calls a calendar month (UTC), the token aside (a standard org's quota: 5,000, the
+    /// default); 0 counts without a limit.
+    #[serde(default = "default_calls_per_month")]
+    pub calls_per_month: u64,
+    /// The share of the month's calls, in percent, that reconciliation may use; filings and
+    /// console write-backs may use the rest (default 50).
+    #[serde(default = "default_reconcile_share")]
+    pub reconcile_share_percent: u8,
+}
+
+fn default_qps() -> u32 {
+    20
+}
+
+fn default_calls_per_month() -> u64 {
+    5_000
+}
+
+fn default_reconcile_share() -> u8 {
+    50
+}
+
+impl DingTalkConfig {
+    /// The app's call budget.
+    pub fn budget(&self) -> CallBudget {
+        CallBudget::default()
+            .qps_per_api((self.qps_per_api > 0).then_some(self.qps_per_api))
+            .calls_per_month((self.calls_per_month > 0).then_some(self.calls_per_month))
+            .background_share(f64::from(self.reconcile_share_percent.min(100)) / 100.0)
+    }
 }
 
 impl std::fmt::Debug for DingTalkConfig {
@@ -182,6 +217,7 @@ impl std::fmt::Debug for DingTalkConfig {
         f.debug_struct("DingTalkConfig")
             .field("client_id", &self.client_id)
             .field("api_base", &self.api_base)
+            .field("budget", &self.budget())
             .finish_non_exhaustive()
     }
 }
@@ -640,6 +676,12 @@ impl Config {
                     "map system fields to the form's labels, e.g. reason = \"卸载原因\"",
                 ));
             }
+            if app.reconcile_share_percent > 100 {
+                return Err(invalid(
+                    key("dingtalk.reconcile_share_percent"),
+                    format!("{}: a percentage, 0 to 100", app.reconcile_share_percent),
+                ));
+            }
             let receiver = app.receiver_id.as_deref().unwrap_or(&app.client_id);
             if let Err(e) = EventCrypto::new(&app.token, &app.aes_key, receiver) {
                 // The key itself is a secret: its length is all the message shows.
@@ -1038,6 +1080,28 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
         assert_eq!(
             key(parse("recheck_every_secs = 0").unwrap_err()),
             "recheck_every_secs"
+        );
+    }
+
+    #[test]
+    fn each_app_has_a_call_budget() {
+        let app = |extra: &str| {
+            parse(&format!("{COMPLETE}[[workflows]]\nid = \"a\"\nprocess_code = \"P\"\nfields = {{ reason = \"r\" }}\n[workflows.dingtalk]\n{APP}\n{extra}"))
+        };
+        let budget = |extra: &str| {
+            app(extra).unwrap().workflows[0]
+                .dingtalk
+                .as_ref()
+                .unwrap()
+                .budget()
+        };
+        assert_eq!(budget(""), CallBudget::default(), "a standard org's");
+        let paid = budget("qps_per_api = 0\ncalls_per_month = 0\nreconcile_share_percent = 20");
+        assert_eq!((paid.qps_per_api, paid.calls_per_month), (None, None));
+        assert!((paid.background_share - 0.2).abs() < 1e-9);
+        assert_eq!(
+            key(app("reconcile_share_percent = 120").unwrap_err()),
+            "workflows[0].dingtalk.reconcile_share_percent"
         );
     }
 

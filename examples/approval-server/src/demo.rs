@@ -82,6 +82,7 @@ pub(crate) fn on_mock(mock: &MockDingTalk, w: &WorkflowConfig, database: &str) -
     Resolved {
         workflow: workflow(w, database, settings, process_code, fields),
         api_base: Some(mock.base_url()),
+        budget: dingtalk_sdk::budget::CallBudget::default(),
         mock_app: Some(app),
     }
 }

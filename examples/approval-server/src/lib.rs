@@ -33,6 +33,7 @@ pub mod tls;
 pub use config::Config;
 
 use config::{ConfigError, DeviceConfig, DingTalkConfig, WorkflowConfig};
+use dingtalk_sdk::budget::CallBudget;
 use dingtalk_sdk::client::DingTalkClient;
 #[cfg(feature = "demo")]
 use dingtalk_sdk::mock::{MockApp, MockDingTalk};
@@ -263,7 +264,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
     let resolved = resolve_workflows(&config)?;
     let store = Arc::new(SqliteStore::open(&config.database).await?);
     let keys = grant_keys::load_or_create(&config.grant_key_path())?;
-    let (engine, catalog) = build_engine(&config, store, keys.signer, clock, &resolved)?;
+    let (engine, catalog, apps) = build_engine(&config, store, keys.signer, clock, &resolved)?;
     let policies = compile_policies(&config, &catalog)?;
     let streams = stream_clients(&resolved)?;
     let (admin_token, devices) = enroll(&config)?;
@@ -276,6 +277,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         devices.clone(),
         keys.verifiers,
         config.filings_per_hour,
+        apps.clone(),
     );
     let server = serve(
         listener,
@@ -296,6 +298,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
     let mut background = start_stream_clients(&engine, streams, &shutdown);
     background.push(start_reconciler(
         Arc::clone(&engine),
+        apps,
         Duration::from_secs(config.reconcile_every_secs.max(1)),
         shutdown.clone(),
     ));
@@ -337,6 +340,8 @@ fn persisted_callback_id(database: &str, workflow: &str) -> String {
 struct Resolved {
     workflow: Workflow,
     api_base: Option<String>,
+    /// The DingTalk app's call budget.
+    budget: CallBudget,
     /// The mock app to register once the Request URL exists.
     #[cfg(feature = "demo")]
     mock_app: Option<MockApp>,
@@ -387,6 +392,7 @@ fn on_dingtalk(w: &WorkflowConfig, database: &str, app: &DingTalkConfig) -> Reso
             w.fields.clone(),
         ),
         api_base: app.api_base.clone(),
+        budget: app.budget(),
         #[cfg(feature = "demo")]
         mock_app: None,
     }
@@ -422,7 +428,11 @@ fn build_engine(
     signer: GrantSigner,
     clock: Arc<dyn Clock>,
     resolved: &[Resolved],
-) -> Result<(Arc<Engine>, Catalog), Error> {
+) -> Result<(Arc<Engine>, Catalog, Vec<App>), Error> {
+    let budget_clock: dingtalk_sdk::budget::BudgetClock = {
+        let clock = Arc::clone(&clock);
+        Arc::new(move || clock.now_ms())
+    };
     let mut engine = Engine::builder(store, signer)
         .clock(clock)
         .recheck(config.recheck_schedule())
@@ -443,7 +453,9 @@ fn build_engine(
             Entry::Occupied(known) => known.get().clone(),
             Entry::Vacant(new) => {
                 let mut builder =
-                    DingTalkClient::builder(Credentials::new(&settings.client_id, &settings.client_secret));
+                    DingTalkClient::builder(Credentials::new(&settings.client_id, &settings.client_secret))
+                        .budget(r.budget)
+                        .budget_clock(Arc::clone(&budget_clock));
                 if let Some(base) = &r.api_base {
                     builder = builder.api_base(base);
                 }
@@ -454,7 +466,18 @@ fn build_engine(
         engine = engine.workflow(r.workflow.clone(), backend);
         catalog = catalog.workflow(r.workflow.id.clone(), PolicyWorkflowKind::DingTalk);
     }
-    Ok((Arc::new(engine.build()?), catalog))
+    let apps = clients
+        .into_iter()
+        .map(|((client_id, _), client)| App { client_id, client })
+        .collect();
+    Ok((Arc::new(engine.build()?), catalog, apps))
+}
+
+/// A DingTalk app the server calls, with its call budget.
+#[derive(Clone)]
+pub(crate) struct App {
+    pub(crate) client_id: String,
+    pub(crate) client: DingTalkClient,
 }
 
 /// The configured policies (in a demo build on the mock DingTalk only, a demo policy on the
@@ -579,14 +602,41 @@ fn start_stream_clients(
         .collect()
 }
 
-/// Reconciles every `every` (instances whose events never came) until `shutdown`.
-fn start_reconciler(engine: Arc<Engine>, every: Duration, shutdown: CancellationToken) -> JoinHandle<()> {
+/// How often each DingTalk app's calls this month are logged (when they changed).
+const USAGE_LOG_EVERY: Duration = Duration::from_secs(3600);
+
+/// Reconciles every `every` (instances whose events never came) until `shutdown`, and logs
+/// each DingTalk app's calls this month once an hour when they changed.
+fn start_reconciler(
+    engine: Arc<Engine>,
+    apps: Vec<App>,
+    every: Duration,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
+        let mut logged: HashMap<String, (tokio::time::Instant, u64)> = HashMap::new();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
+            }
+            for app in &apps {
+                let usage = app.client.usage();
+                let last = logged.get(&app.client_id).copied();
+                if last.is_none_or(|(at, calls)| at.elapsed() >= USAGE_LOG_EVERY && calls != usage.calls) {
+                    tracing::info!(
+                        client_id = %app.client_id,
+                        month = %usage.month,
+                        calls = usage.calls,
+                        limit = usage.limit,
+                        background = usage.background,
+                        refused = usage.refused,
+                        throttled = usage.throttled,
+                        "dingtalk usage"
+                    );
+                    logged.insert(app.client_id.clone(), (tokio::time::Instant::now(), usage.calls));
+                }
             }
             // A pass in progress finishes: it records what it found before the server stops.
             match engine.reconcile(every).await {

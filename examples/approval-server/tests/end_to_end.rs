@@ -1322,3 +1322,37 @@ async fn an_undecided_request_expires_after_seven_days_by_default() {
     assert_eq!(alice.poll(&id, "expired").await["state"], "expired");
     server.shutdown().await.unwrap();
 }
+
+/// Each DingTalk app's calls this month, against its configured budget, in the console.
+#[tokio::test]
+async fn the_console_shows_each_apps_dingtalk_calls_this_month() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = mock().await;
+    let mut config = credentialed_config(&mock, &dir.path().join("usage.sqlite"));
+    let app = config.workflows[0].dingtalk.as_mut().unwrap();
+    app.calls_per_month = 1_000;
+    app.reconcile_share_percent = 30;
+    let server = start_with(&mock, config).await;
+    let alice = Agent::new(&server, "tok-alice");
+    let (status, _) = alice.file("reinstall").await;
+    assert_eq!(status, 201);
+    let (status, apps) = alice
+        .console(reqwest::Method::GET, "/api/console/dingtalk/usage")
+        .await;
+    assert_eq!(status, 200, "{apps}");
+    let usage = &apps[0]["usage"];
+    assert_eq!(apps[0]["client_id"], APP, "{apps}");
+    assert_eq!(apps[0]["qps_per_api"], 20);
+    assert_eq!(
+        (usage["limit"].as_u64(), usage["background_limit"].as_u64()),
+        (Some(1_000), Some(300)),
+        "{apps}"
+    );
+    assert_eq!(usage["calls"], 1, "the create; the token is not counted: {apps}");
+    assert_eq!(usage["foreground"], 1);
+    let (status, _) = Agent::new(&server, "tok-alice")
+        .send(reqwest::Client::new().get(format!("http://{}/api/console/dingtalk/usage", server.addr)))
+        .await;
+    assert_eq!(status, 401, "a device token is not the admin's");
+    server.shutdown().await.unwrap();
+}
