@@ -133,7 +133,7 @@ impl Mode {
     version,
     about = "The SASE approval server: policy checks for agents, DingTalk approval workflows, a console API and grants.",
     after_help = "Environment (overrides the file; the flags override it): SASE_LISTEN, SASE_DATABASE, \
-                  SASE_ADMIN_TOKEN, SASE_GRANT_KEY_FILE, SASE_DELIVERY (http_push or stream: every workflow's), \
+                  SASE_ADMIN_TOKEN, SASE_GRANT_KEY_FILE, SASE_GRANT_KEYS (the keys themselves, for replicas), SASE_DELIVERY (http_push or stream: every workflow's), \
                   SASE_TLS_CERT_FILE and SASE_TLS_KEY_FILE (PEM: serve HTTPS), \
                   SASE_LOG_FORMAT (text or json). \
                   RUST_LOG sets the log filter (default info)."
@@ -380,6 +380,10 @@ pub struct Config {
     /// The grant signing key file (see [`crate::grant_keys`]); default `<database>.grant-key`.
     /// Replicas must share one.
     pub grant_key_file: Option<PathBuf>,
+    /// The grant signing keys themselves, from `SASE_GRANT_KEYS` (hex seeds, the signing one
+    /// first; never from the file, never printed): what replicas share instead of a file.
+    #[serde(skip)]
+    pub grant_keys: Option<String>,
     /// Serve HTTPS: the certificate chain, PEM (the server's certificate first, then its
     /// intermediates), e.g. `/etc/sase/tls/fullchain.pem`. Set with
     /// [`tls_key_file`](Self::tls_key_file) or not at all; unset, the server speaks plain
@@ -427,6 +431,7 @@ impl std::fmt::Debug for Config {
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("max_connections", &self.max_connections)
             .field("grant_key_file", &self.grant_key_file)
+            .field("grant_keys", &self.grant_keys.as_ref().map(|_| "<redacted>"))
             .field("tls_cert_file", &self.tls_cert_file)
             .field("tls_key_file", &self.tls_key_file)
             .field("log_format", &self.log_format)
@@ -460,6 +465,7 @@ impl Default for Config {
             body_timeout_secs: 30,
             max_connections: 1024,
             grant_key_file: None,
+            grant_keys: None,
             tls_cert_file: None,
             tls_key_file: None,
             log_format: LogFormat::Text,
@@ -511,6 +517,12 @@ impl Config {
         Some((self.tls_cert_file.as_deref()?, self.tls_key_file.as_deref()?))
     }
 
+    /// Whether the database is shared by replicas (a PostgreSQL URL) rather than a file of
+    /// this server's own.
+    pub fn shared_database(&self) -> bool {
+        self.database.starts_with("postgres://") || self.database.starts_with("postgresql://")
+    }
+
     /// The grant signing key file: `grant_key_file`, or `<database>.grant-key`.
     pub fn grant_key_path(&self) -> PathBuf {
         self.grant_key_file
@@ -520,7 +532,7 @@ impl Config {
 
     /// Loads the configuration, each source overriding the one before: the file
     /// (`--config FILE`, or the embedded defaults), then the environment (`SASE_LISTEN`,
-    /// `SASE_DATABASE`, `SASE_ADMIN_TOKEN`, `SASE_GRANT_KEY_FILE`, `SASE_TLS_CERT_FILE`,
+    /// `SASE_DATABASE`, `SASE_ADMIN_TOKEN`, `SASE_GRANT_KEY_FILE`, `SASE_GRANT_KEYS`, `SASE_TLS_CERT_FILE`,
     /// `SASE_TLS_KEY_FILE`, `SASE_LOG_FORMAT`, and `SASE_DELIVERY` for every workflow's), then
     /// the flags (`--listen ADDR`, `--database PATH`, `--log-format FORMAT`); and validates the result for this
     /// build ([`validate`](Self::validate)). `env` looks a variable up
@@ -562,6 +574,9 @@ impl Config {
         }
         if let Some(v) = env("SASE_GRANT_KEY_FILE") {
             config.grant_key_file = Some(v.into());
+        }
+        if let Some(v) = env("SASE_GRANT_KEYS") {
+            config.grant_keys = Some(v);
         }
         if let Some(v) = env("SASE_ADMIN_TOKEN") {
             config.admin_token = Some(v);
@@ -708,6 +723,13 @@ impl Config {
             }
         }
         self.validate_tokens()?;
+        if self.shared_database() && self.grant_key_file.is_none() && self.grant_keys.is_none() {
+            return Err(invalid(
+                "grant_key_file",
+                "required with a shared database: replicas sign with one key, from one file every replica \
+                 reads (or SASE_GRANT_KEYS)",
+            ));
+        }
         self.validate_tls()?;
         if !self.recheck_after_secs.is_sorted() {
             return Err(invalid(
@@ -1102,6 +1124,35 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
         assert_eq!(
             key(app("reconcile_share_percent = 120").unwrap_err()),
             "workflows[0].dingtalk.reconcile_share_percent"
+        );
+    }
+
+    #[test]
+    fn a_shared_database_needs_a_shared_grant_key() {
+        let shared = format!(
+            "database = \"postgres://sase@db.internal/sase\"\n{}",
+            production(true, true)
+        );
+        let config = Config::from_toml(&shared, "test.toml").unwrap();
+        assert!(config.shared_database());
+        assert_eq!(
+            key(config.validate_for(Mode::Production).unwrap_err()),
+            "grant_key_file"
+        );
+        let with_file = format!("grant_key_file = \"/etc/sase/grant-key\"\n{shared}");
+        parse_for(&with_file, Mode::Production).unwrap();
+        let none = |_: &str| None;
+        let env = |k: &str| (k == "SASE_GRANT_KEYS").then(|| "0".repeat(64));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.toml");
+        std::fs::write(&file, &shared).unwrap();
+        let flags = args(&["--config", &file.display().to_string()]).unwrap();
+        assert!(Config::load(&flags, none).is_err());
+        let from_env = Config::load(&flags, env).unwrap();
+        assert!(!format!("{from_env:?}").contains("0000"), "the keys are redacted");
+        assert!(
+            !Config::default().shared_database(),
+            "a SQLite file is this server's own"
         );
     }
 

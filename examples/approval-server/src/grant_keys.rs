@@ -6,6 +6,10 @@
 //!
 //! Rotation ([`rotate`], `approval-server --rotate-grant-key`): a new seed goes first; once
 //! every grant signed by an old key has expired (the grant TTL), its line can be deleted.
+//!
+//! Replicas (a shared PostgreSQL database) must sign with one key: they read it from one file
+//! every replica mounts, or from the `SASE_GRANT_KEYS` variable (the same seeds, separated by
+//! commas or whitespace), and never create one of their own ([`load`]).
 
 use rand::RngCore as _;
 use sase_policy::{GrantSigner, GrantVerifier};
@@ -35,6 +39,32 @@ impl GrantKeyError {
 pub(crate) struct GrantKeys {
     pub(crate) signer: GrantSigner,
     pub(crate) verifiers: Vec<GrantVerifier>,
+}
+
+/// The keys in `SASE_GRANT_KEYS`: hex seeds separated by commas or whitespace, the signing
+/// one first.
+pub(crate) fn from_env(text: &str) -> Result<GrantKeys, GrantKeyError> {
+    parse(
+        Path::new("$SASE_GRANT_KEYS"),
+        &text.replace(',', "\n").replace(char::is_whitespace, "\n"),
+    )
+}
+
+/// Reads the key file at `path`; a missing file is an error (replicas must share one key:
+/// it is created once, with [`rotate`], and mounted by all).
+pub(crate) fn load(path: &Path) -> Result<GrantKeys, GrantKeyError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            warn_if_readable_by_others(path);
+            parse(path, &text)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(GrantKeyError::new(
+            path,
+            "missing: replicas share one key, so none creates it; create it once with \
+             `approval-server --rotate-grant-key` and give every replica that file (or SASE_GRANT_KEYS)",
+        )),
+        Err(e) => Err(GrantKeyError::new(path, e)),
+    }
 }
 
 /// Reads the key file at `path`, creating it with one new key if there is none.
@@ -174,6 +204,26 @@ mod tests {
         );
         let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 1, "nothing left aside");
+    }
+
+    #[test]
+    fn replicas_read_one_key_and_never_create_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("grant-key");
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("missing") && e.contains("--rotate-grant-key"), "{e}");
+        assert!(!path.exists(), "not created");
+        let signing = rotate(&path).unwrap();
+        let older = rotate(&path).unwrap();
+        let file = load(&path).unwrap();
+        assert_eq!(file.verifiers, vec![older, signing]);
+        // The same seeds from the environment, on one line.
+        let seeds = std::fs::read_to_string(&path).unwrap().trim().replace('\n', ",");
+        let env = from_env(&seeds).unwrap();
+        assert_eq!(env.signer.verifier(), file.signer.verifier());
+        assert_eq!(env.verifiers, file.verifiers);
+        let e = from_env("not-hex").unwrap_err().to_string();
+        assert!(e.contains("$SASE_GRANT_KEYS") && !e.contains("not-hex"), "{e}");
     }
 
     #[test]

@@ -263,7 +263,12 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
     #[cfg(not(feature = "demo"))]
     let resolved = resolve_workflows(&config)?;
     let store = Arc::new(SqliteStore::open(&config.database).await?);
-    let keys = grant_keys::load_or_create(&config.grant_key_path())?;
+    let keys = match &config.grant_keys {
+        Some(seeds) => grant_keys::from_env(seeds)?,
+        // Replicas never make a key of their own.
+        None if config.shared_database() => grant_keys::load(&config.grant_key_path())?,
+        None => grant_keys::load_or_create(&config.grant_key_path())?,
+    };
     let (engine, catalog, apps) = build_engine(&config, store, keys.signer, clock, &resolved)?;
     let policies = compile_policies(&config, &catalog)?;
     let streams = stream_clients(&resolved)?;

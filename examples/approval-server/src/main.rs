@@ -31,6 +31,13 @@ async fn main() {
     };
     init_logs(config.log_format);
     if args.rotate_grant_key {
+        if config.grant_keys.is_some() {
+            eprintln!(
+                "the grant keys come from SASE_GRANT_KEYS: put a new seed first there (`openssl rand -hex 32`), \
+                 keep the older ones after it, and restart every replica"
+            );
+            std::process::exit(2);
+        }
         let path = config.grant_key_path();
         match sase_approval_server::grant_keys::rotate(&path) {
             Ok(key) => {
