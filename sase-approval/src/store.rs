@@ -1,13 +1,19 @@
-//! Where requests live: the [`ApprovalStore`] trait, an in-memory store and (feature
-//! `sqlite`) a durable SQLite store. Updates use optimistic concurrency: each request has a
+//! Where requests live: the [`ApprovalStore`] trait, an in-memory store, (feature `sqlite`)
+//! a durable SQLite store and (feature `postgres`) a PostgreSQL store that several server
+//! replicas share. Updates use optimistic concurrency: each request has a
 //! version, and an update against a stale version fails with [`Error::Conflict`](crate::Error::Conflict); events are
 //! applied atomically where the request is ([`ApprovalStore::apply_event`]).
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;

@@ -179,3 +179,21 @@ async fn sqlite_store_records_an_event_with_its_change() {
     let db = support::TempDb::new("dedup.sqlite");
     dedup(Arc::new(db.open().await)).await;
 }
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_store_prunes_old_event_keys() {
+    let Some(db) = support::postgres::TempPostgres::new().await else {
+        return;
+    };
+    pruning(Arc::new(db.open().await)).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_store_records_an_event_with_its_change() {
+    let Some(db) = support::postgres::TempPostgres::new().await else {
+        return;
+    };
+    dedup(Arc::new(db.open().await)).await;
+}

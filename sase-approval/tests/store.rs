@@ -1,5 +1,7 @@
-//! One conformance suite run against the in-memory and the SQLite store (a real file,
-//! reopened to prove nothing is lost).
+//! One conformance suite run against the in-memory, the SQLite store (a real file, reopened
+//! to prove nothing is lost) and (feature `postgres`) the PostgreSQL store (a database made
+//! for each test, on the server at `SASE_TEST_POSTGRES`; skipped, saying so, when there is
+//! none, unless `SASE_REQUIRE_POSTGRES=1`), with replicas sharing it.
 
 #![expect(
     clippy::unwrap_used,
@@ -380,5 +382,238 @@ async fn a_database_that_cannot_be_opened_is_named_in_the_error() {
     match sase_approval::store::SqliteStore::open(&db.path).await {
         Err(Error::Store { reason }) => assert!(reason.starts_with(&path), "{reason}"),
         other => panic!("{other:?}"),
+    }
+}
+
+/// Ids sort bytewise (as Rust's `String`s do, whatever the database's collation), and text
+/// round-trips exactly, a NUL and non-ASCII included.
+async fn ids_sort_bytewise_and_text_round_trips(store: &dyn ApprovalStore) {
+    for (i, id) in ["b", "B", "a", "_", "ä"].into_iter().enumerate() {
+        let mut r = request(id, &format!("user-{i}"), 100);
+        Arc::make_mut(&mut r.fields).insert("reason".into(), format!("{id}\0 \u{1F600} \"\\"));
+        store.insert(&r).await.unwrap();
+    }
+    let listed = store.list(&ListFilter::default()).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|r| r.id.0.as_str()).collect::<Vec<_>>(),
+        ["B", "_", "a", "b", "ä"]
+    );
+    let stored = store.get(&RequestId("ä".into())).await.unwrap().unwrap();
+    assert_eq!(stored.fields["reason"], "ä\0 \u{1F600} \"\\");
+}
+
+#[tokio::test]
+async fn every_store_sorts_ids_bytewise_and_keeps_text_exactly() {
+    ids_sort_bytewise_and_text_round_trips(&MemoryStore::new()).await;
+    let db = support::TempDb::new("text.sqlite");
+    ids_sort_bytewise_and_text_round_trips(&db.open().await).await;
+    #[cfg(feature = "postgres")]
+    if let Some(db) = support::postgres::TempPostgres::new().await {
+        ids_sort_bytewise_and_text_round_trips(&db.open().await).await;
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    use sase_approval::store::PostgresStore;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn postgres_store_conforms_and_keeps_everything_across_a_reconnect() {
+        let Some(db) = support::postgres::TempPostgres::new().await else {
+            return;
+        };
+        conformance(Arc::new(db.open().await)).await;
+
+        // Another connection (a restart, or another replica): everything is there.
+        let reopened = db.open().await;
+        let r1 = reopened.find_by_external("pi-1").await.unwrap().unwrap();
+        assert_eq!(
+            (r1.state, r1.version, r1.history.len()),
+            (RequestState::Pending, 1, 2)
+        );
+        assert_eq!(r1.fields["reason"], "重装系统");
+        assert_eq!(reopened.list(&ListFilter::default()).await.unwrap().len(), 4);
+        assert!(
+            !is_new(&reopened, "ev-1", 4).await,
+            "event de-duplication survives a restart"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_store_keeps_one_open_request_per_kind() {
+        let Some(db) = support::postgres::TempPostgres::new().await else {
+            return;
+        };
+        one_open_request_per_kind(Arc::new(db.open().await)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_replicas_keep_one_open_request_per_kind_between_them() {
+        let Some(db) = support::postgres::TempPostgres::new().await else {
+            return;
+        };
+        let replicas = [Arc::new(db.open().await), Arc::new(db.open().await)];
+        let tasks: Vec<_> = (0..10)
+            .map(|i| {
+                let store = Arc::clone(&replicas[i % 2]);
+                tokio::spawn(async move { store.insert(&request(&format!("c{i}"), "olga", 900)).await })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+        let winner = replicas[0]
+            .list(&ListFilter::default())
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        for r in results {
+            match r {
+                Ok(()) => {}
+                Err(Error::AlreadyOpen { open }) => assert_eq!(open, winner.id.0),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    /// One event delivered to two replicas twenty times at once is applied once; twenty
+    /// different events about one request, also spread over both, are all applied, each
+    /// decided on the request as the one before left it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_replicas_apply_an_event_once_and_every_event_in_turn() {
+        let Some(db) = support::postgres::TempPostgres::new().await else {
+            return;
+        };
+        let replicas = [Arc::new(db.open().await), Arc::new(db.open().await)];
+        let mut r = request("p1", "pia", 100);
+        r.external_id = Some("pi-p1".into());
+        replicas[0].insert(&r).await.unwrap();
+
+        let decided = Arc::new(AtomicUsize::new(0));
+        let deliver = |i: usize, key: String| {
+            let store = Arc::clone(&replicas[i % 2]);
+            let decided = Arc::clone(&decided);
+            tokio::spawn(async move {
+                store
+                    .apply_event("pi-p1", &key, 1_000, &mut |r: &ApprovalRequest| {
+                        decided.fetch_add(1, Ordering::SeqCst);
+                        Ok(Some(
+                            Change::new(RequestState::Pending, 1_000, "dingtalk", Source::System)
+                                .note(Some(format!("{key} on version {}", r.version))),
+                        ))
+                    })
+                    .await
+                    .unwrap()
+            })
+        };
+
+        let same: Vec<_> = (0..20).map(|i| deliver(i, "ev-same".into())).collect();
+        let mut writes = Vec::new();
+        for task in same {
+            writes.push(task.await.unwrap());
+        }
+        let changed = writes
+            .iter()
+            .filter(|w| matches!(w, EventWrite::Changed(_)))
+            .count();
+        let duplicates = writes.iter().filter(|w| **w == EventWrite::Duplicate).count();
+        assert_eq!((changed, duplicates), (1, 19), "{writes:?}");
+        assert_eq!(decided.load(Ordering::SeqCst), 1, "decided once");
+
+        let different: Vec<_> = (0..20).map(|i| deliver(i, format!("ev-{i}"))).collect();
+        for task in different {
+            assert!(matches!(task.await.unwrap(), EventWrite::Changed(_)));
+        }
+        let stored = replicas[1].get(&RequestId("p1".into())).await.unwrap().unwrap();
+        assert_eq!(stored.version, 21);
+        assert_eq!(stored.history.len(), 22);
+        // Each decision saw the version the previous write left: none was lost.
+        let mut seen: Vec<u64> = stored.history[2..]
+            .iter()
+            .map(|t| {
+                t.note
+                    .as_deref()
+                    .unwrap()
+                    .rsplit(' ')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=20).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_replicas_starting_at_once_migrate_once() {
+        let Some(db) = support::postgres::TempPostgres::new().await else {
+            return;
+        };
+        let url = db.url.clone();
+        let starts: Vec<_> = (0..6)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { PostgresStore::connect(&url).await })
+            })
+            .collect();
+        let mut replicas = Vec::new();
+        for start in starts {
+            replicas.push(start.await.unwrap().unwrap());
+        }
+        let raw = sqlx::PgPool::connect(&url).await.unwrap();
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_version ORDER BY version")
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+        assert_eq!(versions, [1], "each version applied once");
+        replicas[5].insert(&request("m1", "mia", 1)).await.unwrap();
+        assert!(replicas[0].get(&RequestId("m1".into())).await.unwrap().is_some());
+        raw.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_postgres_request_with_an_impossible_version_is_an_error_not_version_zero() {
+        let Some(db) = support::postgres::TempPostgres::new().await else {
+            return;
+        };
+        let store = db.open().await;
+        store.insert(&request("r1", "alice", 100)).await.unwrap();
+        let raw = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::query("UPDATE requests SET version = -1")
+            .execute(&raw)
+            .await
+            .unwrap();
+        raw.close().await;
+        let read = store.get(&RequestId("r1".into())).await;
+        assert!(
+            matches!(&read, Err(Error::Store { reason }) if reason.contains("negative version")),
+            "{read:?}"
+        );
+    }
+
+    /// Needs no server: nothing listens on port 1.
+    #[tokio::test]
+    async fn a_postgres_database_that_cannot_be_reached_is_named_without_its_password() {
+        let url = "postgres://app:s3cret@127.0.0.1:1/approvals";
+        match PostgresStore::connect(url).await {
+            Err(Error::Store { reason }) => {
+                assert!(
+                    reason.starts_with("postgres://app:***@127.0.0.1:1/approvals: "),
+                    "{reason}"
+                );
+                assert!(!reason.contains("s3cret"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match PostgresStore::connect("postgres://app:s3cret@127.0.0.1:1/x?sslmode=bogus").await {
+            Err(Error::Store { reason }) => assert!(!reason.contains("s3cret"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -1,0 +1,536 @@
+//! A PostgreSQL store, shared by several server replicas (see [`PostgresStore`]).
+
+use super::{ApprovalStore, DecideChange, EventWrite, ListFilter};
+use crate::error::{Error, Result};
+use crate::state::{ApprovalRequest, RequestId, RequestUpdate};
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Executor, Postgres, QueryBuilder, Row};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Schema versions, applied in order, each in its own transaction.
+const MIGRATIONS: &[&[&str]] = &[&[
+    r#"CREATE TABLE requests (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        external_id TEXT UNIQUE,
+        state TEXT NOT NULL,
+        workflow TEXT NOT NULL,
+        requester TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        version BIGINT NOT NULL,
+        body TEXT NOT NULL,
+        open_key TEXT
+    )"#,
+    "CREATE INDEX requests_by_state ON requests (state, created_at_ms)",
+    "CREATE INDEX requests_by_requester ON requests (requester, created_at_ms)",
+    // One open request per requester, device and action, enforced by the database so that
+    // concurrent filings (or replicas) cannot both insert one: the key is set while the
+    // request is open and cleared when it ends.
+    "CREATE UNIQUE INDEX requests_open ON requests (open_key) WHERE open_key IS NOT NULL",
+    "CREATE TABLE events (key TEXT PRIMARY KEY, at_ms BIGINT NOT NULL)",
+    // Pruning by age.
+    "CREATE INDEX events_by_time ON events (at_ms)",
+]];
+
+/// The advisory lock a migration holds for its transaction, so that replicas starting at once
+/// migrate one after the other (`"sase-app"` in ASCII).
+const MIGRATION_LOCK: i64 = 0x7361_7365_2d61_7070;
+
+/// The most connections one store (one replica) opens.
+const MAX_CONNECTIONS: u32 = 10;
+
+/// How long connecting, or waiting for a pooled connection, may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The name of the unique index holding open requests' keys.
+const OPEN_INDEX: &str = "requests_open";
+
+fn store_err(e: impl std::fmt::Display) -> Error {
+    Error::Store {
+        reason: e.to_string(),
+    }
+}
+
+/// `url` with any password in it (after the user name, or a `password` parameter) replaced
+/// by `***`, to name the database in errors and logs.
+fn redacted(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let mut out = String::with_capacity(url.len());
+    if !scheme.is_empty() {
+        out.push_str(scheme);
+        out.push_str("://");
+    }
+    // The user info ends at the last `@`: a password with an unescaped `@`, `/` or `?` is
+    // still hidden whole (a parameter value with an `@` is over-redacted instead).
+    let rest = match rest.rsplit_once('@') {
+        Some((user_info, host)) => {
+            match user_info.split_once(':') {
+                Some((user, _password)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
+                }
+                None => out.push_str(user_info),
+            }
+            out.push('@');
+            host
+        }
+        None => rest,
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    out.push_str(path);
+    if let Some(query) = query {
+        out.push('?');
+        for (i, param) in query.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            match param.split_once('=') {
+                Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                    out.push_str(name);
+                    out.push_str("=***");
+                }
+                _ => out.push_str(param),
+            }
+        }
+    }
+    out
+}
+
+/// Requests in a PostgreSQL database, shared by any number of replicas: the same schema and
+/// rules as the SQLite store (indexed columns for lookups and filters, the whole request as
+/// JSON text, one open request per requester, device and action enforced by a unique index),
+/// versioned migrations, runtime queries only (no `DATABASE_URL` at build time).
+///
+/// # Schema
+///
+/// ```sql
+/// CREATE TABLE requests (
+///     id TEXT COLLATE "C" PRIMARY KEY,   -- bytewise, so `list` orders as the other stores
+///     external_id TEXT UNIQUE,
+///     state TEXT NOT NULL,
+///     workflow TEXT NOT NULL,
+///     requester TEXT NOT NULL,
+///     created_at_ms BIGINT NOT NULL,
+///     version BIGINT NOT NULL,
+///     body TEXT NOT NULL,                -- the request as JSON
+///     open_key TEXT                      -- ["requester","device","action"] while open, else NULL
+/// );
+/// CREATE INDEX requests_by_state ON requests (state, created_at_ms);
+/// CREATE INDEX requests_by_requester ON requests (requester, created_at_ms);
+/// CREATE UNIQUE INDEX requests_open ON requests (open_key) WHERE open_key IS NOT NULL;
+/// CREATE TABLE events (key TEXT PRIMARY KEY, at_ms BIGINT NOT NULL);
+/// CREATE INDEX events_by_time ON events (at_ms);
+/// ```
+///
+/// The body is `TEXT`, not `JSONB`: nothing queries inside it, text round-trips exactly and is
+/// not parsed on every write, and `JSONB` refuses `\u0000`, which a requester's free-text field
+/// may hold. The open-key index is partial: ended requests, the great majority, are not in it.
+///
+/// # Replicas
+///
+/// Every write is one statement or one transaction, at PostgreSQL's default isolation (read
+/// committed); nothing is cached in the process, so any number of replicas may share the
+/// database:
+/// - two filings of one kind: the unique index lets one insert and blocks the other until it
+///   commits, which then fails and is answered with the open request
+///   ([`Error::AlreadyOpen`]);
+/// - two updates of one request: the second waits for the first's row lock, then finds the
+///   version changed ([`Error::Conflict`]);
+/// - one event delivered to two replicas: the second's insert of the event key waits for the
+///   first's transaction and, once that commits, inserts nothing ([`EventWrite::Duplicate`]);
+///   if the first rolls back (an unknown instance, `decide` failing), the second goes on;
+/// - two events about one request: the second waits for the first's row lock and decides on
+///   the request as the first left it.
+///
+/// Replicas starting at once migrate one at a time: each migration is one transaction that
+/// first takes a transaction-scoped advisory lock (key `0x7361_7365_2d61_7070`, "sase-app"),
+/// then reads the schema version from the table `schema_version`.
+///
+/// # Cost of an event
+///
+/// [`apply_event`](ApprovalStore::apply_event) is one transaction on one pooled connection:
+///
+/// | outcome | statements | round trips |
+/// | --- | --- | --- |
+/// | changed | 5: `BEGIN`, `INSERT INTO events … ON CONFLICT DO NOTHING`, `SELECT … FOR UPDATE`, `UPDATE requests … WHERE version = $n`, `COMMIT` | 5 |
+/// | unchanged (the key alone) | 4: the same without the `UPDATE` | 4 |
+/// | duplicate | 3: `BEGIN`, the insert (no row), `ROLLBACK` | 3 |
+/// | unknown instance | 4: `BEGIN`, the insert, the select (no row), `ROLLBACK` | 4 |
+///
+/// Each statement is one round trip (measured: the wire traffic and the server's statement
+/// log), with the connection's statement cache warm; the first use of each statement on a
+/// connection adds one round trip to prepare it. Besides, sqlx pings a connection (one more
+/// round trip, a `Sync`) when it goes back to the pool, in a task of its own: off the event's
+/// path. Connections are not also pinged when taken from the pool (`test_before_acquire`
+/// off), which would put a round trip on every operation's path; after the server restarts
+/// or fails over, a stale idle connection fails the one operation it is used for with
+/// [`Error::Store`] (retryable) and is discarded.
+///
+/// # Connecting
+///
+/// [`PostgresStore::connect`] takes a `postgres://user:password@host:port/database` URL (as
+/// `libpq` does: `sslmode`, `options`, … in its query). TLS uses rustls with the webpki root
+/// certificates (`sslrootcert=…` for a private authority); `sslmode` defaults to `prefer`
+/// (TLS when the server offers it, unverified), so `sslmode=verify-full` should be set for a
+/// PostgreSQL across a network. The pool holds up to 10 connections per store: a replica uses
+/// at most that many of the server's `max_connections` (100 by default).
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// The URL, password redacted.
+    url: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("url", &self.url)
+            .field("connections", &self.pool.size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`) and
+    /// applies pending migrations. The database must exist; the tables are created in it
+    /// (in the first schema of the user's `search_path`, `public` by default).
+    ///
+    /// # Errors
+    /// [`Error::Store`], naming the URL with its password redacted, if the URL is invalid or
+    /// the database cannot be reached (within 10 s) or migrated.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let named = redacted(url);
+        let at = |e: &dyn std::fmt::Display| store_err(format!("{named}: {e}"));
+        let options = PgConnectOptions::from_str(url).map_err(|e| at(&e))?;
+        // Connect once directly: the pool would retry a refused connection until its timeout
+        // and then report only that it timed out.
+        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await
+        {
+            Ok(connected) => connected.map_err(|e| at(&e))?,
+            Err(_) => return Err(at(&format!("no connection within {CONNECT_TIMEOUT:?}"))),
+        };
+        Self::migrate(&mut conn).await.map_err(|e| match e {
+            Error::Store { reason } => at(&reason),
+            other => other,
+        })?;
+        conn.close().await.map_err(|e| at(&e))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .test_before_acquire(false)
+            .connect_lazy_with(options);
+        Ok(Self { pool, url: named })
+    }
+
+    /// Applies pending migrations, one transaction each, under [`MIGRATION_LOCK`].
+    async fn migrate(conn: &mut PgConnection) -> Result<()> {
+        loop {
+            let mut tx = conn.begin().await.map_err(store_err)?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_err)?;
+            sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+                .execute(&mut *tx)
+                .await
+                .map_err(store_err)?;
+            let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(store_err)?;
+            let done = usize::try_from(current)
+                .map_err(|_| store_err(format!("negative schema version {current}")))?;
+            let Some(statements) = MIGRATIONS.get(done) else {
+                if done > MIGRATIONS.len() {
+                    tracing::warn!(
+                        schema_version = current,
+                        known = MIGRATIONS.len(),
+                        "the PostgreSQL schema is newer than this build knows"
+                    );
+                }
+                return tx.commit().await.map_err(store_err);
+            };
+            for statement in *statements {
+                sqlx::query(statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(store_err)?;
+            }
+            sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+                .bind(current + 1)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_err)?;
+            tx.commit().await.map_err(store_err)?;
+            tracing::info!(schema_version = current + 1, "PostgreSQL schema migrated");
+        }
+    }
+
+    /// Why a versioned write changed no row: someone else's update, or no such request.
+    async fn not_written(&self, request: &ApprovalRequest) -> Error {
+        match self.get(&request.id).await {
+            Ok(Some(stored)) => Error::Conflict {
+                id: request.id.to_string(),
+                expected: request.version,
+                actual: stored.version,
+            },
+            Ok(None) => Error::NotFound {
+                id: request.id.to_string(),
+            },
+            Err(e) => e,
+        }
+    }
+
+    fn decode(row: &PgRow) -> Result<ApprovalRequest> {
+        let body: String = row.try_get("body").map_err(store_err)?;
+        let version: i64 = row.try_get("version").map_err(store_err)?;
+        let mut request: ApprovalRequest = serde_json::from_str(&body).map_err(store_err)?;
+        request.version = u64::try_from(version).map_err(|_| {
+            store_err(format!(
+                "request `{}` has a negative version {version}",
+                request.id
+            ))
+        })?;
+        Ok(request)
+    }
+
+    /// The open request holding `key`, if any.
+    async fn open_one(&self, key: &str) -> Result<Option<String>> {
+        sqlx::query("SELECT id FROM requests WHERE open_key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .and_then(|row| row.map(|row| row.try_get::<String, _>(0)).transpose())
+            .map_err(store_err)
+    }
+
+    async fn one(&self, sql: &str, key: &str) -> Result<Option<ApprovalRequest>> {
+        let row = sqlx::query(sql)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err)?;
+        row.as_ref().map(Self::decode).transpose()
+    }
+}
+
+/// The key an open request holds: its requester, device and action, as a JSON array (as the
+/// SQLite store writes it).
+fn open_key(request: &ApprovalRequest) -> Result<String> {
+    serde_json::to_string(&[
+        request.requester.as_str(),
+        request.device.as_str(),
+        request.action.as_str(),
+    ])
+    .map_err(store_err)
+}
+
+/// Writes `request` over its stored copy if that is still at `request.version`; `false` if
+/// no row matched. An ended request gives up its open key.
+async fn write_request<'e>(
+    executor: impl Executor<'e, Database = Postgres>,
+    request: &ApprovalRequest,
+) -> Result<bool> {
+    let mut next = request.clone();
+    next.version = request.version + 1;
+    let body = serde_json::to_string(&next).map_err(store_err)?;
+    let expected = i64::try_from(request.version).map_err(store_err)?;
+    let done = sqlx::query(
+        "UPDATE requests SET external_id = $1, state = $2, version = version + 1, body = $3,
+         open_key = CASE WHEN $4 THEN open_key END
+         WHERE id = $5 AND version = $6",
+    )
+    .bind(request.external_id.as_deref())
+    .bind(request.state.as_str())
+    .bind(body)
+    .bind(!request.state.is_final())
+    .bind(request.id.as_str())
+    .bind(expected)
+    .execute(executor)
+    .await
+    .map_err(store_err)?;
+    Ok(done.rows_affected() == 1)
+}
+
+#[async_trait]
+impl ApprovalStore for PostgresStore {
+    async fn insert(&self, request: &ApprovalRequest) -> Result<()> {
+        let body = serde_json::to_string(request).map_err(store_err)?;
+        let key = open_key(request)?;
+        let inserted = sqlx::query(
+            "INSERT INTO requests (id, external_id, state, workflow, requester, created_at_ms, version, body, open_key)
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8)",
+        )
+        .bind(request.id.as_str())
+        .bind(request.external_id.as_deref())
+        .bind(request.state.as_str())
+        .bind(request.workflow.as_str())
+        .bind(request.requester.as_str())
+        .bind(request.created_at_ms)
+        .bind(body)
+        .bind((!request.state.is_final()).then_some(key.as_str()))
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_database_error()
+                    .is_some_and(|d| d.is_unique_violation() && d.constraint() == Some(OPEN_INDEX)) =>
+            {
+                // The open one may have ended since: then this is worth retrying.
+                Err(self
+                    .open_one(&key)
+                    .await?
+                    .map_or_else(|| store_err(e), |open| Error::AlreadyOpen { open }))
+            }
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    async fn get(&self, id: &RequestId) -> Result<Option<ApprovalRequest>> {
+        self.one("SELECT body, version FROM requests WHERE id = $1", id.as_str())
+            .await
+    }
+
+    async fn find_by_external(&self, external_id: &str) -> Result<Option<ApprovalRequest>> {
+        self.one(
+            "SELECT body, version FROM requests WHERE external_id = $1",
+            external_id,
+        )
+        .await
+    }
+
+    async fn update(&self, request: &ApprovalRequest) -> Result<()> {
+        if write_request(&self.pool, request).await? {
+            Ok(())
+        } else {
+            Err(self.not_written(request).await)
+        }
+    }
+
+    // One transaction: the key goes in first (a concurrent delivery of the same event, on any
+    // replica, waits on it and then finds it), the request is read under its row lock (so no
+    // other writer changes it before the write), and the key commits with the change.
+    async fn apply_event(
+        &self,
+        external_id: &str,
+        key: &str,
+        at_ms: i64,
+        decide: &mut DecideChange<'_>,
+    ) -> Result<EventWrite> {
+        let mut tx = self.pool.begin().await.map_err(store_err)?;
+        let recorded = sqlx::query("INSERT INTO events (key, at_ms) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(key)
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_err)?;
+        if recorded.rows_affected() == 0 {
+            tx.rollback().await.map_err(store_err)?;
+            return Ok(EventWrite::Duplicate);
+        }
+        let row = sqlx::query("SELECT body, version FROM requests WHERE external_id = $1 FOR UPDATE")
+            .bind(external_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_err)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(store_err)?; // the key is not kept
+            return Ok(EventWrite::Unknown);
+        };
+        let mut request = Self::decode(&row)?;
+        let write = match decide(&request) {
+            Err(e) => {
+                // Nothing was committed whether or not the rollback gets through.
+                let _ = tx.rollback().await;
+                return Err(e);
+            }
+            Ok(None) => EventWrite::Unchanged,
+            Ok(Some(change)) => {
+                request.apply(change);
+                if !write_request(&mut *tx, &request).await? {
+                    return Err(store_err(format!(
+                        "request `{}` changed under its row lock",
+                        request.id
+                    )));
+                }
+                request.version += 1;
+                EventWrite::Changed(RequestUpdate::of(&request))
+            }
+        };
+        tx.commit().await.map_err(store_err)?;
+        Ok(write)
+    }
+
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<ApprovalRequest>> {
+        let mut q: QueryBuilder<'_, Postgres> =
+            QueryBuilder::new("SELECT body, version FROM requests WHERE TRUE");
+        if !filter.states.is_empty() {
+            let states: Vec<String> = filter.states.iter().map(|s| s.as_str().to_owned()).collect();
+            q.push(" AND state = ANY(").push_bind(states).push(")");
+        }
+        if let Some(user) = &filter.requester {
+            q.push(" AND requester = ").push_bind(user.as_str().to_owned());
+        }
+        if let Some(workflow) = &filter.workflow {
+            q.push(" AND workflow = ").push_bind(workflow.as_str().to_owned());
+        }
+        if let Some(from) = filter.created_from_ms {
+            q.push(" AND created_at_ms >= ").push_bind(from);
+        }
+        if let Some(to) = filter.created_to_ms {
+            q.push(" AND created_at_ms < ").push_bind(to);
+        }
+        // `LIMIT NULL` is no limit.
+        let limit = (filter.limit != 0).then(|| i64::try_from(filter.limit).unwrap_or(i64::MAX));
+        q.push(" ORDER BY created_at_ms, id LIMIT ").push_bind(limit);
+        q.push(" OFFSET ")
+            .push_bind(i64::try_from(filter.offset).unwrap_or(i64::MAX));
+        let rows = q.build().fetch_all(&self.pool).await.map_err(store_err)?;
+        rows.iter().map(Self::decode).collect()
+    }
+
+    async fn prune_events(&self, before_ms: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM events WHERE at_ms < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(store_err)?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        for (url, shown) in [
+            (
+                "postgres://root@127.0.0.1:5432/db",
+                "postgres://root@127.0.0.1:5432/db",
+            ),
+            (
+                "postgres://u:s3cret@db.example:5432/a",
+                "postgres://u:***@db.example:5432/a",
+            ),
+            ("postgresql://u:p@ss/w?rd@h/db", "postgresql://u:***@h/db"),
+            (
+                "postgres://h/db?user=u&password=s3cret&sslmode=require",
+                "postgres://h/db?user=u&password=***&sslmode=require",
+            ),
+            ("postgres://h/db?sslpassword=x", "postgres://h/db?sslpassword=***"),
+            ("postgres://:s3cret@h", "postgres://:***@h"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
+    }
+}
