@@ -133,6 +133,17 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
         decide: &mut DecideChange<'_>,
     ) -> Result<EventWrite>;
 
+    /// A value every server sharing the store agrees on (a workflow's Request URL id): the
+    /// stored value of `key` if there is one, else `proposed`, stored. The first writer wins,
+    /// also among replicas starting at once.
+    async fn shared_value(&self, key: &str, proposed: &str) -> Result<String>;
+
+    /// Takes or renews the lease `name` for `holder` until `now_ms + ttl_ms`: `true` if
+    /// `holder` holds it now (it was free, expired, or already `holder`'s). A task that only
+    /// one replica may run at a time (reconciliation) runs while it holds the lease; if that
+    /// replica dies, another takes over once the lease expires.
+    async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool>;
+
     /// Forgets event keys recorded before `before_ms`, bounding the de-duplication record;
     /// returns how many. A redelivery older than that is applied again, which the state
     /// machine makes harmless.

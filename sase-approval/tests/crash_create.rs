@@ -65,6 +65,20 @@ impl ApprovalStore for CrashBeforeLinking {
     async fn prune_events(&self, before_ms: i64) -> sase_approval::Result<u64> {
         self.0.prune_events(before_ms).await
     }
+
+    async fn shared_value(&self, key: &str, proposed: &str) -> sase_approval::Result<String> {
+        self.0.shared_value(key, proposed).await
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> sase_approval::Result<bool> {
+        self.0.try_lease(name, holder, now_ms, ttl_ms).await
+    }
 }
 
 fn engine(store: Arc<dyn ApprovalStore>, mock: &MockDingTalk) -> Engine {

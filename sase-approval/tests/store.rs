@@ -57,7 +57,48 @@ async fn is_new(store: &dyn ApprovalStore, key: &str, at_ms: i64) -> bool {
     }
 }
 
+/// Values every server of the store agrees on, and a lease one holder has at a time.
+async fn shared_values_and_leases(store: &dyn ApprovalStore) {
+    assert_eq!(
+        store.shared_value("callback_id/wf", "first").await.unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store.shared_value("callback_id/wf", "second").await.unwrap(),
+        "first",
+        "the first writer wins"
+    );
+    assert_eq!(
+        store.shared_value("callback_id/wf2", "other").await.unwrap(),
+        "other"
+    );
+    // Replica a takes the lease; b cannot until it expires; a renews; then a stops renewing.
+    assert!(store.try_lease("reconciler", "a", 1_000, 30_000).await.unwrap());
+    assert!(!store.try_lease("reconciler", "b", 2_000, 30_000).await.unwrap());
+    assert!(
+        store.try_lease("reconciler", "a", 20_000, 30_000).await.unwrap(),
+        "renewed"
+    );
+    assert!(
+        !store.try_lease("reconciler", "b", 49_999, 30_000).await.unwrap(),
+        "until a's renewal expires"
+    );
+    assert!(
+        store.try_lease("reconciler", "b", 50_000, 30_000).await.unwrap(),
+        "taken over"
+    );
+    assert!(
+        !store.try_lease("reconciler", "a", 50_001, 30_000).await.unwrap(),
+        "a lost it"
+    );
+    assert!(
+        store.try_lease("other", "a", 50_001, 30_000).await.unwrap(),
+        "leases are independent"
+    );
+}
+
 async fn conformance(store: Arc<dyn ApprovalStore>) {
+    shared_values_and_leases(&*store).await;
     store.insert(&request("r1", "alice", 100)).await.unwrap();
     store.insert(&request("r2", "bob", 200)).await.unwrap();
     let mut r3 = request("r3", "alice", 300);
@@ -303,9 +344,11 @@ async fn a_database_from_before_the_open_request_check_migrates_with_its_duplica
         .await
         .unwrap();
     for statement in [
+        "DROP TABLE shared_values",
+        "DROP TABLE leases",
         "DROP INDEX requests_open",
         "ALTER TABLE requests DROP COLUMN open_key",
-        "DELETE FROM schema_version WHERE version = 3",
+        "DELETE FROM schema_version WHERE version >= 3",
     ] {
         sqlx::query(statement).execute(&raw).await.unwrap();
     }
@@ -551,6 +594,42 @@ mod postgres {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_replicas_take_a_lease_one_at_a_time_and_agree_on_shared_values() {
+        let Some(db) = support::postgres::TempPostgres::new().await else {
+            return;
+        };
+        let replicas = [
+            Arc::new(PostgresStore::connect(&db.url).await.unwrap()),
+            Arc::new(PostgresStore::connect(&db.url).await.unwrap()),
+        ];
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let store = Arc::clone(&replicas[i % 2]);
+                tokio::spawn(async move {
+                    let lease = store
+                        .try_lease("reconciler", &format!("replica-{i}"), 1_000, 30_000)
+                        .await
+                        .unwrap();
+                    let value = store
+                        .shared_value("callback_id/wf", &format!("id-{i}"))
+                        .await
+                        .unwrap();
+                    (lease, value)
+                })
+            })
+            .collect();
+        let mut held = 0;
+        let mut values = std::collections::HashSet::new();
+        for task in tasks {
+            let (lease, value) = task.await.unwrap();
+            held += usize::from(lease);
+            values.insert(value);
+        }
+        assert_eq!(held, 1, "one holder");
+        assert_eq!(values.len(), 1, "one value: {values:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn postgres_replicas_starting_at_once_migrate_once() {
         let Some(db) = support::postgres::TempPostgres::new().await else {
             return;
@@ -571,7 +650,7 @@ mod postgres {
             .fetch_all(&raw)
             .await
             .unwrap();
-        assert_eq!(versions, [1], "each version applied once");
+        assert_eq!(versions, [1, 2], "each version applied once");
         replicas[5].insert(&request("m1", "mia", 1)).await.unwrap();
         assert!(replicas[0].get(&RequestId("m1".into())).await.unwrap().is_some());
         raw.close().await;

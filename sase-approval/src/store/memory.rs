@@ -57,6 +57,13 @@ impl Inner {
     }
 }
 
+#[derive(Debug, Default)]
+struct Shared {
+    values: FxHashMap<String, String>,
+    /// Lease name → (holder, until Unix ms).
+    leases: FxHashMap<String, (String, i64)>,
+}
+
 /// Processed event keys and when they were recorded, split in shards so that growing (a
 /// rehash) or pruning one never stalls every event: each touches 1/`EVENT_SHARDS` of them.
 const EVENT_SHARDS: usize = 64;
@@ -65,6 +72,8 @@ const EVENT_SHARDS: usize = 64;
 #[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    /// Shared values and leases: one process, so a lock is the whole story.
+    shared: Mutex<Shared>,
     events: [Mutex<FxHashMap<String, i64>>; EVENT_SHARDS],
 }
 
@@ -72,6 +81,7 @@ impl Default for MemoryStore {
     fn default() -> Self {
         Self {
             inner: Mutex::default(),
+            shared: Mutex::default(),
             events: std::array::from_fn(|_| Mutex::default()),
         }
     }
@@ -229,6 +239,28 @@ impl ApprovalStore for MemoryStore {
         drop(events);
         inner.closed(index);
         Ok(write)
+    }
+
+    async fn shared_value(&self, key: &str, proposed: &str) -> Result<String> {
+        let mut shared = unpoison(&self.shared);
+        Ok(shared
+            .values
+            .entry(key.to_owned())
+            .or_insert_with(|| proposed.to_owned())
+            .clone())
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {
+        let mut shared = unpoison(&self.shared);
+        let lease = shared
+            .leases
+            .entry(name.to_owned())
+            .or_insert_with(|| (holder.to_owned(), i64::MIN));
+        if lease.0 != holder && lease.1 > now_ms {
+            return Ok(false);
+        }
+        *lease = (holder.to_owned(), now_ms.saturating_add(ttl_ms));
+        Ok(true)
     }
 
     async fn prune_events(&self, before_ms: i64) -> Result<u64> {

@@ -10,8 +10,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// Schema versions, applied in order, each in its own transaction.
-const MIGRATIONS: &[&[&str]] = &[&[
-    r#"CREATE TABLE requests (
+const MIGRATIONS: &[&[&str]] = &[
+    &[
+        r#"CREATE TABLE requests (
         id TEXT COLLATE "C" PRIMARY KEY,
         external_id TEXT UNIQUE,
         state TEXT NOT NULL,
@@ -22,16 +23,22 @@ const MIGRATIONS: &[&[&str]] = &[&[
         body TEXT NOT NULL,
         open_key TEXT
     )"#,
-    "CREATE INDEX requests_by_state ON requests (state, created_at_ms)",
-    "CREATE INDEX requests_by_requester ON requests (requester, created_at_ms)",
-    // One open request per requester, device and action, enforced by the database so that
-    // concurrent filings (or replicas) cannot both insert one: the key is set while the
-    // request is open and cleared when it ends.
-    "CREATE UNIQUE INDEX requests_open ON requests (open_key) WHERE open_key IS NOT NULL",
-    "CREATE TABLE events (key TEXT PRIMARY KEY, at_ms BIGINT NOT NULL)",
-    // Pruning by age.
-    "CREATE INDEX events_by_time ON events (at_ms)",
-]];
+        "CREATE INDEX requests_by_state ON requests (state, created_at_ms)",
+        "CREATE INDEX requests_by_requester ON requests (requester, created_at_ms)",
+        // One open request per requester, device and action, enforced by the database so that
+        // concurrent filings (or replicas) cannot both insert one: the key is set while the
+        // request is open and cleared when it ends.
+        "CREATE UNIQUE INDEX requests_open ON requests (open_key) WHERE open_key IS NOT NULL",
+        "CREATE TABLE events (key TEXT PRIMARY KEY, at_ms BIGINT NOT NULL)",
+        // Pruning by age.
+        "CREATE INDEX events_by_time ON events (at_ms)",
+    ],
+    &[
+        // Values every replica agrees on (Request URL ids), and leases (one reconciler).
+        "CREATE TABLE shared_values (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until_ms BIGINT NOT NULL)",
+    ],
+];
 
 /// The advisory lock a migration holds for its transaction, so that replicas starting at once
 /// migrate one after the other (`"sase-app"` in ASCII).
@@ -494,6 +501,48 @@ impl ApprovalStore for PostgresStore {
             .push_bind(i64::try_from(filter.offset).unwrap_or(i64::MAX));
         let rows = q.build().fetch_all(&self.pool).await.map_err(store_err)?;
         rows.iter().map(Self::decode).collect()
+    }
+
+    async fn shared_value(&self, key: &str, proposed: &str) -> Result<String> {
+        // The first writer wins; everyone reads what it wrote. One statement in the common
+        // case; a writer that committed after this statement's snapshot began is read by a
+        // second one.
+        let row = sqlx::query(
+            "WITH ins AS (INSERT INTO shared_values (key, value) VALUES ($1, $2)
+                          ON CONFLICT (key) DO NOTHING RETURNING value)
+             SELECT value FROM ins UNION ALL SELECT value FROM shared_values WHERE key = $1 LIMIT 1",
+        )
+        .bind(key)
+        .bind(proposed)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_err)?;
+        let row = match row {
+            Some(row) => row,
+            None => sqlx::query("SELECT value FROM shared_values WHERE key = $1")
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(store_err)?,
+        };
+        row.try_get(0).map_err(store_err)
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {
+        // Taken when free, expired or ours; one statement, so two replicas cannot both win.
+        let done = sqlx::query(
+            "INSERT INTO leases (name, holder, until_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = $2, until_ms = $3
+             WHERE leases.holder = $2 OR leases.until_ms <= $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now_ms.saturating_add(ttl_ms))
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(store_err)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn prune_events(&self, before_ms: i64) -> Result<u64> {

@@ -51,6 +51,11 @@ const MIGRATIONS: &[&[&str]] = &[
             AND (o.created_at_ms, o.id) < (requests.created_at_ms, requests.id))",
         "CREATE UNIQUE INDEX requests_open ON requests (open_key)",
     ],
+    &[
+        // Values every server of the store agrees on (Request URL ids), and leases.
+        "CREATE TABLE shared_values (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until_ms INTEGER NOT NULL)",
+    ],
 ];
 
 fn store_err(e: impl std::fmt::Display) -> Error {
@@ -349,6 +354,38 @@ impl ApprovalStore for SqliteStore {
             .push_bind(i64::try_from(filter.offset).unwrap_or(i64::MAX));
         let rows = q.build().fetch_all(&self.readers).await.map_err(store_err)?;
         rows.iter().map(Self::decode).collect()
+    }
+
+    async fn shared_value(&self, key: &str, proposed: &str) -> Result<String> {
+        sqlx::query("INSERT INTO shared_values (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(proposed)
+            .execute(&self.writer)
+            .await
+            .map_err(store_err)?;
+        sqlx::query("SELECT value FROM shared_values WHERE key = ?")
+            .bind(key)
+            .fetch_one(&self.writer)
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(store_err)
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {
+        // Taken when free, expired or ours; one statement, so two takers cannot both win.
+        let done = sqlx::query(
+            "INSERT INTO leases (name, holder, until_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET holder = ?2, until_ms = ?3
+             WHERE leases.holder = ?2 OR leases.until_ms <= ?4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now_ms.saturating_add(ttl_ms))
+        .bind(now_ms)
+        .execute(&self.writer)
+        .await
+        .map_err(store_err)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn prune_events(&self, before_ms: i64) -> Result<u64> {
