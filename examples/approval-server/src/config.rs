@@ -97,6 +97,15 @@ pub(crate) fn missing_credentials(index: usize) -> ConfigError {
     )
 }
 
+/// `database` is a PostgreSQL URL and this build has no PostgreSQL driver.
+#[cfg(not(feature = "postgres"))]
+pub(crate) fn postgres_not_built() -> ConfigError {
+    invalid(
+        "database",
+        "a PostgreSQL URL needs a build with the `postgres` feature (on by default)",
+    )
+}
+
 /// `key` is unset, and only a demo build on the mock DingTalk makes one up.
 pub(crate) fn required(key: &str) -> ConfigError {
     invalid(

@@ -45,7 +45,7 @@ pub(crate) async fn start_mock(config: &Config) -> Result<Option<MockDingTalk>, 
 }
 
 /// A workflow without credentials: its own app and form (`PROC-<ID>`) on `mock`.
-pub(crate) fn on_mock(mock: &MockDingTalk, w: &WorkflowConfig, database: &str) -> Resolved {
+pub(crate) fn on_mock(mock: &MockDingTalk, w: &WorkflowConfig, callback_id: String) -> Resolved {
     let (client_id, secret, token, aes_key) =
         (format!("dingmock-{}", w.id), random(24), random(16), random(43));
     let process_code = w
@@ -80,7 +80,7 @@ pub(crate) fn on_mock(mock: &MockDingTalk, w: &WorkflowConfig, database: &str) -
         dept_id: -1,
     };
     Resolved {
-        workflow: workflow(w, database, settings, process_code, fields),
+        workflow: workflow(w, callback_id, settings, process_code, fields),
         api_base: Some(mock.base_url()),
         budget: dingtalk_sdk::budget::CallBudget::default(),
         mock_app: Some(app),

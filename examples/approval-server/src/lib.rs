@@ -46,7 +46,7 @@ use sase_approval::definition::{
 };
 use sase_approval::dingtalk::DingTalkBackend;
 use sase_approval::engine::Engine;
-use sase_approval::store::SqliteStore;
+use sase_approval::store::{ApprovalStore, SqliteStore};
 use sase_policy::ids::WorkflowId;
 use sase_policy::{Catalog, GrantSigner, PolicySet, WorkflowKind as PolicyWorkflowKind};
 use std::collections::hash_map::Entry;
@@ -256,13 +256,14 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         addr: config.listen,
         source,
     })?;
+    let store = open_store(&config).await?;
+    let callback_ids = callback_ids(&config, store.as_ref()).await?;
     #[cfg(feature = "demo")]
     let mock = demo::start_mock(&config).await?;
     #[cfg(feature = "demo")]
-    let resolved = resolve_workflows(&config, mock.as_ref())?;
+    let resolved = resolve_workflows(&config, &callback_ids, mock.as_ref())?;
     #[cfg(not(feature = "demo"))]
-    let resolved = resolve_workflows(&config)?;
-    let store = Arc::new(SqliteStore::open(&config.database).await?);
+    let resolved = resolve_workflows(&config, &callback_ids)?;
     let keys = match &config.grant_keys {
         Some(seeds) => grant_keys::from_env(seeds)?,
         // Replicas never make a key of their own.
@@ -323,22 +324,45 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
     })
 }
 
-/// A workflow's Request URL id, kept beside the database so the URL configured in DingTalk
-/// stays valid across restarts. Workflow ids are validated to be file-name safe.
-fn persisted_callback_id(database: &str, workflow: &str) -> String {
-    let path = format!("{database}.{workflow}.callback-id");
-    if let Some(id) = std::fs::read_to_string(&path)
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| s.len() == 32)
-    {
-        return id;
+/// The store `database` names: a PostgreSQL URL (shared by replicas), or a SQLite file.
+async fn open_store(config: &Config) -> Result<Arc<dyn ApprovalStore>, Error> {
+    if config.shared_database() {
+        #[cfg(feature = "postgres")]
+        return Ok(Arc::new(
+            sase_approval::store::PostgresStore::connect(&config.database).await?,
+        ));
+        #[cfg(not(feature = "postgres"))]
+        return Err(config::postgres_not_built().into());
     }
-    let id = new_callback_id();
-    if let Err(e) = std::fs::write(&path, &id) {
-        tracing::warn!(%path, error = %e, "cannot persist the callback id; the Request URL will change on restart");
+    Ok(Arc::new(SqliteStore::open(&config.database).await?))
+}
+
+/// Each workflow's Request URL id: configured (`callback_id`), or kept in the store, so the
+/// URL configured in DingTalk stays valid across restarts and is the same on every replica
+/// (the first to start picks it). A SQLite database from before keeps the id it had in the
+/// file beside it (`<database>.<workflow>.callback-id`).
+async fn callback_ids(config: &Config, store: &dyn ApprovalStore) -> Result<HashMap<String, String>, Error> {
+    let mut ids = HashMap::new();
+    for w in &config.workflows {
+        let id = match &w.callback_id {
+            Some(id) => id.clone(),
+            None => {
+                let earlier = (!config.shared_database())
+                    .then(|| {
+                        std::fs::read_to_string(format!("{}.{}.callback-id", config.database, w.id)).ok()
+                    })
+                    .flatten()
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| s.len() == 32);
+                let proposed = earlier.unwrap_or_else(new_callback_id);
+                store
+                    .shared_value(&format!("callback_id/{}", w.id), &proposed)
+                    .await?
+            }
+        };
+        ids.insert(w.id.clone(), id);
     }
-    id
+    Ok(ids)
 }
 
 /// One configured workflow, resolved: real DingTalk, or an app and form on the mock.
@@ -356,7 +380,7 @@ struct Resolved {
 /// URL id, and the one template it maps.
 fn workflow(
     w: &WorkflowConfig,
-    database: &str,
+    callback_id: String,
     settings: DingTalkSettings,
     process_code: String,
     fields: BTreeMap<String, String>,
@@ -370,15 +394,12 @@ fn workflow(
             process_code: ProcessCode::new(process_code),
             fields,
         }],
-        callback_id: w
-            .callback_id
-            .clone()
-            .unwrap_or_else(|| persisted_callback_id(database, &w.id)),
+        callback_id,
     }
 }
 
 /// A workflow on real DingTalk, with its app's credentials.
-fn on_dingtalk(w: &WorkflowConfig, database: &str, app: &DingTalkConfig) -> Resolved {
+fn on_dingtalk(w: &WorkflowConfig, callback_id: String, app: &DingTalkConfig) -> Resolved {
     let settings = DingTalkSettings {
         client_id: app.client_id.clone(),
         client_secret: app.client_secret.clone(),
@@ -391,7 +412,7 @@ fn on_dingtalk(w: &WorkflowConfig, database: &str, app: &DingTalkConfig) -> Reso
     Resolved {
         workflow: workflow(
             w,
-            database,
+            callback_id,
             settings,
             w.process_code.clone().unwrap_or_default(),
             w.fields.clone(),
@@ -407,17 +428,22 @@ fn on_dingtalk(w: &WorkflowConfig, database: &str, app: &DingTalkConfig) -> Reso
 /// (demo builds only; validation refuses them otherwise).
 fn resolve_workflows(
     config: &Config,
+    callback_ids: &HashMap<String, String>,
     #[cfg(feature = "demo")] mock: Option<&MockDingTalk>,
 ) -> Result<Vec<Resolved>, ConfigError> {
     config
         .workflows
         .iter()
         .enumerate()
-        .map(|(i, w)| match &w.dingtalk {
-            Some(app) => Ok(on_dingtalk(w, &config.database, app)),
+        .map(|(i, w)| {
+            let callback_id = callback_ids.get(&w.id).cloned().unwrap_or_else(new_callback_id);
+            (i, w, callback_id)
+        })
+        .map(|(i, w, callback_id)| match &w.dingtalk {
+            Some(app) => Ok(on_dingtalk(w, callback_id, app)),
             #[cfg(feature = "demo")]
             None => mock
-                .map(|mock| demo::on_mock(mock, w, &config.database))
+                .map(|mock| demo::on_mock(mock, w, callback_id))
                 .ok_or_else(|| config::missing_credentials(i)),
             #[cfg(not(feature = "demo"))]
             None => Err(config::missing_credentials(i)),
@@ -429,7 +455,7 @@ fn resolve_workflows(
 /// against. Workflows of one app share a client, hence its token.
 fn build_engine(
     config: &Config,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn ApprovalStore>,
     signer: GrantSigner,
     clock: Arc<dyn Clock>,
     resolved: &[Resolved],
@@ -607,6 +633,12 @@ fn start_stream_clients(
         .collect()
 }
 
+/// How long the reconciler's lease lasts without renewal: three passes, at least 30 s, so a
+/// slow pass does not lose it, and a dead replica's is taken over within that and a pass.
+pub fn reconciler_lease(every: Duration) -> Duration {
+    (every * 3).max(Duration::from_secs(30))
+}
+
 /// How often each DingTalk app's calls this month are logged (when they changed).
 const USAGE_LOG_EVERY: Duration = Duration::from_secs(3600);
 
@@ -618,13 +650,30 @@ fn start_reconciler(
     every: Duration,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
+    // This replica's name for the lease: replicas sharing a database reconcile one at a
+    // time; when the holder dies, another takes over within `reconciler_lease(every)` and a pass.
+    let holder = format!("replica-{:016x}", rand::random::<u64>());
+    let lease = reconciler_lease(every);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         let mut logged: HashMap<String, (tokio::time::Instant, u64)> = HashMap::new();
+        let mut holding = false;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 _ = tick.tick() => {}
+            }
+            match engine.hold_lease("reconciler", &holder, lease).await {
+                Ok(held) if held != holding => {
+                    holding = held;
+                    tracing::info!(replica = %holder, lease_secs = lease.as_secs(),
+                        "{}", if held { "reconciler lease taken" } else { "reconciler lease held by another replica" });
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    holding = false;
+                    tracing::warn!(replica = %holder, error = %e, "cannot take the reconciler lease");
+                }
             }
             for app in &apps {
                 let usage = app.client.usage();
@@ -642,6 +691,9 @@ fn start_reconciler(
                     );
                     logged.insert(app.client_id.clone(), (tokio::time::Instant::now(), usage.calls));
                 }
+            }
+            if !holding {
+                continue;
             }
             // A pass in progress finishes: it records what it found before the server stops.
             match engine.reconcile(every).await {

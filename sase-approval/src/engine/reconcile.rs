@@ -98,6 +98,19 @@ impl Engine {
         Ok(report)
     }
 
+    /// Takes or renews the store's lease `name` for `holder` until `ttl` from now (the
+    /// engine's clock): whether `holder` holds it. Replicas sharing a store reconcile only
+    /// while they hold the lease `reconciler`, so one at a time does; when the holder dies,
+    /// another takes over once the lease has expired.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn hold_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        self.store
+            .try_lease(name, holder, self.clock.now_ms(), millis(ttl))
+            .await
+    }
+
     fn is_overdue(&self, request: &ApprovalRequest, now: i64) -> bool {
         self.expire_after
             .is_some_and(|limit| now - request.created_at_ms > millis(limit))
