@@ -361,6 +361,10 @@ pub struct Config {
     pub policies: Option<PolicyDocument>,
     /// Reconciliation period, seconds.
     pub reconcile_every_secs: u64,
+    /// How long a replica's reconciler lease lasts without renewal, seconds; another replica
+    /// takes over this long (and a pass) after the holder dies. Default 0: three passes, at
+    /// least 30 s.
+    pub reconciler_lease_secs: u64,
     /// When reconciliation first looks at a pending request no event has settled, in
     /// seconds after its filing or its last event. Default: 300, 1800, 7200, 28800.
     pub recheck_after_secs: Vec<u64>,
@@ -429,6 +433,7 @@ impl std::fmt::Debug for Config {
             .field("devices", &self.devices)
             .field("policies", &self.policies.as_ref().map(|p| p.policies.len()))
             .field("reconcile_every_secs", &self.reconcile_every_secs)
+            .field("reconciler_lease_secs", &self.reconciler_lease_secs)
             .field("recheck_after_secs", &self.recheck_after_secs)
             .field("recheck_every_secs", &self.recheck_every_secs)
             .field("grant_ttl_secs", &self.grant_ttl_secs)
@@ -459,6 +464,7 @@ impl Default for Config {
             devices: Vec::new(),
             policies: None,
             reconcile_every_secs: 30,
+            reconciler_lease_secs: 0,
             recheck_after_secs: RecheckSchedule::default()
                 .first
                 .iter()
@@ -498,6 +504,21 @@ impl Config {
                 source: Box::new(source),
             }
         })
+    }
+
+    /// How often the reconciler runs.
+    pub fn reconcile_every(&self) -> Duration {
+        Duration::from_secs(self.reconcile_every_secs.max(1))
+    }
+
+    /// How long the reconciler's lease lasts: `reconciler_lease_secs`, or three passes and at
+    /// least 30 s, so a slow pass does not lose it.
+    pub fn reconciler_lease(&self) -> Duration {
+        if self.reconciler_lease_secs > 0 {
+            Duration::from_secs(self.reconciler_lease_secs)
+        } else {
+            (self.reconcile_every() * 3).max(Duration::from_secs(30))
+        }
     }
 
     /// When reconciliation looks at a pending request again.
@@ -1163,6 +1184,19 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
             !Config::default().shared_database(),
             "a SQLite file is this server's own"
         );
+    }
+
+    #[test]
+    fn the_reconciler_lease_outlasts_its_passes() {
+        assert_eq!(
+            Config::default().reconciler_lease(),
+            Duration::from_secs(90),
+            "three 30 s passes"
+        );
+        let fast = parse("reconcile_every_secs = 1").unwrap();
+        assert_eq!(fast.reconciler_lease(), Duration::from_secs(30), "at least 30 s");
+        let set = parse("reconcile_every_secs = 1\nreconciler_lease_secs = 3").unwrap();
+        assert_eq!(set.reconciler_lease(), Duration::from_secs(3));
     }
 
     #[test]

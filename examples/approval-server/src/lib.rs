@@ -305,7 +305,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
     background.push(start_reconciler(
         Arc::clone(&engine),
         apps,
-        Duration::from_secs(config.reconcile_every_secs.max(1)),
+        config.reconcile_every(),
+        config.reconciler_lease(),
         shutdown.clone(),
     ));
     tracing::info!(%addr, scheme, database = %config.database, "approval server listening");
@@ -633,12 +634,6 @@ fn start_stream_clients(
         .collect()
 }
 
-/// How long the reconciler's lease lasts without renewal: three passes, at least 30 s, so a
-/// slow pass does not lose it, and a dead replica's is taken over within that and a pass.
-pub fn reconciler_lease(every: Duration) -> Duration {
-    (every * 3).max(Duration::from_secs(30))
-}
-
 /// How often each DingTalk app's calls this month are logged (when they changed).
 const USAGE_LOG_EVERY: Duration = Duration::from_secs(3600);
 
@@ -648,12 +643,12 @@ fn start_reconciler(
     engine: Arc<Engine>,
     apps: Vec<App>,
     every: Duration,
+    lease: Duration,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     // This replica's name for the lease: replicas sharing a database reconcile one at a
-    // time; when the holder dies, another takes over within `reconciler_lease(every)` and a pass.
+    // time; when the holder dies, another takes over within `lease` and a pass.
     let holder = format!("replica-{:016x}", rand::random::<u64>());
-    let lease = reconciler_lease(every);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         let mut logged: HashMap<String, (tokio::time::Instant, u64)> = HashMap::new();
