@@ -3,6 +3,10 @@
 //! the in-memory and the SQLite store; and an approver's task event (recorded in the history,
 //! no state change), the callback load benchmark's event.
 //!
+//! The PostgreSQL store is measured when `SASE_TEST_POSTGRES` (default
+//! `postgres://root@127.0.0.1:5432/postgres`) is reachable: a database `sase_bench_<pid>` is
+//! created for the run and dropped after it; otherwise a SKIPPED line says so.
+//!
 //! Run: `cargo bench --bench engine`
 
 #![expect(
@@ -16,7 +20,7 @@ mod support;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use sase_dingtalk::approval::dingtalk::{app_origin, handle_event};
 use sase_dingtalk::approval::engine::{Engine, EventOutcome};
-use sase_dingtalk::approval::store::{ApprovalStore, MemoryStore, SqliteStore};
+use sase_dingtalk::approval::store::{ApprovalStore, MemoryStore, PostgresStore, SqliteStore};
 use sase_dingtalk::dingtalk::event::Event;
 use std::sync::Arc;
 use tokio::runtime::Runtime;
@@ -60,10 +64,18 @@ fn bench(c: &mut Criterion) {
     std::fs::create_dir_all(&dir).unwrap();
     let sqlite: Arc<dyn ApprovalStore> =
         Arc::new(rt.block_on(SqliteStore::open(dir.join("bench.sqlite"))).unwrap());
-    for (name, store) in [
+    let mut stores = vec![
         ("memory", Arc::new(MemoryStore::new()) as Arc<dyn ApprovalStore>),
         ("sqlite", sqlite),
-    ] {
+    ];
+    let postgres = rt.block_on(postgres_database());
+    if let Some((url, _)) = &postgres {
+        stores.push((
+            "postgres",
+            Arc::new(rt.block_on(PostgresStore::connect(url)).unwrap()),
+        ));
+    }
+    for (name, store) in stores {
         let engine = support::engine(store);
         measure(
             c,
@@ -96,6 +108,36 @@ fn bench(c: &mut Criterion) {
         },
     );
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some((_, drop_it)) = postgres {
+        rt.block_on(drop_it);
+    }
+}
+
+/// A fresh PostgreSQL database for the run, and the future that drops it; `None` (said on
+/// stderr) when the server is not reachable.
+async fn postgres_database() -> Option<(String, impl std::future::Future<Output = ()>)> {
+    let admin_url = std::env::var("SASE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".to_owned());
+    let admin = match sqlx::PgPool::connect(&admin_url).await {
+        Ok(pool) => pool,
+        Err(e) => {
+            eprintln!("SKIPPED: handle_event on PostgreSQL: not reachable at {admin_url} ({e})");
+            return None;
+        }
+    };
+    let name = format!("sase_bench_{}", std::process::id());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    let drop_it = async move {
+        let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .execute(&admin)
+            .await;
+    };
+    Some((url, drop_it))
 }
 
 criterion_group!(benches, bench);
