@@ -148,4 +148,30 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
     /// returns how many. A redelivery older than that is applied again, which the state
     /// machine makes harmless.
     async fn prune_events(&self, before_ms: i64) -> Result<u64>;
+
+    /// How many requests are in each state, for monitoring: one count per state that has
+    /// requests (a state with none is left out), in no particular order. One query (or one
+    /// pass under the lock), not a list of the requests.
+    async fn count_by_state(&self) -> Result<Vec<(RequestState, u64)>>;
+}
+
+/// A state as stored (its [`RequestState::as_str`] name), read back; an unknown name is a
+/// store error naming it (a database written by a newer build).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn stored_state(name: &str) -> Result<RequestState> {
+    use serde::de::IntoDeserializer as _;
+    use serde::Deserialize as _;
+    let parsed: std::result::Result<RequestState, serde::de::value::Error> =
+        RequestState::deserialize(name.into_deserializer());
+    parsed.map_err(|e| crate::Error::Store {
+        reason: format!("a request in the unknown state `{name}`: {e}"),
+    })
+}
+
+/// A `COUNT(*)` as stored (a signed 64-bit integer), as a count.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn stored_count(state: &str, count: i64) -> Result<u64> {
+    u64::try_from(count).map_err(|_| crate::Error::Store {
+        reason: format!("a negative count {count} of `{state}` requests"),
+    })
 }

@@ -79,6 +79,10 @@ impl ApprovalStore for CrashBeforeLinking {
     ) -> sase_approval::Result<bool> {
         self.0.try_lease(name, holder, now_ms, ttl_ms).await
     }
+
+    async fn count_by_state(&self) -> sase_approval::Result<Vec<(RequestState, u64)>> {
+        self.0.count_by_state().await
+    }
 }
 
 fn engine(store: Arc<dyn ApprovalStore>, mock: &MockDingTalk) -> Engine {

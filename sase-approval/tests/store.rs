@@ -97,7 +97,24 @@ async fn shared_values_and_leases(store: &dyn ApprovalStore) {
     );
 }
 
+/// The store's requests by state, sorted by state name.
+async fn counts(store: &dyn ApprovalStore) -> Vec<(&'static str, u64)> {
+    let mut counts: Vec<(&'static str, u64)> = store
+        .count_by_state()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(state, n)| (state.as_str(), n))
+        .collect();
+    counts.sort_unstable();
+    counts
+}
+
+/// What `conformance` leaves: two submitted, two pending and one approved request.
+const LEFT: [(&str, u64); 3] = [("approved", 1), ("pending", 2), ("submitted", 2)];
+
 async fn conformance(store: Arc<dyn ApprovalStore>) {
+    assert_eq!(counts(&*store).await, [], "no request, no state counted");
     shared_values_and_leases(&*store).await;
     store.insert(&request("r1", "alice", 100)).await.unwrap();
     store.insert(&request("r2", "bob", 200)).await.unwrap();
@@ -256,6 +273,12 @@ async fn conformance(store: Arc<dyn ApprovalStore>) {
         ["1", "2"].contains(&after.fields["app_version"].as_str()),
         "the winner's write is whole"
     );
+
+    // Requests by state, for monitoring: each state once, ended requests counted too.
+    let mut r5 = request("r5", "erin", 500);
+    r5.record(RequestState::Approved, 510, "approver", Source::System, None);
+    store.insert(&r5).await.unwrap();
+    assert_eq!(counts(&*store).await, LEFT);
 }
 
 /// At most one open request per requester, device and action, decided by the store, and
@@ -392,7 +415,8 @@ async fn sqlite_store_conforms_and_keeps_everything_across_a_restart() {
         (RequestState::Pending, 1, 2)
     );
     assert_eq!(r1.fields["reason"], "重装系统");
-    assert_eq!(reopened.list(&ListFilter::default()).await.unwrap().len(), 4);
+    assert_eq!(reopened.list(&ListFilter::default()).await.unwrap().len(), 5);
+    assert_eq!(counts(&reopened).await, LEFT);
     assert!(
         !is_new(&reopened, "ev-1", 4).await,
         "event de-duplication survives a restart"
@@ -477,7 +501,8 @@ mod postgres {
             (RequestState::Pending, 1, 2)
         );
         assert_eq!(r1.fields["reason"], "重装系统");
-        assert_eq!(reopened.list(&ListFilter::default()).await.unwrap().len(), 4);
+        assert_eq!(reopened.list(&ListFilter::default()).await.unwrap().len(), 5);
+        assert_eq!(counts(&reopened).await, LEFT);
         assert!(
             !is_new(&reopened, "ev-1", 4).await,
             "event de-duplication survives a restart"

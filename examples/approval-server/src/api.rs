@@ -6,8 +6,10 @@ mod rejection;
 
 use crate::config::DeviceConfig;
 use crate::filing_limit::FilingLimit;
+use crate::metrics::Metrics;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,7 +20,7 @@ use rejection::BODY_LIMIT_BYTES;
 use sase_approval::definition::Delivery;
 use sase_approval::engine::{Engine, Filing, SubmitRequest};
 use sase_approval::state::{ApprovalRequest, RequestId, RequestState};
-use sase_approval::store::ListFilter;
+use sase_approval::store::{ApprovalStore, ListFilter};
 use sase_approval::Error as EngineError;
 use sase_policy::ids::{DeptId, DeviceId, GroupId, UserId};
 use sase_policy::{Action, Context, Effect, GrantVerifier, PolicySet, SignedGrant, Subject};
@@ -75,6 +77,17 @@ pub(crate) struct AppState {
     filings: Arc<FilingLimit>,
     /// The DingTalk apps called, for their usage.
     apps: Arc<[crate::App]>,
+    /// The metrics, counted by every route.
+    metrics: Arc<Metrics>,
+    /// What `/metrics` serves from; `None` (no metrics token): there is no `/metrics`.
+    exposition: Option<Exposition>,
+}
+
+/// `/metrics`' bearer token, and the store the engine uses (counted by state at each scrape).
+#[derive(Clone)]
+struct Exposition {
+    token: Arc<str>,
+    store: Arc<dyn ApprovalStore>,
 }
 
 impl AppState {
@@ -95,7 +108,25 @@ impl AppState {
             grant_keys: grant_keys.into(),
             filings: Arc::new(FilingLimit::new(filings_per_hour)),
             apps: apps.into(),
+            metrics: Arc::new(Metrics::new()),
+            exposition: None,
         }
+    }
+
+    /// Counts into `metrics`, and serves them at `/metrics` to the bearer of `token` (with
+    /// the requests by state in `store`, the engine's).
+    pub(crate) fn with_metrics(
+        mut self,
+        metrics: Arc<Metrics>,
+        store: Arc<dyn ApprovalStore>,
+        token: Option<String>,
+    ) -> Self {
+        self.metrics = metrics;
+        self.exposition = token.map(|token| Exposition {
+            token: token.into(),
+            store,
+        });
+        self
     }
 }
 
@@ -168,7 +199,7 @@ fn path<T>(p: PathParams<T>) -> Result<T, Response> {
 /// The server's routes: one Request URL per HTTP-push workflow of the engine. Fails only for
 /// an invalid event-subscription key.
 pub(crate) fn router(state: AppState) -> Result<Router, dingtalk_sdk::Error> {
-    let mut router = Router::new()
+    let mut routes = Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/api/agent/uninstall-check", post(uninstall_check))
         .route("/api/agent/requests", post(file_request))
@@ -180,7 +211,12 @@ pub(crate) fn router(state: AppState) -> Result<Router, dingtalk_sdk::Error> {
         .route("/api/console/dingtalk/usage", get(console_usage))
         .route("/api/console/requests", get(console_list))
         .route("/api/console/requests/{id}", get(console_get))
-        .route("/api/console/requests/{id}/{action}", post(console_action))
+        .route("/api/console/requests/{id}/{action}", post(console_action));
+    // Without a metrics token there is no such route: a 404 like any unknown path.
+    if state.exposition.is_some() {
+        routes = routes.route("/metrics", get(scrape));
+    }
+    let mut router = routes
         // Before the Request URLs are added: those keep the SDK's answers.
         .method_not_allowed_fallback(rejection::method_not_allowed)
         .fallback(rejection::not_found)
@@ -193,11 +229,35 @@ pub(crate) fn router(state: AppState) -> Result<Router, dingtalk_sdk::Error> {
         let callback = callback_route(
             CallbackHandler::builder(crypto).build(),
             // Events verified by this app's crypto decide only its workflows' requests.
-            sase_approval::dingtalk::event_handler(&state.engine, &s.client_id),
+            crate::metrics::event_handler(&state.metrics, &state.engine, &s.client_id),
         );
         router = router.route(&workflow.callback_path(), callback);
     }
-    Ok(router.layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES)))
+    // Last, so that every route (and the fallback) is timed, by its matched route.
+    Ok(router
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.metrics),
+            crate::metrics::track,
+        )))
+}
+
+/// `GET /metrics`: the OpenMetrics text, to the bearer of the metrics token only.
+async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let exposition = match (&state.exposition, bearer(&headers)) {
+        (Some(exposition), Some(token)) if eq(token, &exposition.token) => exposition,
+        _ => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the metrics token is required",
+            )
+        }
+    };
+    match state.metrics.encode(exposition.store.as_ref(), &state.apps).await {
+        Ok(text) => ([(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+    }
 }
 
 #[derive(Deserialize, Default)]

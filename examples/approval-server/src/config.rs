@@ -142,7 +142,7 @@ impl Mode {
     version,
     about = "The SASE approval server: policy checks for agents, DingTalk approval workflows, a console API and grants.",
     after_help = "Environment (overrides the file; the flags override it): SASE_LISTEN, SASE_DATABASE, \
-                  SASE_ADMIN_TOKEN, SASE_GRANT_KEY_FILE, SASE_GRANT_KEYS (the keys themselves, for replicas), SASE_DELIVERY (http_push or stream: every workflow's), \
+                  SASE_ADMIN_TOKEN, SASE_METRICS_TOKEN (serve GET /metrics to its bearer), SASE_GRANT_KEY_FILE, SASE_GRANT_KEYS (the keys themselves, for replicas), SASE_DELIVERY (http_push or stream: every workflow's), \
                   SASE_TLS_CERT_FILE and SASE_TLS_KEY_FILE (PEM: serve HTTPS), \
                   SASE_LOG_FORMAT (text or json). \
                   RUST_LOG sets the log filter (default info)."
@@ -337,7 +337,7 @@ impl std::fmt::Debug for DeviceConfig {
 }
 
 /// The server's configuration. Unknown keys are refused, so a misspelt section never
-/// silently falls back to the mock. `Debug` redacts the admin token.
+/// silently falls back to the mock. `Debug` redacts the admin and metrics tokens.
 #[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -352,6 +352,11 @@ pub struct Config {
     pub database: String,
     /// Console bearer token (required, or random in a demo build).
     pub admin_token: Option<String>,
+    /// The bearer token of `GET /metrics` (the Prometheus scrape: requests by state, events,
+    /// DingTalk calls, reconciliation, HTTP latency), at least 16 characters, not the admin's
+    /// or a device's; also `SASE_METRICS_TOKEN`. Unset (the default), `/metrics` answers
+    /// 404: metrics are opt-in.
+    pub metrics_token: Option<String>,
     /// The approval workflows; by default one, `wf-dingtalk`, on the mock DingTalk (which
     /// only a demo build has).
     pub workflows: Vec<WorkflowConfig>,
@@ -429,6 +434,10 @@ impl std::fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("database", &self.database)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("workflows", &self.workflows)
             .field("devices", &self.devices)
             .field("policies", &self.policies.as_ref().map(|p| p.policies.len()))
@@ -460,6 +469,7 @@ impl Default for Config {
             public_url: None,
             database: "sase-approval.sqlite".into(),
             admin_token: None,
+            metrics_token: None,
             workflows: vec![WorkflowConfig::new("wf-dingtalk")],
             devices: Vec::new(),
             policies: None,
@@ -562,7 +572,7 @@ impl Config {
 
     /// Loads the configuration, each source overriding the one before: the file
     /// (`--config FILE`, or the embedded defaults), then the environment (`SASE_LISTEN`,
-    /// `SASE_DATABASE`, `SASE_ADMIN_TOKEN`, `SASE_GRANT_KEY_FILE`, `SASE_GRANT_KEYS`, `SASE_TLS_CERT_FILE`,
+    /// `SASE_DATABASE`, `SASE_ADMIN_TOKEN`, `SASE_METRICS_TOKEN`, `SASE_GRANT_KEY_FILE`, `SASE_GRANT_KEYS`, `SASE_TLS_CERT_FILE`,
     /// `SASE_TLS_KEY_FILE`, `SASE_LOG_FORMAT`, and `SASE_DELIVERY` for every workflow's), then
     /// the flags (`--listen ADDR`, `--database PATH`, `--log-format FORMAT`); and validates the result for this
     /// build ([`validate`](Self::validate)). `env` looks a variable up
@@ -610,6 +620,9 @@ impl Config {
         }
         if let Some(v) = env("SASE_ADMIN_TOKEN") {
             config.admin_token = Some(v);
+        }
+        if let Some(v) = env("SASE_METRICS_TOKEN") {
+            config.metrics_token = Some(v);
         }
         if let Some(v) = env("SASE_TLS_CERT_FILE") {
             config.tls_cert_file = Some(v.into());
@@ -819,14 +832,29 @@ impl Config {
         }
     }
 
-    /// The console's token is long enough not to be guessed; device tokens are set and tell
-    /// devices (and the console) apart, since a token is all a request's caller shows.
+    /// The console's and the metrics' tokens are long enough not to be guessed; device tokens
+    /// are set and tell devices (and the console, and the scraper) apart, since a token is all
+    /// a request's caller shows.
     fn validate_tokens(&self) -> Result<(), ConfigError> {
         if let Some(admin) = &self.admin_token {
             if admin.chars().count() < MIN_ADMIN_TOKEN_CHARS {
                 return Err(invalid(
                     "admin_token",
                     format!("use at least {MIN_ADMIN_TOKEN_CHARS} random characters (e.g. `openssl rand -hex 32`)"),
+                ));
+            }
+        }
+        if let Some(metrics) = &self.metrics_token {
+            if metrics.chars().count() < MIN_METRICS_TOKEN_CHARS {
+                return Err(invalid(
+                    "metrics_token",
+                    format!("use at least {MIN_METRICS_TOKEN_CHARS} random characters (e.g. `openssl rand -hex 16`)"),
+                ));
+            }
+            if self.admin_token.as_deref() == Some(metrics.as_str()) {
+                return Err(invalid(
+                    "metrics_token",
+                    "equals the admin token: the scraper must not hold the console's token",
                 ));
             }
         }
@@ -840,6 +868,12 @@ impl Config {
                 return Err(invalid(
                     key,
                     "equals the admin token: a device must not hold the console's token",
+                ));
+            }
+            if self.metrics_token.as_deref() == Some(d.token.as_str()) {
+                return Err(invalid(
+                    key,
+                    "equals the metrics token: a device must not read the organisation's metrics",
                 ));
             }
             if let Some(first) = seen.insert(d.token.as_str(), i) {
@@ -858,6 +892,9 @@ pub const DEFAULT_EXPIRE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The shortest admin token accepted.
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
+/// The shortest metrics token accepted.
+pub const MIN_METRICS_TOKEN_CHARS: usize = 16;
 
 #[cfg(test)]
 mod tests {
@@ -1187,6 +1224,38 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
     }
 
     #[test]
+    fn the_metrics_token_is_optional_long_its_own_and_redacted() {
+        let admin = "admin_token = \"admin-0123456789abcdef0123456789abcdef\"\n";
+        assert_eq!(Config::default().metrics_token, None, "metrics are opt-in");
+        assert_eq!(
+            key(parse(&format!("{admin}metrics_token = \"short\"")).unwrap_err()),
+            "metrics_token"
+        );
+        assert_eq!(
+            key(parse(&format!(
+                "{admin}metrics_token = \"admin-0123456789abcdef0123456789abcdef\""
+            ))
+            .unwrap_err()),
+            "metrics_token",
+            "not the admin's"
+        );
+        assert_eq!(
+            key(parse(&format!(
+                "{admin}metrics_token = \"metrics-0123456789\"\n[[devices]]\ntoken = \"metrics-0123456789\"\ndevice_id = \"d\"\nuser_id = \"u\"\n"
+            ))
+            .unwrap_err()),
+            "devices[0].token",
+            "not a device's"
+        );
+        let set = parse(&format!("{admin}metrics_token = \"metrics-0123456789\"")).unwrap();
+        assert_eq!(set.metrics_token.as_deref(), Some("metrics-0123456789"));
+        assert!(!format!("{set:?}").contains("metrics-0123456789"), "redacted");
+        let env = |k: &str| (k == "SASE_METRICS_TOKEN").then(|| "from-the-environment".to_owned());
+        let from_env = Config::read(&args(&[]).unwrap(), env).unwrap();
+        assert_eq!(from_env.metrics_token.as_deref(), Some("from-the-environment"));
+    }
+
+    #[test]
     fn the_reconciler_lease_outlasts_its_passes() {
         assert_eq!(
             Config::default().reconciler_lease(),
@@ -1234,6 +1303,7 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
             "--database <PATH>",
             "SASE_LISTEN",
             "SASE_ADMIN_TOKEN",
+            "SASE_METRICS_TOKEN",
             "SASE_TLS_CERT_FILE",
             "SASE_TLS_KEY_FILE",
             "SASE_LOG_FORMAT",

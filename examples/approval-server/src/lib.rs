@@ -28,6 +28,7 @@ pub mod connections;
 mod demo;
 mod filing_limit;
 pub mod grant_keys;
+mod metrics;
 pub mod tls;
 
 pub use config::Config;
@@ -257,6 +258,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         source,
     })?;
     let store = open_store(&config).await?;
+    let metrics = Arc::new(metrics::Metrics::new());
     let callback_ids = callback_ids(&config, store.as_ref()).await?;
     #[cfg(feature = "demo")]
     let mock = demo::start_mock(&config).await?;
@@ -270,7 +272,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         None if config.shared_database() => grant_keys::load(&config.grant_key_path())?,
         None => grant_keys::load_or_create(&config.grant_key_path())?,
     };
-    let (engine, catalog, apps) = build_engine(&config, store, keys.signer, clock, &resolved)?;
+    let (engine, catalog, apps) = build_engine(&config, Arc::clone(&store), keys.signer, clock, &resolved)?;
     let policies = compile_policies(&config, &catalog)?;
     let streams = stream_clients(&resolved)?;
     let (admin_token, devices) = enroll(&config)?;
@@ -284,7 +286,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         keys.verifiers,
         config.filings_per_hour,
         apps.clone(),
-    );
+    )
+    .with_metrics(Arc::clone(&metrics), store, config.metrics_token.clone());
     let server = serve(
         listener,
         api::router(state)?,
@@ -301,10 +304,11 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
     if let Some(mock) = &mock {
         demo::register_apps(mock, &resolved, &endpoints).await;
     }
-    let mut background = start_stream_clients(&engine, streams, &shutdown);
+    let mut background = start_stream_clients(&engine, &metrics, streams, &shutdown);
     background.push(start_reconciler(
         Arc::clone(&engine),
         apps,
+        metrics,
         config.reconcile_every(),
         config.reconciler_lease(),
         shutdown.clone(),
@@ -615,9 +619,10 @@ fn stream_clients(resolved: &[Resolved]) -> Result<Vec<(String, StreamClient)>, 
 }
 
 /// Runs each Stream client until `shutdown`, feeding the engine exactly as the callback route
-/// does.
+/// does (and counting the events' outcomes as it does).
 fn start_stream_clients(
     engine: &Arc<Engine>,
+    metrics: &Arc<metrics::Metrics>,
     clients: Vec<(String, StreamClient)>,
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
@@ -625,7 +630,7 @@ fn start_stream_clients(
         .into_iter()
         .map(|(app, stream)| {
             // Events on this app's connection decide only its workflows' requests.
-            let on_event = sase_approval::dingtalk::event_handler(engine, &app);
+            let on_event = metrics::event_handler(metrics, engine, &app);
             let stop = shutdown.clone();
             tokio::spawn(async move {
                 stream.run(on_event, stop.cancelled_owned()).await;
@@ -638,10 +643,12 @@ fn start_stream_clients(
 const USAGE_LOG_EVERY: Duration = Duration::from_secs(3600);
 
 /// Reconciles every `every` (instances whose events never came) until `shutdown`, and logs
-/// each DingTalk app's calls this month once an hour when they changed.
+/// each DingTalk app's calls this month once an hour when they changed. `metrics` counts the
+/// passes and shows whether this replica holds the lease.
 fn start_reconciler(
     engine: Arc<Engine>,
     apps: Vec<App>,
+    metrics: Arc<metrics::Metrics>,
     every: Duration,
     lease: Duration,
     shutdown: CancellationToken,
@@ -649,6 +656,7 @@ fn start_reconciler(
     // This replica's name for the lease: replicas sharing a database reconcile one at a
     // time; when the holder dies, another takes over within `lease` and a pass.
     let holder = format!("replica-{:016x}", rand::random::<u64>());
+    metrics.lease_held(&holder, false);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         let mut logged: HashMap<String, (tokio::time::Instant, u64)> = HashMap::new();
@@ -670,6 +678,7 @@ fn start_reconciler(
                     tracing::warn!(replica = %holder, error = %e, "cannot take the reconciler lease");
                 }
             }
+            metrics.lease_held(&holder, holding);
             for app in &apps {
                 let usage = app.client.usage();
                 let last = logged.get(&app.client_id).copied();
@@ -691,7 +700,9 @@ fn start_reconciler(
                 continue;
             }
             // A pass in progress finishes: it records what it found before the server stops.
-            match engine.reconcile(every).await {
+            let pass = engine.reconcile(every).await;
+            metrics.reconciled(pass.as_ref().ok().map(|r| r.changed));
+            match pass {
                 Ok(r) if r.changed + r.linked > 0 => tracing::info!(
                     checked = r.checked,
                     not_due = r.not_due,

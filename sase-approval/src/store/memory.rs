@@ -2,7 +2,7 @@
 
 use super::{ApprovalStore, DecideChange, EventWrite, ListFilter};
 use crate::error::{Error, Result};
-use crate::state::{ApprovalRequest, RequestId, RequestUpdate};
+use crate::state::{ApprovalRequest, RequestId, RequestState, RequestUpdate};
 use async_trait::async_trait;
 use rustc_hash::FxHashMap;
 use sase_policy::ids::{DeviceId, UserId};
@@ -272,5 +272,16 @@ impl ApprovalStore for MemoryStore {
             pruned += (before - events.len()) as u64;
         }
         Ok(pruned)
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(RequestState, u64)>> {
+        let mut counts: Vec<(RequestState, u64)> = Vec::new();
+        for request in &self.lock().requests {
+            match counts.iter_mut().find(|(state, _)| *state == request.state) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((request.state, 1)),
+            }
+        }
+        Ok(counts)
     }
 }

@@ -1,8 +1,8 @@
 //! A PostgreSQL store, shared by several server replicas (see [`PostgresStore`]).
 
-use super::{ApprovalStore, DecideChange, EventWrite, ListFilter};
+use super::{stored_count, stored_state, ApprovalStore, DecideChange, EventWrite, ListFilter};
 use crate::error::{Error, Result};
-use crate::state::{ApprovalRequest, RequestId, RequestUpdate};
+use crate::state::{ApprovalRequest, RequestId, RequestState, RequestUpdate};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, Postgres, QueryBuilder, Row};
@@ -552,6 +552,20 @@ impl ApprovalStore for PostgresStore {
             .await
             .map_err(store_err)?;
         Ok(done.rows_affected())
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(RequestState, u64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM requests GROUP BY state")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_err)?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get(0).map_err(store_err)?;
+                let count: i64 = row.try_get(1).map_err(store_err)?;
+                Ok((stored_state(&state)?, stored_count(&state, count)?))
+            })
+            .collect()
     }
 }
 

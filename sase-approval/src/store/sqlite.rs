@@ -2,9 +2,9 @@
 //! and filters, and the whole request as JSON. Runtime queries only, so a PostgreSQL store
 //! can follow the same code.
 
-use super::{ApprovalStore, DecideChange, EventWrite, ListFilter};
+use super::{stored_count, stored_state, ApprovalStore, DecideChange, EventWrite, ListFilter};
 use crate::error::{Error, Result};
-use crate::state::{ApprovalRequest, RequestId, RequestUpdate};
+use crate::state::{ApprovalRequest, RequestId, RequestState, RequestUpdate};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -395,5 +395,19 @@ impl ApprovalStore for SqliteStore {
             .await
             .map_err(store_err)?;
         Ok(done.rows_affected())
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<(RequestState, u64)>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM requests GROUP BY state")
+            .fetch_all(&self.readers)
+            .await
+            .map_err(store_err)?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get(0).map_err(store_err)?;
+                let count: i64 = row.try_get(1).map_err(store_err)?;
+                Ok((stored_state(&state)?, stored_count(&state, count)?))
+            })
+            .collect()
     }
 }
