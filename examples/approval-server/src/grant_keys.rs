@@ -9,7 +9,7 @@
 //!
 //! Replicas (a shared PostgreSQL database) must sign with one key: they read it from one file
 //! every replica mounts, or from the `SASE_GRANT_KEYS` variable (the same seeds, separated by
-//! commas or whitespace), and never create one of their own ([`load`]).
+//! commas or whitespace), and never create one of their own.
 
 use rand::RngCore as _;
 use sase_policy::{GrantSigner, GrantVerifier};
