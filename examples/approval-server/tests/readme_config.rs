@@ -64,15 +64,17 @@ async fn the_readme_server_toml_starts_a_server() {
     server.shutdown().await.unwrap();
 }
 
-/// Every configuration example in the README is one a test starts: this one (above), and
-/// the TLS and reverse-proxy ones (`tests/tls.rs`). A new example fails here until it is.
+/// Every configuration example in the README is one a test starts: this one (above), the
+/// TLS and reverse-proxy ones (`tests/tls.rs`) and the PostgreSQL one (`tests/replicas.rs`).
+/// A new example fails here until it is.
 #[test]
 fn every_readme_configuration_example_is_started_by_a_test() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
-    const STARTED: [&str; 3] = [
+    const STARTED: [&str; 4] = [
         "Write `server.toml`:",
         "To have the server terminate TLS itself, add to `server.toml`:",
         "Behind a reverse proxy, give `server.toml` the public URL:",
+        "give each the same configuration with",
     ];
     let blocks: Vec<&str> = readme.split("```toml\n").skip(1).collect();
     let introduced_by: Vec<&str> = readme

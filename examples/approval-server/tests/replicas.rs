@@ -1526,3 +1526,46 @@ async fn answering(mock: &MockDingTalk, expected: usize) -> BTreeSet<u64> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The README's PostgreSQL configuration (its shared database and grant key file, with this
+/// test's database and key put in their place) parses, is a shared database, and starts.
+#[tokio::test]
+async fn the_readme_postgresql_configuration_starts() {
+    let Some(db) = TempDb::new().await else {
+        return;
+    };
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let (_, after) = readme
+        .split_once("give each the same configuration with")
+        .expect("the README shows the replicas' configuration");
+    let (_, block) = after.split_once("```toml\n").unwrap();
+    let (block, _) = block.split_once("```").unwrap();
+    let shown = sase_approval_server::Config::from_toml(block, "README.md").unwrap();
+    assert!(shown.shared_database(), "{}", shown.database);
+    let shown_key = shown.grant_key_file.clone().expect("a shared grant key file");
+    let dir = tempfile::tempdir().unwrap();
+    let (key, verifier) = grant_key(dir.path());
+    let block = block
+        .replace(&shown.database, &db.url)
+        .replace(&shown_key.display().to_string(), &key.display().to_string());
+    let mock = mock(Push::Http).await;
+    let rest: Vec<String> = config(&db, &key, &mock, Push::Http)
+        .lines()
+        .filter(|l| !l.starts_with("database") && !l.starts_with("grant_key_file"))
+        .map(str::to_owned)
+        .collect();
+    let config =
+        sase_approval_server::Config::from_toml(&format!("{block}\n{}", rest.join("\n")), "README.md")
+            .unwrap();
+    let server = sase_approval_server::start(config).await.unwrap();
+    assert_eq!(
+        server.engine.verifier(),
+        verifier,
+        "the shared key, not a new one"
+    );
+    let health = reqwest::get(format!("http://{}/healthz", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    server.shutdown().await.unwrap();
+}
