@@ -74,7 +74,7 @@ pub(crate) struct AppState {
     devices: Arc<Vec<Enrolled>>,
     /// Every key a grant may be signed with (the engine's first).
     grant_keys: Arc<[GrantVerifier]>,
-    filings: Arc<FilingLimit>,
+    filings: FilingLimit,
     /// The DingTalk apps called, for their usage.
     apps: Arc<[crate::App]>,
     /// The metrics, counted by every route.
@@ -106,7 +106,7 @@ impl AppState {
             admin_token: admin_token.into(),
             devices: Arc::new(devices.iter().map(Enrolled::new).collect()),
             grant_keys: grant_keys.into(),
-            filings: Arc::new(FilingLimit::new(filings_per_hour)),
+            filings: FilingLimit::new(filings_per_hour),
             apps: apps.into(),
             metrics: Arc::new(Metrics::new()),
             exposition: None,
@@ -349,7 +349,11 @@ async fn file_request(State(state): State<AppState>, headers: HeaderMap, b: Json
         Ok(None) => {}
         Err(e) => return engine_error(&e),
     }
-    if let Err(retry_after) = state.filings.admit(&dev.device, state.engine.clock().now_ms()) {
+    let admitted = match state.filings.admit(&state.engine, &dev.user, &dev.device).await {
+        Ok(admitted) => admitted,
+        Err(e) => return engine_error(&e),
+    };
+    if let Err(retry_after) = admitted {
         let mut refused = error(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",

@@ -1569,3 +1569,47 @@ async fn the_readme_postgresql_configuration_starts() {
     assert_eq!(health.status(), 200);
     server.shutdown().await.unwrap();
 }
+
+/// The per-device filing limit holds across replicas: its count is the database's, not each
+/// replica's (found by the replica tests: a device could file replicas × the limit an hour).
+#[tokio::test]
+async fn the_filing_limit_holds_across_replicas() {
+    let Some(db) = TempDb::new().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = grant_key(dir.path());
+    let mock = mock(Push::Http).await;
+    let text = config(&db, &key, &mock, Push::Http).replace("filings_per_hour = 100", "filings_per_hour = 1");
+    let start = || async {
+        sase_approval_server::start(sase_approval_server::Config::from_toml(&text, "test.toml").unwrap())
+            .await
+            .unwrap()
+    };
+    let (a, b) = (start().await, start().await);
+    let http = reqwest::Client::new();
+    let file = |server: &sase_approval_server::Server| {
+        http.post(format!("http://{}/api/agent/requests", server.addr))
+            .bearer_auth(token(0))
+            .json(&json!({"reason": "reinstall"}))
+            .send()
+    };
+    let filed: Value = file(&a).await.unwrap().json().await.unwrap();
+    let id = filed["id"].as_str().unwrap();
+    // Decided (so filing again is a new request, not the open one), then filed again.
+    let rejected = http
+        .post(format!("http://{}/api/console/requests/{id}/reject", a.addr))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rejected.status(), 200);
+    for server in [&a, &b] {
+        let again = file(server).await.unwrap();
+        assert_eq!(again.status(), 429, "on {}", server.addr);
+        assert!(again.headers().contains_key("retry-after"));
+    }
+    assert_eq!(mock.instance_ids().len(), 1, "one filing reached DingTalk");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
