@@ -9,105 +9,26 @@
     reason = "the helpers outside #[test] functions fail the test on a broken set-up or response"
 )]
 
-use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
-use sase_approval_server::config::{Config, DeviceConfig, DingTalkConfig, WorkflowConfig};
-use sase_approval_server::{self as server, Server};
-use sase_policy::PolicyDocument;
+use dingtalk_sdk::mock::MockDingTalk;
+use sase_approval_server::Server;
 use serde_json::{json, Value};
 use std::time::Duration;
+use support::{credentialed_config, device, mock_builder, start_with, ADMIN};
 
-const APP: &str = "dingerrorsapp";
-const SECRET: &str = "errors-secret";
-const TOKEN: &str = "errorstoken12";
-const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
-const CODE: &str = "PROC-ERRORS";
-const ADMIN: &str = "admin-token-errors-0123456789abcdef";
+mod support;
+
 const ALICE: &str = "tok-alice";
 /// The body cap the server names in its 413.
 const CAP: usize = 64 * 1024;
 
-/// Employees file for approval on the DingTalk workflow.
-fn policies() -> PolicyDocument {
-    toml::from_str(
-        r#"
-        [[policies]]
-        id = "employees"
-        name = "Employees"
-        priority = 10
-        switches = { anti_uninstall = true }
-        scope = { groups = ["employees"] }
-        approval = { allow_filing = true, workflow = "wf-dingtalk" }
-        [policies.prompt.zh-CN]
-        title = "需要审批"
-        content = "内容"
-        primary_button = "提交审批"
-        secondary_button = "取消"
-        [policies.prompt.en-US]
-        title = "Approval needed"
-        content = "content"
-        primary_button = "File for Approval"
-        secondary_button = "Cancel"
-        "#,
-    )
-    .unwrap()
-}
-
-/// A mock DingTalk with its default 15-second rule: an instance cannot be terminated sooner.
-async fn mock() -> MockDingTalk {
-    MockDingTalk::builder()
-        .app(MockApp::new(APP, SECRET))
-        .process(MockProcess::new(
-            CODE,
-            "卸载申请",
-            vec![
-                MockFormField::new("设备名称", "TextField", true),
-                MockFormField::new("卸载原因", "TextareaField", true),
-            ],
-            vec!["approver1".into()],
-        ))
-        .start()
-        .await
-        .unwrap()
-}
-
-/// The server on an ephemeral port with a workflow on the mock's app, and alice enrolled.
-async fn start(mock: &MockDingTalk, database: &std::path::Path) -> Server {
-    let app: DingTalkConfig = serde_json::from_value(json!({
-        "client_id": APP, "client_secret": SECRET, "token": TOKEN, "aes_key": AES_KEY,
-        "api_base": mock.base_url(),
-    }))
-    .unwrap();
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.database = database.display().to_string();
-    config.admin_token = Some(ADMIN.into());
-    config.policies = Some(policies());
-    config.workflows = vec![WorkflowConfig::new("wf-dingtalk").dingtalk(
-        app,
-        CODE,
-        [("device", "设备名称"), ("reason", "卸载原因")],
-    )];
-    let alice: DeviceConfig = toml::from_str(
-        r#"token = "tok-alice"
-device_id = "dev-alice"
-user_id = "alice"
-groups = ["employees"]"#,
-    )
-    .unwrap();
-    config.devices = vec![alice];
-    let server = server::start(config).await.unwrap();
-    let app = MockApp::new(APP, SECRET)
-        .events(TOKEN, AES_KEY)
-        .request_url(server.request_url("wf-dingtalk").unwrap());
-    assert!(mock.register_app(app).await.unwrap().ok, "check_url round trip");
-    server
-}
-
 /// A mock DingTalk and a server on a fresh database (kept while the directory lives).
 async fn running() -> (tempfile::TempDir, MockDingTalk, Server, Client) {
     let dir = tempfile::tempdir().unwrap();
-    let mock = mock().await;
-    let server = start(&mock, &dir.path().join("errors.sqlite")).await;
+    // DingTalk's own 15-second rule: an instance cannot be terminated sooner.
+    let mock = mock_builder().start().await.unwrap();
+    let mut config = credentialed_config(&mock, &dir.path().join("errors.sqlite"));
+    config.devices = vec![device(ALICE, "alice", "employees")];
+    let server = start_with(&mock, config).await;
     let client = Client {
         http: reqwest::Client::new(),
         base: format!("http://{}", server.addr),

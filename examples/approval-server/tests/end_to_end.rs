@@ -6,152 +6,27 @@
 
 #![expect(
     clippy::unwrap_used,
-    clippy::panic,
-    clippy::indexing_slicing,
     reason = "the helpers outside #[test] functions fail the test on a broken set-up or response"
 )]
 
-use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
-use sase_approval::clock::{Clock, ManualClock, SystemClock};
-use sase_approval_server::config::{Config, ConfigError, DeviceConfig, DingTalkConfig, WorkflowConfig};
+use dingtalk_sdk::mock::MockDingTalk;
+use sase_approval::clock::ManualClock;
+use sase_approval_server::config::{ConfigError, WorkflowConfig};
 use sase_approval_server::{self as server, Server};
 use sase_policy::ids::{DeviceId, GrantId, UserId};
-use sase_policy::{Action, Error as PolicyError, GrantVerifier, PolicyDocument, SignedGrant};
+use sase_policy::{Action, Error as PolicyError, GrantVerifier, SignedGrant};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
+use support::{
+    config, credentialed_config, mock, start_on_clock, start_with, Agent, ADMIN, AES_KEY, APP, SECRET,
+};
 
-const APP: &str = "dinge2eapp";
-const SECRET: &str = "e2e-secret";
-const TOKEN: &str = "e2etoken123";
-const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
-const CODE: &str = "PROC-E2E";
-const ADMIN: &str = "admin-token-e2e-0123456789abcdef";
-
-fn policies() -> PolicyDocument {
-    let prompt = |title: &str| {
-        format!(
-            r#"
-            [policies.prompt.zh-CN]
-            title = "{title}"
-            content = "内容"
-            primary_button = "提交审批"
-            secondary_button = "取消"
-            [policies.prompt.en-US]
-            title = "{title} (en)"
-            content = "content"
-            primary_button = "File for Approval"
-            secondary_button = "Cancel""#
-        )
-    };
-    toml::from_str(&format!(
-        r#"
-        [[policies]]
-        id = "employees"
-        name = "Employees"
-        priority = 10
-        switches = {{ anti_uninstall = true }}
-        scope = {{ groups = ["employees"] }}
-        whitelist = ["it-admin"]
-        approval = {{ allow_filing = true, workflow = "wf-dingtalk" }}
-        {}
-        [[policies]]
-        id = "kiosks"
-        name = "Kiosks"
-        priority = 20
-        switches = {{ anti_uninstall = true }}
-        scope = {{ groups = ["kiosk"] }}
-        approval = {{ allow_filing = false }}
-        {}
-        "#,
-        prompt("需要审批"),
-        prompt("禁止卸载")
-    ))
-    .unwrap()
-}
-
-fn device(token: &str, user: &str, group: &str) -> DeviceConfig {
-    toml::from_str(&format!(
-        r#"token = "{token}"
-device_id = "dev-{user}"
-user_id = "{user}"
-groups = ["{group}"]"#
-    ))
-    .unwrap()
-}
-
-async fn mock() -> MockDingTalk {
-    MockDingTalk::builder()
-        .app(MockApp::new(APP, SECRET))
-        .process(MockProcess::new(
-            CODE,
-            "卸载申请",
-            vec![
-                MockFormField::new("设备名称", "TextField", true),
-                MockFormField::new("卸载原因", "TextareaField", true),
-            ],
-            vec!["approver1".into()],
-        ))
-        .terminate_grace(Duration::ZERO)
-        .start()
-        .await
-        .unwrap()
-}
-
-/// On an ephemeral port, with the test policies and admin token, on `database`.
-fn config(database: &std::path::Path) -> Config {
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.database = database.display().to_string();
-    config.admin_token = Some(ADMIN.into());
-    config.policies = Some(policies());
-    config
-}
-
-/// The test configuration with a workflow on the mock's app, as real DingTalk would be.
-fn credentialed_config(mock: &MockDingTalk, database: &std::path::Path) -> Config {
-    let app: DingTalkConfig = serde_json::from_value(json!({
-        "client_id": APP, "client_secret": SECRET, "token": TOKEN, "aes_key": AES_KEY,
-        "api_base": mock.base_url(),
-    }))
-    .unwrap();
-    let workflow = WorkflowConfig::new("wf-dingtalk").dingtalk(
-        app,
-        CODE,
-        [("device", "设备名称"), ("reason", "卸载原因")],
-    );
-    let mut config = config(database);
-    config.workflows = vec![workflow];
-    config.devices = vec![
-        device("tok-alice", "alice", "employees"),
-        device("tok-admin", "it-admin", "employees"),
-        device("tok-contractor", "carl", "contractors"),
-        device("tok-kiosk", "kiosk1", "kiosk"),
-    ];
-    config
-}
+mod support;
 
 async fn start(mock: &MockDingTalk, database: &std::path::Path) -> Server {
     start_with(mock, credentialed_config(mock, database)).await
-}
-
-/// Starts `config` (a [`credentialed_config`]) and saves its Request URL on the mock.
-async fn start_with(mock: &MockDingTalk, config: Config) -> Server {
-    start_on_clock(mock, config, Arc::new(SystemClock)).await
-}
-
-/// [`start_with`] on `clock`.
-async fn start_on_clock(mock: &MockDingTalk, config: Config, clock: Arc<dyn Clock>) -> Server {
-    let server = server::start_with_clock(config, clock).await.unwrap();
-    #[cfg(feature = "demo")]
-    assert!(server.mock.is_none(), "credentials given: no mock in-process");
-    // What the admin does in the developer console: save the Request URL (check_url must pass).
-    let app = MockApp::new(APP, SECRET)
-        .events(TOKEN, AES_KEY)
-        .request_url(server.request_url("wf-dingtalk").unwrap());
-    assert!(mock.register_app(app).await.unwrap().ok, "check_url round trip");
-    server
 }
 
 /// A mock DingTalk and a server on a fresh database (kept while the directory lives).
@@ -160,125 +35,6 @@ async fn running() -> (tempfile::TempDir, MockDingTalk, Server) {
     let mock = mock().await;
     let server = start(&mock, &dir.path().join("e2e.sqlite")).await;
     (dir, mock, server)
-}
-
-struct Agent {
-    http: reqwest::Client,
-    base: String,
-    token: &'static str,
-}
-
-impl Agent {
-    fn new(server: &Server, token: &'static str) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            base: format!("http://{}", server.addr),
-            token,
-        }
-    }
-
-    async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
-        let res = req.bearer_auth(self.token).send().await.unwrap();
-        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn check(&self) -> Value {
-        let (status, body) = self
-            .send(
-                self.http
-                    .post(format!("{}/api/agent/uninstall-check", self.base))
-                    .json(&json!({"locale": "en-US"})),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-
-    async fn file(&self, reason: &str) -> (u16, Value) {
-        self.send(
-            self.http
-                .post(format!("{}/api/agent/requests", self.base))
-                .json(&json!({"reason": reason})),
-        )
-        .await
-    }
-
-    async fn poll(&self, id: &str, until: &str) -> Value {
-        for _ in 0..500 {
-            let (_, body) = self
-                .send(self.http.get(format!("{}/api/agent/requests/{id}", self.base)))
-                .await;
-            if body["state"] == until {
-                return body;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("request {id} never became {until}");
-    }
-
-    async fn console(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
-        let res = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap();
-        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn external_id(&self, id: &str) -> String {
-        let (_, r) = self
-            .console(reqwest::Method::GET, &format!("/api/console/requests/{id}"))
-            .await;
-        r["external_id"].as_str().unwrap().to_owned()
-    }
-
-    /// `GET /api/agent/grant-key`.
-    async fn grant_keys(&self) -> Value {
-        let url = format!("{}/api/agent/grant-key", self.base);
-        self.http.get(url).send().await.unwrap().json().await.unwrap()
-    }
-
-    async fn verifier(&self) -> GrantVerifier {
-        GrantVerifier::from_hex(self.grant_keys().await["public_key"].as_str().unwrap()).unwrap()
-    }
-
-    /// The online step before uninstalling.
-    async fn consume(&self, grant: &SignedGrant) -> (u16, Value) {
-        self.send(
-            self.http
-                .post(format!("{}/api/agent/grants/consume", self.base))
-                .json(&json!({ "grant": grant })),
-        )
-        .await
-    }
-
-    /// Every key the server says grants may be signed with.
-    async fn verifiers(&self) -> Vec<GrantVerifier> {
-        self.grant_keys().await["public_keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| GrantVerifier::from_hex(k.as_str().unwrap()).unwrap())
-            .collect()
-    }
-
-    /// Has the approver refuse request `id` in DingTalk and waits until the server knows.
-    async fn refused(&self, mock: &MockDingTalk, id: &str) -> Value {
-        mock.refuse(&self.external_id(id).await, None, Some("no"))
-            .unwrap();
-        self.poll(id, "rejected").await
-    }
-
-    /// Files a request, has the approver agree in DingTalk, and returns the grant.
-    async fn approved_grant(&self, mock: &MockDingTalk) -> SignedGrant {
-        let (status, body) = self.file("reinstall").await;
-        assert_eq!(status, 201, "{body}");
-        let id = body["id"].as_str().unwrap().to_owned();
-        mock.approve(&self.external_id(&id).await, None, None).unwrap();
-        serde_json::from_value(self.poll(&id, "approved").await["grant"].clone()).unwrap()
-    }
 }
 
 #[tokio::test]
@@ -1023,15 +779,18 @@ async fn a_server_restart_in_the_middle_of_a_pending_request() {
 #[cfg(feature = "demo")]
 mod on_the_demo_mock {
     use super::*;
+    use crate::support::{device, policies};
     use dingtalk_sdk::crypto::EventCrypto;
     use dingtalk_sdk::mock::Channel;
     use sase_approval::definition::Delivery;
     use sase_policy::ids::{GroupId, PolicyId, WorkflowId};
+    use sase_policy::PolicyDocument;
 
     /// Two workflows on the server's own in-process mock (a demo build's) (no credentials): staff filed through one
     /// form and its Request URL, contractors through another form over Stream mode; each request
     /// is created on its own form and decided through its own delivery path.
     /// The test policies plus one sending the contractors group to workflow `wf-contractors`.
+    #[expect(clippy::indexing_slicing, reason = "the test policies have a first")]
     fn two_workflow_policies() -> PolicyDocument {
         let mut doc = policies();
         let mut contractors = doc.policies[0].clone();
@@ -1288,11 +1047,7 @@ async fn an_undecided_request_expires_after_seven_days_by_default() {
     assert_eq!(config.expire_after_secs, 7 * 24 * 3600, "the default");
     config.reconcile_every_secs = 1;
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let server = server::start_with_clock(config, clock.clone()).await.unwrap();
-    let app = MockApp::new(APP, SECRET)
-        .events(TOKEN, AES_KEY)
-        .request_url(server.request_url("wf-dingtalk").unwrap());
-    assert!(mock.register_app(app).await.unwrap().ok);
+    let server = start_on_clock(&mock, config, clock.clone()).await;
     let alice = Agent::new(&server, "tok-alice");
     let (status, filed) = alice.file("reinstall").await;
     assert_eq!(status, 201, "{filed}");

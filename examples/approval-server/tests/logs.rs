@@ -17,6 +17,9 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::{ADMIN, AES_KEY, FILE_DEVICE, SECRET, TOKEN};
+
+mod support;
 
 const REASON: &str = "reinstalling the OS";
 
@@ -264,6 +267,18 @@ impl Client<'_> {
         self.call(method, url, None, Some(body)).await.0
     }
 
+    /// Has the approver agree to `instance` on the mock.
+    async fn approve(&self, instance: &str) {
+        let status = self
+            .mock(
+                reqwest::Method::POST,
+                &format!("/__mock/instances/{instance}/approve"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+
     /// Files a request; its id and DingTalk instance id.
     async fn file(&self) -> (String, String) {
         let (status, filed) = self
@@ -344,14 +359,7 @@ async fn json_lines_name_every_lifecycle_step() {
 
     // Approved by the DingTalk approver on the mock; the grant consumed, then refused.
     let (first, instance) = client.file().await;
-    let status = client
-        .mock(
-            reqwest::Method::POST,
-            &format!("/__mock/instances/{instance}/approve"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    client.approve(&instance).await;
     let grant = client.approved(&first).await;
     let grant_id = grant["grant"]["id"].as_str().unwrap().to_owned();
     client.consume_twice(&grant).await;
@@ -464,14 +472,7 @@ async fn text_lines_have_no_colours_and_no_debug() {
         )
         .await;
     assert_eq!(status, 200);
-    let status = client
-        .mock(
-            reqwest::Method::POST,
-            &format!("/__mock/instances/{instance}/approve"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    client.approve(&instance).await;
     let grant = client.approved(&id).await;
     client.consume_twice(&grant).await;
     let output = server.stop();
@@ -539,48 +540,18 @@ fn a_bad_log_format_is_refused_readably() {
 /// enrolls no demo device.
 #[test]
 fn real_credentials_print_no_tokens() {
-    const ADMIN: &str = "admin-token-from-the-file-0123456789abcdef";
-    const DEVICE: &str = "device-token-from-the-file-0123456789";
-    let config = format!(
-        r#"admin_token = "{ADMIN}"
-[[workflows]]
-id = "wf-real"
-process_code = "PROC-REAL"
-fields = {{ reason = "卸载原因" }}
-[workflows.dingtalk]
-client_id = "dingrealapp"
-client_secret = "a-client-secret-0123456789"
-token = "a-signature-token"
-aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx"
-api_base = "http://127.0.0.1:9"
-[[devices]]
-token = "{DEVICE}"
-device_id = "LAPTOP-1"
-user_id = "alice"
-groups = ["employees"]
-[[policies.policies]]
-id = "p"
-name = "p"
-switches = {{ anti_uninstall = true }}
-scope = {{ groups = ["employees"] }}
-approval = {{ allow_filing = true, workflow = "wf-real" }}
-[policies.policies.prompt.zh-CN]
-title = "t"
-content = "c"
-primary_button = "p"
-secondary_button = "s"
-[policies.policies.prompt.en-US]
-title = "t"
-content = "c"
-primary_button = "p"
-secondary_button = "s"
-"#
-    );
+    let config = support::production_toml();
     let mut server = Process::spawn(&[], &[], Some(&config));
     server.wait_for("the address", |l| l.starts_with("SASE approval server on "));
     let output = server.stop();
     for line in &output {
-        for secret in [ADMIN, DEVICE, "a-client-secret", "a-signature-token", "kYd8sJ2p"] {
+        for secret in [
+            ADMIN,
+            FILE_DEVICE,
+            SECRET.get(..8).unwrap(),
+            TOKEN,
+            AES_KEY.get(..8).unwrap(),
+        ] {
             assert!(!line.contains(secret), "{secret} printed: {line}");
         }
         assert!(

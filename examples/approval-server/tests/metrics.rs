@@ -11,108 +11,42 @@
     reason = "the helpers outside #[test] functions fail the test on a broken set-up or response"
 )]
 
-use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFaults, MockFormField, MockProcess};
-use sase_approval_server::config::{Config, DeviceConfig, DingTalkConfig, WorkflowConfig};
-use sase_approval_server::{self as server, Server};
-use sase_policy::PolicyDocument;
-use serde_json::{json, Value};
+use dingtalk_sdk::mock::{MockDingTalk, MockFaults};
+use sase_approval_server::Server;
+use serde_json::Value;
 use std::time::Duration;
+use support::{
+    credentialed_config, device, json, mock, start_with, Agent, ADMIN, AES_KEY, APP, SECRET, TOKEN,
+};
 
-const APP: &str = "dingmetricsapp";
-const SECRET: &str = "metrics-app-secret";
-const TOKEN: &str = "subscriptiontk";
-const AES_KEY: &str = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx";
-const CODE: &str = "PROC-METRICS";
-const ADMIN: &str = "admin-token-metrics-0123456789abcdef";
+mod support;
+
 const METRICS: &str = "scrape-token-0123456789";
 const DEVICES: [(&str, &str); 2] = [("tok-alice-device", "alice"), ("tok-bob-device", "bob")];
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Employees file for approval on the DingTalk workflow.
-fn policies() -> PolicyDocument {
-    toml::from_str(
-        r#"
-        [[policies]]
-        id = "employees"
-        name = "Employees"
-        priority = 10
-        switches = { anti_uninstall = true }
-        scope = { groups = ["employees"] }
-        approval = { allow_filing = true, workflow = "wf-dingtalk" }
-        [policies.prompt.zh-CN]
-        title = "需要审批"
-        content = "内容"
-        primary_button = "提交审批"
-        secondary_button = "取消"
-        [policies.prompt.en-US]
-        title = "Approval needed"
-        content = "content"
-        primary_button = "File for Approval"
-        secondary_button = "Cancel"
-        "#,
-    )
-    .unwrap()
-}
-
-async fn mock() -> MockDingTalk {
-    MockDingTalk::builder()
-        .app(MockApp::new(APP, SECRET))
-        .process(MockProcess::new(
-            CODE,
-            "卸载申请",
-            vec![
-                MockFormField::new("设备名称", "TextField", true),
-                MockFormField::new("卸载原因", "TextareaField", true),
-            ],
-            vec!["approver1".into()],
-        ))
-        .terminate_grace(Duration::ZERO)
-        .start()
-        .await
-        .unwrap()
-}
-
-/// On an ephemeral port, a workflow on the mock's app (as real DingTalk would be), alice and
-/// bob enrolled, reconciling every `reconcile_every_secs`.
-fn config(mock: &MockDingTalk, database: &std::path::Path, reconcile_every_secs: u64) -> Config {
-    let app: DingTalkConfig = serde_json::from_value(json!({
-        "client_id": APP, "client_secret": SECRET, "token": TOKEN, "aes_key": AES_KEY,
-        "api_base": mock.base_url(),
-    }))
-    .unwrap();
-    let mut config = Config::default();
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.database = database.display().to_string();
-    config.admin_token = Some(ADMIN.into());
-    config.policies = Some(policies());
+/// A mock DingTalk and a server on a fresh database (kept while the directory lives): the
+/// test configuration on the mock's app with alice and bob enrolled, reconciling every
+/// `reconcile_every_secs`, its metrics read with `metrics_token` (if any); a client for it.
+async fn running(
+    reconcile_every_secs: u64,
+    metrics_token: Option<&str>,
+) -> (tempfile::TempDir, MockDingTalk, Server, Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = mock().await;
+    let mut config = credentialed_config(&mock, &dir.path().join("metrics.sqlite"));
     config.reconcile_every_secs = reconcile_every_secs;
-    config.workflows = vec![WorkflowConfig::new("wf-dingtalk").dingtalk(
-        app,
-        CODE,
-        [("device", "设备名称"), ("reason", "卸载原因")],
-    )];
     config.devices = DEVICES
         .iter()
-        .map(|(token, user)| {
-            toml::from_str::<DeviceConfig>(&format!(
-                "token = \"{token}\"\ndevice_id = \"dev-{user}\"\nuser_id = \"{user}\"\ngroups = [\"employees\"]"
-            ))
-            .unwrap()
-        })
+        .map(|(token, user)| device(token, user, "employees"))
         .collect();
-    config
+    config.metrics_token = metrics_token.map(Into::into);
+    let server = start_with(&mock, config).await;
+    let client = Client::new(&server);
+    (dir, mock, server, client)
 }
 
-/// Starts `config` and saves its Request URL on the mock (check_url must pass).
-async fn start(mock: &MockDingTalk, config: Config) -> Server {
-    let server = server::start(config).await.unwrap();
-    let app = MockApp::new(APP, SECRET)
-        .events(TOKEN, AES_KEY)
-        .request_url(server.request_url("wf-dingtalk").unwrap());
-    assert!(mock.register_app(app).await.unwrap().ok, "check_url round trip");
-    server
-}
-
+/// `GET /metrics` on one server.
 struct Client {
     http: reqwest::Client,
     base: String,
@@ -124,51 +58,6 @@ impl Client {
             http: reqwest::Client::new(),
             base: format!("http://{}", server.addr),
         }
-    }
-
-    async fn json(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
-        let res = req.send().await.unwrap();
-        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
-    }
-
-    /// Files a request as the device with `token`; its id.
-    async fn file(&self, token: &str) -> String {
-        let (status, body) = self
-            .json(
-                self.http
-                    .post(format!("{}/api/agent/requests", self.base))
-                    .bearer_auth(token)
-                    .json(&json!({"reason": "reinstalling"})),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        body["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn console(&self, path: &str) -> Value {
-        let (status, body) = self
-            .json(self.http.get(format!("{}{path}", self.base)).bearer_auth(ADMIN))
-            .await;
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-
-    /// Waits until the device with `token` sees request `id` in `state`.
-    async fn poll(&self, token: &str, id: &str, state: &str) {
-        for _ in 0..500 {
-            let (_, body) = self
-                .json(
-                    self.http
-                        .get(format!("{}/api/agent/requests/{id}", self.base))
-                        .bearer_auth(token),
-                )
-                .await;
-            if body["state"] == state {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("request {id} never became {state}");
     }
 
     /// `GET /metrics` with `token` (if any): status, content type and body.
@@ -187,6 +76,17 @@ impl Client {
         (status, content_type, res.text().await.unwrap())
     }
 
+    /// `GET /metrics` with `token` (if any), which must be refused with `status` and `code`.
+    async fn refused(&self, token: Option<&str>, status: u16, code: &str) {
+        let (got, _, body) = self.get_metrics(token).await;
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (got, body["error"].as_str()),
+            (status, Some(code)),
+            "{token:?}: {body}"
+        );
+    }
+
     /// A successful scrape with the metrics token.
     async fn scrape(&self) -> Scrape {
         let (status, content_type, text) = self.get_metrics(Some(METRICS)).await;
@@ -195,6 +95,15 @@ impl Client {
         assert!(text.ends_with("# EOF\n"), "{text}");
         Scrape(text)
     }
+}
+
+/// The DingTalk calls this month the console counts for the (one) app.
+async fn dingtalk_calls(agent: &Agent) -> Value {
+    let (status, body) = agent
+        .console(reqwest::Method::GET, "/api/console/dingtalk/usage")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body[0]["usage"]["calls"].clone()
 }
 
 /// A scrape's text.
@@ -218,34 +127,27 @@ impl Scrape {
 
 #[tokio::test]
 async fn a_scrape_counts_requests_events_calls_and_latency_and_shows_no_secret() {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = mock().await;
-    let mut config = config(&mock, &dir.path().join("metrics.sqlite"), 3600);
-    config.metrics_token = Some(METRICS.into());
-    let server = start(&mock, config).await;
-    let client = Client::new(&server);
+    let (_dir, mock, server, client) = running(3600, Some(METRICS)).await;
     let request_url = server.request_url("wf-dingtalk").unwrap().to_owned();
     let callback_id = request_url.rsplit('/').next().unwrap().to_owned();
     assert!(callback_id.len() >= 16, "{request_url}");
 
-    let (alice, bob) = (DEVICES[0].0, DEVICES[1].0);
-    let approved = client.file(alice).await;
-    let pending = client.file(bob).await;
+    let (alice, bob) = (
+        Agent::new(&server, DEVICES[0].0),
+        Agent::new(&server, DEVICES[1].0),
+    );
+    let approved = alice.filed("reinstalling").await;
+    let pending = bob.filed("reinstalling").await;
     // The approver agrees in DingTalk, and DingTalk delivers each event twice.
-    let instance = client.console(&format!("/api/console/requests/{approved}")).await["external_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let instance = alice.external_id(&approved).await;
     mock.set_faults(MockFaults {
         duplicate_events_next: 10,
         ..MockFaults::default()
     });
     mock.approve(&instance, None, None).unwrap();
-    client.poll(alice, &approved, "approved").await;
+    alice.poll(&approved, "approved").await;
     // No such route: timed as `unmatched`.
-    let (status, _) = client
-        .json(client.http.get(format!("{}/no/such/route", client.base)))
-        .await;
+    let (status, _) = json(client.http.get(format!("{}/no/such/route", client.base))).await;
     assert_eq!(status, 404);
 
     // The second deliveries may land after the request shows approved.
@@ -272,9 +174,9 @@ async fn a_scrape_counts_requests_events_calls_and_latency_and_shows_no_secret()
     let app = format!("{{app=\"{APP}\"}}");
     let mut agreed = false;
     for _ in 0..5 {
-        let before = client.console("/api/console/dingtalk/usage").await[0]["usage"]["calls"].clone();
+        let before = dingtalk_calls(&alice).await;
         let scrape = client.scrape().await;
-        let after = client.console("/api/console/dingtalk/usage").await[0]["usage"]["calls"].clone();
+        let after = dingtalk_calls(&alice).await;
         if before != after {
             continue;
         }
@@ -351,25 +253,14 @@ async fn a_scrape_counts_requests_events_calls_and_latency_and_shows_no_secret()
 
 #[tokio::test]
 async fn only_the_metrics_token_reads_the_metrics() {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = mock().await;
-    let mut config = config(&mock, &dir.path().join("metrics.sqlite"), 3600);
-    config.metrics_token = Some(METRICS.into());
-    let server = start(&mock, config).await;
-    let client = Client::new(&server);
+    let (_dir, _mock, server, client) = running(3600, Some(METRICS)).await;
     for token in [
         None,
         Some(ADMIN),
         Some(DEVICES[0].0),
         Some("scrape-token-012345678"),
     ] {
-        let (status, _, body) = client.get_metrics(token).await;
-        let body: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (401, Some("unauthorized")),
-            "{token:?}: {body}"
-        );
+        client.refused(token, 401, "unauthorized").await;
     }
     client.scrape().await;
     server.shutdown().await.unwrap();
@@ -377,30 +268,16 @@ async fn only_the_metrics_token_reads_the_metrics() {
 
 #[tokio::test]
 async fn without_a_metrics_token_there_is_no_metrics_route() {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = mock().await;
-    let server = start(&mock, config(&mock, &dir.path().join("metrics.sqlite"), 3600)).await;
-    let client = Client::new(&server);
+    let (_dir, _mock, server, client) = running(3600, None).await;
     for token in [None, Some(ADMIN), Some(METRICS)] {
-        let (status, _, body) = client.get_metrics(token).await;
-        let body: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (404, Some("not_found")),
-            "{token:?}: {body}"
-        );
+        client.refused(token, 404, "not_found").await;
     }
     server.shutdown().await.unwrap();
 }
 
 #[tokio::test]
 async fn the_replica_holding_the_reconciler_lease_shows_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = mock().await;
-    let mut config = config(&mock, &dir.path().join("metrics.sqlite"), 1);
-    config.metrics_token = Some(METRICS.into());
-    let server = start(&mock, config).await;
-    let client = Client::new(&server);
+    let (_dir, _mock, server, client) = running(1, Some(METRICS)).await;
     let lease_line = |scrape: &Scrape| -> Option<String> {
         let mut lines = scrape
             .0

@@ -23,56 +23,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{ADMIN, SECRET, WORKFLOW};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-const ADMIN: &str = "admin-token-tls-0123456789abcdef0123";
-const WORKFLOW: &str = "wf-tls";
+mod support;
 
-/// A production configuration's keys after the top-level ones a test adds before them: one
-/// workflow with credentials (its API base is a closed port: nothing here calls DingTalk), a
-/// device and a policy.
+/// [`support::production_toml`] on `database`.
 fn production_toml(database: &Path) -> String {
     format!(
-        r#"
-database = '{}'
-admin_token = "{ADMIN}"
-
-[[workflows]]
-id = "{WORKFLOW}"
-process_code = "PROC-TLS"
-fields = {{ reason = "卸载原因" }}
-[workflows.dingtalk]
-client_id = "dingtlsapp"
-client_secret = "tls-secret"
-token = "tls-token"
-aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx"
-api_base = "http://127.0.0.1:9"
-
-[[devices]]
-token = "tok-tls-device"
-device_id = "dev-tls"
-user_id = "alice"
-groups = ["employees"]
-
-[[policies.policies]]
-id = "p"
-name = "p"
-switches = {{ anti_uninstall = true }}
-scope = {{ groups = ["employees"] }}
-approval = {{ allow_filing = true, workflow = "{WORKFLOW}" }}
-[policies.policies.prompt.zh-CN]
-title = "需要审批"
-content = "内容"
-primary_button = "提交审批"
-secondary_button = "取消"
-[policies.policies.prompt.en-US]
-title = "Approval needed"
-content = "content"
-primary_button = "File for Approval"
-secondary_button = "Cancel"
-"#,
-        database.display()
+        "database = '{}'\n{}",
+        database.display(),
+        support::production_toml()
     )
 }
 
@@ -181,7 +143,7 @@ async fn https_answers_with_the_configured_certificate() {
     assert_eq!(workflows.status(), 200);
     let workflows: Value = workflows.json().await.unwrap();
     assert_eq!(workflows[0]["id"], WORKFLOW, "{workflows}");
-    assert!(!workflows.to_string().contains("tls-secret"), "secrets stay out");
+    assert!(!workflows.to_string().contains(SECRET), "secrets stay out");
     let anonymous = http
         .get(format!("https://{addr}/api/console/workflows"))
         .send()
