@@ -20,6 +20,7 @@ use sase_approval_server::config::{Config, DeviceConfig, DingTalkConfig, Workflo
 use sase_approval_server::{self as server, Server};
 use sase_policy::{GrantVerifier, PolicyDocument, SignedGrant};
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -176,6 +177,20 @@ pub(crate) async fn start_on_clock(mock: &MockDingTalk, config: Config, clock: A
 pub(crate) async fn json(req: reqwest::RequestBuilder) -> (u16, Value) {
     let res = req.send().await.unwrap();
     (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+}
+
+/// Whether `key` signed `grant` (its own user, device and action, when it was issued).
+pub(crate) fn signed_by(grant: &SignedGrant, key: &GrantVerifier) -> bool {
+    let g = &grant.grant;
+    key.verify(
+        grant,
+        &g.user,
+        &g.device,
+        g.action,
+        g.issued_at_ms,
+        &HashSet::new(),
+    )
+    .is_ok()
 }
 
 /// A device's agent calling the server with its token (and the console with [`ADMIN`]).
