@@ -14,13 +14,14 @@ use sase_approval::clock::ManualClock;
 use sase_approval_server::config::{ConfigError, WorkflowConfig};
 use sase_approval_server::{self as server, Server};
 use sase_policy::ids::{DeviceId, GrantId, UserId};
-use sase_policy::{Action, Error as PolicyError, GrantVerifier, SignedGrant};
+use sase_policy::{Action, Error as PolicyError, SignedGrant};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use support::{
-    config, credentialed_config, mock, start_on_clock, start_with, Agent, ADMIN, AES_KEY, APP, SECRET,
+    config, credentialed_config, mock, signed_by, start_on_clock, start_with, Agent, ADMIN, AES_KEY, APP,
+    SECRET,
 };
 
 mod support;
@@ -467,20 +468,6 @@ async fn the_agent_verifier_refuses_forged_foreign_reused_and_revoked_grants() {
         "{refused:?}"
     );
     server.shutdown().await.unwrap();
-}
-
-/// Whether `key` signed `grant` (its own user, device and action, when it was issued).
-fn signed_by(grant: &SignedGrant, key: &GrantVerifier) -> bool {
-    let g = &grant.grant;
-    key.verify(
-        grant,
-        &g.user,
-        &g.device,
-        g.action,
-        g.issued_at_ms,
-        &HashSet::new(),
-    )
-    .is_ok()
 }
 
 #[tokio::test]
