@@ -21,7 +21,7 @@ use dingtalk_sdk::token::Credentials;
 use dingtalk_sdk::ProcessCode;
 use sase_approval::backend::FailureKind;
 use sase_approval::clock::{Clock as _, ManualClock};
-use sase_approval::definition::{Delivery, WorkflowKind};
+use sase_approval::definition::{Delivery, Workflow, WorkflowKind};
 use sase_approval::dingtalk::{
     app_origin, event_handler, handle_event, validate_against_form, DingTalkBackend,
 };
@@ -119,6 +119,24 @@ async fn env_with(store: Arc<dyn ApprovalStore>, budget: CallBudget) -> Env {
         engine,
         outcomes,
     }
+}
+
+/// A client of the test app on `mock` (its default budget).
+fn client_of(mock: &MockDingTalk) -> DingTalkClient {
+    DingTalkClient::builder(Credentials::new(APP, SECRET))
+        .api_base(mock.base_url())
+        .build()
+        .unwrap()
+}
+
+/// An engine on a memory store with `wf` on DingTalk through `client`.
+fn engine_on(client: DingTalkClient, wf: Workflow) -> Arc<Engine> {
+    Arc::new(
+        Engine::builder(Arc::new(MemoryStore::new()), GrantSigner::from_bytes(&[9; 32]))
+            .workflow(wf.clone(), Arc::new(DingTalkBackend::new(client, wf).unwrap()))
+            .build()
+            .unwrap(),
+    )
 }
 
 fn submit(user: &str) -> SubmitRequest {
@@ -493,10 +511,7 @@ async fn a_restart_in_the_middle_of_a_pending_request_loses_nothing() {
 #[tokio::test]
 async fn mappings_are_checked_against_the_live_form() {
     let e = env(Arc::new(MemoryStore::new())).await;
-    let client = DingTalkClient::builder(Credentials::new(APP, SECRET))
-        .api_base(e.mock.base_url())
-        .build()
-        .unwrap();
+    let client = client_of(&e.mock);
     let form = client
         .workflow()
         .form_schema(&ProcessCode::new(CODE))
@@ -541,10 +556,7 @@ async fn mappings_are_checked_against_the_live_form() {
 #[tokio::test]
 async fn undecided_requests_expire_and_their_instance_is_revoked() {
     let e = env(Arc::new(MemoryStore::new())).await;
-    let client = DingTalkClient::builder(Credentials::new(APP, SECRET))
-        .api_base(e.mock.base_url())
-        .build()
-        .unwrap();
+    let client = client_of(&e.mock);
     let wf = workflow();
     let clock = ManualClock::starting_now();
     let expiring = Engine::builder(Arc::new(MemoryStore::new()), GrantSigner::from_bytes(&[9; 32]))
@@ -579,20 +591,11 @@ async fn stream_delivery_feeds_the_engine_like_the_callback_route() {
         .start()
         .await
         .unwrap();
-    let client = DingTalkClient::builder(Credentials::new(APP, SECRET))
-        .api_base(mock.base_url())
-        .build()
-        .unwrap();
     let mut wf = workflow();
     if let WorkflowKind::DingTalk(settings) = &mut wf.kind {
         settings.delivery = Delivery::Stream;
     }
-    let engine = Arc::new(
-        Engine::builder(Arc::new(MemoryStore::new()), GrantSigner::from_bytes(&[9; 32]))
-            .workflow(wf.clone(), Arc::new(DingTalkBackend::new(client, wf).unwrap()))
-            .build()
-            .unwrap(),
-    );
+    let engine = engine_on(client_of(&mock), wf);
     let stream = StreamClient::builder(APP, SECRET)
         .api_base(mock.base_url())
         .build()
@@ -860,20 +863,8 @@ async fn a_burst_of_filings_stays_under_dingtalks_qps_limit() {
         .start()
         .await
         .unwrap();
-    let client = DingTalkClient::builder(Credentials::new(APP, SECRET))
-        .api_base(mock.base_url())
-        .build()
-        .unwrap();
-    let wf = workflow();
-    let engine = Arc::new(
-        Engine::builder(Arc::new(MemoryStore::new()), GrantSigner::from_bytes(&[9; 32]))
-            .workflow(
-                wf.clone(),
-                Arc::new(DingTalkBackend::new(client.clone(), wf).unwrap()),
-            )
-            .build()
-            .unwrap(),
-    );
+    let client = client_of(&mock);
+    let engine = engine_on(client.clone(), workflow());
     let filings: Vec<_> = (0..100)
         .map(|n| {
             let engine = Arc::clone(&engine);
