@@ -393,11 +393,25 @@ pub fn event_handler(
     engine: &Arc<Engine>,
     client_id: &str,
 ) -> impl Fn(Event) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Clone + Send + Sync + 'static {
+    observed_event_handler(engine, client_id, |_| {})
+}
+
+/// [`event_handler`], telling `observe` what handling each event did (for metrics).
+pub fn observed_event_handler(
+    engine: &Arc<Engine>,
+    client_id: &str,
+    observe: impl Fn(&Result<EventOutcome>) + Send + Sync + 'static,
+) -> impl Fn(Event) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Clone + Send + Sync + 'static {
     let engine = Arc::clone(engine);
     let origin = Arc::new(app_origin(&engine, client_id));
+    let observe = Arc::new(observe);
     move |event| {
-        let (engine, origin) = (Arc::clone(&engine), Arc::clone(&origin));
-        Box::pin(async move { handle_event(&engine, &origin, &event).await.map(|_| ()) })
+        let (engine, origin, observe) = (Arc::clone(&engine), Arc::clone(&origin), Arc::clone(&observe));
+        Box::pin(async move {
+            let outcome = handle_event(&engine, &origin, &event).await;
+            observe(&outcome);
+            outcome.map(|_| ())
+        })
     }
 }
 

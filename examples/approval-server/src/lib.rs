@@ -441,8 +441,11 @@ fn resolve_workflows(
         .iter()
         .enumerate()
         .map(|(i, w)| {
-            let callback_id = callback_ids.get(&w.id).cloned().unwrap_or_else(new_callback_id);
-            (i, w, callback_id)
+            (
+                i,
+                w,
+                callback_ids.get(&w.id).cloned().unwrap_or_else(new_callback_id),
+            )
         })
         .map(|(i, w, callback_id)| match &w.dingtalk {
             Some(app) => Ok(on_dingtalk(w, callback_id, app)),

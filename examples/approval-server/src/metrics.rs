@@ -18,7 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use sase_approval::dingtalk::{app_origin, handle_event};
+use sase_approval::dingtalk::observed_event_handler;
 use sase_approval::engine::{Engine, EventOutcome};
 use sase_approval::state::RequestState;
 use sase_approval::store::ApprovalStore;
@@ -349,16 +349,9 @@ pub(crate) fn event_handler(
        + Sync
        + 'static {
     let metrics = Arc::clone(metrics);
-    let engine = Arc::clone(engine);
-    let origin = Arc::new(app_origin(&engine, client_id));
-    move |event| {
-        let (metrics, engine, origin) = (Arc::clone(&metrics), Arc::clone(&engine), Arc::clone(&origin));
-        Box::pin(async move {
-            let outcome = handle_event(&engine, &origin, &event).await;
-            metrics.event(outcome.as_ref().ok().copied());
-            outcome.map(|_| ())
-        })
-    }
+    observed_event_handler(engine, client_id, move |outcome| {
+        metrics.event(outcome.as_ref().ok().copied());
+    })
 }
 
 #[cfg(test)]
