@@ -31,6 +31,11 @@
 //!   every call of the app, all APIs, for the retry policy's
 //!   [`throttle_delay`](crate::retry::RetryPolicy::throttle_delay) (1 s, as DingTalk
 //!   documents); a 403 `ApiCountLimitForOrg` marks the month spent, whatever the count says.
+//! - **Shared**: by default a client counts its own calls. Processes that call DingTalk as one
+//!   app (the replicas of a server) give their clients the same
+//!   [`SharedCounters`](crate::budget::SharedCounters) (a database table), and the month's limits
+//!   hold for the app: each call is counted there, against the limit, before it is sent, and
+//!   DingTalk's quota answer to one process stops the others.
 //! - **Visible**: [`DingTalkClient::usage`](crate::client::DingTalkClient::usage) returns a
 //!   [`BudgetUsage`] (serialisable, for a console API); a warning is logged once a month when
 //!   80 % of the monthly budget is used, and an info line when a new month starts.
@@ -207,9 +212,77 @@ pub struct BudgetUsage {
     pub exhausted: bool,
 }
 
+/// Counters shared by every process that calls DingTalk as one app (the replicas of a server),
+/// so that the monthly count is the app's, not one process's. Without them each client counts
+/// only its own calls.
+///
+/// Keys are chosen by the budget: `dingtalk/{client_id}/{YYYY-MM}/calls` (every call, the
+/// count both monthly limits apply to), `…/background` and `…/quota_spent` (DingTalk's
+/// `ApiCountLimitForOrg` answers). A counter that does not exist is 0.
+///
+/// A call is counted in the shared counter before it is sent, atomically against the limit
+/// (at most `limit` calls a month across every process). A failing counter is logged and the
+/// client goes on with its own count rather than stop calling DingTalk.
+///
+/// ```
+/// # #[cfg(feature = "client")] {
+/// use async_trait::async_trait;
+/// use dingtalk_sdk::budget::{CounterAdd, SharedCounters};
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+///
+/// /// One process's counters, for the example; a server keeps them in its database.
+/// #[derive(Debug, Default)]
+/// struct InMemory(Mutex<HashMap<String, u64>>);
+///
+/// #[async_trait]
+/// impl SharedCounters for InMemory {
+///     async fn add(
+///         &self,
+///         key: &str,
+///         delta: u64,
+///         limit: Option<u64>,
+///     ) -> Result<CounterAdd, Box<dyn std::error::Error + Send + Sync>> {
+///         let mut counters = self.0.lock().map_err(|_| "poisoned")?;
+///         let value = counters.entry(key.to_owned()).or_default();
+///         let added = limit.is_none_or(|limit| *value + delta <= limit);
+///         if added {
+///             *value += delta;
+///         }
+///         Ok(CounterAdd { value: *value, added })
+///     }
+/// }
+/// # }
+/// ```
+#[cfg(feature = "client")]
+#[async_trait::async_trait]
+pub trait SharedCounters: Send + Sync + fmt::Debug {
+    /// Adds `delta` to counter `key` unless that would take it over `limit` (`None`: no
+    /// limit), atomically among every process sharing the counters; answers the value after,
+    /// and whether `delta` was added. A `delta` of 0 reads the counter.
+    ///
+    /// # Errors
+    /// The counters cannot be reached; the budget logs it and counts locally.
+    async fn add(
+        &self,
+        key: &str,
+        delta: u64,
+        limit: Option<u64>,
+    ) -> std::result::Result<CounterAdd, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// What [`SharedCounters::add`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterAdd {
+    /// The counter's value after the call.
+    pub value: u64,
+    /// Whether the delta was added (`false`: it would have passed the limit).
+    pub added: bool,
+}
+
 /// A calendar month in UTC.
 #[cfg(feature = "client")]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Month {
     year: i64,
     month: u32,
@@ -247,11 +320,12 @@ pub(crate) use engine::Budget;
 
 #[cfg(feature = "client")]
 mod engine {
-    use super::{BudgetClock, BudgetUsage, CallBudget, Month, Priority};
+    use super::{BudgetClock, BudgetUsage, CallBudget, CounterAdd, Month, Priority, SharedCounters};
     use crate::error::{Error, ErrorKind, Result};
     use std::collections::{HashMap, VecDeque};
     use std::fmt;
-    use std::sync::{Mutex, MutexGuard, PoisonError};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
     use std::time::Duration;
     use tokio::time::Instant;
 
@@ -268,12 +342,17 @@ mod engine {
         client_id: String,
         clock: BudgetClock,
         state: Mutex<State>,
+        /// The app's count shared with other processes, if any.
+        counters: Option<Arc<dyn SharedCounters>>,
+        /// The shared counters failed last time (logged once until they answer again).
+        counters_failing: AtomicBool,
     }
 
     impl fmt::Debug for Budget {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("Budget")
                 .field("config", &self.config)
+                .field("counters", &self.counters)
                 .finish_non_exhaustive()
         }
     }
@@ -424,6 +503,35 @@ mod engine {
                 Priority::Background => self.background += 1,
                 _ => self.foreground += 1,
             }
+            self.warn_if_near(config, notes);
+        }
+
+        /// Takes back a call [`count`](Self::count)ed but not sent.
+        fn uncount(&mut self, priority: Priority) {
+            self.calls = self.calls.saturating_sub(1);
+            match priority {
+                Priority::Background => self.background = self.background.saturating_sub(1),
+                _ => self.foreground = self.foreground.saturating_sub(1),
+            }
+        }
+
+        /// Takes in the shared counters' values (every process's calls, this one's included):
+        /// counts only grow, so a value read before this process's latest call is ignored.
+        fn merge(&mut self, config: &CallBudget, shared: Shared, notes: &mut Notes) {
+            if let Some(calls) = shared.calls {
+                self.calls = self.calls.max(calls);
+            }
+            if let Some(background) = shared.background {
+                self.background = self.background.max(background);
+            }
+            self.foreground = self.calls.saturating_sub(self.background);
+            if shared.quota_spent.is_some_and(|n| n > 0) {
+                self.spent_by_dingtalk = true;
+            }
+            self.warn_if_near(config, notes);
+        }
+
+        fn warn_if_near(&mut self, config: &CallBudget, notes: &mut Notes) {
             if let Some(limit) = config.calls_per_month {
                 if !self.warned && u128::from(self.calls) * 5 >= u128::from(limit) * 4 {
                     self.warned = true;
@@ -431,6 +539,14 @@ mod engine {
                 }
             }
         }
+    }
+
+    /// Shared counter values read for one month (`None`: not read).
+    #[derive(Default)]
+    struct Shared {
+        calls: Option<u64>,
+        background: Option<u64>,
+        quota_spent: Option<u64>,
     }
 
     /// Counts a foreground caller as waiting for an API while it lives, so background calls
@@ -461,14 +577,140 @@ mod engine {
     }
 
     impl Budget {
-        pub(crate) fn new(config: CallBudget, client_id: &str, clock: BudgetClock) -> Self {
+        pub(crate) fn new(
+            config: CallBudget,
+            client_id: &str,
+            clock: BudgetClock,
+            counters: Option<Arc<dyn SharedCounters>>,
+        ) -> Self {
             let month = Month::of_unix_ms(clock());
             Self {
                 config,
                 client_id: client_id.to_owned(),
                 clock,
                 state: Mutex::new(State::new(month)),
+                counters,
+                counters_failing: AtomicBool::new(false),
             }
+        }
+
+        fn key(&self, month: Month, counter: &str) -> String {
+            format!("dingtalk/{}/{month}/{counter}", self.client_id)
+        }
+
+        /// Adds to a shared counter; `None` when there are none or they failed (logged when
+        /// they start failing and when they answer again).
+        async fn add(
+            &self,
+            month: Month,
+            counter: &str,
+            delta: u64,
+            limit: Option<u64>,
+        ) -> Option<CounterAdd> {
+            let counters = self.counters.as_ref()?;
+            match counters.add(&self.key(month, counter), delta, limit).await {
+                Ok(added) => {
+                    if self.counters_failing.swap(false, Ordering::Relaxed) {
+                        tracing::info!(client_id = %self.client_id, "the shared DingTalk call counters answer again");
+                    }
+                    Some(added)
+                }
+                Err(error) => {
+                    if !self.counters_failing.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            client_id = %self.client_id,
+                            error = %error,
+                            "the shared DingTalk call counters failed: counting this process's calls only"
+                        );
+                    }
+                    None
+                }
+            }
+        }
+
+        /// Takes in shared values read for `month` (ignored once the month has moved on),
+        /// first taking back a call of `taken_back` priority counted here and refused.
+        fn merge(&self, month: Month, shared: Shared, taken_back: Option<Priority>) {
+            let mut notes = Notes::default();
+            {
+                let mut state = self.lock();
+                if state.month < month {
+                    state.roll(month, &mut notes);
+                }
+                if state.month == month {
+                    if let Some(priority) = taken_back {
+                        state.uncount(priority);
+                        state.refused += 1;
+                    }
+                    state.merge(&self.config, shared, &mut notes);
+                }
+            }
+            self.log(notes);
+        }
+
+        /// Counts a call let go by [`acquire`](Self::acquire) in the shared counters, against
+        /// the limit for `priority`: refused (and taken back here) when every process's calls
+        /// together reached it, or another process heard that the org's quota is spent.
+        async fn share(&self, month: Month, operation: &'static str, priority: Priority) -> Result<()> {
+            let limit = match priority {
+                Priority::Background => self.config.background_limit(),
+                _ => self.config.calls_per_month,
+            };
+            if let Some(CounterAdd { value: 1.., .. }) = self.add(month, "quota_spent", 0, None).await {
+                let shared = Shared {
+                    calls: self.add(month, "calls", 0, None).await.map(|a| a.value),
+                    background: None,
+                    quota_spent: Some(1),
+                };
+                self.merge(month, shared, Some(priority));
+                if let Some(error) = self.lock().refusal(&self.config, operation, priority) {
+                    return Err(error);
+                }
+            }
+            let Some(CounterAdd { value, added }) = self.add(month, "calls", 1, limit).await else {
+                return Ok(());
+            };
+            if !added {
+                let shared = Shared {
+                    calls: Some(value),
+                    ..Shared::default()
+                };
+                self.merge(month, shared, Some(priority));
+                return Err(Error::BudgetExhausted {
+                    operation,
+                    month: month.to_string(),
+                    used: value,
+                    limit,
+                    priority,
+                    reported_by_dingtalk: false,
+                });
+            }
+            let background = match priority {
+                Priority::Background => self.add(month, "background", 1, None).await.map(|a| a.value),
+                _ => None,
+            };
+            let shared = Shared {
+                calls: Some(value),
+                background,
+                quota_spent: None,
+            };
+            self.merge(month, shared, None);
+            Ok(())
+        }
+
+        /// Reads the shared counters into this process's view (nothing without them).
+        pub(crate) async fn refresh(&self) {
+            if self.counters.is_none() {
+                return;
+            }
+            let month = self.month_now();
+            let read = |counter| async move { self.add(month, counter, 0, None).await.map(|a| a.value) };
+            let shared = Shared {
+                calls: read("calls").await,
+                background: read("background").await,
+                quota_spent: read("quota_spent").await,
+            };
+            self.merge(month, shared, None);
         }
 
         pub(crate) fn config(&self) -> &CallBudget {
@@ -536,7 +778,7 @@ mod engine {
                 };
                 self.log(notes);
                 match step {
-                    Step::Go => return Ok(()),
+                    Step::Go => return self.share(month, operation, priority).await,
                     Step::Refuse(error) => return Err(error),
                     Step::Wait(delay) => {
                         tracing::trace!(api = operation, %priority, ?delay, "waiting for the call budget");
@@ -547,8 +789,9 @@ mod engine {
         }
 
         /// Learns from DingTalk's answer: a throttling answer pauses every call of the app for
-        /// `pause`; `ApiCountLimitForOrg` marks the month spent.
-        pub(crate) fn observe(&self, operation: &'static str, error: &Error, pause: Duration) {
+        /// `pause`; `ApiCountLimitForOrg` marks the month spent (for every process sharing
+        /// the counters).
+        pub(crate) async fn observe(&self, operation: &'static str, error: &Error, pause: Duration) {
             let Error::Api { code, .. } = error else {
                 return;
             };
@@ -582,6 +825,7 @@ mod engine {
                     "DingTalk throttled the app: every call waits"
                 );
             } else {
+                self.add(month, "quota_spent", 1, None).await;
                 tracing::warn!(
                     client_id = %self.client_id,
                     api = operation,

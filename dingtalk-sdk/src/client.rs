@@ -15,7 +15,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::budget::{self, Budget, BudgetClock, BudgetUsage, CallBudget, Priority};
+use crate::budget::{self, Budget, BudgetClock, BudgetUsage, CallBudget, Priority, SharedCounters};
 use crate::error::{Error, ErrorKind, Result};
 use crate::retry::RetryPolicy;
 use crate::token::{CachedTokenProvider, Credentials, TokenProvider};
@@ -76,6 +76,7 @@ pub struct DingTalkClientBuilder {
     user_agent: String,
     budget: CallBudget,
     budget_clock: Option<BudgetClock>,
+    shared_counters: Option<Arc<dyn SharedCounters>>,
 }
 
 impl fmt::Debug for DingTalkClientBuilder {
@@ -91,6 +92,7 @@ impl fmt::Debug for DingTalkClientBuilder {
             .field("user_agent", &self.user_agent)
             .field("budget", &self.budget)
             .field("budget_clock", &self.budget_clock.as_ref().map(|_| "custom"))
+            .field("shared_counters", &self.shared_counters)
             .finish()
     }
 }
@@ -157,6 +159,14 @@ impl DingTalkClientBuilder {
         self
     }
 
+    /// Counters the app's monthly count is kept in, shared with every other process calling
+    /// DingTalk as this app (the replicas of a server), so the month's limits hold for the
+    /// app rather than for each process. See [`SharedCounters`].
+    pub fn shared_counters(mut self, counters: Arc<dyn SharedCounters>) -> Self {
+        self.shared_counters = Some(counters);
+        self
+    }
+
     /// Builds the client.
     ///
     /// # Errors
@@ -171,6 +181,7 @@ impl DingTalkClientBuilder {
             self.budget,
             self.credentials.client_id(),
             self.budget_clock.unwrap_or_else(budget::system_clock),
+            self.shared_counters,
         );
         let http = match self.http {
             Some(http) => http,
@@ -222,6 +233,7 @@ impl DingTalkClient {
             user_agent: transport::USER_AGENT.to_owned(),
             budget: CallBudget::default(),
             budget_clock: None,
+            shared_counters: None,
         }
     }
 
@@ -250,8 +262,19 @@ impl DingTalkClient {
         self.inner.budget.config()
     }
 
-    /// The app's calls this month (all clones together), e.g. for a console API.
+    /// The app's calls this month (all clones together), e.g. for a console API. With
+    /// [`shared_counters`](DingTalkClientBuilder::shared_counters), every process's calls as
+    /// last seen by this one (when it last made a call or [`shared_usage`](Self::shared_usage)
+    /// read them).
     pub fn usage(&self) -> BudgetUsage {
+        self.inner.budget.usage()
+    }
+
+    /// [`usage`](Self::usage) after reading the shared counters (three reads), so the calls
+    /// other processes made since this one's last call are in it. Without shared counters,
+    /// the same as `usage`.
+    pub async fn shared_usage(&self) -> BudgetUsage {
+        self.inner.budget.refresh().await;
         self.inner.budget.usage()
     }
 
@@ -315,7 +338,10 @@ impl DingTalkClient {
                 Err(error) => error,
             };
             tracing::debug!(parent: &span, error = %error, kind = ?error.kind(), "DingTalk call failed");
-            inner.budget.observe(op.name, &error, inner.retry.throttle_delay);
+            inner
+                .budget
+                .observe(op.name, &error, inner.retry.throttle_delay)
+                .await;
             if error.kind() == ErrorKind::Auth && !refreshed {
                 refreshed = true;
                 inner.tokens.invalidate(&token).await;

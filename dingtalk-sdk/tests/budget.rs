@@ -12,7 +12,7 @@
     reason = "tests fail loudly on unexpected values"
 )]
 
-use dingtalk_sdk::budget::{BudgetClock, CallBudget, Priority};
+use dingtalk_sdk::budget::{BudgetClock, CallBudget, CounterAdd, Priority, SharedCounters};
 use dingtalk_sdk::client::DingTalkClient;
 use dingtalk_sdk::retry::RetryPolicy;
 use dingtalk_sdk::token::Credentials;
@@ -20,7 +20,7 @@ use dingtalk_sdk::workflow::ListProcessInstanceIdsRequest;
 use dingtalk_sdk::{Error, ErrorKind, ProcessCode, ProcessInstanceId};
 use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -511,6 +511,164 @@ async fn the_80_percent_warning_is_logged_once_a_month() {
     let warnings = logs.with_message("80 %");
     assert_eq!(warnings.len(), 2);
     assert_eq!(warnings[1]["month"], "2027-01");
+}
+
+/// Counters shared by the "processes" of a test (what a server keeps in its database); they
+/// can be made to fail.
+#[derive(Debug, Default)]
+struct Counters {
+    values: Mutex<BTreeMap<String, u64>>,
+    failing: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl SharedCounters for Counters {
+    async fn add(
+        &self,
+        key: &str,
+        delta: u64,
+        limit: Option<u64>,
+    ) -> Result<CounterAdd, Box<dyn std::error::Error + Send + Sync>> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err("connection refused".into());
+        }
+        let mut values = self.values.lock().unwrap();
+        let value = values.entry(key.to_owned()).or_default();
+        let added = limit.is_none_or(|limit| *value + delta <= limit);
+        if added {
+            *value += delta;
+        }
+        Ok(CounterAdd { value: *value, added })
+    }
+}
+
+impl DingTalk {
+    /// A client of its own budget (another process) keeping its count in `counters`.
+    fn process(&self, budget: CallBudget, clock: &Clock, counters: &Arc<Counters>) -> DingTalkClient {
+        DingTalkClient::builder(Credentials::new(APP, SECRET))
+            .api_base(self.server.uri())
+            .retry(RetryPolicy::none())
+            .budget(budget)
+            .budget_clock(clock.reader())
+            .shared_counters(Arc::clone(counters) as Arc<dyn SharedCounters>)
+            .build()
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn processes_sharing_counters_keep_one_monthly_limit_for_the_app() {
+    let dingtalk = DingTalk::start().await;
+    let clock = Clock::at(DEC_30);
+    let counters = Arc::new(Counters::default());
+    let a = dingtalk.process(monthly(10).background_share(0.5), &clock, &counters);
+    let b = dingtalk.process(monthly(10).background_share(0.5), &clock, &counters);
+    for _ in 0..4 {
+        list(&a.background()).await.unwrap();
+    }
+    // b's background share is the app's: one more, then refused, though b made none.
+    list(&b.background()).await.unwrap();
+    let err = list(&b.background()).await.unwrap_err();
+    assert_eq!(refusal(&err), (5, Some(5), Priority::Background, false));
+    for _ in 0..2 {
+        get(&a).await.unwrap();
+        get(&b).await.unwrap();
+    }
+    get(&a).await.unwrap();
+    // 11 calls would pass the month's 10: refused on either, and never sent.
+    for process in [&a, &b] {
+        let err = get(process).await.unwrap_err();
+        assert_eq!(refusal(&err), (10, Some(10), Priority::Foreground, false));
+    }
+    assert_eq!(
+        dingtalk.seen.count(),
+        10,
+        "the app's calls, all processes together"
+    );
+
+    let usage = b.usage();
+    assert_eq!(
+        (
+            usage.calls,
+            usage.foreground,
+            usage.background,
+            usage.refused,
+            usage.exhausted
+        ),
+        (10, 5, 5, 2, true),
+        "every process's calls as b last saw them; refusals are b's own"
+    );
+    let keys: Vec<String> = counters.values.lock().unwrap().keys().cloned().collect();
+    assert_eq!(
+        keys,
+        [
+            format!("dingtalk/{APP}/2026-12/background"),
+            format!("dingtalk/{APP}/2026-12/calls"),
+            format!("dingtalk/{APP}/2026-12/quota_spent"),
+        ]
+    );
+
+    // A third process that has made no call reads the app's month.
+    let c = dingtalk.process(monthly(10), &clock, &counters);
+    assert_eq!(c.usage().calls, 0, "not read yet");
+    let usage = c.shared_usage().await;
+    assert_eq!((usage.calls, usage.background, usage.exhausted), (10, 5, true));
+
+    // A new month for everyone.
+    clock.set(JAN_1);
+    get(&a).await.unwrap();
+    assert_eq!(b.shared_usage().await.calls, 1);
+}
+
+#[tokio::test]
+async fn dingtalks_quota_answer_to_one_process_stops_the_others() {
+    let dingtalk = DingTalk::start().await;
+    let clock = Clock::at(DEC_30);
+    let counters = Arc::new(Counters::default());
+    let a = dingtalk.process(CallBudget::default(), &clock, &counters);
+    let b = dingtalk.process(CallBudget::default(), &clock, &counters);
+    get(&b).await.unwrap();
+    dingtalk.refuse_next_get(MONTHLY);
+    assert!(get(&a).await.is_err());
+    let err = list(&b).await.unwrap_err();
+    assert_eq!(refusal(&err), (2, Some(5_000), Priority::Foreground, true));
+    assert_eq!(dingtalk.seen.count(), 2, "b sent nothing more");
+    assert!(b.usage().exhausted);
+}
+
+#[tokio::test]
+async fn failing_counters_are_logged_once_and_the_process_counts_alone() {
+    let logs = Logs::capture();
+    let dingtalk = DingTalk::start().await;
+    let clock = Clock::at(DEC_30);
+    let counters = Arc::new(Counters::default());
+    let a = dingtalk.process(monthly(3), &clock, &counters);
+    get(&a).await.unwrap();
+    counters.failing.store(true, Ordering::SeqCst);
+    get(&a).await.unwrap();
+    get(&a).await.unwrap();
+    let err = get(&a).await.unwrap_err();
+    assert_eq!(
+        refusal(&err),
+        (3, Some(3), Priority::Foreground, false),
+        "its own count still holds"
+    );
+    let failed = logs.with_message("shared DingTalk call counters failed");
+    assert_eq!(failed.len(), 1, "once, not per call: {failed:?}");
+    assert_eq!(failed[0]["level"], "WARN");
+    assert!(
+        failed[0]["error"].contains("connection refused"),
+        "{:?}",
+        failed[0]
+    );
+
+    counters.failing.store(false, Ordering::SeqCst);
+    assert_eq!(
+        a.shared_usage().await.calls,
+        3,
+        "the shared count (1) never lowers the process's"
+    );
+    assert_eq!(logs.with_message("answer again").len(), 1);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The DingTalk adapter (feature `dingtalk`): the [`DingTalkBackend`] that creates and
 //! decides instances through the OA approval API, the translation of DingTalk events into
 //! [`ExternalEvent`]s, the event handler the SDK's HTTP-push route and Stream client call,
-//! and the check of a mapping against the live form. The engine knows none of this.
+//! the check of a mapping against the live form, and the app's call budget counted in the
+//! store ([`StoreCounters`]). The engine knows none of this.
 //!
 //! ```no_run
 //! # use std::sync::Arc;
@@ -10,6 +11,10 @@
 //! let route = callback_route(CallbackHandler::builder(crypto).build(), sase_approval::dingtalk::event_handler(&engine, "dingappkey"));
 //! # }
 //! ```
+
+mod counters;
+
+pub use counters::StoreCounters;
 
 use crate::backend::{ApprovalBackend, BackendError, BackendResult, ExternalStatus, FailureKind};
 use crate::definition::{DingTalkSettings, Mapping, Workflow};

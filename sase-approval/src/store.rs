@@ -84,6 +84,15 @@ pub enum EventWrite {
 /// [`ApprovalStore::apply_event`].
 pub type DecideChange<'a> = dyn FnMut(&ApprovalRequest) -> Result<Option<Change>> + Send + 'a;
 
+/// What [`ApprovalStore::add_to_counter`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    /// The counter's value after the call.
+    pub value: u64,
+    /// Whether the delta was added (`false`: it would have passed the limit).
+    pub added: bool,
+}
+
 /// Durable storage for requests and processed event keys.
 #[async_trait]
 pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
@@ -138,6 +147,12 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
     /// also among replicas starting at once.
     async fn shared_value(&self, key: &str, proposed: &str) -> Result<String>;
 
+    /// Adds `delta` to the counter `key` (0 when it does not exist) unless that would take it
+    /// over `limit` (`None`: no limit), in one atomic step among every server sharing the
+    /// store; a `delta` of 0 reads it. The DingTalk call budget of an app is counted here, so
+    /// its monthly limit holds across replicas.
+    async fn add_to_counter(&self, key: &str, delta: u64, limit: Option<u64>) -> Result<Counted>;
+
     /// Takes or renews the lease `name` for `holder` until `now_ms + ttl_ms`: `true` if
     /// `holder` holds it now (it was free, expired, or already `holder`'s). A task that only
     /// one replica may run at a time (reconciliation) runs while it holds the lease; if that
@@ -153,6 +168,20 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
     /// requests (a state with none is left out), in no particular order. One query (or one
     /// pass under the lock), not a list of the requests.
     async fn count_by_state(&self) -> Result<Vec<(RequestState, u64)>>;
+}
+
+/// A counter's value as stored (a `BIGINT`), read back.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn stored_counter(key: &str, value: i64) -> Result<u64> {
+    u64::try_from(value).map_err(|_| crate::Error::Store {
+        reason: format!("counter {key:?} holds {value}, not a count"),
+    })
+}
+
+/// A counter's delta or limit as bound to a `BIGINT` parameter.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn counter_param(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A state as stored (its [`RequestState::as_str`] name), read back; an unknown name is a

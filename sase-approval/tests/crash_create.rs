@@ -70,6 +70,15 @@ impl ApprovalStore for CrashBeforeLinking {
         self.0.shared_value(key, proposed).await
     }
 
+    async fn add_to_counter(
+        &self,
+        key: &str,
+        delta: u64,
+        limit: Option<u64>,
+    ) -> sase_approval::Result<sase_approval::store::Counted> {
+        self.0.add_to_counter(key, delta, limit).await
+    }
+
     async fn try_lease(
         &self,
         name: &str,

@@ -11,7 +11,7 @@
 )]
 
 use sase_approval::state::{ApprovalRequest, Change, RequestId, RequestState, Source};
-use sase_approval::store::{ApprovalStore, EventWrite, ListFilter, MemoryStore};
+use sase_approval::store::{ApprovalStore, Counted, EventWrite, ListFilter, MemoryStore};
 use sase_approval::Error;
 use sase_policy::ids::{DeviceId, UserId, WorkflowId};
 use sase_policy::Action;
@@ -94,6 +94,40 @@ async fn shared_values_and_leases(store: &dyn ApprovalStore) {
     assert!(
         store.try_lease("other", "a", 50_001, 30_000).await.unwrap(),
         "leases are independent"
+    );
+
+    let add = |delta, limit| async move {
+        let counted = store.add_to_counter("calls/2026-12", delta, limit).await.unwrap();
+        (counted.value, counted.added)
+    };
+    assert_eq!(add(0, None).await, (0, true), "a missing counter reads 0");
+    assert_eq!(add(1, Some(2)).await, (1, true));
+    assert_eq!(add(1, Some(2)).await, (2, true));
+    assert_eq!(add(1, Some(2)).await, (2, false), "at the limit: not added");
+    assert_eq!(add(1, Some(3)).await, (3, true));
+    assert_eq!(add(5, None).await, (8, true));
+    assert_eq!(add(0, Some(9)).await, (8, true), "a read");
+    assert_eq!(
+        add(0, Some(7)).await,
+        (8, false),
+        "a read says the counter is past a limit"
+    );
+    assert_eq!(
+        store.add_to_counter("calls/2027-01", 2, Some(1)).await.unwrap(),
+        Counted {
+            value: 0,
+            added: false
+        },
+        "a new counter is not created past its limit"
+    );
+    assert_eq!(
+        store
+            .add_to_counter("calls/2027-01", 1, None)
+            .await
+            .unwrap()
+            .value,
+        1,
+        "counters are independent"
     );
 }
 
@@ -367,6 +401,7 @@ async fn a_database_from_before_the_open_request_check_migrates_with_its_duplica
         .await
         .unwrap();
     for statement in [
+        "DROP TABLE counters",
         "DROP TABLE shared_values",
         "DROP TABLE leases",
         "DROP INDEX requests_open",
@@ -645,6 +680,27 @@ mod postgres {
         }
         assert_eq!(held, 1, "one holder");
         assert_eq!(values.len(), 1, "one value: {values:?}");
+
+        // 40 calls counted at once against a limit of 25: exactly 25 go.
+        let counts: Vec<_> = (0..40)
+            .map(|i| {
+                let store = Arc::clone(&replicas[i % 2]);
+                tokio::spawn(async move { store.add_to_counter("calls", 1, Some(25)).await.unwrap() })
+            })
+            .collect();
+        let mut added = Vec::new();
+        for count in counts {
+            let counted = count.await.unwrap();
+            if counted.added {
+                added.push(counted.value);
+            }
+        }
+        added.sort_unstable();
+        assert_eq!(added, (1..=25).collect::<Vec<_>>(), "each value once");
+        assert_eq!(
+            replicas[0].add_to_counter("calls", 0, None).await.unwrap().value,
+            25
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -668,7 +724,7 @@ mod postgres {
             .fetch_all(&raw)
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2], "each version applied once");
+        assert_eq!(versions, [1, 2, 3], "each version applied once");
         replicas[5].insert(&request("m1", "mia", 1)).await.unwrap();
         assert!(replicas[0].get(&RequestId("m1".into())).await.unwrap().is_some());
         raw.close().await;

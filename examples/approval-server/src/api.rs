@@ -533,16 +533,17 @@ async fn console_workflows(State(state): State<AppState>, headers: HeaderMap) ->
     Json(list).into_response()
 }
 
-/// Each DingTalk app's calls this month against its budget.
+/// Each DingTalk app's calls this month (every replica's) against its budget.
 async fn console_usage(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(r) = admin(&state, &headers) {
         return r;
     }
-    let apps: Vec<Value> = state
-        .apps
-        .iter()
-        .map(|app| json!({"client_id": app.client_id, "qps_per_api": app.client.budget().qps_per_api, "usage": app.client.usage()}))
-        .collect();
+    let mut apps = Vec::with_capacity(state.apps.len());
+    for app in state.apps.iter() {
+        // Every replica's calls, read from the store.
+        let usage = app.client.shared_usage().await;
+        apps.push(json!({"client_id": app.client_id, "qps_per_api": app.client.budget().qps_per_api, "usage": usage}));
+    }
     Json(apps).into_response()
 }
 

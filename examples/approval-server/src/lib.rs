@@ -45,7 +45,7 @@ use sase_approval::clock::{Clock, SystemClock};
 use sase_approval::definition::{
     new_callback_id, Delivery, DingTalkSettings, Mapping, Workflow, WorkflowKind,
 };
-use sase_approval::dingtalk::DingTalkBackend;
+use sase_approval::dingtalk::{DingTalkBackend, StoreCounters};
 use sase_approval::engine::Engine;
 use sase_approval::store::{ApprovalStore, SqliteStore};
 use sase_policy::ids::WorkflowId;
@@ -472,7 +472,7 @@ fn build_engine(
         let clock = Arc::clone(&clock);
         Arc::new(move || clock.now_ms())
     };
-    let mut engine = Engine::builder(store, signer)
+    let mut engine = Engine::builder(Arc::clone(&store), signer)
         .clock(clock)
         .recheck(config.recheck_schedule())
         .grant_ttl(Duration::from_secs(config.grant_ttl_secs))
@@ -491,10 +491,12 @@ fn build_engine(
         let client = match clients.entry(key) {
             Entry::Occupied(known) => known.get().clone(),
             Entry::Vacant(new) => {
+                // The month's count is the app's: kept in the store every replica shares.
                 let mut builder =
                     DingTalkClient::builder(Credentials::new(&settings.client_id, &settings.client_secret))
                         .budget(r.budget)
-                        .budget_clock(Arc::clone(&budget_clock));
+                        .budget_clock(Arc::clone(&budget_clock))
+                        .shared_counters(Arc::new(StoreCounters::new(Arc::clone(&store))));
                 if let Some(base) = &r.api_base {
                     builder = builder.api_base(base);
                 }
@@ -683,9 +685,12 @@ fn start_reconciler(
             }
             metrics.lease_held(&holder, holding);
             for app in &apps {
-                let usage = app.client.usage();
                 let last = logged.get(&app.client_id).copied();
-                if last.is_none_or(|(at, calls)| at.elapsed() >= USAGE_LOG_EVERY && calls != usage.calls) {
+                if last.is_some_and(|(at, _)| at.elapsed() < USAGE_LOG_EVERY) {
+                    continue;
+                }
+                let usage = app.client.shared_usage().await;
+                if last.is_none_or(|(_, calls)| calls != usage.calls) {
                     tracing::info!(
                         client_id = %app.client_id,
                         month = %usage.month,
@@ -696,8 +701,8 @@ fn start_reconciler(
                         throttled = usage.throttled,
                         "dingtalk usage"
                     );
-                    logged.insert(app.client_id.clone(), (tokio::time::Instant::now(), usage.calls));
                 }
+                logged.insert(app.client_id.clone(), (tokio::time::Instant::now(), usage.calls));
             }
             if !holding {
                 continue;

@@ -260,7 +260,8 @@ impl Metrics {
             }
         }
         for app in apps {
-            let usage = app.client.usage();
+            // Every replica's calls, read from the store.
+            let usage = app.client.shared_usage().await;
             let label = AppLabel {
                 app: app.client_id.clone(),
             };

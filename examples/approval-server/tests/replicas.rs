@@ -1599,3 +1599,65 @@ async fn the_filing_limit_holds_across_replicas() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// An app's monthly DingTalk calls are counted in the database: a replica that has made no
+/// call still stops at the app's limit, and every replica reports the app's count (found by
+/// the replica tests: each replica counted its own, so three replicas could spend three times
+/// the month's quota).
+#[tokio::test]
+async fn the_dingtalk_call_budget_is_the_apps_across_replicas() {
+    let Some(db) = TempDb::new().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = grant_key(dir.path());
+    let mock = mock(Push::Http).await;
+    let text = config(&db, &key, &mock, Push::Http).replace(
+        &format!("api_base = \"{}\"", mock.base_url()),
+        &format!(
+            "api_base = \"{}\"\ncalls_per_month = 1\nreconcile_share_percent = 0",
+            mock.base_url()
+        ),
+    );
+    assert!(text.contains("calls_per_month = 1"));
+    let start = || async {
+        sase_approval_server::start(sase_approval_server::Config::from_toml(&text, "test.toml").unwrap())
+            .await
+            .unwrap()
+    };
+    let (a, b) = (start().await, start().await);
+    let http = reqwest::Client::new();
+    let file = |server: &sase_approval_server::Server, agent: usize| {
+        http.post(format!("http://{}/api/agent/requests", server.addr))
+            .bearer_auth(token(agent))
+            .json(&json!({"reason": "reinstall"}))
+            .send()
+    };
+    assert_eq!(file(&a, 0).await.unwrap().status(), 201);
+    let refused: Value = file(&b, 1).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        refused["state"], "failed",
+        "not sent: the month's one call is spent: {refused}"
+    );
+    assert_eq!(mock.instance_ids().len(), 1, "one filing reached DingTalk");
+    for server in [&a, &b] {
+        let apps: Value = http
+            .get(format!("http://{}/api/console/dingtalk/usage", server.addr))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let usage = &apps[0]["usage"];
+        assert_eq!(
+            (usage["calls"].as_u64(), usage["exhausted"].as_bool()),
+            (Some(1), Some(true)),
+            "on {}: {apps}",
+            server.addr
+        );
+    }
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

@@ -1,6 +1,6 @@
 //! An in-memory store: for tests and single-process deployments that accept losing state.
 
-use super::{ApprovalStore, DecideChange, EventWrite, ListFilter};
+use super::{ApprovalStore, Counted, DecideChange, EventWrite, ListFilter};
 use crate::error::{Error, Result};
 use crate::state::{ApprovalRequest, RequestId, RequestState, RequestUpdate};
 use async_trait::async_trait;
@@ -62,6 +62,7 @@ struct Shared {
     values: FxHashMap<String, String>,
     /// Lease name → (holder, until Unix ms).
     leases: FxHashMap<String, (String, i64)>,
+    counters: FxHashMap<String, u64>,
 }
 
 /// Processed event keys and when they were recorded, split in shards so that growing (a
@@ -248,6 +249,17 @@ impl ApprovalStore for MemoryStore {
             .entry(key.to_owned())
             .or_insert_with(|| proposed.to_owned())
             .clone())
+    }
+
+    async fn add_to_counter(&self, key: &str, delta: u64, limit: Option<u64>) -> Result<Counted> {
+        let mut shared = unpoison(&self.shared);
+        let value = shared.counters.entry(key.to_owned()).or_default();
+        let after = value.saturating_add(delta);
+        let added = limit.is_none_or(|limit| after <= limit);
+        if added {
+            *value = after;
+        }
+        Ok(Counted { value: *value, added })
     }
 
     async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {

@@ -2,7 +2,10 @@
 //! and filters, and the whole request as JSON. Runtime queries only, so a PostgreSQL store
 //! can follow the same code.
 
-use super::{stored_count, stored_state, ApprovalStore, DecideChange, EventWrite, ListFilter};
+use super::{
+    counter_param, stored_count, stored_counter, stored_state, ApprovalStore, Counted, DecideChange,
+    EventWrite, ListFilter,
+};
 use crate::error::{Error, Result};
 use crate::state::{ApprovalRequest, RequestId, RequestState, RequestUpdate};
 use async_trait::async_trait;
@@ -55,6 +58,10 @@ const MIGRATIONS: &[&[&str]] = &[
         // Values every server of the store agrees on (Request URL ids), and leases.
         "CREATE TABLE shared_values (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         "CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until_ms INTEGER NOT NULL)",
+    ],
+    &[
+        // Counts every server of the store shares (an app's DingTalk calls this month).
+        "CREATE TABLE counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     ],
 ];
 
@@ -369,6 +376,37 @@ impl ApprovalStore for SqliteStore {
             .await
             .and_then(|row| row.try_get(0))
             .map_err(store_err)
+    }
+
+    async fn add_to_counter(&self, key: &str, delta: u64, limit: Option<u64>) -> Result<Counted> {
+        // One statement adds within the limit (no row when it would pass it); then a read.
+        let added: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO counters (key, value) SELECT ?1, ?2 WHERE ?3 IS NULL OR ?2 <= ?3
+             ON CONFLICT (key) DO UPDATE SET value = counters.value + excluded.value
+             WHERE ?3 IS NULL OR counters.value + excluded.value <= ?3
+             RETURNING value",
+        )
+        .bind(key)
+        .bind(counter_param(delta))
+        .bind(limit.map(counter_param))
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(store_err)?;
+        if let Some(value) = added {
+            return Ok(Counted {
+                value: stored_counter(key, value)?,
+                added: true,
+            });
+        }
+        let value: Option<i64> = sqlx::query_scalar("SELECT value FROM counters WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(store_err)?;
+        Ok(Counted {
+            value: stored_counter(key, value.unwrap_or(0))?,
+            added: false,
+        })
     }
 
     async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {
