@@ -11,7 +11,14 @@
 //! same route with an event handler that does nothing: the SDK's share (query, signature,
 //! decryption, typed event, encrypted reply) without the engine. These use the in-memory
 //! store; `sqlite-task` sends `task` pushes to an engine on a SQLite file (the approval
-//! server's default store), where every commit waits for fsync.
+//! server's default store), where every commit waits for fsync. `pg-task` sends them to an
+//! engine on PostgreSQL, and `pg-task-3-replicas` to three engines (three servers, each with
+//! its own connection pool, as three replicas) on one PostgreSQL database, the generator's
+//! connections spread over them; PostgreSQL is the one at `SASE_TEST_POSTGRES` (default
+//! `postgres://root@127.0.0.1:5432/postgres`), a database made for each run and dropped after
+//! it, and without it those endpoints print a SKIPPED line. PostgreSQL runs on this machine's
+//! cores too, so each run also reports the CPU time per push of the server's threads and of
+//! the PostgreSQL processes (from `/proc`), from which the rate on separate hosts follows.
 //!
 //! Two topologies are measured, each in the same run for both endpoints:
 //! - `pinned` (the target's): the server on one core (a one-worker runtime pinned to core 0)
@@ -50,9 +57,9 @@ mod support;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use sase_dingtalk::approval::store::{ApprovalStore, MemoryStore, SqliteStore};
+use sase_dingtalk::approval::store::{ApprovalStore, MemoryStore, PostgresStore, SqliteStore};
 use sase_dingtalk::dingtalk::crypto::EventCrypto;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -63,8 +70,8 @@ const CONNECTIONS: usize = 64;
 /// in-process rate says they need them); every push has its own request, and each run its
 /// own engine.
 const PER_CONNECTION: usize = 2_000;
-/// The same for the SQLite store, which takes a few thousand pushes a second.
-const SQLITE_PER_CONNECTION: usize = 60;
+/// The same for the SQLite and PostgreSQL stores, which take a few thousand pushes a second.
+const DURABLE_PER_CONNECTION: usize = 60;
 
 /// Rounds of each measurement; the summary gives their median and range, so one run slowed
 /// by the machine (a shared VM) neither passes nor fails a target on its own.
@@ -98,10 +105,11 @@ async fn serve(app: axum::Router) -> Server {
 /// head and `content-length` body are in. It costs the generator core less than the server
 /// work it measures, as wrk does; a full client (reqwest) capped hello at ≈ 85,000 req/s,
 /// which hid the server's real capacity.
-async fn load(url: &str, work: Vec<Vec<(String, String)>>) -> Run {
-    let addr = url.trim_start_matches("http://").to_owned();
+async fn load(urls: &[String], work: Vec<Vec<(String, String)>>) -> Run {
     let mut connections = Vec::with_capacity(work.len());
-    for requests in work {
+    for (i, requests) in work.into_iter().enumerate() {
+        // Connections spread over the servers (replicas) in turn.
+        let addr = urls[i % urls.len()].trim_start_matches("http://").to_owned();
         let stream = TcpStream::connect(&addr).await.unwrap();
         stream.set_nodelay(true).unwrap();
         let raw: Vec<Vec<u8>> = requests
@@ -147,6 +155,7 @@ async fn load(url: &str, work: Vec<Vec<(String, String)>>) -> Run {
         rps: all.len() as f64 / elapsed.as_secs_f64(),
         p99: pct(0.99),
         max: Some(pct(1.0)),
+        cpu: None,
     }
 }
 
@@ -176,56 +185,146 @@ struct Topology {
     cores: Option<(usize, usize)>,
 }
 
-fn runtime(workers: usize, core: Option<usize>) -> tokio::runtime::Runtime {
+/// A runtime of `workers` threads (pinned to `core`, if given); its threads' `/proc` stat
+/// files are added to `threads`, for their CPU time.
+fn runtime(workers: usize, core: Option<usize>, threads: Threads) -> tokio::runtime::Runtime {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.worker_threads(workers).enable_all();
-    if let Some(id) = core {
-        builder.on_thread_start(move || {
+    builder.on_thread_start(move || {
+        if let Some(id) = core {
             core_affinity::set_for_current(core_affinity::CoreId { id });
-        });
-    }
+        }
+        if let Ok(me) = std::fs::read_link("/proc/thread-self") {
+            threads
+                .lock()
+                .unwrap()
+                .push(Path::new("/proc").join(me).join("stat"));
+        }
+    });
     builder.build().unwrap()
 }
 
+/// `/proc/<pid>/task/<tid>/stat` of a runtime's threads.
+type Threads = Arc<std::sync::Mutex<Vec<PathBuf>>>;
+
+/// User + system CPU time in the `/proc/…/stat` files `stats`, in seconds (0 for a file that
+/// is gone). Linux reports it in USER_HZ ticks, 100 a second on every architecture it runs on.
+fn cpu_seconds(stats: impl IntoIterator<Item = PathBuf>) -> f64 {
+    let ticks: u64 = stats
+        .into_iter()
+        .filter_map(|stat| std::fs::read_to_string(stat).ok())
+        .filter_map(|text| {
+            // Fields after the command name (which may hold spaces) in parentheses: utime
+            // and stime are the 12th and 13th (the 14th and 15th of the line).
+            let (_, rest) = text.rsplit_once(')')?;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum();
+    ticks as f64 / 100.0
+}
+
+/// The stat files of this machine's PostgreSQL processes (the server and its backends).
+fn postgres_processes() -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter(|p| std::fs::read_to_string(p.join("comm")).is_ok_and(|c| c.trim() == "postgres"))
+        .map(|p| p.join("stat"))
+        .collect()
+}
+
+/// CPU seconds used so far by the server's threads and by PostgreSQL.
+fn cpu_now(server: &Threads) -> (f64, f64) {
+    let threads = server.lock().unwrap().clone();
+    (cpu_seconds(threads), cpu_seconds(postgres_processes()))
+}
+
 /// Where the engine keeps its requests.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Store {
     Memory,
     /// A SQLite file (the approval server's default): every commit waits for fsync.
     Sqlite,
+    /// A PostgreSQL database made for the run (synchronous commit, as by default).
+    Postgres,
 }
 
-/// The callback endpoints, served on `rt` by an engine with `requests` pending requests:
-/// (server, their instance ids, crypto to seal pushes with). A SQLite store is a new file in
-/// `dir`.
+/// The callback endpoints of one run: its servers (one per replica), the instance ids of its
+/// pending requests, the crypto to seal pushes with, and the database to drop after it.
+struct Served {
+    servers: Vec<Server>,
+    externals: Vec<String>,
+    crypto: EventCrypto,
+    database: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+}
+
+impl Served {
+    fn urls(&self) -> Vec<String> {
+        self.servers.iter().map(|s| s.url.clone()).collect()
+    }
+}
+
+/// The callback endpoints, served on `rt` by `replicas` engines on one store with `requests`
+/// pending requests; `None` for PostgreSQL when it is not reachable. A SQLite store is a new
+/// file in `dir`, a PostgreSQL store a new database.
 fn start_callback_server(
     rt: &tokio::runtime::Runtime,
     store: Store,
+    replicas: usize,
     dir: &Path,
     requests: usize,
-) -> (Server, Vec<String>, EventCrypto) {
+) -> Option<Served> {
     rt.block_on(async {
-        let store: Arc<dyn ApprovalStore> = match store {
-            Store::Memory => Arc::new(MemoryStore::new()),
+        let mut database = None;
+        let mut stores: Vec<Arc<dyn ApprovalStore>> = Vec::with_capacity(replicas);
+        match store {
+            Store::Memory => stores.push(Arc::new(MemoryStore::new())),
             Store::Sqlite => {
                 let file = dir.join(format!("{}.sqlite", rand::random::<u64>()));
-                Arc::new(SqliteStore::open(file).await.unwrap())
+                stores.push(Arc::new(SqliteStore::open(file).await.unwrap()));
             }
-        };
-        // The engine with one pending request per push.
-        let engine = support::engine(store);
+            Store::Postgres => {
+                let (url, drop_it) = support::postgres_database("callback_load on PostgreSQL").await?;
+                for _ in 0..replicas {
+                    stores.push(Arc::new(PostgresStore::connect(&url).await.unwrap()));
+                }
+                database = Some(drop_it);
+            }
+        }
+        assert_eq!(stores.len(), replicas, "replicas need a shared store");
+        // The engines, one per replica; the first files one pending request per push.
+        let engines: Vec<_> = stores.into_iter().map(support::engine).collect();
         let mut externals = Vec::with_capacity(requests);
         for n in 0..requests {
-            externals.push(support::submit(&engine, n as u64).await.external_id.unwrap());
+            externals.push(support::submit(&engines[0], n as u64).await.external_id.unwrap());
         }
-        let (crypto, route) = (support::crypto(), support::route(&engine));
-        let server = serve(
-            axum::Router::new()
-                .route("/cb", route)
-                .route("/sdk", support::sdk_only_route()),
-        )
-        .await;
-        (server, externals, crypto)
+        let mut servers = Vec::with_capacity(replicas);
+        for engine in &engines {
+            let route = support::route(engine);
+            servers.push(
+                serve(
+                    axum::Router::new()
+                        .route("/cb", route)
+                        .route("/sdk", support::sdk_only_route()),
+                )
+                .await,
+            );
+        }
+        Some(Served {
+            servers,
+            externals,
+            crypto: support::crypto(),
+            database,
+        })
     })
 }
 
@@ -240,12 +339,39 @@ enum Kind {
     Start,
 }
 
-/// The measured callback endpoints: (name, route, pushes it takes).
-const ENDPOINTS: [(&str, &str, Kind, Store); 4] = [
-    ("task", "/cb", Kind::Task, Store::Memory),
-    ("start", "/cb", Kind::Start, Store::Memory),
-    ("sdk-only", "/sdk", Kind::Task, Store::Memory),
-    ("sqlite-task", "/cb", Kind::Task, Store::Sqlite),
+/// A measured callback endpoint.
+struct Endpoint {
+    name: &'static str,
+    route: &'static str,
+    kind: Kind,
+    store: Store,
+    /// Servers (replicas) on the store, the load spread over them.
+    replicas: usize,
+}
+
+const fn endpoint(
+    name: &'static str,
+    route: &'static str,
+    kind: Kind,
+    store: Store,
+    replicas: usize,
+) -> Endpoint {
+    Endpoint {
+        name,
+        route,
+        kind,
+        store,
+        replicas,
+    }
+}
+
+const ENDPOINTS: [Endpoint; 6] = [
+    endpoint("task", "/cb", Kind::Task, Store::Memory, 1),
+    endpoint("start", "/cb", Kind::Start, Store::Memory, 1),
+    endpoint("sdk-only", "/sdk", Kind::Task, Store::Memory, 1),
+    endpoint("sqlite-task", "/cb", Kind::Task, Store::Sqlite, 1),
+    endpoint("pg-task", "/cb", Kind::Task, Store::Postgres, 1),
+    endpoint("pg-task-3-replicas", "/cb", Kind::Task, Store::Postgres, 3),
 ];
 
 /// A unique, pre-encrypted push (what DingTalk would send) about `external`:
@@ -282,6 +408,8 @@ struct Run {
     rps: f64,
     p99: Duration,
     max: Option<Duration>,
+    /// CPU µs per push of the server's threads and of PostgreSQL.
+    cpu: Option<(f64, f64)>,
 }
 
 /// Runs of one endpoint across the rounds, with each round's hello.
@@ -320,6 +448,14 @@ impl Runs {
                 self.spread(|(r, hello)| r.rps / hello, |v| format!("{v:.2}x"))
             );
         }
+        if self.0.iter().any(|(r, _)| r.cpu.is_some()) {
+            let us = |v: f64| format!("{v:.0} µs");
+            line += &format!(
+                "  cpu/push: server {}, postgres {}",
+                self.spread(|(r, _)| r.cpu.unwrap_or_default().0, us),
+                self.spread(|(r, _)| r.cpu.unwrap_or_default().1, us)
+            );
+        }
         println!("{line}");
     }
 }
@@ -348,13 +484,15 @@ fn wrk_run(out: &str) -> Run {
         rps: field("Requests/sec:", 1).parse().unwrap(),
         p99: Duration::from_secs_f64(number.parse::<f64>().unwrap() * scale),
         max: None,
+        cpu: None,
     }
 }
 
 fn measure(topology: &Topology) {
     let (server_core, load_core) = topology.cores.unzip();
-    let server_rt = runtime(topology.workers, server_core);
-    let load_rt = runtime(topology.workers, load_core);
+    let server_threads = Threads::default();
+    let server_rt = runtime(topology.workers, server_core, Arc::clone(&server_threads));
+    let load_rt = runtime(topology.workers, load_core, Threads::default());
     let wrk = std::process::Command::new("wrk")
         .arg("--version")
         .output()
@@ -363,22 +501,33 @@ fn measure(topology: &Topology) {
     std::fs::create_dir_all(&dir).unwrap();
     // Each run gets a fresh engine holding exactly its own requests (at least `at_least`),
     // freed after the run.
-    let fresh = |store, at_least: usize| {
-        let per_connection = match store {
+    let fresh = |endpoint: &Endpoint, at_least: usize| {
+        let per_connection = match endpoint.store {
             Store::Memory => PER_CONNECTION,
-            Store::Sqlite => SQLITE_PER_CONNECTION,
+            Store::Sqlite | Store::Postgres => DURABLE_PER_CONNECTION,
         };
         let requests = (CONNECTIONS * per_connection).max(at_least.next_multiple_of(CONNECTIONS));
-        start_callback_server(&server_rt, store, &dir, requests)
+        start_callback_server(&server_rt, endpoint.store, endpoint.replicas, &dir, requests)
     };
+    let done = |served: Served| {
+        drop(served.servers);
+        if let Some(drop_it) = served.database {
+            server_rt.block_on(drop_it);
+        }
+    };
+    let hello_url = |hello: &Server| vec![hello.url.clone()];
     let hello = server_rt.block_on(serve(
         axum::Router::new().route("/hello", axum::routing::post(|| async { "hello" })),
     ));
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        .to_string();
+    // Pushes are sealed just before their run: the callback refuses a timestamp more than
+    // five minutes old, and a whole measurement takes longer.
+    let now = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            .to_string()
+    };
     let name = topology.name;
     let hellos: Vec<Vec<(String, String)>> = (0..CONNECTIONS)
         .map(|_| {
@@ -389,37 +538,52 @@ fn measure(topology: &Topology) {
         .collect();
     // Warm-up.
     load_rt.block_on(load(
-        &hello.url,
+        &hello_url(&hello),
         hellos.iter().map(|l| l[..20].to_vec()).collect(),
     ));
 
     let mut hello_runs = Runs::default();
     let mut runs: Vec<Runs> = ENDPOINTS.iter().map(|_| Runs::default()).collect();
     for _ in 0..ROUNDS {
-        for ((_, route, kind, store), runs) in ENDPOINTS.iter().zip(&mut runs) {
-            let (server, externals, crypto) = fresh(*store, 0);
-            let pushes: Vec<Vec<(String, String)>> = externals
-                .chunks(externals.len().div_ceil(CONNECTIONS))
+        for (endpoint, runs) in ENDPOINTS.iter().zip(&mut runs) {
+            let Some(served) = fresh(endpoint, 0) else {
+                continue;
+            };
+            let now = now();
+            let pushes: Vec<Vec<(String, String)>> = served
+                .externals
+                .chunks(served.externals.len().div_ceil(CONNECTIONS))
                 .map(|chunk| {
                     chunk
                         .iter()
                         .map(|external| {
-                            push(&crypto, &now, route, *kind, external, &format!("ev-{external}"))
+                            let id = format!("ev-{external}");
+                            push(&served.crypto, &now, endpoint.route, endpoint.kind, external, &id)
                         })
                         .collect()
                 })
                 .collect();
+            let count = served.externals.len() as f64;
             // Hello right before the endpoint it is compared with.
-            let hello_run = load_rt.block_on(load(&hello.url, hellos.clone()));
+            let hello_run = load_rt.block_on(load(&hello_url(&hello), hellos.clone()));
             hello_runs.0.push((hello_run, hello_run.rps));
-            runs.0
-                .push((load_rt.block_on(load(&server.url, pushes)), hello_run.rps));
+            let before = cpu_now(&server_threads);
+            let mut run = load_rt.block_on(load(&served.urls(), pushes));
+            let after = cpu_now(&server_threads);
+            run.cpu = Some((
+                (after.0 - before.0) * 1e6 / count,
+                (after.1 - before.1) * 1e6 / count,
+            ));
+            runs.0.push((run, hello_run.rps));
+            done(served);
         }
     }
     println!("callback_load/{name}: in-process generator, median [range] of {ROUNDS} rounds");
     hello_runs.print(&format!("callback_load/{name}/hello"), false);
-    for ((label, ..), runs) in ENDPOINTS.iter().zip(&runs) {
-        runs.print(&format!("callback_load/{name}/callback/{label}"), true);
+    for (endpoint, runs) in ENDPOINTS.iter().zip(&runs) {
+        if !runs.0.is_empty() {
+            runs.print(&format!("callback_load/{name}/callback/{}", endpoint.name), true);
+        }
     }
 
     if wrk {
@@ -462,37 +626,50 @@ fn measure(topology: &Topology) {
         let mut hello_runs = Runs::default();
         let mut wrk_runs: Vec<Runs> = ENDPOINTS.iter().map(|_| Runs::default()).collect();
         for _ in 0..ROUNDS {
-            for (((_, route, kind, store), runs), in_process) in
-                ENDPOINTS.iter().zip(&mut wrk_runs).zip(&runs)
-            {
+            for ((endpoint, runs), in_process) in ENDPOINTS.iter().zip(&mut wrk_runs).zip(&runs) {
+                // One wrk drives one URL: the replicas are measured by the in-process
+                // generator only.
+                if endpoint.replicas > 1 || in_process.0.is_empty() {
+                    continue;
+                }
                 // wrk runs for 1 s, so a replay needs more unique pushes than a second's worth:
                 // half again the best in-process rate (on a faster machine than this one, too).
                 let best = in_process.0.iter().map(|(r, _)| r.rps).fold(0.0, f64::max);
-                let (server, externals, crypto) = fresh(*store, (best * 1.5) as usize);
+                let Some(served) = fresh(endpoint, (best * 1.5) as usize) else {
+                    continue;
+                };
+                let now = now();
                 let mut lines = String::new();
-                for external in &externals {
+                for external in &served.externals {
+                    let id = format!("wrk-{external}");
                     let (path, body) =
-                        push(&crypto, &now, route, *kind, external, &format!("wrk-{external}"));
+                        push(&served.crypto, &now, endpoint.route, endpoint.kind, external, &id);
                     lines.push_str(&format!("{path}\t{body}\n"));
                 }
                 let requests = dir.join("requests.tsv");
                 std::fs::write(&requests, lines).unwrap();
                 // The SDK-only handler ignores events, so repeats cost it the same as fresh pushes.
-                let unique = if *route == "/cb" {
-                    externals.len()
+                let unique = if endpoint.route == "/cb" {
+                    served.externals.len()
                 } else {
                     usize::MAX
                 };
                 let hello_run = run(&format!("{}/hello", hello.url), &hello_script, None);
                 hello_runs.0.push((hello_run, hello_run.rps));
-                let pushes = run(&server.url, &script, Some((&requests, unique)));
+                let pushes = run(&served.servers[0].url, &script, Some((&requests, unique)));
                 runs.0.push((pushes, hello_run.rps));
+                done(served);
             }
         }
         println!("callback_load/{name}: wrk (pinned with taskset when the topology is), median [range] of {ROUNDS} rounds");
         hello_runs.print(&format!("callback_load/{name}/wrk/hello"), false);
-        for ((label, ..), runs) in ENDPOINTS.iter().zip(&wrk_runs) {
-            runs.print(&format!("callback_load/{name}/wrk/callback/{label}"), true);
+        for (endpoint, runs) in ENDPOINTS.iter().zip(&wrk_runs) {
+            if !runs.0.is_empty() {
+                runs.print(
+                    &format!("callback_load/{name}/wrk/callback/{}", endpoint.name),
+                    true,
+                );
+            }
         }
     }
     drop(hello);

@@ -68,7 +68,7 @@ fn bench(c: &mut Criterion) {
         ("memory", Arc::new(MemoryStore::new()) as Arc<dyn ApprovalStore>),
         ("sqlite", sqlite),
     ];
-    let postgres = rt.block_on(postgres_database());
+    let postgres = rt.block_on(support::postgres_database("handle_event on PostgreSQL"));
     if let Some((url, _)) = &postgres {
         stores.push((
             "postgres",
@@ -111,33 +111,6 @@ fn bench(c: &mut Criterion) {
     if let Some((_, drop_it)) = postgres {
         rt.block_on(drop_it);
     }
-}
-
-/// A fresh PostgreSQL database for the run, and the future that drops it; `None` (said on
-/// stderr) when the server is not reachable.
-async fn postgres_database() -> Option<(String, impl std::future::Future<Output = ()>)> {
-    let admin_url = std::env::var("SASE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".to_owned());
-    let admin = match sqlx::PgPool::connect(&admin_url).await {
-        Ok(pool) => pool,
-        Err(e) => {
-            eprintln!("SKIPPED: handle_event on PostgreSQL: not reachable at {admin_url} ({e})");
-            return None;
-        }
-    };
-    let name = format!("sase_bench_{}", std::process::id());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    let url = format!("{base}/{name}");
-    let drop_it = async move {
-        let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-            .execute(&admin)
-            .await;
-    };
-    Some((url, drop_it))
 }
 
 criterion_group!(benches, bench);

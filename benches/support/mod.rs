@@ -87,3 +87,39 @@ pub(crate) fn sdk_only_route() -> axum::routing::MethodRouter {
         Ok::<(), String>(())
     })
 }
+
+/// A fresh PostgreSQL database (`sase_bench_<pid>_<n>`) on the server `SASE_TEST_POSTGRES`
+/// names (default `postgres://root@127.0.0.1:5432/postgres`), and the future that drops it;
+/// `None`, with a SKIPPED line naming `what` on stderr, when the server is not reachable.
+pub(crate) async fn postgres_database(
+    what: &str,
+) -> Option<(
+    String,
+    std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+)> {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let admin_url = std::env::var("SASE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".to_owned());
+    let admin = match sqlx::PgPool::connect(&admin_url).await {
+        Ok(pool) => pool,
+        Err(e) => {
+            eprintln!("SKIPPED: {what}: PostgreSQL is not reachable at {admin_url} ({e})");
+            return None;
+        }
+    };
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("sase_bench_{}_{n}", std::process::id());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    let drop_it = async move {
+        let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .execute(&admin)
+            .await;
+        admin.close().await;
+    };
+    Some((url, Box::pin(drop_it)))
+}

@@ -33,7 +33,7 @@
 //!   documents); a 403 `ApiCountLimitForOrg` marks the month spent, whatever the count says.
 //! - **Shared**: by default a client counts its own calls. Processes that call DingTalk as one
 //!   app (the replicas of a server) give their clients the same
-//!   [`SharedCounters`](crate::budget::SharedCounters) (a database table), and the month's limits
+//!   [`SharedCounters`] (a database table), and the month's limits
 //!   hold for the app: each call is counted there, against the limit, before it is sent, and
 //!   DingTalk's quota answer to one process stops the others.
 //! - **Visible**: [`DingTalkClient::usage`](crate::client::DingTalkClient::usage) returns a

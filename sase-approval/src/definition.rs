@@ -20,6 +20,10 @@ pub struct Template {
     pub name: String,
     /// The system fields a request of this template fills.
     pub fields: Vec<String>,
+    /// The system fields every mapping of this template must map: without them the approver
+    /// decides blind.
+    #[serde(default)]
+    pub required: Vec<String>,
 }
 
 impl Template {
@@ -29,6 +33,7 @@ impl Template {
             id: "app_uninstall".to_owned(),
             name: "App uninstall".to_owned(),
             fields: APP_UNINSTALL_FIELDS.iter().map(|f| (*f).to_owned()).collect(),
+            required: vec!["reason".to_owned()],
         }
     }
 }
@@ -123,6 +128,22 @@ pub struct Workflow {
     pub callback_id: String,
 }
 
+/// One thing wrong with a workflow, and the path of what to fix, e.g.
+/// `workflows.wf.mappings[0].fields.reason`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// Where: the workflow's field, as in the configuration.
+    pub path: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
 /// A fresh unguessable id (128 random bits, hex).
 pub fn new_callback_id() -> String {
     format!("{:032x}", rand::random::<u128>())
@@ -147,15 +168,14 @@ impl Workflow {
         }
     }
 
-    /// Checks the mappings against the templates: unknown templates or system fields,
-    /// duplicate mappings, DingTalk workflows without mappings.
-    ///
-    /// # Errors
-    /// [`Error::Definition`] naming the field.
-    pub fn validate(&self, templates: &[Template]) -> Result<()> {
-        let bad = |path: String, reason: String| Err(Error::Definition { path, reason });
+    /// Every problem of the mappings against the templates: unknown templates or system
+    /// fields, templates mapped twice, required system fields left out, DingTalk workflows
+    /// without a mapping. Empty when there is none.
+    pub fn problems(&self, templates: &[Template]) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut bad = |path: String, reason: String| problems.push(Problem { path, reason });
         if self.dingtalk().is_some() && self.mappings.is_empty() {
-            return bad(
+            bad(
                 format!("workflows.{}.mappings", self.id),
                 "a DingTalk workflow needs a mapping".into(),
             );
@@ -168,23 +188,43 @@ impl Workflow {
                 .take(i)
                 .any(|other| other.template == m.template)
             {
-                return bad(
+                bad(
                     at("template"),
                     format!("template `{}` is mapped twice", m.template),
                 );
             }
             let Some(template) = templates.iter().find(|t| t.id == m.template) else {
-                return bad(at("template"), format!("unknown template `{}`", m.template));
+                bad(at("template"), format!("unknown template `{}`", m.template));
+                continue;
             };
             for field in m.fields.keys() {
                 if !template.fields.contains(field) {
-                    return bad(
+                    bad(
                         at(&format!("fields.{field}")),
                         format!("`{field}` is not a system field of `{}`", template.id),
                     );
                 }
             }
+            for field in template.required.iter().filter(|f| !m.fields.contains_key(*f)) {
+                bad(
+                    at(&format!("fields.{field}")),
+                    format!(
+                        "`{field}` must be mapped to a form field: without it the approver decides blind"
+                    ),
+                );
+            }
         }
-        Ok(())
+        problems
+    }
+
+    /// Checks the mappings against the templates ([`problems`](Self::problems)).
+    ///
+    /// # Errors
+    /// [`Error::Definition`] naming the first problem's field.
+    pub fn validate(&self, templates: &[Template]) -> Result<()> {
+        match self.problems(templates).into_iter().next() {
+            Some(Problem { path, reason }) => Err(Error::Definition { path, reason }),
+            None => Ok(()),
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! The DingTalk adapter (feature `dingtalk`): the [`DingTalkBackend`] that creates and
 //! decides instances through the OA approval API, the translation of DingTalk events into
 //! [`ExternalEvent`]s, the event handler the SDK's HTTP-push route and Stream client call,
-//! the check of a mapping against the live form, and the app's call budget counted in the
-//! store ([`StoreCounters`]). The engine knows none of this.
+//! the check of a workflow against DingTalk ([`verify_workflow`]: credentials and each
+//! mapping against its live form), and the app's call budget counted in the store
+//! ([`StoreCounters`]). The engine knows none of this.
 //!
 //! ```no_run
 //! # use std::sync::Arc;
@@ -13,8 +14,10 @@
 //! ```
 
 mod counters;
+mod verify;
 
 pub use counters::StoreCounters;
+pub use verify::{form_problems, verify_workflow, Verification};
 
 use crate::backend::{ApprovalBackend, BackendError, BackendResult, ExternalStatus, FailureKind};
 use crate::definition::{DingTalkSettings, Mapping, Workflow};
@@ -26,7 +29,7 @@ use async_trait::async_trait;
 use dingtalk_sdk::client::DingTalkClient;
 use dingtalk_sdk::event::{Event, InstanceChangeType, InstanceResult};
 use dingtalk_sdk::workflow::{
-    ExecuteTaskRequest, FormComponentValue, FormSchema, InstanceStatus, ListProcessInstanceIdsRequest,
+    ExecuteTaskRequest, FormComponentValue, InstanceStatus, ListProcessInstanceIdsRequest,
     StartProcessInstanceRequest, TaskAction, TaskStatus, TerminateProcessInstanceRequest,
 };
 use dingtalk_sdk::ProcessCode;
@@ -418,55 +421,4 @@ pub fn observed_event_handler(
             outcome.map(|_| ())
         })
     }
-}
-
-/// Checks `workflow`'s mapping of `template` against the live form: every mapped label exists
-/// with a compatible (text-like) component, and every required form field is covered.
-///
-/// # Errors
-/// [`Error::Definition`] naming the field.
-pub fn validate_against_form(workflow: &Workflow, template: &str, form: &FormSchema) -> Result<()> {
-    const TEXT_LIKE: [&str; 5] = [
-        "TextField",
-        "TextareaField",
-        "DDSelectField",
-        "NumberField",
-        "TextNote",
-    ];
-    let Some(mapping) = workflow.mapping(template) else {
-        return Err(Error::Definition {
-            path: format!("workflows.{}.mappings", workflow.id),
-            reason: format!("no mapping for template `{template}`"),
-        });
-    };
-    for (field, label) in &mapping.fields {
-        let path = format!("workflows.{}.mappings.{template}.fields.{field}", workflow.id);
-        match form.field(label) {
-            None => {
-                return Err(Error::Definition {
-                    path,
-                    reason: format!("the form has no field labelled `{label}`"),
-                })
-            }
-            Some(item) if !TEXT_LIKE.contains(&item.component_name.as_str()) => {
-                return Err(Error::Definition {
-                    path,
-                    reason: format!(
-                        "form field `{label}` is a {}, which cannot hold a text value",
-                        item.component_name
-                    ),
-                })
-            }
-            Some(_) => {}
-        }
-    }
-    for item in form.schema_content.items.iter().filter(|i| i.props.required) {
-        if !mapping.fields.values().any(|label| *label == item.props.label) {
-            return Err(Error::Definition {
-                path: format!("workflows.{}.mappings.{template}.fields", workflow.id),
-                reason: format!("required form field `{}` is not mapped", item.props.label),
-            });
-        }
-    }
-    Ok(())
 }

@@ -23,7 +23,7 @@ use sase_approval::backend::FailureKind;
 use sase_approval::clock::{Clock as _, ManualClock};
 use sase_approval::definition::{Delivery, Workflow, WorkflowKind};
 use sase_approval::dingtalk::{
-    app_origin, event_handler, handle_event, validate_against_form, DingTalkBackend,
+    app_origin, event_handler, form_problems, handle_event, verify_workflow, DingTalkBackend, Verification,
 };
 use sase_approval::engine::{Engine, EventOutcome, SubmitRequest};
 use sase_approval::state::{RequestId, RequestState};
@@ -509,7 +509,7 @@ async fn a_restart_in_the_middle_of_a_pending_request_loses_nothing() {
 }
 
 #[tokio::test]
-async fn mappings_are_checked_against_the_live_form() {
+async fn mappings_are_checked_against_the_live_form_with_every_problem_and_its_path() {
     let e = env(Arc::new(MemoryStore::new())).await;
     let client = client_of(&e.mock);
     let form = client
@@ -518,39 +518,112 @@ async fn mappings_are_checked_against_the_live_form() {
         .await
         .unwrap();
     let wf = workflow();
-    validate_against_form(&wf, "app_uninstall", &form).unwrap();
+    assert_eq!(form_problems(&wf, 0, &wf.mappings[0], &form), []);
+    assert_eq!(verify_workflow(&client, &wf).await, Verification::Verified);
 
-    let mut missing_label = workflow();
-    missing_label.mappings[0]
-        .fields
-        .insert("app_version".into(), "版本号".into());
-    let err = validate_against_form(&missing_label, "app_uninstall", &form).unwrap_err();
-    assert!(
-        matches!(&err, Error::Definition { path, .. } if path.ends_with("fields.app_version")),
-        "{err}"
+    // A misspelt label and a required form field left unmapped: both, with their paths.
+    let mut wrong = workflow();
+    let fields = &mut wrong.mappings[0].fields;
+    fields.insert("reason".into(), "卸载原由".into());
+    fields.insert("app_version".into(), "版本号".into());
+    let problems = form_problems(&wrong, 0, &wrong.mappings[0], &form);
+    let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "workflows.wf-dingtalk.mappings[0].fields.app_version",
+            "workflows.wf-dingtalk.mappings[0].fields.reason",
+            "workflows.wf-dingtalk.mappings[0].fields",
+        ],
+        "{problems:#?}"
     );
+    assert!(
+        problems[1].reason.contains("no field labelled `卸载原由`"),
+        "{}",
+        problems[1]
+    );
+    assert!(
+        problems[1].reason.contains("`卸载原因`"),
+        "the form's labels are listed: {}",
+        problems[1]
+    );
+    assert!(
+        problems[2].reason.contains("required field `卸载原因`"),
+        "{}",
+        problems[2]
+    );
+    match verify_workflow(&client, &wrong).await {
+        Verification::Invalid { problems: found } => assert_eq!(found, problems),
+        other => panic!("{other:?}"),
+    }
 
-    let mut uncovered = workflow();
-    uncovered.mappings[0].fields.remove("reason");
-    let err = validate_against_form(&uncovered, "app_uninstall", &form).unwrap_err();
-    assert!(
-        err.to_string().contains("卸载原因"),
-        "a required form field must be mapped: {err}"
+    // The template's own rules, without DingTalk: the reason must be mapped.
+    let mut no_reason = workflow();
+    no_reason.mappings[0].fields.remove("reason");
+    let templates = [sase_approval::definition::Template::app_uninstall()];
+    let problems = no_reason.problems(&templates);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(
+        problems[0].path,
+        "workflows.wf-dingtalk.mappings[0].fields.reason"
     );
+    assert!(no_reason.validate(&templates).is_err());
 
     let mut unknown_field = workflow();
     unknown_field.mappings[0]
         .fields
         .insert("shoe_size".into(), "设备名称".into());
-    let err = unknown_field
-        .validate(&[sase_approval::definition::Template::app_uninstall()])
-        .unwrap_err();
+    let err = unknown_field.validate(&templates).unwrap_err();
     assert!(err.to_string().contains("shoe_size"), "{err}");
     let mut twice = workflow();
     twice.mappings.push(twice.mappings[0].clone());
-    assert!(twice
-        .validate(&[sase_approval::definition::Template::app_uninstall()])
-        .is_err());
+    assert!(twice.validate(&templates).is_err());
+}
+
+#[tokio::test]
+async fn a_workflow_dingtalk_refuses_names_what_to_fix_and_one_it_cannot_ask_about_is_unverified() {
+    let e = env(Arc::new(MemoryStore::new())).await;
+    let wf = workflow();
+    let wrong_secret = DingTalkClient::builder(Credentials::new(APP, "not-the-secret"))
+        .api_base(e.mock.base_url())
+        .build()
+        .unwrap();
+    match verify_workflow(&wrong_secret, &wf).await {
+        Verification::Invalid { problems } => {
+            assert_eq!(problems.len(), 1, "{problems:#?}");
+            assert_eq!(problems[0].path, "workflows.wf-dingtalk.dingtalk.client_secret");
+            assert!(
+                problems[0].reason.contains("invalidClientIdOrSecret"),
+                "{}",
+                problems[0]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let mut unknown_form = workflow();
+    unknown_form.mappings[0].process_code = ProcessCode::new("PROC-NOPE");
+    match verify_workflow(&client_of(&e.mock), &unknown_form).await {
+        Verification::Invalid { problems } => {
+            assert_eq!(problems[0].path, "workflows.wf-dingtalk.mappings[0].process_code");
+            assert!(problems[0].reason.contains("PROC-NOPE"), "{}", problems[0]);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let unreachable = DingTalkClient::builder(Credentials::new(APP, SECRET))
+        .api_base(nowhere)
+        .retry(dingtalk_sdk::retry::RetryPolicy::none())
+        .build()
+        .unwrap();
+    match verify_workflow(&unreachable, &wf).await {
+        Verification::Unverified { reason } => assert!(reason.contains("could not be asked"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]

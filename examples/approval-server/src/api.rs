@@ -7,6 +7,7 @@ mod rejection;
 use crate::config::DeviceConfig;
 use crate::filing_limit::FilingLimit;
 use crate::metrics::Metrics;
+use crate::workflow_checks::WorkflowChecks;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::header::CONTENT_TYPE;
@@ -81,6 +82,8 @@ pub(crate) struct AppState {
     metrics: Arc<Metrics>,
     /// What `/metrics` serves from; `None` (no metrics token): there is no `/metrics`.
     exposition: Option<Exposition>,
+    /// Each DingTalk workflow's last check against DingTalk.
+    checks: WorkflowChecks,
 }
 
 /// `/metrics`' bearer token, and the store the engine uses (counted by state at each scrape).
@@ -110,7 +113,14 @@ impl AppState {
             apps: apps.into(),
             metrics: Arc::new(Metrics::new()),
             exposition: None,
+            checks: WorkflowChecks::default(),
         }
+    }
+
+    /// Shows `checks` with the workflows in the console.
+    pub(crate) fn with_workflow_checks(mut self, checks: WorkflowChecks) -> Self {
+        self.checks = checks;
+        self
     }
 
     /// Counts into `metrics`, and serves them at `/metrics` to the bearer of `token` (with
@@ -527,6 +537,7 @@ async fn console_workflows(State(state): State<AppState>, headers: HeaderMap) ->
                 "client_id": w.dingtalk().map(|s| s.client_id.clone()),
                 "delivery": w.dingtalk().map(|s| s.delivery),
                 "mappings": w.mappings,
+                "verification": state.checks.get(&w.id),
             })
         })
         .collect();

@@ -366,6 +366,9 @@ pub struct Config {
     pub policies: Option<PolicyDocument>,
     /// Reconciliation period, seconds.
     pub reconcile_every_secs: u64,
+    /// How often a DingTalk workflow that could not be checked against DingTalk (unreachable
+    /// at start) is checked again, seconds. Default 300.
+    pub workflow_check_every_secs: u64,
     /// How long a replica's reconciler lease lasts without renewal, seconds; another replica
     /// takes over this long (and a pass) after the holder dies. Default 0: three passes, at
     /// least 30 s.
@@ -442,6 +445,7 @@ impl std::fmt::Debug for Config {
             .field("devices", &self.devices)
             .field("policies", &self.policies.as_ref().map(|p| p.policies.len()))
             .field("reconcile_every_secs", &self.reconcile_every_secs)
+            .field("workflow_check_every_secs", &self.workflow_check_every_secs)
             .field("reconciler_lease_secs", &self.reconciler_lease_secs)
             .field("recheck_after_secs", &self.recheck_after_secs)
             .field("recheck_every_secs", &self.recheck_every_secs)
@@ -474,6 +478,7 @@ impl Default for Config {
             devices: Vec::new(),
             policies: None,
             reconcile_every_secs: 30,
+            workflow_check_every_secs: 300,
             reconciler_lease_secs: 0,
             recheck_after_secs: RecheckSchedule::default()
                 .first
@@ -514,6 +519,11 @@ impl Config {
                 source: Box::new(source),
             }
         })
+    }
+
+    /// [`workflow_check_every_secs`](Self::workflow_check_every_secs) (at least 1 s).
+    pub fn workflow_check_every(&self) -> Duration {
+        Duration::from_secs(self.workflow_check_every_secs.max(1))
     }
 
     /// How often the reconciler runs.

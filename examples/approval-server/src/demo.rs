@@ -87,6 +87,14 @@ pub(crate) fn on_mock(mock: &MockDingTalk, w: &WorkflowConfig, callback_id: Stri
     }
 }
 
+/// Registers each mock workflow's app (credentials and event subscription), so its workflow
+/// can be checked against the mock at start; [`register_apps`] adds the Request URL later.
+pub(crate) async fn register_credentials(mock: &MockDingTalk, resolved: &[Resolved]) {
+    for app in resolved.iter().filter_map(|r| r.mock_app.as_ref()) {
+        mock.register_app(app.clone()).await;
+    }
+}
+
 /// Registers each mock workflow's app with its Request URL, now that it exists (the mock
 /// sends `check_url`, as DingTalk does when the URL is saved), or for Stream mode.
 pub(crate) async fn register_apps(mock: &MockDingTalk, resolved: &[Resolved], endpoints: &[Endpoint]) {

@@ -29,6 +29,9 @@ mod demo;
 mod filing_limit;
 pub mod grant_keys;
 mod metrics;
+mod workflow_checks;
+
+pub use workflow_checks::WorkflowProblems;
 pub mod tls;
 
 pub use config::Config;
@@ -100,6 +103,10 @@ pub enum Error {
     /// The policies are invalid (e.g. they name an unknown workflow).
     #[error("policies: {0}")]
     Policy(#[from] sase_policy::Error),
+    /// Workflows are wrong (against their template, or as DingTalk says): every problem,
+    /// each with its path.
+    #[error(transparent)]
+    Workflows(#[from] WorkflowProblems),
     /// The HTTP server failed.
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
@@ -272,7 +279,26 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         None if config.shared_database() => grant_keys::load(&config.grant_key_path())?,
         None => grant_keys::load_or_create(&config.grant_key_path())?,
     };
-    let (engine, catalog, apps) = build_engine(&config, Arc::clone(&store), keys.signer, clock, &resolved)?;
+    #[cfg(feature = "demo")]
+    if let Some(mock) = &mock {
+        demo::register_credentials(mock, &resolved).await;
+    }
+    let clients = dingtalk_clients(&store, &clock, &resolved)?;
+    let checked: Vec<(Workflow, Option<DingTalkClient>)> = resolved
+        .iter()
+        .zip(&clients)
+        .map(|(r, client)| (r.workflow.clone(), client.clone()))
+        .collect();
+    let checks = workflow_checks::check_at_start(&checked, clock.as_ref()).await?;
+    let apps = apps(&resolved, &clients);
+    let (engine, catalog) = build_engine(
+        &config,
+        Arc::clone(&store),
+        keys.signer,
+        Arc::clone(&clock),
+        &resolved,
+        &clients,
+    )?;
     let policies = compile_policies(&config, &catalog)?;
     let streams = stream_clients(&resolved)?;
     let (admin_token, devices) = enroll(&config)?;
@@ -287,7 +313,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         config.filings_per_hour,
         apps.clone(),
     )
-    .with_metrics(Arc::clone(&metrics), store, config.metrics_token.clone());
+    .with_metrics(Arc::clone(&metrics), store, config.metrics_token.clone())
+    .with_workflow_checks(checks.clone());
     let server = serve(
         listener,
         api::router(state)?,
@@ -305,6 +332,16 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         demo::register_apps(mock, &resolved, &endpoints).await;
     }
     let mut background = start_stream_clients(&engine, &metrics, streams, &shutdown);
+    background.push(workflow_checks::recheck_unverified(
+        checks.clone(),
+        checked
+            .into_iter()
+            .filter_map(|(workflow, client)| Some((workflow, client?)))
+            .collect(),
+        clock,
+        config.workflow_check_every(),
+        shutdown.clone(),
+    ));
     background.push(start_reconciler(
         Arc::clone(&engine),
         apps,
@@ -459,32 +496,22 @@ fn resolve_workflows(
         .collect()
 }
 
-/// The engine with every workflow's DingTalk backend, and the catalog policies are checked
-/// against. Workflows of one app share a client, hence its token.
-fn build_engine(
-    config: &Config,
-    store: Arc<dyn ApprovalStore>,
-    signer: GrantSigner,
-    clock: Arc<dyn Clock>,
+/// Each workflow's DingTalk client (`None` for built-in ones); workflows of one app share a
+/// client, hence its token and call budget, whose month is counted in `store`.
+fn dingtalk_clients(
+    store: &Arc<dyn ApprovalStore>,
+    clock: &Arc<dyn Clock>,
     resolved: &[Resolved],
-) -> Result<(Arc<Engine>, Catalog, Vec<App>), Error> {
+) -> Result<Vec<Option<DingTalkClient>>, Error> {
     let budget_clock: dingtalk_sdk::budget::BudgetClock = {
-        let clock = Arc::clone(&clock);
+        let clock = Arc::clone(clock);
         Arc::new(move || clock.now_ms())
     };
-    let mut engine = Engine::builder(Arc::clone(&store), signer)
-        .clock(clock)
-        .recheck(config.recheck_schedule())
-        .grant_ttl(Duration::from_secs(config.grant_ttl_secs))
-        .event_retention(Duration::from_secs(config.event_retention_secs))
-        .max_reason_chars(config.max_reason_chars);
-    if config.expire_after_secs > 0 {
-        engine = engine.expire_after(Duration::from_secs(config.expire_after_secs));
-    }
-    let mut catalog = Catalog::new();
     let mut clients: HashMap<(String, Option<String>), DingTalkClient> = HashMap::new();
+    let mut of_workflow = Vec::with_capacity(resolved.len());
     for r in resolved {
         let Some(settings) = r.workflow.dingtalk() else {
+            of_workflow.push(None);
             continue;
         };
         let key = (settings.client_id.clone(), r.api_base.clone());
@@ -496,22 +523,63 @@ fn build_engine(
                     DingTalkClient::builder(Credentials::new(&settings.client_id, &settings.client_secret))
                         .budget(r.budget)
                         .budget_clock(Arc::clone(&budget_clock))
-                        .shared_counters(Arc::new(StoreCounters::new(Arc::clone(&store))));
+                        .shared_counters(Arc::new(StoreCounters::new(Arc::clone(store))));
                 if let Some(base) = &r.api_base {
                     builder = builder.api_base(base);
                 }
                 new.insert(builder.build()?).clone()
             }
         };
-        let backend = Arc::new(DingTalkBackend::new(client, r.workflow.clone())?);
+        of_workflow.push(Some(client));
+    }
+    Ok(of_workflow)
+}
+
+/// The apps of `clients`, once each.
+fn apps(resolved: &[Resolved], clients: &[Option<DingTalkClient>]) -> Vec<App> {
+    let mut apps: Vec<App> = Vec::new();
+    for (r, client) in resolved.iter().zip(clients) {
+        if let (Some(settings), Some(client)) = (r.workflow.dingtalk(), client) {
+            if !apps.iter().any(|a| a.client_id == settings.client_id) {
+                apps.push(App {
+                    client_id: settings.client_id.clone(),
+                    client: client.clone(),
+                });
+            }
+        }
+    }
+    apps
+}
+
+/// The engine with every workflow's DingTalk backend (on its client), and the catalog
+/// policies are checked against.
+fn build_engine(
+    config: &Config,
+    store: Arc<dyn ApprovalStore>,
+    signer: GrantSigner,
+    clock: Arc<dyn Clock>,
+    resolved: &[Resolved],
+    clients: &[Option<DingTalkClient>],
+) -> Result<(Arc<Engine>, Catalog), Error> {
+    let mut engine = Engine::builder(store, signer)
+        .clock(clock)
+        .recheck(config.recheck_schedule())
+        .grant_ttl(Duration::from_secs(config.grant_ttl_secs))
+        .event_retention(Duration::from_secs(config.event_retention_secs))
+        .max_reason_chars(config.max_reason_chars);
+    if config.expire_after_secs > 0 {
+        engine = engine.expire_after(Duration::from_secs(config.expire_after_secs));
+    }
+    let mut catalog = Catalog::new();
+    for (r, client) in resolved.iter().zip(clients) {
+        let Some(client) = client else {
+            continue;
+        };
+        let backend = Arc::new(DingTalkBackend::new(client.clone(), r.workflow.clone())?);
         engine = engine.workflow(r.workflow.clone(), backend);
         catalog = catalog.workflow(r.workflow.id.clone(), PolicyWorkflowKind::DingTalk);
     }
-    let apps = clients
-        .into_iter()
-        .map(|((client_id, _), client)| App { client_id, client })
-        .collect();
-    Ok((Arc::new(engine.build()?), catalog, apps))
+    Ok((Arc::new(engine.build()?), catalog))
 }
 
 /// A DingTalk app the server calls, with its call budget.

@@ -1090,8 +1090,11 @@ async fn the_console_shows_each_apps_dingtalk_calls_this_month() {
         (Some(1_000), Some(300)),
         "{apps}"
     );
-    assert_eq!(usage["calls"], 1, "the create; the token is not counted: {apps}");
-    assert_eq!(usage["foreground"], 1);
+    assert_eq!(
+        usage["calls"], 2,
+        "the start's check of the form and the create; the token is not counted: {apps}"
+    );
+    assert_eq!(usage["foreground"], 2);
     let (status, _) = Agent::new(&server, "tok-alice")
         .send(reqwest::Client::new().get(format!("http://{}/api/console/dingtalk/usage", server.addr)))
         .await;

@@ -1615,16 +1615,17 @@ async fn the_dingtalk_call_budget_is_the_apps_across_replicas() {
     let text = config(&db, &key, &mock, Push::Http).replace(
         &format!("api_base = \"{}\"", mock.base_url()),
         &format!(
-            "api_base = \"{}\"\ncalls_per_month = 1\nreconcile_share_percent = 0",
+            "api_base = \"{}\"\ncalls_per_month = 3\nreconcile_share_percent = 0",
             mock.base_url()
         ),
     );
-    assert!(text.contains("calls_per_month = 1"));
+    assert!(text.contains("calls_per_month = 3"));
     let start = || async {
         sase_approval_server::start(sase_approval_server::Config::from_toml(&text, "test.toml").unwrap())
             .await
             .unwrap()
     };
+    // Each start checks the form: two of the month's three calls.
     let (a, b) = (start().await, start().await);
     let http = reqwest::Client::new();
     let file = |server: &sase_approval_server::Server, agent: usize| {
@@ -1653,7 +1654,7 @@ async fn the_dingtalk_call_budget_is_the_apps_across_replicas() {
         let usage = &apps[0]["usage"];
         assert_eq!(
             (usage["calls"].as_u64(), usage["exhausted"].as_bool()),
-            (Some(1), Some(true)),
+            (Some(3), Some(true)),
             "on {}: {apps}",
             server.addr
         );
