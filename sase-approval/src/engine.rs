@@ -545,15 +545,7 @@ impl Engine {
         device: &DeviceId,
         action: Action,
     ) -> Result<Option<ApprovalRequest>> {
-        let filter = ListFilter::default()
-            .states(vec![RequestState::Submitted, RequestState::Pending])
-            .requester(requester.clone());
-        let open = self
-            .store
-            .list(&filter)
-            .await?
-            .into_iter()
-            .find(|r| r.device == *device && r.action == action);
+        let open = self.store.find_open(requester, device, action).await?;
         if let Some(open) = &open {
             log_already_open(open);
         }

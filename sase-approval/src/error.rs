@@ -34,10 +34,10 @@ pub enum Error {
         /// The state asked for.
         to: RequestState,
     },
-    /// Someone else updated the request first (optimistic concurrency).
-    #[error("request `{id}` changed concurrently (expected version {expected}, found {actual})")]
+    /// Someone else updated the request (or document) first (optimistic concurrency).
+    #[error("`{id}` changed concurrently (expected version {expected}, found {actual})")]
     Conflict {
-        /// The request.
+        /// The request, or the document as `kind/id`.
         id: String,
         /// The version the writer read.
         expected: u64,

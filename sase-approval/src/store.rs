@@ -21,7 +21,8 @@ pub use sqlite::SqliteStore;
 use crate::error::Result;
 use crate::state::{ApprovalRequest, Change, RequestId, RequestState, RequestUpdate};
 use async_trait::async_trait;
-use sase_policy::ids::{UserId, WorkflowId};
+use sase_policy::ids::{DeviceId, UserId, WorkflowId};
+use sase_policy::Action;
 
 /// Which requests to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,6 +94,66 @@ pub struct Counted {
     pub added: bool,
 }
 
+/// A versioned document an admin manages at runtime (an enrolled device, an enrollment code,
+/// later workflows and policies), stored as JSON beside the requests so that every replica
+/// sharing the store sees the same one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Document {
+    /// What it is, e.g. `device`.
+    pub kind: String,
+    /// Its id within its kind.
+    pub id: String,
+    /// 1 once created, one more per update. Writes name the version they replace
+    /// ([`ApprovalStore::put_document`]).
+    pub version: u64,
+    /// A value it is found by ([`ApprovalStore::find_document`]), unique within its kind: a
+    /// device's token hash.
+    pub lookup: Option<String>,
+    /// The document, JSON; the store does not read it.
+    pub body: String,
+    /// When it was last written, Unix ms.
+    pub updated_at_ms: i64,
+}
+
+impl Document {
+    /// A document of `kind` and `id` with `body`, to be written over `version` (0: a new one).
+    pub fn new(
+        kind: impl Into<String>,
+        id: impl Into<String>,
+        version: u64,
+        body: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind: kind.into(),
+            id: id.into(),
+            version,
+            lookup: None,
+            body: body.into(),
+            updated_at_ms: 0,
+        }
+    }
+
+    /// Found by `lookup`.
+    #[must_use]
+    pub fn lookup(mut self, lookup: impl Into<String>) -> Self {
+        self.lookup = Some(lookup.into());
+        self
+    }
+
+    /// Written at `at_ms`.
+    #[must_use]
+    pub fn at(mut self, at_ms: i64) -> Self {
+        self.updated_at_ms = at_ms;
+        self
+    }
+
+    /// The id a conflict names: `kind/id`.
+    fn path(kind: &str, id: &str) -> String {
+        format!("{kind}/{id}")
+    }
+}
+
 /// Durable storage for requests and processed event keys.
 #[async_trait]
 pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
@@ -107,6 +168,15 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
 
     /// A request by id.
     async fn get(&self, id: &RequestId) -> Result<Option<ApprovalRequest>>;
+
+    /// The open (submitted or pending) request of `requester`'s `device` for `action`, if
+    /// any: one indexed lookup, however many requests the store holds.
+    async fn find_open(
+        &self,
+        requester: &UserId,
+        device: &DeviceId,
+        action: Action,
+    ) -> Result<Option<ApprovalRequest>>;
 
     /// A request by its external instance id (DingTalk's `processInstanceId`).
     async fn find_by_external(&self, external_id: &str) -> Result<Option<ApprovalRequest>>;
@@ -153,6 +223,30 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
     /// its monthly limit holds across replicas.
     async fn add_to_counter(&self, key: &str, delta: u64, limit: Option<u64>) -> Result<Counted>;
 
+    /// Writes `document` if the stored one is at `document.version` (0: there is none yet);
+    /// returns the version written (`document.version + 1`). Its `updated_at_ms` is kept.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`](crate::Error::Conflict) (id `kind/id`, `actual` the stored version,
+    /// 0 for none) when it is not; [`Error::Store`](crate::Error::Store) when another document
+    /// of its kind has its `lookup`.
+    async fn put_document(&self, document: &Document) -> Result<u64>;
+
+    /// The document `id` of `kind`.
+    async fn get_document(&self, kind: &str, id: &str) -> Result<Option<Document>>;
+
+    /// The document of `kind` whose `lookup` is `lookup`.
+    async fn find_document(&self, kind: &str, lookup: &str) -> Result<Option<Document>>;
+
+    /// Every document of `kind`, by id (bytewise).
+    async fn list_documents(&self, kind: &str) -> Result<Vec<Document>>;
+
+    /// Deletes the document `id` of `kind` if it is at `version`.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`](crate::Error::Conflict) when it is not (`actual` 0: there is none).
+    async fn delete_document(&self, kind: &str, id: &str, version: u64) -> Result<()>;
+
     /// Takes or renews the lease `name` for `holder` until `now_ms + ttl_ms`: `true` if
     /// `holder` holds it now (it was free, expired, or already `holder`'s). A task that only
     /// one replica may run at a time (reconciliation) runs while it holds the lease; if that
@@ -176,6 +270,15 @@ fn stored_counter(key: &str, value: i64) -> Result<u64> {
     u64::try_from(value).map_err(|_| crate::Error::Store {
         reason: format!("counter {key:?} holds {value}, not a count"),
     })
+}
+
+/// The conflict of a write expecting `expected` where `actual` is stored (0: none).
+fn document_conflict(kind: &str, id: &str, expected: u64, actual: u64) -> crate::Error {
+    crate::Error::Conflict {
+        id: Document::path(kind, id),
+        expected,
+        actual,
+    }
 }
 
 /// A counter's delta or limit as bound to a `BIGINT` parameter.

@@ -79,6 +79,43 @@ impl ApprovalStore for CrashBeforeLinking {
         self.0.add_to_counter(key, delta, limit).await
     }
 
+    async fn put_document(&self, document: &sase_approval::store::Document) -> sase_approval::Result<u64> {
+        self.0.put_document(document).await
+    }
+
+    async fn get_document(
+        &self,
+        kind: &str,
+        id: &str,
+    ) -> sase_approval::Result<Option<sase_approval::store::Document>> {
+        self.0.get_document(kind, id).await
+    }
+
+    async fn find_document(
+        &self,
+        kind: &str,
+        lookup: &str,
+    ) -> sase_approval::Result<Option<sase_approval::store::Document>> {
+        self.0.find_document(kind, lookup).await
+    }
+
+    async fn list_documents(&self, kind: &str) -> sase_approval::Result<Vec<sase_approval::store::Document>> {
+        self.0.list_documents(kind).await
+    }
+
+    async fn delete_document(&self, kind: &str, id: &str, version: u64) -> sase_approval::Result<()> {
+        self.0.delete_document(kind, id, version).await
+    }
+
+    async fn find_open(
+        &self,
+        requester: &UserId,
+        device: &DeviceId,
+        action: sase_policy::Action,
+    ) -> sase_approval::Result<Option<ApprovalRequest>> {
+        self.0.find_open(requester, device, action).await
+    }
+
     async fn try_lease(
         &self,
         name: &str,

@@ -11,7 +11,7 @@
 )]
 
 use sase_approval::state::{ApprovalRequest, Change, RequestId, RequestState, Source};
-use sase_approval::store::{ApprovalStore, Counted, EventWrite, ListFilter, MemoryStore};
+use sase_approval::store::{ApprovalStore, Counted, Document, EventWrite, ListFilter, MemoryStore};
 use sase_approval::Error;
 use sase_policy::ids::{DeviceId, UserId, WorkflowId};
 use sase_policy::Action;
@@ -147,9 +147,92 @@ async fn counts(store: &dyn ApprovalStore) -> Vec<(&'static str, u64)> {
 /// What `conformance` leaves: two submitted, two pending and one approved request.
 const LEFT: [(&str, u64); 3] = [("approved", 1), ("pending", 2), ("submitted", 2)];
 
+/// Versioned documents: created at version 1, each write names the version it replaces,
+/// found by id and by lookup, listed by id within their kind, deleted at their version.
+async fn documents(store: &dyn ApprovalStore) {
+    let device = |version, token: &str| {
+        Document::new("device", "dev-b", version, format!(r#"{{"token":"{token}"}}"#))
+            .lookup(format!("hash-{token}"))
+            .at(1_000)
+    };
+    assert_eq!(store.put_document(&device(0, "t1")).await.unwrap(), 1);
+    let conflict = store.put_document(&device(0, "t1")).await.unwrap_err();
+    assert!(
+        matches!(&conflict, Error::Conflict { id, expected: 0, actual: 1 } if id == "device/dev-b"),
+        "a second create: {conflict}"
+    );
+    assert_eq!(store.put_document(&device(1, "t2")).await.unwrap(), 2);
+    assert!(
+        matches!(
+            store.put_document(&device(1, "t3")).await,
+            Err(Error::Conflict { actual: 2, .. })
+        ),
+        "a stale update"
+    );
+    let stored = store.get_document("device", "dev-b").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.version,
+            stored.lookup.as_deref(),
+            stored.body.as_str(),
+            stored.updated_at_ms
+        ),
+        (2, Some("hash-t2"), r#"{"token":"t2"}"#, 1_000)
+    );
+    assert_eq!(
+        store.find_document("device", "hash-t2").await.unwrap(),
+        Some(stored.clone())
+    );
+    assert_eq!(
+        store.find_document("device", "hash-t1").await.unwrap(),
+        None,
+        "the old lookup is gone"
+    );
+    assert_eq!(
+        store.find_document("code", "hash-t2").await.unwrap(),
+        None,
+        "lookups are per kind"
+    );
+
+    store
+        .put_document(&Document::new("device", "dev-a", 0, "{}"))
+        .await
+        .unwrap();
+    store
+        .put_document(&Document::new("code", "c-1", 0, "{}").lookup("hash-t2"))
+        .await
+        .unwrap();
+    let taken = store
+        .put_document(&Document::new("device", "dev-c", 0, "{}").lookup("hash-t2"))
+        .await
+        .unwrap_err();
+    assert!(matches!(taken, Error::Store { .. }), "{taken}");
+    let ids: Vec<String> = store
+        .list_documents("device")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids, ["dev-a", "dev-b"]);
+
+    assert!(matches!(
+        store.delete_document("device", "dev-b", 1).await,
+        Err(Error::Conflict { actual: 2, .. })
+    ));
+    store.delete_document("device", "dev-b", 2).await.unwrap();
+    assert!(matches!(
+        store.delete_document("device", "dev-b", 2).await,
+        Err(Error::Conflict { actual: 0, .. })
+    ));
+    assert_eq!(store.find_document("device", "hash-t2").await.unwrap(), None);
+    assert_eq!(store.list_documents("device").await.unwrap().len(), 1);
+}
+
 async fn conformance(store: Arc<dyn ApprovalStore>) {
     assert_eq!(counts(&*store).await, [], "no request, no state counted");
     shared_values_and_leases(&*store).await;
+    documents(&*store).await;
     store.insert(&request("r1", "alice", 100)).await.unwrap();
     store.insert(&request("r2", "bob", 200)).await.unwrap();
     let mut r3 = request("r3", "alice", 300);
@@ -401,6 +484,7 @@ async fn a_database_from_before_the_open_request_check_migrates_with_its_duplica
         .await
         .unwrap();
     for statement in [
+        "DROP TABLE documents",
         "DROP TABLE counters",
         "DROP TABLE shared_values",
         "DROP TABLE leases",
@@ -724,7 +808,7 @@ mod postgres {
             .fetch_all(&raw)
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2, 3], "each version applied once");
+        assert_eq!(versions, [1, 2, 3, 4], "each version applied once");
         replicas[5].insert(&request("m1", "mia", 1)).await.unwrap();
         assert!(replicas[0].get(&RequestId("m1".into())).await.unwrap().is_some());
         raw.close().await;

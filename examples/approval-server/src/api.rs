@@ -2,9 +2,10 @@
 //! (admin token) and health. Every bad input gets a 4xx JSON error `{"error", "message"}`
 //! with a stable code; axum's own rejections are converted in [`rejection`].
 
+mod devices;
 mod rejection;
 
-use crate::config::DeviceConfig;
+use crate::devices::Devices;
 use crate::filing_limit::FilingLimit;
 use crate::metrics::Metrics;
 use crate::workflow_checks::WorkflowChecks;
@@ -23,7 +24,7 @@ use sase_approval::engine::{Engine, Filing, SubmitRequest};
 use sase_approval::state::{ApprovalRequest, RequestId, RequestState};
 use sase_approval::store::{ApprovalStore, ListFilter};
 use sase_approval::Error as EngineError;
-use sase_policy::ids::{DeptId, DeviceId, GroupId, UserId};
+use sase_policy::ids::{DeptId, DeviceId, DeviceTag, GroupId, UserId};
 use sase_policy::{Action, Context, Effect, GrantVerifier, PolicySet, SignedGrant, Subject};
 use serde::de::IntoDeserializer as _;
 use serde::Deserialize;
@@ -36,23 +37,23 @@ fn eq(a: &str, b: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-/// An enrolled device with its policy subject built once, not per request.
+/// The device an agent request authenticated as, with its policy subject's parts.
 struct Enrolled {
-    token: String,
     user: UserId,
     device: DeviceId,
     groups: Vec<GroupId>,
     departments: Vec<DeptId>,
+    tags: Vec<DeviceTag>,
 }
 
 impl Enrolled {
-    fn new(d: &DeviceConfig) -> Self {
+    fn new(d: &crate::devices::Device) -> Self {
         Self {
-            token: d.token.clone(),
-            user: UserId::new(&d.user_id),
+            user: UserId::new(&d.owner.user_id),
             device: DeviceId::new(&d.device_id),
-            groups: d.groups.iter().map(GroupId::new).collect(),
-            departments: d.departments.iter().map(DeptId::new).collect(),
+            groups: d.owner.groups.iter().map(GroupId::new).collect(),
+            departments: d.owner.departments.iter().map(DeptId::new).collect(),
+            tags: d.owner.tags.iter().map(DeviceTag::new).collect(),
         }
     }
 
@@ -62,7 +63,7 @@ impl Enrolled {
             groups: &self.groups,
             departments: &self.departments,
             device: &self.device,
-            tags: &[],
+            tags: &self.tags,
         }
     }
 }
@@ -72,7 +73,7 @@ pub(crate) struct AppState {
     engine: Arc<Engine>,
     policies: Arc<PolicySet>,
     admin_token: Arc<str>,
-    devices: Arc<Vec<Enrolled>>,
+    devices: Devices,
     /// Every key a grant may be signed with (the engine's first).
     grant_keys: Arc<[GrantVerifier]>,
     filings: FilingLimit,
@@ -98,7 +99,7 @@ impl AppState {
         engine: Arc<Engine>,
         policies: PolicySet,
         admin_token: String,
-        devices: Vec<DeviceConfig>,
+        devices: Devices,
         grant_keys: Vec<GrantVerifier>,
         filings_per_hour: usize,
         apps: Vec<crate::App>,
@@ -107,7 +108,7 @@ impl AppState {
             engine,
             policies: Arc::new(policies),
             admin_token: admin_token.into(),
-            devices: Arc::new(devices.iter().map(Enrolled::new).collect()),
+            devices,
             grant_keys: grant_keys.into(),
             filings: FilingLimit::new(filings_per_hour),
             apps: apps.into(),
@@ -150,8 +151,12 @@ fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Res
 
 fn engine_error(e: &EngineError) -> Response {
     match e {
-        EngineError::NotFound { .. } => error(StatusCode::NOT_FOUND, "not_found", e),
+        // A document written over a version where none is stored is not found either.
+        EngineError::NotFound { .. } | EngineError::Conflict { actual: 0, .. } => {
+            error(StatusCode::NOT_FOUND, "not_found", e)
+        }
         EngineError::IllegalTransition { .. } => error(StatusCode::CONFLICT, "illegal_transition", e),
+        EngineError::Conflict { .. } => error(StatusCode::CONFLICT, "stale_version", e),
         EngineError::InvalidRequest { .. } => error(StatusCode::BAD_REQUEST, "invalid_request", e),
         EngineError::Backend(_) => error(StatusCode::BAD_GATEWAY, "dingtalk_error", e),
         EngineError::GrantRefused { refusal } => error(StatusCode::CONFLICT, refusal.code(), e),
@@ -167,7 +172,9 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .strip_prefix("Bearer ")
 }
 
-fn device<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Enrolled, Response> {
+/// The device whose token the request bears (looked up in the store: a revoked device is
+/// refused at once, on every replica).
+async fn device(state: &AppState, headers: &HeaderMap) -> Result<Enrolled, Response> {
     let token = bearer(headers).ok_or_else(|| {
         error(
             StatusCode::UNAUTHORIZED,
@@ -175,11 +182,15 @@ fn device<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Enrolled, 
             "a device token is required",
         )
     })?;
-    state
-        .devices
-        .iter()
-        .find(|d| eq(&d.token, token))
-        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "unauthorized", "unknown device token"))
+    match state.devices.authenticate(token).await {
+        Ok(Some(device)) => Ok(Enrolled::new(&device)),
+        Ok(None) => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown or revoked device token",
+        )),
+        Err(e) => Err(engine_error(&e)),
+    }
 }
 
 fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
@@ -216,6 +227,17 @@ pub(crate) fn router(state: AppState) -> Result<Router, dingtalk_sdk::Error> {
         .route("/api/agent/requests/{id}", get(agent_request))
         .route("/api/agent/grant-key", get(grant_key))
         .route("/api/agent/grants/consume", post(consume_grant))
+        .route("/api/agent/enroll", post(devices::enroll))
+        .route(
+            "/api/console/enrollment-codes",
+            post(devices::create_code).get(devices::list_codes),
+        )
+        .route("/api/console/devices", get(devices::list_devices))
+        .route(
+            "/api/console/devices/{id}/tags",
+            axum::routing::put(devices::set_tags),
+        )
+        .route("/api/console/devices/{id}/revoke", post(devices::revoke))
         .route("/api/console/workflows", get(console_workflows))
         .route("/api/console/policies", get(console_policies))
         .route("/api/console/dingtalk/usage", get(console_usage))
@@ -282,7 +304,7 @@ async fn uninstall_check(
     headers: HeaderMap,
     b: JsonBody<CheckBody>,
 ) -> Response {
-    let (dev, b) = match (device(&state, &headers), body(b)) {
+    let (dev, b) = match (device(&state, &headers).await, body(b)) {
         (Ok(d), Ok(b)) => (d, b),
         (Err(r), _) | (_, Err(r)) => return r,
     };
@@ -319,7 +341,7 @@ fn agent_view(r: &ApprovalRequest) -> Value {
 }
 
 async fn file_request(State(state): State<AppState>, headers: HeaderMap, b: JsonBody<FileBody>) -> Response {
-    let (dev, b) = match (device(&state, &headers), body(b)) {
+    let (dev, b) = match (device(&state, &headers).await, body(b)) {
         (Ok(d), Ok(b)) => (d, b),
         (Err(r), _) | (_, Err(r)) => return r,
     };
@@ -389,7 +411,7 @@ async fn agent_request(
     headers: HeaderMap,
     id: PathParams<String>,
 ) -> Response {
-    let (dev, id) = match (device(&state, &headers), path(id)) {
+    let (dev, id) = match (device(&state, &headers).await, path(id)) {
         (Ok(d), Ok(id)) => (d, id),
         (Err(r), _) | (_, Err(r)) => return r,
     };
@@ -417,7 +439,7 @@ async fn consume_grant(
     headers: HeaderMap,
     b: JsonBody<ConsumeBody>,
 ) -> Response {
-    let (dev, b) = match (device(&state, &headers), body(b)) {
+    let (dev, b) = match (device(&state, &headers).await, body(b)) {
         (Ok(d), Ok(b)) => (d, b),
         (Err(r), _) | (_, Err(r)) => return r,
     };

@@ -325,6 +325,9 @@ pub struct DeviceConfig {
     #[serde(default)]
     /// The user's departments.
     pub departments: Vec<String>,
+    #[serde(default)]
+    /// The device's tags (policies scope by them: `scope.device_tags`).
+    pub tags: Vec<String>,
 }
 
 impl std::fmt::Debug for DeviceConfig {

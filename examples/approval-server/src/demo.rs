@@ -125,6 +125,7 @@ pub(crate) fn device() -> DeviceConfig {
         user_id: "alice".into(),
         groups: vec!["employees".into()],
         departments: vec![],
+        tags: vec![],
     }
 }
 

@@ -26,6 +26,7 @@ pub mod config;
 pub mod connections;
 #[cfg(feature = "demo")]
 mod demo;
+mod devices;
 mod filing_limit;
 pub mod grant_keys;
 mod metrics;
@@ -302,13 +303,15 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
     let policies = compile_policies(&config, &catalog)?;
     let streams = stream_clients(&resolved)?;
     let (admin_token, devices) = enroll(&config)?;
+    let registry = devices::Devices::new(Arc::clone(&store), Arc::clone(&clock));
+    registry.seed(&devices).await?;
 
     let shutdown = CancellationToken::new();
     let state = api::AppState::new(
         Arc::clone(&engine),
         policies,
         admin_token.clone(),
-        devices.clone(),
+        registry,
         keys.verifiers,
         config.filings_per_hour,
         apps.clone(),

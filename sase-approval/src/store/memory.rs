@@ -1,6 +1,6 @@
 //! An in-memory store: for tests and single-process deployments that accept losing state.
 
-use super::{ApprovalStore, Counted, DecideChange, EventWrite, ListFilter};
+use super::{document_conflict, ApprovalStore, Counted, DecideChange, Document, EventWrite, ListFilter};
 use crate::error::{Error, Result};
 use crate::state::{ApprovalRequest, RequestId, RequestState, RequestUpdate};
 use async_trait::async_trait;
@@ -8,6 +8,7 @@ use rustc_hash::FxHashMap;
 use sase_policy::ids::{DeviceId, UserId};
 use sase_policy::Action;
 use std::collections::hash_map::Entry;
+use std::collections::BTreeMap;
 use std::hash::BuildHasher as _;
 use std::sync::{Mutex, MutexGuard};
 
@@ -63,6 +64,10 @@ struct Shared {
     /// Lease name → (holder, until Unix ms).
     leases: FxHashMap<String, (String, i64)>,
     counters: FxHashMap<String, u64>,
+    /// (kind, id) → document; ordered, so a kind lists by id.
+    documents: BTreeMap<(String, String), Document>,
+    /// (kind, lookup) → id.
+    lookups: FxHashMap<(String, String), String>,
 }
 
 /// Processed event keys and when they were recorded, split in shards so that growing (a
@@ -142,6 +147,21 @@ impl ApprovalStore for MemoryStore {
 
     async fn get(&self, id: &RequestId) -> Result<Option<ApprovalRequest>> {
         Ok(self.lock().get(id).cloned())
+    }
+
+    async fn find_open(
+        &self,
+        requester: &UserId,
+        device: &DeviceId,
+        action: Action,
+    ) -> Result<Option<ApprovalRequest>> {
+        let inner = self.lock();
+        let key = (requester.clone(), device.clone(), action);
+        Ok(inner
+            .open
+            .get(&key)
+            .and_then(|&i| inner.requests.get(i))
+            .map(|r| (**r).clone()))
     }
 
     async fn find_by_external(&self, external_id: &str) -> Result<Option<ApprovalRequest>> {
@@ -260,6 +280,84 @@ impl ApprovalStore for MemoryStore {
             *value = after;
         }
         Ok(Counted { value: *value, added })
+    }
+
+    async fn put_document(&self, document: &Document) -> Result<u64> {
+        let mut shared = unpoison(&self.shared);
+        let key = (document.kind.clone(), document.id.clone());
+        let stored = shared.documents.get(&key);
+        let actual = stored.map_or(0, |d| d.version);
+        if actual != document.version {
+            return Err(document_conflict(
+                &document.kind,
+                &document.id,
+                document.version,
+                actual,
+            ));
+        }
+        let old_lookup = stored.and_then(|d| d.lookup.clone());
+        if let Some(lookup) = &document.lookup {
+            let taken = shared.lookups.get(&(document.kind.clone(), lookup.clone()));
+            if taken.is_some_and(|id| *id != document.id) {
+                return Err(Error::Store {
+                    reason: format!("another `{}` has the same lookup value", document.kind),
+                });
+            }
+        }
+        if let Some(old) = old_lookup {
+            shared.lookups.remove(&(document.kind.clone(), old));
+        }
+        if let Some(lookup) = &document.lookup {
+            shared
+                .lookups
+                .insert((document.kind.clone(), lookup.clone()), document.id.clone());
+        }
+        let version = document.version + 1;
+        shared.documents.insert(
+            key,
+            Document {
+                version,
+                ..document.clone()
+            },
+        );
+        Ok(version)
+    }
+
+    async fn get_document(&self, kind: &str, id: &str) -> Result<Option<Document>> {
+        let shared = unpoison(&self.shared);
+        Ok(shared.documents.get(&(kind.to_owned(), id.to_owned())).cloned())
+    }
+
+    async fn find_document(&self, kind: &str, lookup: &str) -> Result<Option<Document>> {
+        let shared = unpoison(&self.shared);
+        Ok(shared
+            .lookups
+            .get(&(kind.to_owned(), lookup.to_owned()))
+            .and_then(|id| shared.documents.get(&(kind.to_owned(), id.clone())))
+            .cloned())
+    }
+
+    async fn list_documents(&self, kind: &str) -> Result<Vec<Document>> {
+        let shared = unpoison(&self.shared);
+        Ok(shared
+            .documents
+            .range((kind.to_owned(), String::new())..)
+            .take_while(|((k, _), _)| k == kind)
+            .map(|(_, d)| d.clone())
+            .collect())
+    }
+
+    async fn delete_document(&self, kind: &str, id: &str, version: u64) -> Result<()> {
+        let mut shared = unpoison(&self.shared);
+        let key = (kind.to_owned(), id.to_owned());
+        let actual = shared.documents.get(&key).map_or(0, |d| d.version);
+        if actual != version || actual == 0 {
+            return Err(document_conflict(kind, id, version, actual));
+        }
+        if let Some(lookup) = shared.documents.remove(&key).and_then(|d| d.lookup) {
+            shared.lookups.remove(&(kind.to_owned(), lookup));
+        }
+        Ok(())
     }
 
     async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {

@@ -1,12 +1,14 @@
 //! A PostgreSQL store, shared by several server replicas (see [`PostgresStore`]).
 
 use super::{
-    counter_param, stored_count, stored_counter, stored_state, ApprovalStore, Counted, DecideChange,
-    EventWrite, ListFilter,
+    counter_param, document_conflict, stored_count, stored_counter, stored_state, ApprovalStore, Counted,
+    DecideChange, Document, EventWrite, ListFilter,
 };
 use crate::error::{Error, Result};
 use crate::state::{ApprovalRequest, RequestId, RequestState, RequestUpdate};
 use async_trait::async_trait;
+use sase_policy::ids::{DeviceId, UserId};
+use sase_policy::Action;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, Postgres, QueryBuilder, Row};
 use std::str::FromStr;
@@ -44,6 +46,20 @@ const MIGRATIONS: &[&[&str]] = &[
     &[
         // Counts every replica shares (an app's DingTalk calls this month).
         "CREATE TABLE counters (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+    ],
+    &[
+        // What admins manage at runtime (devices, enrollment codes), versioned; `lookup` finds
+        // one (a token hash), unique within its kind (NULLs do not collide).
+        r#"CREATE TABLE documents (
+        kind TEXT NOT NULL,
+        id TEXT COLLATE "C" NOT NULL,
+        version BIGINT NOT NULL,
+        lookup TEXT,
+        body TEXT NOT NULL,
+        updated_at_ms BIGINT NOT NULL,
+        PRIMARY KEY (kind, id)
+    )"#,
+        "CREATE UNIQUE INDEX documents_by_lookup ON documents (kind, lookup)",
     ],
 ];
 
@@ -337,12 +353,16 @@ impl PostgresStore {
 /// The key an open request holds: its requester, device and action, as a JSON array (as the
 /// SQLite store writes it).
 fn open_key(request: &ApprovalRequest) -> Result<String> {
-    serde_json::to_string(&[
+    open_key_of(
         request.requester.as_str(),
         request.device.as_str(),
         request.action.as_str(),
-    ])
-    .map_err(store_err)
+    )
+}
+
+/// The open key of a requester's device and action.
+fn open_key_of(requester: &str, device: &str, action: &str) -> Result<String> {
+    serde_json::to_string(&[requester, device, action]).map_err(store_err)
 }
 
 /// Writes `request` over its stored copy if that is still at `request.version`; `false` if
@@ -409,6 +429,17 @@ impl ApprovalStore for PostgresStore {
 
     async fn get(&self, id: &RequestId) -> Result<Option<ApprovalRequest>> {
         self.one("SELECT body, version FROM requests WHERE id = $1", id.as_str())
+            .await
+    }
+
+    async fn find_open(
+        &self,
+        requester: &UserId,
+        device: &DeviceId,
+        action: Action,
+    ) -> Result<Option<ApprovalRequest>> {
+        let key = open_key_of(requester.as_str(), device.as_str(), action.as_str())?;
+        self.one("SELECT body, version FROM requests WHERE open_key = $1", &key)
             .await
     }
 
@@ -566,6 +597,106 @@ impl ApprovalStore for PostgresStore {
         })
     }
 
+    async fn put_document(&self, document: &Document) -> Result<u64> {
+        let version = document.version + 1;
+        let written = if document.version == 0 {
+            sqlx::query(
+                "INSERT INTO documents (kind, id, version, lookup, body, updated_at_ms)
+                 VALUES ($1, $2, 1, $3, $4, $5) ON CONFLICT (kind, id) DO NOTHING",
+            )
+            .bind(&document.kind)
+            .bind(&document.id)
+            .bind(document.lookup.as_deref())
+            .bind(&document.body)
+            .bind(document.updated_at_ms)
+            .execute(&self.pool)
+            .await
+        } else {
+            sqlx::query(
+                "UPDATE documents SET version = $1, lookup = $2, body = $3, updated_at_ms = $4
+                 WHERE kind = $5 AND id = $6 AND version = $7",
+            )
+            .bind(counter_param(version))
+            .bind(document.lookup.as_deref())
+            .bind(&document.body)
+            .bind(document.updated_at_ms)
+            .bind(&document.kind)
+            .bind(&document.id)
+            .bind(counter_param(document.version))
+            .execute(&self.pool)
+            .await
+        };
+        match written {
+            Ok(done) if done.rows_affected() == 1 => Ok(version),
+            Ok(_) => {
+                let actual = self
+                    .get_document(&document.kind, &document.id)
+                    .await?
+                    .map_or(0, |d| d.version);
+                Err(document_conflict(
+                    &document.kind,
+                    &document.id,
+                    document.version,
+                    actual,
+                ))
+            }
+            Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => Err(Error::Store {
+                reason: format!("another `{}` has the same lookup value", document.kind),
+            }),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    async fn get_document(&self, kind: &str, id: &str) -> Result<Option<Document>> {
+        let row = sqlx::query(
+            "SELECT kind, id, version, lookup, body, updated_at_ms FROM documents WHERE kind = $1 AND id = $2",
+        )
+        .bind(kind)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_err)?;
+        row.as_ref().map(decode_document).transpose()
+    }
+
+    async fn find_document(&self, kind: &str, lookup: &str) -> Result<Option<Document>> {
+        let row = sqlx::query(
+            "SELECT kind, id, version, lookup, body, updated_at_ms FROM documents WHERE kind = $1 AND lookup = $2",
+        )
+        .bind(kind)
+        .bind(lookup)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_err)?;
+        row.as_ref().map(decode_document).transpose()
+    }
+
+    async fn list_documents(&self, kind: &str) -> Result<Vec<Document>> {
+        let rows = sqlx::query(
+            "SELECT kind, id, version, lookup, body, updated_at_ms FROM documents WHERE kind = $1 ORDER BY id",
+        )
+        .bind(kind)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_err)?;
+        rows.iter().map(decode_document).collect()
+    }
+
+    async fn delete_document(&self, kind: &str, id: &str, version: u64) -> Result<()> {
+        let done = sqlx::query("DELETE FROM documents WHERE kind = $1 AND id = $2 AND version = $3")
+            .bind(kind)
+            .bind(id)
+            .bind(counter_param(version))
+            .execute(&self.pool)
+            .await
+            .map_err(store_err)?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        let actual = self.get_document(kind, id).await?.map_or(0, |d| d.version);
+        Err(document_conflict(kind, id, version, actual))
+    }
+
     async fn try_lease(&self, name: &str, holder: &str, now_ms: i64, ttl_ms: i64) -> Result<bool> {
         // Taken when free, expired or ours; one statement, so two replicas cannot both win.
         let done = sqlx::query(
@@ -605,6 +736,20 @@ impl ApprovalStore for PostgresStore {
             })
             .collect()
     }
+}
+
+/// A `documents` row.
+fn decode_document(row: &sqlx::postgres::PgRow) -> Result<Document> {
+    let id: String = row.try_get("id").map_err(store_err)?;
+    let version: i64 = row.try_get("version").map_err(store_err)?;
+    Ok(Document {
+        version: stored_counter(&id, version)?,
+        kind: row.try_get("kind").map_err(store_err)?,
+        lookup: row.try_get("lookup").map_err(store_err)?,
+        body: row.try_get("body").map_err(store_err)?,
+        updated_at_ms: row.try_get("updated_at_ms").map_err(store_err)?,
+        id,
+    })
 }
 
 #[cfg(test)]

@@ -7,6 +7,10 @@
 //!
 //! Run (with the device token, user, device and grant key the server prints):
 //! `cargo run -p sase-approval-server --bin agent-simulator -- --server http://127.0.0.1:8080 --token <device token> --user <user> --device <device> --grant-key <hex> --locale en-US --reason "reinstalling the OS"`
+//!
+//! Or enroll first with a code an admin made (`POST /api/console/enrollment-codes`): the
+//! device token, user and grant keys then come from the enrollment:
+//! `… --bin agent-simulator -- --enroll-code <code> --device <device>`
 
 #![expect(
     clippy::indexing_slicing,
@@ -32,16 +36,25 @@ struct Args {
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
     server: String,
     /// The device's bearer token (the approval server prints the demo device's).
-    #[arg(long, value_name = "TOKEN")]
-    token: String,
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        required_unless_present = "enroll_code",
+        conflicts_with = "enroll_code"
+    )]
+    token: Option<String>,
+    /// Enroll this device first with a single-use code an admin made: the device token, the
+    /// user and (unless --grant-key is given) the grant keys come from the enrollment.
+    #[arg(long = "enroll-code", value_name = "CODE")]
+    enroll_code: Option<String>,
     /// The server's grant verifying key (Ed25519 public key, hex), pinned from enrollment /
     /// the agent's own configuration: never fetched from the server when a grant is checked.
     /// Repeat it to pin the old and the new key across a rotation.
-    #[arg(long = "grant-key", value_name = "HEX", required = true, value_parser = parse_grant_key)]
+    #[arg(long = "grant-key", value_name = "HEX", required_unless_present = "enroll_code", value_parser = parse_grant_key)]
     grant_keys: Vec<GrantVerifier>,
     /// This agent's user id (from enrollment); a grant for anyone else is refused.
-    #[arg(long, value_name = "USER")]
-    user: String,
+    #[arg(long, value_name = "USER", required_unless_present = "enroll_code")]
+    user: Option<String>,
     /// This agent's device id (from enrollment); a grant for another device is refused.
     #[arg(long, value_name = "DEVICE")]
     device: String,
@@ -74,16 +87,25 @@ fn parse_grant_key(hex: &str) -> Result<GrantVerifier, String> {
     GrantVerifier::from_hex(hex).map_err(|e| e.to_string())
 }
 
+/// Who this agent is: its device token, user and pinned grant keys.
+struct Identity {
+    token: String,
+    user: String,
+    grant_keys: Vec<GrantVerifier>,
+}
+
 async fn call(
     http: &reqwest::Client,
     a: &Args,
+    token: Option<&str>,
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
 ) -> Result<Value, String> {
-    let mut req = http
-        .request(method, format!("{}{path}", a.server))
-        .bearer_auth(&a.token);
+    let mut req = http.request(method, format!("{}{path}", a.server));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
     if let Some(body) = body {
         req = req.json(&body);
     }
@@ -105,13 +127,56 @@ async fn main() {
     }
 }
 
+/// The identity the command line gives, or the one an enrollment with its code answers.
+async fn identity(http: &reqwest::Client, a: &Args) -> Result<Identity, String> {
+    let Some(code) = &a.enroll_code else {
+        return Ok(Identity {
+            token: a.token.clone().unwrap_or_default(),
+            user: a.user.clone().unwrap_or_default(),
+            grant_keys: a.grant_keys.clone(),
+        });
+    };
+    let enrolled = call(
+        http,
+        a,
+        None,
+        reqwest::Method::POST,
+        "/api/agent/enroll",
+        Some(json!({"code": code, "device_id": a.device})),
+    )
+    .await?;
+    let grant_keys = if a.grant_keys.is_empty() {
+        enrolled["grant_keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|k| parse_grant_key(k.as_str().unwrap_or_default()))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        a.grant_keys.clone()
+    };
+    let identity = Identity {
+        token: enrolled["device_token"].as_str().unwrap_or_default().to_owned(),
+        user: enrolled["user_id"].as_str().unwrap_or_default().to_owned(),
+        grant_keys,
+    };
+    println!(
+        "Enrolled device {} of user {}; its token (keep it, the code is used): {}",
+        a.device, identity.user, identity.token
+    );
+    Ok(identity)
+}
+
 async fn run() -> Result<(), String> {
     let a = Args::parse();
     let http = reqwest::Client::new();
+    let me = identity(&http, &a).await?;
+    let token = Some(me.token.as_str());
     println!("Trying to uninstall the SASE App…");
     let check = call(
         &http,
         &a,
+        token,
         reqwest::Method::POST,
         "/api/agent/uninstall-check",
         Some(json!({"locale": a.locale})),
@@ -140,6 +205,7 @@ async fn run() -> Result<(), String> {
     let filed = call(
         &http,
         &a,
+        token,
         reqwest::Method::POST,
         "/api/agent/requests",
         Some(json!({"reason": a.reason})),
@@ -158,6 +224,7 @@ async fn run() -> Result<(), String> {
         let r = call(
             &http,
             &a,
+            token,
             reqwest::Method::GET,
             &format!("/api/agent/requests/{id}"),
             None,
@@ -181,14 +248,14 @@ async fn run() -> Result<(), String> {
     // come from its configuration, the used record from its file; the server is asked only
     // to consume the grant.
     let config = AgentConfig::new(
-        a.grant_keys.clone(),
-        UserId::new(&a.user),
+        me.grant_keys.clone(),
+        UserId::new(&me.user),
         DeviceId::new(&a.device),
         a.used_grants.clone(),
     )
     .offline_window(Duration::from_secs(a.offline_window_secs));
     let mut agent = AgentVerifier::new(config).map_err(|e| e.to_string())?;
-    let consume = HttpConsume::new(&a.server, &a.token).map_err(|e| e.to_string())?;
+    let consume = HttpConsume::new(&a.server, &me.token).map_err(|e| e.to_string())?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0));
@@ -246,7 +313,10 @@ mod tests {
             flags.extend(extra);
             parse(&flags)
         };
-        assert!(parse(&[]).is_err(), "--token is required");
+        assert!(
+            parse(&["--device", "d-1"]).is_err(),
+            "--token (or --enroll-code) is required"
+        );
         assert!(parse(&["--token"]).is_err(), "a flag needs its value");
         let mut no_key = vec!["--token", "t"];
         no_key.extend(identity);
@@ -263,10 +333,23 @@ mod tests {
         assert!(with(&["--colour", "red"]).is_err(), "unknown flags are refused");
         let a = with(&["--wait-secs", "5"]).unwrap();
         assert_eq!(
-            (a.token.as_str(), a.wait_secs, a.locale.as_str()),
-            ("t", 5, "zh-CN")
+            (a.token.as_deref(), a.wait_secs, a.locale.as_str()),
+            (Some("t"), 5, "zh-CN")
         );
-        assert_eq!((a.user.as_str(), a.device.as_str()), ("u-1", "d-1"));
+        assert_eq!((a.user.as_deref(), a.device.as_str()), (Some("u-1"), "d-1"));
+        let enrolling = parse(&["--enroll-code", "c", "--device", "d-1"]).unwrap();
+        assert_eq!(
+            (enrolling.enroll_code.as_deref(), enrolling.token),
+            (Some("c"), None)
+        );
+        assert!(
+            enrolling.grant_keys.is_empty(),
+            "the keys come from the enrollment"
+        );
+        assert!(
+            parse(&["--enroll-code", "c", "--token", "t", "--device", "d-1"]).is_err(),
+            "a token or a code, not both"
+        );
         assert_eq!(a.used_grants, std::path::Path::new("sase-agent-used-grants.json"));
         assert_eq!(a.offline_window_secs, 300);
         assert_eq!(a.grant_keys.len(), 1);
@@ -284,6 +367,7 @@ mod tests {
         for flag in [
             "--server",
             "--token",
+            "--enroll-code",
             "--grant-key",
             "--user",
             "--device",
