@@ -60,4 +60,4 @@ pub use error::Error;
 pub use grant::{Grant, GrantSigner, GrantVerifier, SignedGrant, UsedGrants};
 pub use model::{Policy, PolicyDocument, PromptText};
 pub use set::PolicySet;
-pub use validate::{Catalog, IssueKind, ValidationIssue, WorkflowKind};
+pub use validate::{issues, validate, Catalog, IssueKind, ValidationIssue, WorkflowKind};

@@ -96,6 +96,16 @@ impl fmt::Display for ValidationIssue {
 /// # Errors
 /// [`Error::Validation`] listing every problem.
 pub fn validate(policies: &[Policy], catalog: &Catalog) -> Result<(), Error> {
+    let issues = issues(policies, catalog);
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Validation { issues })
+    }
+}
+
+/// Every problem of `policies` against `catalog`, in document order (none: they are valid).
+pub fn issues(policies: &[Policy], catalog: &Catalog) -> Vec<ValidationIssue> {
     let mut issues = Vec::new();
     let mut issue =
         |path: String, kind, message: String| issues.push(ValidationIssue { path, kind, message });
@@ -163,9 +173,5 @@ pub fn validate(policies: &[Policy], catalog: &Catalog) -> Result<(), Error> {
             }
         }
     }
-    if issues.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Validation { issues })
-    }
+    issues
 }

@@ -3,11 +3,13 @@
 //! with a stable code; axum's own rejections are converted in [`rejection`].
 
 mod devices;
+mod policies;
 mod rejection;
 
-use crate::devices::Devices;
+use crate::devices::{Devices, Enrolled};
 use crate::filing_limit::FilingLimit;
 use crate::metrics::Metrics;
+use crate::policies::Policies;
 use crate::workflow_checks::WorkflowChecks;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -24,8 +26,8 @@ use sase_approval::engine::{Engine, Filing, SubmitRequest};
 use sase_approval::state::{ApprovalRequest, RequestId, RequestState};
 use sase_approval::store::{ApprovalStore, ListFilter};
 use sase_approval::Error as EngineError;
-use sase_policy::ids::{DeptId, DeviceId, DeviceTag, GroupId, UserId};
-use sase_policy::{Action, Context, Effect, GrantVerifier, PolicySet, SignedGrant, Subject};
+use sase_policy::ids::UserId;
+use sase_policy::{Action, Context, Effect, GrantVerifier, SignedGrant};
 use serde::de::IntoDeserializer as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -37,41 +39,10 @@ fn eq(a: &str, b: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-/// The device an agent request authenticated as, with its policy subject's parts.
-struct Enrolled {
-    user: UserId,
-    device: DeviceId,
-    groups: Vec<GroupId>,
-    departments: Vec<DeptId>,
-    tags: Vec<DeviceTag>,
-}
-
-impl Enrolled {
-    fn new(d: &crate::devices::Device) -> Self {
-        Self {
-            user: UserId::new(&d.owner.user_id),
-            device: DeviceId::new(&d.device_id),
-            groups: d.owner.groups.iter().map(GroupId::new).collect(),
-            departments: d.owner.departments.iter().map(DeptId::new).collect(),
-            tags: d.owner.tags.iter().map(DeviceTag::new).collect(),
-        }
-    }
-
-    fn subject(&self) -> Subject<'_> {
-        Subject {
-            user: &self.user,
-            groups: &self.groups,
-            departments: &self.departments,
-            device: &self.device,
-            tags: &self.tags,
-        }
-    }
-}
-
 #[derive(Clone)]
 pub(crate) struct AppState {
     engine: Arc<Engine>,
-    policies: Arc<PolicySet>,
+    policies: Policies,
     admin_token: Arc<str>,
     devices: Devices,
     /// Every key a grant may be signed with (the engine's first).
@@ -97,7 +68,7 @@ struct Exposition {
 impl AppState {
     pub(crate) fn new(
         engine: Arc<Engine>,
-        policies: PolicySet,
+        policies: Policies,
         admin_token: String,
         devices: Devices,
         grant_keys: Vec<GrantVerifier>,
@@ -106,7 +77,7 @@ impl AppState {
     ) -> Self {
         Self {
             engine,
-            policies: Arc::new(policies),
+            policies,
             admin_token: admin_token.into(),
             devices,
             grant_keys: grant_keys.into(),
@@ -239,7 +210,12 @@ pub(crate) fn router(state: AppState) -> Result<Router, dingtalk_sdk::Error> {
         )
         .route("/api/console/devices/{id}/revoke", post(devices::revoke))
         .route("/api/console/workflows", get(console_workflows))
-        .route("/api/console/policies", get(console_policies))
+        .route("/api/console/policies", get(policies::list))
+        .route("/api/console/policies/preview", post(policies::preview))
+        .route(
+            "/api/console/policies/{id}",
+            get(policies::get).put(policies::put).delete(policies::delete),
+        )
         .route("/api/console/dingtalk/usage", get(console_usage))
         .route("/api/console/requests", get(console_list))
         .route("/api/console/requests/{id}", get(console_get))
@@ -310,7 +286,8 @@ async fn uninstall_check(
     };
     let subject = dev.subject();
     let locale = b.locale.unwrap_or_else(|| "zh-CN".into());
-    let d = state.policies.evaluate(
+    let policies = state.policies.current();
+    let d = policies.evaluate(
         &subject,
         b.action.unwrap_or(Action::Uninstall),
         &Context {
@@ -319,12 +296,7 @@ async fn uninstall_check(
             grant: None,
         },
     );
-    let (effect, workflow) = match d.effect {
-        Effect::Allow => ("allow", None),
-        Effect::RequireApproval { workflow } => ("require_approval", Some(workflow.to_string())),
-        // `Deny`, and an effect this server does not know yet: nothing is allowed.
-        _ => ("deny", None),
-    };
+    let (effect, workflow) = crate::policies::effect_name(&d.effect);
     Json(json!({"effect": effect, "workflow": workflow, "reason": d.reason, "policy": d.policy, "prompt": d.prompt, "auto_start": d.auto_start}))
         .into_response()
 }
@@ -347,7 +319,8 @@ async fn file_request(State(state): State<AppState>, headers: HeaderMap, b: Json
     };
     // The policy decides whether filing is possible, and where to.
     let subject = dev.subject();
-    let decision = state.policies.evaluate(
+    let policies = state.policies.current();
+    let decision = policies.evaluate(
         &subject,
         Action::Uninstall,
         &Context {
@@ -578,14 +551,6 @@ async fn console_usage(State(state): State<AppState>, headers: HeaderMap) -> Res
         apps.push(json!({"client_id": app.client_id, "qps_per_api": app.client.budget().qps_per_api, "usage": usage}));
     }
     Json(apps).into_response()
-}
-
-/// The policies in force, in precedence order.
-async fn console_policies(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&state, &headers) {
-        return r;
-    }
-    Json(state.policies.policies()).into_response()
 }
 
 async fn console_get(State(state): State<AppState>, headers: HeaderMap, id: PathParams<String>) -> Response {

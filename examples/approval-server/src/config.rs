@@ -369,6 +369,9 @@ pub struct Config {
     pub policies: Option<PolicyDocument>,
     /// Reconciliation period, seconds.
     pub reconcile_every_secs: u64,
+    /// How often a replica looks for policies another replica changed, seconds (a change
+    /// made on this one is in force here at once). Default 5.
+    pub reload_every_secs: u64,
     /// How often a DingTalk workflow that could not be checked against DingTalk (unreachable
     /// at start) is checked again, seconds. Default 300.
     pub workflow_check_every_secs: u64,
@@ -448,6 +451,7 @@ impl std::fmt::Debug for Config {
             .field("devices", &self.devices)
             .field("policies", &self.policies.as_ref().map(|p| p.policies.len()))
             .field("reconcile_every_secs", &self.reconcile_every_secs)
+            .field("reload_every_secs", &self.reload_every_secs)
             .field("workflow_check_every_secs", &self.workflow_check_every_secs)
             .field("reconciler_lease_secs", &self.reconciler_lease_secs)
             .field("recheck_after_secs", &self.recheck_after_secs)
@@ -481,6 +485,7 @@ impl Default for Config {
             devices: Vec::new(),
             policies: None,
             reconcile_every_secs: 30,
+            reload_every_secs: 5,
             workflow_check_every_secs: 300,
             reconciler_lease_secs: 0,
             recheck_after_secs: RecheckSchedule::default()
@@ -527,6 +532,11 @@ impl Config {
     /// [`workflow_check_every_secs`](Self::workflow_check_every_secs) (at least 1 s).
     pub fn workflow_check_every(&self) -> Duration {
         Duration::from_secs(self.workflow_check_every_secs.max(1))
+    }
+
+    /// [`reload_every_secs`](Self::reload_every_secs) (at least 1 s).
+    pub fn reload_every(&self) -> Duration {
+        Duration::from_secs(self.reload_every_secs.max(1))
     }
 
     /// How often the reconciler runs.

@@ -8,6 +8,8 @@ use rand::distributions::{Alphanumeric, DistString as _};
 use sase_approval::clock::Clock;
 use sase_approval::store::{ApprovalStore, Document};
 use sase_approval::Error as StoreError;
+use sase_policy::ids::{DeptId, DeviceId, DeviceTag, GroupId, UserId};
+use sase_policy::Subject;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::sync::Arc;
@@ -46,6 +48,37 @@ pub(crate) struct Device {
     /// The stored version (not in the body).
     #[serde(skip)]
     pub(crate) version: u64,
+}
+
+/// A device's policy subject, owned (a [`Subject`] borrows it).
+pub(crate) struct Enrolled {
+    pub(crate) user: UserId,
+    pub(crate) device: DeviceId,
+    groups: Vec<GroupId>,
+    departments: Vec<DeptId>,
+    tags: Vec<DeviceTag>,
+}
+
+impl Enrolled {
+    pub(crate) fn new(d: &Device) -> Self {
+        Self {
+            user: UserId::new(&d.owner.user_id),
+            device: DeviceId::new(&d.device_id),
+            groups: d.owner.groups.iter().map(GroupId::new).collect(),
+            departments: d.owner.departments.iter().map(DeptId::new).collect(),
+            tags: d.owner.tags.iter().map(DeviceTag::new).collect(),
+        }
+    }
+
+    pub(crate) fn subject(&self) -> Subject<'_> {
+        Subject {
+            user: &self.user,
+            groups: &self.groups,
+            departments: &self.departments,
+            device: &self.device,
+            tags: &self.tags,
+        }
+    }
 }
 
 /// An enrollment code, as stored (the code itself only as a hash).

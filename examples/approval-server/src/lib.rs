@@ -30,6 +30,7 @@ mod devices;
 mod filing_limit;
 pub mod grant_keys;
 mod metrics;
+mod policies;
 mod workflow_checks;
 
 pub use workflow_checks::WorkflowProblems;
@@ -53,7 +54,7 @@ use sase_approval::dingtalk::{DingTalkBackend, StoreCounters};
 use sase_approval::engine::Engine;
 use sase_approval::store::{ApprovalStore, SqliteStore};
 use sase_policy::ids::WorkflowId;
-use sase_policy::{Catalog, GrantSigner, PolicySet, WorkflowKind as PolicyWorkflowKind};
+use sase_policy::{Catalog, GrantSigner, WorkflowKind as PolicyWorkflowKind};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -300,13 +301,15 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         &resolved,
         &clients,
     )?;
-    let policies = compile_policies(&config, &catalog)?;
+    let policies = policies::Policies::new(Arc::clone(&store), Arc::clone(&clock), catalog);
+    seed_policies(&config, &policies).await?;
     let streams = stream_clients(&resolved)?;
     let (admin_token, devices) = enroll(&config)?;
     let registry = devices::Devices::new(Arc::clone(&store), Arc::clone(&clock));
     registry.seed(&devices).await?;
 
     let shutdown = CancellationToken::new();
+    let policies_follow = policies.follow(config.reload_every(), shutdown.clone());
     let state = api::AppState::new(
         Arc::clone(&engine),
         policies,
@@ -335,6 +338,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         demo::register_apps(mock, &resolved, &endpoints).await;
     }
     let mut background = start_stream_clients(&engine, &metrics, streams, &shutdown);
+    background.push(policies_follow);
     background.push(workflow_checks::recheck_unverified(
         checks.clone(),
         checked
@@ -592,18 +596,26 @@ pub(crate) struct App {
     pub(crate) client: DingTalkClient,
 }
 
-/// The configured policies (in a demo build on the mock DingTalk only, a demo policy on the
-/// first workflow if none; validation has refused their absence otherwise), checked against
-/// the workflows.
-fn compile_policies(config: &Config, catalog: &Catalog) -> Result<PolicySet, Error> {
-    let document = match &config.policies {
-        Some(document) => document.clone(),
+/// Writes the policies `server.toml` declares (checked against the workflows, problems named
+/// by their path in the file) into the store, and loads every stored one. In a demo build on
+/// the mock DingTalk only, a demo policy on the first workflow when the file declares none and
+/// the store has none; validation has refused their absence otherwise.
+async fn seed_policies(config: &Config, policies: &policies::Policies) -> Result<(), Error> {
+    let (declared, fallback) = match &config.policies {
+        Some(document) => (document.policies.clone(), Vec::new()),
         #[cfg(feature = "demo")]
-        None => demo::policies(config.workflows.first().map_or("wf-dingtalk", |w| w.id.as_str()))?,
+        None => (
+            Vec::new(),
+            demo::policies(config.workflows.first().map_or("wf-dingtalk", |w| w.id.as_str()))?.policies,
+        ),
         #[cfg(not(feature = "demo"))]
         None => return Err(config::required("policies").into()),
     };
-    Ok(PolicySet::compile(document.policies, catalog)?)
+    sase_policy::validate(&declared, policies.catalog())?;
+    policies.seed(&declared, fallback).await.map_err(|e| match e {
+        policies::PolicyError::Invalid(issues) => Error::Policy(sase_policy::Error::Validation { issues }),
+        policies::PolicyError::Store(e) => Error::Engine(e),
+    })
 }
 
 /// The admin token and the enrolled devices (in a demo build on the mock DingTalk only, made

@@ -1,0 +1,217 @@
+//! The policy routes: an admin lists, reads, creates, replaces and deletes policies (each
+//! change naming the version it replaces, validated before it is saved), and previews who
+//! gains and who loses protection before saving.
+
+use super::{admin, body, engine_error, error, path, AppState, JsonBody, PathParams};
+use crate::policies::{Change, PolicyError, Stored};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse as _, Response};
+use axum::Json;
+use sase_policy::ids::PolicyId;
+use sase_policy::{Policy, ValidationIssue};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// A policy as the console shows it: its fields, its version and when it was last written.
+fn view(stored: &Stored) -> Value {
+    let mut view = json!(stored.policy);
+    if let Some(map) = view.as_object_mut() {
+        map.insert("version".to_owned(), json!(stored.version));
+        map.insert("updated_at_ms".to_owned(), json!(stored.updated_at_ms));
+    }
+    view
+}
+
+fn invalid(issues: &[ValidationIssue]) -> Response {
+    let problems: Vec<Value> = issues
+        .iter()
+        .map(|i| json!({"path": i.path, "message": i.message}))
+        .collect();
+    let message = issues
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(json!({"error": "invalid_policy", "message": message, "problems": problems})),
+    )
+        .into_response()
+}
+
+fn policy_error(e: &PolicyError) -> Response {
+    match e {
+        PolicyError::Invalid(issues) => invalid(issues),
+        PolicyError::Store(e) => engine_error(e),
+    }
+}
+
+/// `value` as a `T`, a mistake named by its path in the body (`policy.whitlist`).
+fn parse<T: DeserializeOwned>(value: Value) -> Result<T, Response> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let at = e.path().to_string();
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!("at `{at}`: {}", e.into_inner()),
+        )
+    })
+}
+
+/// Every policy, in precedence order (priority high to low, then id).
+pub(super) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&state, &headers) {
+        return r;
+    }
+    match state.policies.list().await {
+        Ok(mut stored) => {
+            stored.sort_by(|a, b| {
+                b.policy
+                    .priority
+                    .cmp(&a.policy.priority)
+                    .then_with(|| a.policy.id.cmp(&b.policy.id))
+            });
+            Json(stored.iter().map(view).collect::<Vec<_>>()).into_response()
+        }
+        Err(e) => engine_error(&e),
+    }
+}
+
+pub(super) async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: PathParams<String>,
+) -> Response {
+    let id = match admin(&state, &headers).and_then(|()| path(id)) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match state.policies.get(&id).await {
+        Ok(Some(stored)) => Json(view(&stored)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "not_found", format!("no policy `{id}`")),
+        Err(e) => engine_error(&e),
+    }
+}
+
+/// `PUT /api/console/policies/{id}`: the policy, replacing `version` (0: a new one).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutBody {
+    policy: Policy,
+    version: u64,
+}
+
+pub(super) async fn put(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: PathParams<String>,
+    b: JsonBody<Value>,
+) -> Response {
+    if let Err(r) = admin(&state, &headers) {
+        return r;
+    }
+    let (id, b) = match (path(id), body(b).and_then(parse::<PutBody>)) {
+        (Ok(id), Ok(b)) => (id, b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    if b.policy.id.as_str() != id {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!(
+                "at `policy.id`: `{}` is not the policy of this URL, `{id}`",
+                b.policy.id
+            ),
+        );
+    }
+    match state.policies.put(&b.policy, b.version).await {
+        Ok(stored) => {
+            tracing::info!(policy = %id, version = stored.version, "policy saved");
+            let status = if b.version == 0 {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(view(&stored))).into_response()
+        }
+        // Creating one that exists: the version 0 is stale.
+        Err(PolicyError::Store(sase_approval::Error::Conflict { actual, .. })) if b.version == 0 => error(
+            StatusCode::CONFLICT,
+            "stale_version",
+            format!("policy `{id}` exists (version {actual}): name the version it replaces"),
+        ),
+        Err(e) => policy_error(&e),
+    }
+}
+
+/// `DELETE /api/console/policies/{id}?version=N`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VersionQuery {
+    version: u64,
+}
+
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: PathParams<String>,
+    q: Result<Query<VersionQuery>, QueryRejection>,
+) -> Response {
+    if let Err(r) = admin(&state, &headers) {
+        return r;
+    }
+    let id = match path(id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let Ok(Query(q)) = q else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "name the version deleted: `?version=N`",
+        );
+    };
+    match state.policies.delete(&id, q.version).await {
+        Ok(()) => {
+            tracing::info!(policy = %id, "policy deleted");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => engine_error(&e),
+    }
+}
+
+/// `POST /api/console/policies/preview`: `{"put": policy}` or `{"delete": id}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+enum PreviewBody {
+    Put(Policy),
+    Delete(PolicyId),
+}
+
+/// What a change would do: for every enrolled device whose decision on uninstalling changes,
+/// the decision before and after. Nothing is saved.
+pub(super) async fn preview(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: JsonBody<Value>,
+) -> Response {
+    if let Err(r) = admin(&state, &headers) {
+        return r;
+    }
+    let change = match body(b).and_then(parse::<PreviewBody>) {
+        Ok(PreviewBody::Put(policy)) => Change::Put(policy),
+        Ok(PreviewBody::Delete(id)) => Change::Delete(id),
+        Err(r) => return r,
+    };
+    let devices = match state.devices.list().await {
+        Ok(devices) => devices,
+        Err(e) => return engine_error(&e),
+    };
+    match state.policies.preview(&change, &devices) {
+        Ok(preview) => Json(preview).into_response(),
+        Err(e) => policy_error(&e),
+    }
+}
