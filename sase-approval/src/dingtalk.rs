@@ -364,6 +364,7 @@ pub fn app_origin(engine: &Engine, client_id: &str) -> EventOrigin {
         format!("DingTalk app {client_id}"),
         engine
             .workflows()
+            .into_iter()
             .filter(|w| w.dingtalk().is_some_and(|s| s.client_id == client_id))
             .map(|w| w.id.clone())
             .collect(),
@@ -411,11 +412,13 @@ pub fn observed_event_handler(
     observe: impl Fn(&Result<EventOutcome>) + Send + Sync + 'static,
 ) -> impl Fn(Event) -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Clone + Send + Sync + 'static {
     let engine = Arc::clone(engine);
-    let origin = Arc::new(app_origin(&engine, client_id));
+    let client_id: Arc<str> = client_id.into();
     let observe = Arc::new(observe);
     move |event| {
-        let (engine, origin, observe) = (Arc::clone(&engine), Arc::clone(&origin), Arc::clone(&observe));
+        let (engine, client_id, observe) = (Arc::clone(&engine), Arc::clone(&client_id), Arc::clone(&observe));
         Box::pin(async move {
+            // The app's workflows as they are now: they may change at runtime.
+            let origin = app_origin(&engine, &client_id);
             let outcome = handle_event(&engine, &origin, &event).await;
             observe(&outcome);
             outcome.map(|_| ())

@@ -12,7 +12,7 @@ use crate::store::{ApprovalStore, EventWrite, ListFilter};
 use sase_policy::ids::{DeviceId, GrantId, UserId, WorkflowId};
 use sase_policy::{Action, Grant, GrantSigner, GrantVerifier, SignedGrant};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
@@ -310,16 +310,12 @@ impl EngineBuilder {
     /// # Errors
     /// [`Error::Definition`] naming the first invalid field.
     pub fn build(self) -> Result<Engine> {
-        let mut workflows = HashMap::new();
-        for (definition, backend) in self.workflows {
-            definition.validate(&self.templates)?;
-            workflows.insert(definition.id.clone(), Registered { definition, backend });
-        }
+        let workflows = registered(self.workflows, &self.templates)?;
         Ok(Engine {
             store: self.store,
             signer: self.signer,
             templates: self.templates,
-            workflows,
+            workflows: RwLock::new(workflows),
             grant_ttl: self.grant_ttl,
             expire_after: self.expire_after,
             event_retention: self.event_retention,
@@ -337,7 +333,8 @@ pub struct Engine {
     store: Arc<dyn ApprovalStore>,
     signer: GrantSigner,
     templates: Vec<Template>,
-    workflows: HashMap<WorkflowId, Registered>,
+    /// Replaced whole when the workflows change at runtime ([`Engine::set_workflows`]).
+    workflows: RwLock<Workflows>,
     grant_ttl: Duration,
     expire_after: Option<Duration>,
     event_retention: Duration,
@@ -355,9 +352,25 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("store", &self.store)
-            .field("workflows", &self.workflows.keys().collect::<Vec<_>>())
+            .field("workflows", &self.registry().keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
+}
+
+/// The registered workflows, by id.
+type Workflows = Arc<HashMap<WorkflowId, Arc<Registered>>>;
+
+/// `workflows`, each validated against `templates`.
+fn registered(
+    workflows: impl IntoIterator<Item = (Workflow, Arc<dyn ApprovalBackend>)>,
+    templates: &[Template],
+) -> Result<Workflows> {
+    let mut registered = HashMap::new();
+    for (definition, backend) in workflows {
+        definition.validate(templates)?;
+        registered.insert(definition.id.clone(), Arc::new(Registered { definition, backend }));
+    }
+    Ok(Arc::new(registered))
 }
 
 impl Engine {
@@ -392,9 +405,35 @@ impl Engine {
         self.updates.subscribe()
     }
 
-    /// The workflow definitions.
-    pub fn workflows(&self) -> impl Iterator<Item = &Workflow> {
-        self.workflows.values().map(|r| &r.definition)
+    /// The workflow definitions in force.
+    pub fn workflows(&self) -> Vec<Workflow> {
+        self.registry().values().map(|r| r.definition.clone()).collect()
+    }
+
+    /// The workflow `id`, if it is in force.
+    pub fn workflow(&self, id: &WorkflowId) -> Option<Workflow> {
+        self.registry().get(id).map(|r| r.definition.clone())
+    }
+
+    /// Replaces the workflows in force, each with the backend that decides it: filings and
+    /// console actions use the new set at once; requests of a workflow no longer in it can
+    /// no longer be filed, acted on or reconciled (their state is kept).
+    ///
+    /// # Errors
+    /// [`Error::Definition`] naming the first invalid field; nothing is replaced then.
+    pub fn set_workflows(
+        &self,
+        workflows: impl IntoIterator<Item = (Workflow, Arc<dyn ApprovalBackend>)>,
+    ) -> Result<()> {
+        let workflows = registered(workflows, &self.templates)?;
+        *self.workflows.write().unwrap_or_else(PoisonError::into_inner) = workflows;
+        Ok(())
+    }
+
+    /// The workflows in force now (a snapshot: a later [`set_workflows`](Self::set_workflows)
+    /// does not change it).
+    fn registry(&self) -> Workflows {
+        Arc::clone(&self.workflows.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// A request by id.
@@ -416,10 +455,10 @@ impl Engine {
         self.store.list(filter).await
     }
 
-    fn backend(&self, workflow: &WorkflowId) -> Result<&Arc<dyn ApprovalBackend>> {
-        self.workflows
+    fn backend(&self, workflow: &WorkflowId) -> Result<Arc<dyn ApprovalBackend>> {
+        self.registry()
             .get(workflow)
-            .map(|r| &r.backend)
+            .map(|r| Arc::clone(&r.backend))
             .ok_or_else(|| Error::InvalidRequest {
                 field: "workflow".into(),
                 reason: format!("unknown workflow `{workflow}`"),
@@ -527,7 +566,6 @@ impl Engine {
             "request filed"
         );
         self.notify(RequestUpdate::of(&request));
-        let backend = Arc::clone(backend);
         self.create_external(&request.id, backend.as_ref(), Attempt::First)
             .await
             .map(Filing::Created)
@@ -885,8 +923,8 @@ impl Engine {
         let Some(form) = &event.form else {
             return Ok(());
         };
-        let mapped = self
-            .workflows
+        let registry = self.registry();
+        let mapped = registry
             .get(&request.workflow)
             .and_then(|w| w.definition.mapping(&request.template))
             .map(|m| m.process_code.as_str());

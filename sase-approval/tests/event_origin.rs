@@ -138,3 +138,52 @@ async fn workflows_sharing_an_app_keep_working() {
     );
     assert_eq!(engine.get(&a.id).await.unwrap().state, RequestState::Approved);
 }
+
+/// Workflows replaced at runtime: a workflow moved to another app is decided by that app's
+/// events from then on, not by its old app's; a removed workflow takes no filings; an invalid
+/// set is refused whole.
+#[tokio::test]
+async fn workflows_replaced_at_runtime_move_where_events_may_land() {
+    use sase_approval::dingtalk::event_handler;
+    let engine = Arc::new(engine());
+    let a = file(&engine, "wf-a").await;
+    let instance = a.external_id.clone().unwrap();
+    // Handlers are made once (a Request URL, a Stream connection) and outlive the change.
+    let (on_a, on_c) = (
+        event_handler(&engine, "dingappa"),
+        event_handler(&engine, "dingappc"),
+    );
+
+    let mut invalid = workflow("wf-x", "dingappc", "PROC-X");
+    invalid.mappings[0].fields.insert("not_a_field".into(), "X".into());
+    assert!(engine
+        .set_workflows([(invalid, Arc::new(BuiltinBackend) as _)])
+        .is_err());
+    assert!(engine.workflow(&WorkflowId::new("wf-a")).is_some(), "nothing replaced");
+
+    engine
+        .set_workflows([
+            (workflow("wf-a", "dingappc", "PROC-A"), Arc::new(BuiltinBackend) as _),
+            (workflow("wf-b", "dingappb", "PROC-B"), Arc::new(BuiltinBackend) as _),
+        ])
+        .unwrap();
+    on_a(approval("ev-5", &instance, Some("PROC-A"))).await.unwrap();
+    assert_eq!(
+        engine.get(&a.id).await.unwrap().state,
+        RequestState::Pending,
+        "app A no longer decides wf-a"
+    );
+    on_c(approval("ev-5", &instance, Some("PROC-A"))).await.unwrap();
+    assert_eq!(engine.get(&a.id).await.unwrap().state, RequestState::Approved);
+
+    let refused = engine
+        .submit(SubmitRequest::uninstall(
+            WorkflowId::new("wf-a2"),
+            UserId::new("bob"),
+            DeviceId::new("laptop-9"),
+            "reinstall",
+        ))
+        .await;
+    assert!(refused.is_err(), "wf-a2 was removed");
+    assert_eq!(engine.workflows().len(), 2);
+}

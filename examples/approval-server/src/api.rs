@@ -525,6 +525,7 @@ async fn console_workflows(State(state): State<AppState>, headers: HeaderMap) ->
     let list: Vec<Value> = state
         .engine
         .workflows()
+        .iter()
         .map(|w| {
             json!({
                 "id": w.id, "name": w.name, "callback_path": w.callback_path(),

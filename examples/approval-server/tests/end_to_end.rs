@@ -813,8 +813,7 @@ mod on_the_demo_mock {
         // App A's event subscription, as its admin configured it.
         let app_a = server
             .engine
-            .workflows()
-            .find(|w| w.id.as_str() == "wf-dingtalk")
+            .workflow(&sase_policy::ids::WorkflowId::new("wf-dingtalk"))
             .and_then(|w| w.dingtalk().cloned())
             .unwrap();
         let crypto = EventCrypto::new(&app_a.token, &app_a.aes_key, &app_a.receiver_id).unwrap();

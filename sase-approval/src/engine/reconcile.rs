@@ -9,7 +9,6 @@ use crate::state::{ApprovalRequest, RequestId, RequestState, Source};
 use crate::store::ListFilter;
 use sase_policy::ids::WorkflowId;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// What reconciliation knows of a pending request besides the store, on the engine's clock
@@ -85,7 +84,7 @@ impl Engine {
             }
         }
         for (workflow, requests) in due {
-            let Ok(backend) = self.backend(workflow).map(Arc::clone) else {
+            let Ok(backend) = self.backend(workflow) else {
                 continue;
             };
             self.reconcile_workflow(&requests, backend.as_ref(), now, &mut report)
