@@ -415,7 +415,8 @@ pub fn observed_event_handler(
     let client_id: Arc<str> = client_id.into();
     let observe = Arc::new(observe);
     move |event| {
-        let (engine, client_id, observe) = (Arc::clone(&engine), Arc::clone(&client_id), Arc::clone(&observe));
+        let (engine, client_id, observe) =
+            (Arc::clone(&engine), Arc::clone(&client_id), Arc::clone(&observe));
         Box::pin(async move {
             // The app's workflows as they are now: they may change at runtime.
             let origin = app_origin(&engine, &client_id);

@@ -368,7 +368,10 @@ fn registered(
     let mut registered = HashMap::new();
     for (definition, backend) in workflows {
         definition.validate(templates)?;
-        registered.insert(definition.id.clone(), Arc::new(Registered { definition, backend }));
+        registered.insert(
+            definition.id.clone(),
+            Arc::new(Registered { definition, backend }),
+        );
     }
     Ok(Arc::new(registered))
 }

@@ -155,16 +155,27 @@ async fn workflows_replaced_at_runtime_move_where_events_may_land() {
     );
 
     let mut invalid = workflow("wf-x", "dingappc", "PROC-X");
-    invalid.mappings[0].fields.insert("not_a_field".into(), "X".into());
+    invalid.mappings[0]
+        .fields
+        .insert("not_a_field".into(), "X".into());
     assert!(engine
         .set_workflows([(invalid, Arc::new(BuiltinBackend) as _)])
         .is_err());
-    assert!(engine.workflow(&WorkflowId::new("wf-a")).is_some(), "nothing replaced");
+    assert!(
+        engine.workflow(&WorkflowId::new("wf-a")).is_some(),
+        "nothing replaced"
+    );
 
     engine
         .set_workflows([
-            (workflow("wf-a", "dingappc", "PROC-A"), Arc::new(BuiltinBackend) as _),
-            (workflow("wf-b", "dingappb", "PROC-B"), Arc::new(BuiltinBackend) as _),
+            (
+                workflow("wf-a", "dingappc", "PROC-A"),
+                Arc::new(BuiltinBackend) as _,
+            ),
+            (
+                workflow("wf-b", "dingappb", "PROC-B"),
+                Arc::new(BuiltinBackend) as _,
+            ),
         ])
         .unwrap();
     on_a(approval("ev-5", &instance, Some("PROC-A"))).await.unwrap();

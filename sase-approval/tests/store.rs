@@ -661,6 +661,41 @@ mod postgres {
         }
     }
 
+    /// Replicas starting at once write the devices their configuration declares: each first
+    /// write of one document, with one lookup value, is one creation and stale versions for
+    /// the rest (found by the replica tests: the later writes tripped over the lookup's
+    /// unique index first and failed as "another device has the same lookup value").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_replicas_creating_one_document_at_once_make_it_once() {
+        let Some(db) = support::postgres::TempPostgres::new().await else {
+            return;
+        };
+        let replicas = [Arc::new(db.open().await), Arc::new(db.open().await)];
+        for round in 0..20 {
+            let id = format!("dev-{round}");
+            let tasks: Vec<_> = (0..6)
+                .map(|i| {
+                    let store = Arc::clone(&replicas[i % 2]);
+                    let document = Document::new("device", &id, 0, "{}").lookup(format!("hash-{round}"));
+                    tokio::spawn(async move { store.put_document(&document).await })
+                })
+                .collect();
+            let mut created = 0;
+            for task in tasks {
+                match task.await.unwrap() {
+                    Ok(1) => created += 1,
+                    Err(Error::Conflict {
+                        expected: 0,
+                        actual: 1,
+                        ..
+                    }) => {}
+                    other => panic!("round {round}: {other:?}"),
+                }
+            }
+            assert_eq!(created, 1, "round {round}");
+        }
+    }
+
     /// One event delivered to two replicas twenty times at once is applied once; twenty
     /// different events about one request, also spread over both, are all applied, each
     /// decided on the request as the one before left it.

@@ -3,14 +3,16 @@
 //! with a stable code; axum's own rejections are converted in [`rejection`].
 
 mod devices;
+mod export;
 mod policies;
 mod rejection;
+mod workflows;
 
 use crate::devices::{Devices, Enrolled};
 use crate::filing_limit::FilingLimit;
 use crate::metrics::Metrics;
 use crate::policies::Policies;
-use crate::workflow_checks::WorkflowChecks;
+use crate::workflows::Workflows;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::header::CONTENT_TYPE;
@@ -18,10 +20,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
-use dingtalk_sdk::crypto::EventCrypto;
 use rejection::BODY_LIMIT_BYTES;
-use sase_approval::definition::Delivery;
 use sase_approval::engine::{Engine, Filing, SubmitRequest};
 use sase_approval::state::{ApprovalRequest, RequestId, RequestState};
 use sase_approval::store::{ApprovalStore, ListFilter};
@@ -48,14 +47,12 @@ pub(crate) struct AppState {
     /// Every key a grant may be signed with (the engine's first).
     grant_keys: Arc<[GrantVerifier]>,
     filings: FilingLimit,
-    /// The DingTalk apps called, for their usage.
-    apps: Arc<[crate::App]>,
+    /// The workflows in force, their Request URLs and DingTalk apps.
+    workflows: Workflows,
     /// The metrics, counted by every route.
     metrics: Arc<Metrics>,
     /// What `/metrics` serves from; `None` (no metrics token): there is no `/metrics`.
     exposition: Option<Exposition>,
-    /// Each DingTalk workflow's last check against DingTalk.
-    checks: WorkflowChecks,
 }
 
 /// `/metrics`' bearer token, and the store the engine uses (counted by state at each scrape).
@@ -73,7 +70,7 @@ impl AppState {
         devices: Devices,
         grant_keys: Vec<GrantVerifier>,
         filings_per_hour: usize,
-        apps: Vec<crate::App>,
+        workflows: Workflows,
     ) -> Self {
         Self {
             engine,
@@ -82,17 +79,10 @@ impl AppState {
             devices,
             grant_keys: grant_keys.into(),
             filings: FilingLimit::new(filings_per_hour),
-            apps: apps.into(),
+            workflows,
             metrics: Arc::new(Metrics::new()),
             exposition: None,
-            checks: WorkflowChecks::default(),
         }
-    }
-
-    /// Shows `checks` with the workflows in the console.
-    pub(crate) fn with_workflow_checks(mut self, checks: WorkflowChecks) -> Self {
-        self.checks = checks;
-        self
     }
 
     /// Counts into `metrics`, and serves them at `/metrics` to the bearer of `token` (with
@@ -188,11 +178,11 @@ fn path<T>(p: PathParams<T>) -> Result<T, Response> {
     p.map(|Path(v)| v).map_err(rejection::path)
 }
 
-/// The server's routes: one Request URL per HTTP-push workflow of the engine. Fails only for
-/// an invalid event-subscription key.
-pub(crate) fn router(state: AppState) -> Result<Router, dingtalk_sdk::Error> {
+/// The server's routes. The Request URLs are the workflows' in force when a push arrives.
+pub(crate) fn router(state: AppState) -> Router {
     let mut routes = Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/dingtalk/callback/{id}", axum::routing::any(workflows::callback))
         .route("/api/agent/uninstall-check", post(uninstall_check))
         .route("/api/agent/requests", post(file_request))
         .route("/api/agent/requests/{id}", get(agent_request))
@@ -209,7 +199,12 @@ pub(crate) fn router(state: AppState) -> Result<Router, dingtalk_sdk::Error> {
             axum::routing::put(devices::set_tags),
         )
         .route("/api/console/devices/{id}/revoke", post(devices::revoke))
-        .route("/api/console/workflows", get(console_workflows))
+        .route("/api/console/workflows", get(workflows::list))
+        .route(
+            "/api/console/workflows/{id}",
+            get(workflows::get).put(workflows::put).delete(workflows::delete),
+        )
+        .route("/api/console/export", get(export::export))
         .route("/api/console/policies", get(policies::list))
         .route("/api/console/policies/preview", post(policies::preview))
         .route(
@@ -224,30 +219,16 @@ pub(crate) fn router(state: AppState) -> Result<Router, dingtalk_sdk::Error> {
     if state.exposition.is_some() {
         routes = routes.route("/metrics", get(scrape));
     }
-    let mut router = routes
-        // Before the Request URLs are added: those keep the SDK's answers.
+    routes
         .method_not_allowed_fallback(rejection::method_not_allowed)
         .fallback(rejection::not_found)
-        .with_state(state.clone());
-    for workflow in state.engine.workflows() {
-        let Some(s) = workflow.dingtalk().filter(|s| s.delivery == Delivery::HttpPush) else {
-            continue;
-        };
-        let crypto = EventCrypto::new(&s.token, &s.aes_key, &s.receiver_id)?;
-        let callback = callback_route(
-            CallbackHandler::builder(crypto).build(),
-            // Events verified by this app's crypto decide only its workflows' requests.
-            crate::metrics::event_handler(&state.metrics, &state.engine, &s.client_id),
-        );
-        router = router.route(&workflow.callback_path(), callback);
-    }
-    // Last, so that every route (and the fallback) is timed, by its matched route.
-    Ok(router
+        .with_state(state.clone())
+        // Last, so that every route (and the fallback) is timed, by its matched route.
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state.metrics),
             crate::metrics::track,
-        )))
+        ))
 }
 
 /// `GET /metrics`: the OpenMetrics text, to the bearer of the metrics token only.
@@ -262,7 +243,11 @@ async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Response {
             )
         }
     };
-    match state.metrics.encode(exposition.store.as_ref(), &state.apps).await {
+    match state
+        .metrics
+        .encode(exposition.store.as_ref(), &state.workflows.apps())
+        .await
+    {
         Ok(text) => ([(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
     }
@@ -517,36 +502,14 @@ async fn console_list(
     }
 }
 
-/// The workflows, with their Request URL paths (secrets redacted).
-async fn console_workflows(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&state, &headers) {
-        return r;
-    }
-    let list: Vec<Value> = state
-        .engine
-        .workflows()
-        .iter()
-        .map(|w| {
-            json!({
-                "id": w.id, "name": w.name, "callback_path": w.callback_path(),
-                "type": if w.dingtalk().is_some() { "dingtalk" } else { "built_in" },
-                "client_id": w.dingtalk().map(|s| s.client_id.clone()),
-                "delivery": w.dingtalk().map(|s| s.delivery),
-                "mappings": w.mappings,
-                "verification": state.checks.get(&w.id),
-            })
-        })
-        .collect();
-    Json(list).into_response()
-}
-
 /// Each DingTalk app's calls this month (every replica's) against its budget.
 async fn console_usage(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(r) = admin(&state, &headers) {
         return r;
     }
-    let mut apps = Vec::with_capacity(state.apps.len());
-    for app in state.apps.iter() {
+    let in_force = state.workflows.apps();
+    let mut apps = Vec::with_capacity(in_force.len());
+    for app in &in_force {
         // Every replica's calls, read from the store.
         let usage = app.client.shared_usage().await;
         apps.push(json!({"client_id": app.client_id, "qps_per_api": app.client.budget().qps_per_api, "usage": usage}));

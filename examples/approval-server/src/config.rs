@@ -8,7 +8,7 @@ use sase_approval::definition::Delivery;
 use sase_approval::engine::{DEFAULT_EVENT_RETENTION, DEFAULT_MAX_REASON_CHARS};
 use sase_approval::recheck::RecheckSchedule;
 use sase_policy::PolicyDocument;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -51,6 +51,100 @@ pub enum ConfigError {
     },
 }
 
+/// Checks `workflows` as [`Config::validate_for`] does, each named by `name(i)` in errors
+/// (`workflows[0]` in the file; the console names them otherwise).
+///
+/// # Errors
+/// The first invalid value, with its key path.
+pub(crate) fn validate_workflows(
+    workflows: &[&WorkflowConfig],
+    mode: Mode,
+    name: impl Fn(usize) -> String,
+) -> Result<(), ConfigError> {
+    let mut ids = HashMap::new();
+    let mut callback_ids = HashMap::new();
+    let mut apps: HashMap<&str, (usize, &WorkflowConfig)> = HashMap::new();
+    for (i, w) in workflows.iter().copied().enumerate() {
+        let key = |k: &str| format!("{}.{k}", name(i));
+        if w.id.is_empty()
+            || !w
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(invalid(
+                key("id"),
+                format!("`{}`: use letters, digits, '-', '_' or '.'", w.id),
+            ));
+        }
+        if let Some(first) = ids.insert(w.id.as_str(), i) {
+            return Err(invalid(key("id"), format!("`{}` is also {}", w.id, name(first))));
+        }
+        if let Some(cb) = &w.callback_id {
+            if cb.len() < 16
+                || !cb
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    key("callback_id"),
+                    "use at least 16 letters, digits, '-' or '_' (it keeps the Request URL unguessable)",
+                ));
+            }
+            if let Some(first) = callback_ids.insert(cb.as_str(), i) {
+                return Err(invalid(key("callback_id"), format!("also {}'s", name(first))));
+            }
+        }
+        let Some(app) = &w.dingtalk else {
+            if mode == Mode::Production {
+                return Err(invalid(format!("{}.dingtalk", name(i)), MISSING_CREDENTIALS));
+            }
+            continue;
+        };
+        if w.process_code.as_deref().is_none_or(str::is_empty) {
+            return Err(invalid(key("process_code"), "required with DingTalk credentials"));
+        }
+        if w.fields.is_empty() {
+            return Err(invalid(
+                key("fields"),
+                "map system fields to the form's labels, e.g. reason = \"卸载原因\"",
+            ));
+        }
+        if app.reconcile_share_percent > 100 {
+            return Err(invalid(
+                key("dingtalk.reconcile_share_percent"),
+                format!("{}: a percentage, 0 to 100", app.reconcile_share_percent),
+            ));
+        }
+        let receiver = app.receiver_id.as_deref().unwrap_or(&app.client_id);
+        if let Err(e) = EventCrypto::new(&app.token, &app.aes_key, receiver) {
+            // The key itself is a secret: its length is all the message shows.
+            return Err(invalid(
+                key("dingtalk.aes_key"),
+                format!(
+                    "workflow `{}`: {e} (this one has {} characters)",
+                    w.id,
+                    app.aes_key.chars().count()
+                ),
+            ));
+        }
+        if let Some((j, other)) = apps.insert(app.client_id.as_str(), (i, w)) {
+            let theirs = other.dingtalk.as_ref();
+            if theirs != Some(app) || other.delivery != w.delivery {
+                return Err(invalid(
+                    key("dingtalk"),
+                    format!(
+                        "app {} is also {}'s with other settings: one app has one event subscription",
+                        app.client_id,
+                        name(j)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         file: None,
@@ -88,14 +182,10 @@ fn parse_hint(key: &str) -> String {
     }
 }
 
-/// Workflow `index` has no DingTalk credentials and there is no mock DingTalk to run it on.
-pub(crate) fn missing_credentials(index: usize) -> ConfigError {
-    invalid(
-        format!("workflows[{index}].dingtalk"),
-        "no DingTalk credentials: add the app's client_id, client_secret, token and aes_key \
-         (only a build with the `demo` feature runs such a workflow on the mock DingTalk)",
-    )
-}
+/// Why a workflow without DingTalk credentials cannot run in this build.
+const MISSING_CREDENTIALS: &str =
+    "no DingTalk credentials: add the app's client_id, client_secret, token and aes_key \
+     (only a build with the `demo` feature runs such a workflow on the mock DingTalk)";
 
 /// `database` is a PostgreSQL URL and this build has no PostgreSQL driver.
 #[cfg(not(feature = "postgres"))]
@@ -142,7 +232,7 @@ impl Mode {
     version,
     about = "The SASE approval server: policy checks for agents, DingTalk approval workflows, a console API and grants.",
     after_help = "Environment (overrides the file; the flags override it): SASE_LISTEN, SASE_DATABASE, \
-                  SASE_ADMIN_TOKEN, SASE_METRICS_TOKEN (serve GET /metrics to its bearer), SASE_GRANT_KEY_FILE, SASE_GRANT_KEYS (the keys themselves, for replicas), SASE_DELIVERY (http_push or stream: every workflow's), \
+                  SASE_ADMIN_TOKEN, SASE_METRICS_TOKEN (serve GET /metrics to its bearer), SASE_GRANT_KEY_FILE, SASE_GRANT_KEYS (the keys themselves, for replicas), SASE_SECRETS_KEY_FILE, SASE_SECRETS_KEY (the key of the workflows' stored secrets, for replicas), SASE_DELIVERY (http_push or stream: every workflow's), \
                   SASE_TLS_CERT_FILE and SASE_TLS_KEY_FILE (PEM: serve HTTPS), \
                   SASE_LOG_FORMAT (text or json). \
                   RUST_LOG sets the log filter (default info)."
@@ -168,22 +258,28 @@ pub struct Args {
 }
 
 /// A DingTalk app's credentials and event subscription; without them the workflow runs on the
-/// mock DingTalk in-process (demo builds). `Debug` redacts secrets.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
+/// mock DingTalk in-process (demo builds). `Debug` redacts secrets, and serializing leaves
+/// them out (the export).
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct DingTalkConfig {
     /// Client ID (AppKey).
     pub client_id: String,
     /// Client secret.
+    #[serde(skip_serializing)]
     pub client_secret: String,
     /// Event-subscription token.
+    #[serde(skip_serializing)]
     pub token: String,
     /// Event-subscription aes_key (43 characters).
+    #[serde(skip_serializing)]
     pub aes_key: String,
     /// Defaults to the Client ID (console-configured subscriptions).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub receiver_id: Option<String>,
     /// Base URL of the OpenAPI (tests point it at a mock).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_base: Option<String>,
     /// Calls a second to one API (DingTalk's limit for a standard org: 20, the default);
     /// 0 sends without pacing.
@@ -212,6 +308,26 @@ fn default_reconcile_share() -> u8 {
 }
 
 impl DingTalkConfig {
+    /// An app's credentials and event subscription, with a standard org's call budget.
+    pub fn new(
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+        token: impl Into<String>,
+        aes_key: impl Into<String>,
+    ) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            token: token.into(),
+            aes_key: aes_key.into(),
+            receiver_id: None,
+            api_base: None,
+            qps_per_api: default_qps(),
+            calls_per_month: default_calls_per_month(),
+            reconcile_share_percent: default_reconcile_share(),
+        }
+    }
+
     /// The app's call budget.
     pub fn budget(&self) -> CallBudget {
         CallBudget::default()
@@ -233,30 +349,30 @@ impl std::fmt::Debug for DingTalkConfig {
 
 /// One DingTalk approval workflow: the form it creates instances of, how its events arrive,
 /// and the app it belongs to. Each HTTP-push workflow has its own Request URL.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct WorkflowConfig {
     /// What policies name in `approval.workflow` (letters, digits, `-`, `_`, `.`).
     pub id: String,
     /// Display name (defaults to the id).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// `http_push` (a Request URL) or `stream` (a WebSocket we open; no public URL needed).
     #[serde(default = "http_push")]
     pub delivery: Delivery,
     /// The Request URL's id (`/dingtalk/callback/{id}`); persisted beside the database if unset.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_id: Option<String>,
     /// The approval form (`PROC-…`); required with credentials, generated for the mock.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process_code: Option<String>,
     /// System field → form label, e.g. `reason = "卸载原因"`; required with credentials, the
     /// mock's form is built from them (or from a default uninstall form).
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
     /// The DingTalk app; unset = the mock DingTalk in-process.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dingtalk: Option<DingTalkConfig>,
 }
 
@@ -411,6 +527,13 @@ pub struct Config {
     /// first; never from the file, never printed): what replicas share instead of a file.
     #[serde(skip)]
     pub grant_keys: Option<String>,
+    /// The key the DingTalk secrets of workflows saved in the database are encrypted with (see
+    /// [`crate::secrets`]); default `<database>.secrets-key`. Replicas must share one.
+    pub secrets_key_file: Option<PathBuf>,
+    /// That key itself, from `SASE_SECRETS_KEY` (64 hex characters; never from the file,
+    /// never printed).
+    #[serde(skip)]
+    pub secrets_key: Option<String>,
     /// Serve HTTPS: the certificate chain, PEM (the server's certificate first, then its
     /// intermediates), e.g. `/etc/sase/tls/fullchain.pem`. Set with
     /// [`tls_key_file`](Self::tls_key_file) or not at all; unset, the server speaks plain
@@ -466,6 +589,8 @@ impl std::fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("grant_key_file", &self.grant_key_file)
             .field("grant_keys", &self.grant_keys.as_ref().map(|_| "<redacted>"))
+            .field("secrets_key_file", &self.secrets_key_file)
+            .field("secrets_key", &self.secrets_key.as_ref().map(|_| "<redacted>"))
             .field("tls_cert_file", &self.tls_cert_file)
             .field("tls_key_file", &self.tls_key_file)
             .field("log_format", &self.log_format)
@@ -504,6 +629,8 @@ impl Default for Config {
             max_connections: 1024,
             grant_key_file: None,
             grant_keys: None,
+            secrets_key_file: None,
+            secrets_key: None,
             tls_cert_file: None,
             tls_key_file: None,
             log_format: LogFormat::Text,
@@ -593,9 +720,16 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from(format!("{}.grant-key", self.database)))
     }
 
+    /// The key file of the workflows' secrets: `secrets_key_file`, or `<database>.secrets-key`.
+    pub fn secrets_key_path(&self) -> PathBuf {
+        self.secrets_key_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.secrets-key", self.database)))
+    }
+
     /// Loads the configuration, each source overriding the one before: the file
     /// (`--config FILE`, or the embedded defaults), then the environment (`SASE_LISTEN`,
-    /// `SASE_DATABASE`, `SASE_ADMIN_TOKEN`, `SASE_METRICS_TOKEN`, `SASE_GRANT_KEY_FILE`, `SASE_GRANT_KEYS`, `SASE_TLS_CERT_FILE`,
+    /// `SASE_DATABASE`, `SASE_ADMIN_TOKEN`, `SASE_METRICS_TOKEN`, `SASE_GRANT_KEY_FILE`, `SASE_GRANT_KEYS`, `SASE_SECRETS_KEY_FILE`, `SASE_SECRETS_KEY`, `SASE_TLS_CERT_FILE`,
     /// `SASE_TLS_KEY_FILE`, `SASE_LOG_FORMAT`, and `SASE_DELIVERY` for every workflow's), then
     /// the flags (`--listen ADDR`, `--database PATH`, `--log-format FORMAT`); and validates the result for this
     /// build ([`validate`](Self::validate)). `env` looks a variable up
@@ -640,6 +774,12 @@ impl Config {
         }
         if let Some(v) = env("SASE_GRANT_KEYS") {
             config.grant_keys = Some(v);
+        }
+        if let Some(v) = env("SASE_SECRETS_KEY_FILE") {
+            config.secrets_key_file = Some(v.into());
+        }
+        if let Some(v) = env("SASE_SECRETS_KEY") {
+            config.secrets_key = Some(v);
         }
         if let Some(v) = env("SASE_ADMIN_TOKEN") {
             config.admin_token = Some(v);
@@ -705,95 +845,21 @@ impl Config {
     /// # Errors
     /// The first invalid value, with its key path.
     pub fn validate_for(&self, mode: Mode) -> Result<(), ConfigError> {
-        let mut ids = HashMap::new();
-        let mut callback_ids = HashMap::new();
-        let mut apps: HashMap<&str, (usize, &WorkflowConfig)> = HashMap::new();
-        for (i, w) in self.workflows.iter().enumerate() {
-            let key = |k: &str| format!("workflows[{i}].{k}");
-            if w.id.is_empty()
-                || !w
-                    .id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                return Err(invalid(
-                    key("id"),
-                    format!("`{}`: use letters, digits, '-', '_' or '.'", w.id),
-                ));
-            }
-            if let Some(first) = ids.insert(w.id.as_str(), i) {
-                return Err(invalid(
-                    key("id"),
-                    format!("`{}` is also workflows[{first}]", w.id),
-                ));
-            }
-            if let Some(cb) = &w.callback_id {
-                if cb.len() < 16
-                    || !cb
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                {
-                    return Err(invalid(
-                        key("callback_id"),
-                        "use at least 16 letters, digits, '-' or '_' (it keeps the Request URL unguessable)",
-                    ));
-                }
-                if let Some(first) = callback_ids.insert(cb.as_str(), i) {
-                    return Err(invalid(key("callback_id"), format!("also workflows[{first}]'s")));
-                }
-            }
-            let Some(app) = &w.dingtalk else {
-                if mode == Mode::Production {
-                    return Err(missing_credentials(i));
-                }
-                continue;
-            };
-            if w.process_code.as_deref().is_none_or(str::is_empty) {
-                return Err(invalid(key("process_code"), "required with DingTalk credentials"));
-            }
-            if w.fields.is_empty() {
-                return Err(invalid(
-                    key("fields"),
-                    "map system fields to the form's labels, e.g. reason = \"卸载原因\"",
-                ));
-            }
-            if app.reconcile_share_percent > 100 {
-                return Err(invalid(
-                    key("dingtalk.reconcile_share_percent"),
-                    format!("{}: a percentage, 0 to 100", app.reconcile_share_percent),
-                ));
-            }
-            let receiver = app.receiver_id.as_deref().unwrap_or(&app.client_id);
-            if let Err(e) = EventCrypto::new(&app.token, &app.aes_key, receiver) {
-                // The key itself is a secret: its length is all the message shows.
-                return Err(invalid(
-                    key("dingtalk.aes_key"),
-                    format!(
-                        "workflow `{}`: {e} (this one has {} characters)",
-                        w.id,
-                        app.aes_key.chars().count()
-                    ),
-                ));
-            }
-            if let Some((j, other)) = apps.insert(app.client_id.as_str(), (i, w)) {
-                let theirs = other.dingtalk.as_ref();
-                if theirs != Some(app) || other.delivery != w.delivery {
-                    return Err(invalid(
-                        key("dingtalk"),
-                        format!(
-                            "app {} is also workflows[{j}]'s with other settings: one app has one event subscription",
-                            app.client_id
-                        ),
-                    ));
-                }
-            }
-        }
+        let workflows: Vec<&WorkflowConfig> = self.workflows.iter().collect();
+        validate_workflows(&workflows, mode, |i| format!("workflows[{i}]"))?;
         self.validate_tokens()?;
         if self.shared_database() && self.grant_key_file.is_none() && self.grant_keys.is_none() {
             return Err(invalid(
                 "grant_key_file",
                 "required with a shared database: replicas sign with one key, from one file every replica \
                  reads (or SASE_GRANT_KEYS)",
+            ));
+        }
+        if self.shared_database() && self.secrets_key_file.is_none() && self.secrets_key.is_none() {
+            return Err(invalid(
+                "secrets_key_file",
+                "required with a shared database: replicas open the workflows' secrets with one key, from one \
+                 file every replica reads (or SASE_SECRETS_KEY)",
             ));
         }
         self.validate_tls()?;
@@ -1218,7 +1284,7 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
     }
 
     #[test]
-    fn a_shared_database_needs_a_shared_grant_key() {
+    fn a_shared_database_needs_a_shared_grant_key_and_secrets_key() {
         let shared = format!(
             "database = \"postgres://sase@db.internal/sase\"\n{}",
             production(true, true)
@@ -1229,17 +1295,30 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
             key(config.validate_for(Mode::Production).unwrap_err()),
             "grant_key_file"
         );
-        let with_file = format!("grant_key_file = \"/etc/sase/grant-key\"\n{shared}");
-        parse_for(&with_file, Mode::Production).unwrap();
+        let with_grant_key = format!("grant_key_file = \"/etc/sase/grant-key\"\n{shared}");
+        assert_eq!(
+            key(parse_for(&with_grant_key, Mode::Production).unwrap_err()),
+            "secrets_key_file"
+        );
+        let with_files = format!("secrets_key_file = \"/etc/sase/secrets-key\"\n{with_grant_key}");
+        parse_for(&with_files, Mode::Production).unwrap();
         let none = |_: &str| None;
-        let env = |k: &str| (k == "SASE_GRANT_KEYS").then(|| "0".repeat(64));
+        let env = |k: &str| match k {
+            "SASE_GRANT_KEYS" => Some("0".repeat(64)),
+            "SASE_SECRETS_KEY" => Some("1".repeat(64)),
+            _ => None,
+        };
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("server.toml");
         std::fs::write(&file, &shared).unwrap();
         let flags = args(&["--config", &file.display().to_string()]).unwrap();
         assert!(Config::load(&flags, none).is_err());
         let from_env = Config::load(&flags, env).unwrap();
-        assert!(!format!("{from_env:?}").contains("0000"), "the keys are redacted");
+        let debug = format!("{from_env:?}");
+        assert!(
+            !debug.contains("0000") && !debug.contains("1111"),
+            "the keys are redacted: {debug}"
+        );
         assert!(
             !Config::default().shared_database(),
             "a SQLite file is this server's own"

@@ -2,12 +2,14 @@
 //! in-process, and a made-up admin token, device and policy when none is configured.
 
 use crate::config::{Config, DeviceConfig, WorkflowConfig};
-use crate::{workflow, Endpoint, Error, Resolved};
+use crate::workflows::definition;
+use crate::Error;
 use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
 use rand::distributions::{Alphanumeric, DistString as _};
-use sase_approval::definition::DingTalkSettings;
+use sase_approval::definition::{DingTalkSettings, Workflow};
 use sase_policy::PolicyDocument;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The mock's uninstall form when a mock workflow maps no fields: system field → label.
 const MOCK_FIELDS: [(&str, &str); 4] = [
@@ -23,7 +25,7 @@ pub(crate) fn random(n: usize) -> String {
 }
 
 /// Starts the mock DingTalk if a workflow has no credentials, saying so loudly.
-pub(crate) async fn start_mock(config: &Config) -> Result<Option<MockDingTalk>, Error> {
+pub(crate) async fn start_mock(config: &Config) -> Result<Option<Arc<MockDingTalk>>, Error> {
     let on_mock: Vec<&str> = config
         .workflows
         .iter()
@@ -41,11 +43,18 @@ pub(crate) async fn start_mock(config: &Config) -> Result<Option<MockDingTalk>, 
         on_mock.join(", "),
         mock.base_url()
     );
-    Ok(Some(mock))
+    Ok(Some(Arc::new(mock)))
+}
+
+/// A workflow on the mock DingTalk, and its app there.
+pub(crate) struct OnMock {
+    pub(crate) workflow: Workflow,
+    /// Registered with the mock, with its Request URL once it is served.
+    pub(crate) app: MockApp,
 }
 
 /// A workflow without credentials: its own app and form (`PROC-<ID>`) on `mock`.
-pub(crate) fn on_mock(mock: &MockDingTalk, w: &WorkflowConfig, callback_id: String) -> Resolved {
+pub(crate) fn on_mock(mock: &MockDingTalk, w: &WorkflowConfig, callback_id: String) -> OnMock {
     let (client_id, secret, token, aes_key) =
         (format!("dingmock-{}", w.id), random(24), random(16), random(43));
     let process_code = w
@@ -79,41 +88,9 @@ pub(crate) fn on_mock(mock: &MockDingTalk, w: &WorkflowConfig, callback_id: Stri
         delivery: w.delivery,
         dept_id: -1,
     };
-    Resolved {
-        workflow: workflow(w, callback_id, settings, process_code, fields),
-        api_base: Some(mock.base_url()),
-        budget: dingtalk_sdk::budget::CallBudget::default(),
-        mock_app: Some(app),
-    }
-}
-
-/// Registers each mock workflow's app (credentials and event subscription), so its workflow
-/// can be checked against the mock at start; [`register_apps`] adds the Request URL later.
-pub(crate) async fn register_credentials(mock: &MockDingTalk, resolved: &[Resolved]) {
-    for app in resolved.iter().filter_map(|r| r.mock_app.as_ref()) {
-        mock.register_app(app.clone()).await;
-    }
-}
-
-/// Registers each mock workflow's app with its Request URL, now that it exists (the mock
-/// sends `check_url`, as DingTalk does when the URL is saved), or for Stream mode.
-pub(crate) async fn register_apps(mock: &MockDingTalk, resolved: &[Resolved], endpoints: &[Endpoint]) {
-    for r in resolved {
-        let Some(app) = &r.mock_app else { continue };
-        let request_url = endpoints
-            .iter()
-            .find(|e| e.workflow == r.workflow.id)
-            .and_then(|e| e.request_url.as_deref());
-        let app = match request_url {
-            Some(url) => app.clone().request_url(url),
-            None => app.clone().stream(true),
-        };
-        let check = mock.register_app(app).await;
-        tracing::info!(
-            workflow = %r.workflow.id,
-            ok = check.as_ref().is_none_or(|d| d.ok),
-            "mock DingTalk app registered"
-        );
+    OnMock {
+        workflow: definition(w, callback_id, settings, process_code, fields),
+        app,
     }
 }
 

@@ -55,7 +55,7 @@ pub(crate) fn from_env(text: &str) -> Result<GrantKeys, GrantKeyError> {
 pub(crate) fn load(path: &Path) -> Result<GrantKeys, GrantKeyError> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            warn_if_readable_by_others(path);
+            warn_if_readable_by_others(path, "the grant key file");
             parse(path, &text)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(GrantKeyError::new(
@@ -71,12 +71,12 @@ pub(crate) fn load(path: &Path) -> Result<GrantKeys, GrantKeyError> {
 pub(crate) fn load_or_create(path: &Path) -> Result<GrantKeys, GrantKeyError> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            warn_if_readable_by_others(path);
+            warn_if_readable_by_others(path, "the grant key file");
             parse(path, &text)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let seed = new_seed();
-            write_atomically(path, &hex::encode(seed))?;
+            write_atomically(path, &hex::encode(seed)).map_err(|e| GrantKeyError::new(path, e))?;
             tracing::info!(path = %path.display(), "created a grant signing key");
             Ok(keys(&seed, &[]))
         }
@@ -99,7 +99,8 @@ pub fn rotate(path: &Path) -> Result<GrantVerifier, GrantKeyError> {
         Err(e) => return Err(GrantKeyError::new(path, e)),
     };
     let seed = new_seed();
-    write_atomically(path, &format!("{}\n{}", hex::encode(seed), existing.trim()))?;
+    write_atomically(path, &format!("{}\n{}", hex::encode(seed), existing.trim()))
+        .map_err(|e| GrantKeyError::new(path, e))?;
     Ok(GrantSigner::from_bytes(&seed).verifier())
 }
 
@@ -140,34 +141,36 @@ fn parse(path: &Path, text: &str) -> Result<GrantKeys, GrantKeyError> {
 
 /// Writes `text` beside `path`, owner-only (tempfile creates it 0600 on unix), flushes it to
 /// disk, then renames it over `path`, so a crash leaves the old file or the new one, never half
-/// of one; the aside file is removed if anything fails.
-fn write_atomically(path: &Path, text: &str) -> Result<(), GrantKeyError> {
+/// of one; the aside file is removed if anything fails. Also writes the secrets key file
+/// (src/secrets.rs).
+pub(crate) fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let written = tempfile::NamedTempFile::new_in(dir).and_then(|mut aside| {
+    tempfile::NamedTempFile::new_in(dir).and_then(|mut aside| {
         aside.write_all(text.as_bytes())?;
         aside.write_all(b"\n")?;
         aside.as_file().sync_all()?;
         aside.persist(path).map(drop).map_err(|e| e.error)
-    });
-    written.map_err(|e| GrantKeyError::new(path, e))
+    })
 }
 
-fn warn_if_readable_by_others(path: &Path) {
+/// Warns that the key file at `path` (`what` in the message) can be read by its group or
+/// others. Also for the secrets key file (src/secrets.rs).
+pub(crate) fn warn_if_readable_by_others(path: &Path, what: &str) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
         if let Ok(meta) = std::fs::metadata(path) {
             if meta.permissions().mode() & 0o077 != 0 {
                 tracing::warn!(path = %path.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777),
-                    "the grant key file is readable by others: chmod 600 it");
+                    "{what} is readable by others: chmod 600 it");
             }
         }
     }
     #[cfg(not(unix))]
-    let _ = path;
+    let _ = (path, what);
 }
 
 #[cfg(test)]

@@ -31,32 +31,27 @@ mod filing_limit;
 pub mod grant_keys;
 mod metrics;
 mod policies;
+pub mod secrets;
 mod workflow_checks;
+mod workflows;
 
 pub use workflow_checks::WorkflowProblems;
 pub mod tls;
 
 pub use config::Config;
 
-use config::{ConfigError, DeviceConfig, DingTalkConfig, WorkflowConfig};
-use dingtalk_sdk::budget::CallBudget;
-use dingtalk_sdk::client::DingTalkClient;
+use config::{ConfigError, DeviceConfig};
 #[cfg(feature = "demo")]
-use dingtalk_sdk::mock::{MockApp, MockDingTalk};
-use dingtalk_sdk::stream::client::StreamClient;
-use dingtalk_sdk::token::Credentials;
+use dingtalk_sdk::mock::MockDingTalk;
 use dingtalk_sdk::ProcessCode;
 use sase_approval::clock::{Clock, SystemClock};
-use sase_approval::definition::{
-    new_callback_id, Delivery, DingTalkSettings, Mapping, Workflow, WorkflowKind,
-};
-use sase_approval::dingtalk::{DingTalkBackend, StoreCounters};
+use sase_approval::definition::{new_callback_id, Delivery};
 use sase_approval::engine::Engine;
 use sase_approval::store::{ApprovalStore, SqliteStore};
 use sase_policy::ids::WorkflowId;
-use sase_policy::{Catalog, GrantSigner, WorkflowKind as PolicyWorkflowKind};
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use sase_policy::GrantSigner;
+use secrets::SecretsKey;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +72,10 @@ pub enum Error {
     /// The grant signing key file cannot be read, parsed or created.
     #[error(transparent)]
     GrantKey(#[from] grant_keys::GrantKeyError),
+    /// The key of the workflows' stored secrets cannot be read or created, or a stored
+    /// secret does not open with it.
+    #[error(transparent)]
+    Secrets(#[from] secrets::SecretsError),
     /// The TLS certificate or key file cannot be used (it is named).
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
@@ -151,7 +150,7 @@ pub struct Server {
     pub devices: Vec<DeviceConfig>,
     /// The in-process mock DingTalk, when a workflow has no credentials.
     #[cfg(feature = "demo")]
-    pub mock: Option<MockDingTalk>,
+    pub mock: Option<Arc<MockDingTalk>>,
     /// The engine (for inspection in tests and tools).
     pub engine: Arc<Engine>,
     /// `https` when the server terminates TLS itself, else `http`.
@@ -271,92 +270,76 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
     let callback_ids = callback_ids(&config, store.as_ref()).await?;
     #[cfg(feature = "demo")]
     let mock = demo::start_mock(&config).await?;
-    #[cfg(feature = "demo")]
-    let resolved = resolve_workflows(&config, &callback_ids, mock.as_ref())?;
-    #[cfg(not(feature = "demo"))]
-    let resolved = resolve_workflows(&config, &callback_ids)?;
     let keys = match &config.grant_keys {
         Some(seeds) => grant_keys::from_env(seeds)?,
         // Replicas never make a key of their own.
         None if config.shared_database() => grant_keys::load(&config.grant_key_path())?,
         None => grant_keys::load_or_create(&config.grant_key_path())?,
     };
-    #[cfg(feature = "demo")]
-    if let Some(mock) = &mock {
-        demo::register_credentials(mock, &resolved).await;
-    }
-    let clients = dingtalk_clients(&store, &clock, &resolved)?;
-    let checked: Vec<(Workflow, Option<DingTalkClient>)> = resolved
-        .iter()
-        .zip(&clients)
-        .map(|(r, client)| (r.workflow.clone(), client.clone()))
-        .collect();
-    let checks = workflow_checks::check_at_start(&checked, clock.as_ref()).await?;
-    let apps = apps(&resolved, &clients);
-    let (engine, catalog) = build_engine(
-        &config,
-        Arc::clone(&store),
-        keys.signer,
-        Arc::clone(&clock),
-        &resolved,
-        &clients,
-    )?;
-    let policies = policies::Policies::new(Arc::clone(&store), Arc::clone(&clock), catalog);
-    seed_policies(&config, &policies).await?;
-    let streams = stream_clients(&resolved)?;
-    let (admin_token, devices) = enroll(&config)?;
-    let registry = devices::Devices::new(Arc::clone(&store), Arc::clone(&clock));
-    registry.seed(&devices).await?;
-
-    let shutdown = CancellationToken::new();
-    let policies_follow = policies.follow(config.reload_every(), shutdown.clone());
-    let state = api::AppState::new(
-        Arc::clone(&engine),
-        policies,
-        admin_token.clone(),
-        registry,
-        keys.verifiers,
-        config.filings_per_hour,
-        apps.clone(),
-    )
-    .with_metrics(Arc::clone(&metrics), store, config.metrics_token.clone())
-    .with_workflow_checks(checks.clone());
-    let server = serve(
-        listener,
-        api::router(state)?,
-        config.connection_limits(),
-        tls,
-        shutdown.clone(),
-    );
+    let secrets = match &config.secrets_key {
+        Some(key) => SecretsKey::from_env(key)?,
+        None if config.shared_database() => SecretsKey::load(&config.secrets_key_path())?,
+        None => SecretsKey::load_or_create(&config.secrets_key_path())?,
+    };
+    let engine = build_engine(&config, Arc::clone(&store), keys.signer, Arc::clone(&clock))?;
     let public_url = config
         .public_url
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{addr}"));
-    let endpoints = endpoints(&resolved, &public_url);
-    #[cfg(feature = "demo")]
-    if let Some(mock) = &mock {
-        demo::register_apps(mock, &resolved, &endpoints).await;
-    }
-    let mut background = start_stream_clients(&engine, &metrics, streams, &shutdown);
-    background.push(policies_follow);
-    background.push(workflow_checks::recheck_unverified(
-        checks.clone(),
-        checked
-            .into_iter()
-            .filter_map(|(workflow, client)| Some((workflow, client?)))
-            .collect(),
-        clock,
-        config.workflow_check_every(),
-        shutdown.clone(),
-    ));
-    background.push(start_reconciler(
+    let shutdown = CancellationToken::new();
+    // Whatever started (Stream connections) stops if the start fails after it.
+    let stop_on_failure = shutdown.clone().drop_guard();
+    let catalog = workflows::CatalogCell::default();
+    let workflows = workflows::Workflows::new(workflows::Parts {
+        store: Arc::clone(&store),
+        clock: Arc::clone(&clock),
+        secrets,
+        engine: Arc::clone(&engine),
+        metrics: Arc::clone(&metrics),
+        catalog: Arc::clone(&catalog),
+        public_url,
+        #[cfg(feature = "demo")]
+        mock: mock.clone(),
+        shutdown: shutdown.clone(),
+    });
+    workflows.start(&config.workflows, &callback_ids).await?;
+    let policies = policies::Policies::new(Arc::clone(&store), Arc::clone(&clock), catalog);
+    seed_policies(&config, &policies).await?;
+    let (admin_token, devices) = enroll(&config)?;
+    let registry = devices::Devices::new(Arc::clone(&store), Arc::clone(&clock));
+    registry.seed(&devices).await?;
+
+    let state = api::AppState::new(
         Arc::clone(&engine),
-        apps,
-        metrics,
-        config.reconcile_every(),
-        config.reconciler_lease(),
+        policies.clone(),
+        admin_token.clone(),
+        registry,
+        keys.verifiers,
+        config.filings_per_hour,
+        workflows.clone(),
+    )
+    .with_metrics(Arc::clone(&metrics), store, config.metrics_token.clone());
+    let server = serve(
+        listener,
+        api::router(state),
+        config.connection_limits(),
+        tls,
         shutdown.clone(),
-    ));
+    );
+    let endpoints = workflows.endpoints();
+    let background = vec![
+        policies.follow(config.reload_every(), shutdown.clone()),
+        workflows.follow(config.reload_every(), config.workflow_check_every()),
+        start_reconciler(
+            Arc::clone(&engine),
+            workflows,
+            metrics,
+            config.reconcile_every(),
+            config.reconciler_lease(),
+            shutdown.clone(),
+        ),
+    ];
+    stop_on_failure.disarm();
     tracing::info!(%addr, scheme, database = %config.database, "approval server listening");
     Ok(Server {
         addr,
@@ -414,160 +397,13 @@ async fn callback_ids(config: &Config, store: &dyn ApprovalStore) -> Result<Hash
     Ok(ids)
 }
 
-/// One configured workflow, resolved: real DingTalk, or an app and form on the mock.
-struct Resolved {
-    workflow: Workflow,
-    api_base: Option<String>,
-    /// The DingTalk app's call budget.
-    budget: CallBudget,
-    /// The mock app to register once the Request URL exists.
-    #[cfg(feature = "demo")]
-    mock_app: Option<MockApp>,
-}
-
-/// What a workflow's configuration says besides its DingTalk app: its id, name and Request
-/// URL id, and the one template it maps.
-fn workflow(
-    w: &WorkflowConfig,
-    callback_id: String,
-    settings: DingTalkSettings,
-    process_code: String,
-    fields: BTreeMap<String, String>,
-) -> Workflow {
-    Workflow {
-        id: WorkflowId::new(&w.id),
-        name: w.name.clone().unwrap_or_else(|| w.id.clone()),
-        kind: WorkflowKind::DingTalk(settings),
-        mappings: vec![Mapping {
-            template: "app_uninstall".into(),
-            process_code: ProcessCode::new(process_code),
-            fields,
-        }],
-        callback_id,
-    }
-}
-
-/// A workflow on real DingTalk, with its app's credentials.
-fn on_dingtalk(w: &WorkflowConfig, callback_id: String, app: &DingTalkConfig) -> Resolved {
-    let settings = DingTalkSettings {
-        client_id: app.client_id.clone(),
-        client_secret: app.client_secret.clone(),
-        token: app.token.clone(),
-        aes_key: app.aes_key.clone(),
-        receiver_id: app.receiver_id.clone().unwrap_or_else(|| app.client_id.clone()),
-        delivery: w.delivery,
-        dept_id: -1,
-    };
-    Resolved {
-        workflow: workflow(
-            w,
-            callback_id,
-            settings,
-            w.process_code.clone().unwrap_or_default(),
-            w.fields.clone(),
-        ),
-        api_base: app.api_base.clone(),
-        budget: app.budget(),
-        #[cfg(feature = "demo")]
-        mock_app: None,
-    }
-}
-
-/// Resolves every workflow: with its credentials on real DingTalk, without them on `mock`
-/// (demo builds only; validation refuses them otherwise).
-fn resolve_workflows(
-    config: &Config,
-    callback_ids: &HashMap<String, String>,
-    #[cfg(feature = "demo")] mock: Option<&MockDingTalk>,
-) -> Result<Vec<Resolved>, ConfigError> {
-    config
-        .workflows
-        .iter()
-        .enumerate()
-        .map(|(i, w)| {
-            (
-                i,
-                w,
-                callback_ids.get(&w.id).cloned().unwrap_or_else(new_callback_id),
-            )
-        })
-        .map(|(i, w, callback_id)| match &w.dingtalk {
-            Some(app) => Ok(on_dingtalk(w, callback_id, app)),
-            #[cfg(feature = "demo")]
-            None => mock
-                .map(|mock| demo::on_mock(mock, w, callback_id))
-                .ok_or_else(|| config::missing_credentials(i)),
-            #[cfg(not(feature = "demo"))]
-            None => Err(config::missing_credentials(i)),
-        })
-        .collect()
-}
-
-/// Each workflow's DingTalk client (`None` for built-in ones); workflows of one app share a
-/// client, hence its token and call budget, whose month is counted in `store`.
-fn dingtalk_clients(
-    store: &Arc<dyn ApprovalStore>,
-    clock: &Arc<dyn Clock>,
-    resolved: &[Resolved],
-) -> Result<Vec<Option<DingTalkClient>>, Error> {
-    let budget_clock: dingtalk_sdk::budget::BudgetClock = {
-        let clock = Arc::clone(clock);
-        Arc::new(move || clock.now_ms())
-    };
-    let mut clients: HashMap<(String, Option<String>), DingTalkClient> = HashMap::new();
-    let mut of_workflow = Vec::with_capacity(resolved.len());
-    for r in resolved {
-        let Some(settings) = r.workflow.dingtalk() else {
-            of_workflow.push(None);
-            continue;
-        };
-        let key = (settings.client_id.clone(), r.api_base.clone());
-        let client = match clients.entry(key) {
-            Entry::Occupied(known) => known.get().clone(),
-            Entry::Vacant(new) => {
-                // The month's count is the app's: kept in the store every replica shares.
-                let mut builder =
-                    DingTalkClient::builder(Credentials::new(&settings.client_id, &settings.client_secret))
-                        .budget(r.budget)
-                        .budget_clock(Arc::clone(&budget_clock))
-                        .shared_counters(Arc::new(StoreCounters::new(Arc::clone(store))));
-                if let Some(base) = &r.api_base {
-                    builder = builder.api_base(base);
-                }
-                new.insert(builder.build()?).clone()
-            }
-        };
-        of_workflow.push(Some(client));
-    }
-    Ok(of_workflow)
-}
-
-/// The apps of `clients`, once each.
-fn apps(resolved: &[Resolved], clients: &[Option<DingTalkClient>]) -> Vec<App> {
-    let mut apps: Vec<App> = Vec::new();
-    for (r, client) in resolved.iter().zip(clients) {
-        if let (Some(settings), Some(client)) = (r.workflow.dingtalk(), client) {
-            if !apps.iter().any(|a| a.client_id == settings.client_id) {
-                apps.push(App {
-                    client_id: settings.client_id.clone(),
-                    client: client.clone(),
-                });
-            }
-        }
-    }
-    apps
-}
-
-/// The engine with every workflow's DingTalk backend (on its client), and the catalog
-/// policies are checked against.
+/// The engine, without workflows yet ([`workflows::Workflows`] puts them in force).
 fn build_engine(
     config: &Config,
     store: Arc<dyn ApprovalStore>,
     signer: GrantSigner,
     clock: Arc<dyn Clock>,
-    resolved: &[Resolved],
-    clients: &[Option<DingTalkClient>],
-) -> Result<(Arc<Engine>, Catalog), Error> {
+) -> Result<Arc<Engine>, Error> {
     let mut engine = Engine::builder(store, signer)
         .clock(clock)
         .recheck(config.recheck_schedule())
@@ -577,23 +413,7 @@ fn build_engine(
     if config.expire_after_secs > 0 {
         engine = engine.expire_after(Duration::from_secs(config.expire_after_secs));
     }
-    let mut catalog = Catalog::new();
-    for (r, client) in resolved.iter().zip(clients) {
-        let Some(client) = client else {
-            continue;
-        };
-        let backend = Arc::new(DingTalkBackend::new(client.clone(), r.workflow.clone())?);
-        engine = engine.workflow(r.workflow.clone(), backend);
-        catalog = catalog.workflow(r.workflow.id.clone(), PolicyWorkflowKind::DingTalk);
-    }
-    Ok((Arc::new(engine.build()?), catalog))
-}
-
-/// A DingTalk app the server calls, with its call budget.
-#[derive(Clone)]
-pub(crate) struct App {
-    pub(crate) client_id: String,
-    pub(crate) client: DingTalkClient,
+    Ok(Arc::new(engine.build()?))
 }
 
 /// Writes the policies `server.toml` declares (checked against the workflows, problems named
@@ -611,7 +431,7 @@ async fn seed_policies(config: &Config, policies: &policies::Policies) -> Result
         #[cfg(not(feature = "demo"))]
         None => return Err(config::required("policies").into()),
     };
-    sase_policy::validate(&declared, policies.catalog())?;
+    sase_policy::validate(&declared, &policies.catalog())?;
     policies.seed(&declared, fallback).await.map_err(|e| match e {
         policies::PolicyError::Invalid(issues) => Error::Policy(sase_policy::Error::Validation { issues }),
         policies::PolicyError::Store(e) => Error::Engine(e),
@@ -653,80 +473,6 @@ fn serve(
     })
 }
 
-/// Each workflow's app, form, delivery and (HTTP push) Request URL under `public_url`.
-fn endpoints(resolved: &[Resolved], public_url: &str) -> Vec<Endpoint> {
-    resolved
-        .iter()
-        .filter_map(|r| {
-            let settings = r.workflow.dingtalk()?;
-            let request_url = (settings.delivery == Delivery::HttpPush)
-                .then(|| format!("{public_url}{}", r.workflow.callback_path()));
-            let process_code = r
-                .workflow
-                .mappings
-                .first()
-                .map_or_else(|| ProcessCode::new(""), |m| m.process_code.clone());
-            tracing::info!(
-                workflow = %r.workflow.id,
-                client_id = %settings.client_id,
-                %process_code,
-                request_url = request_url.as_deref().unwrap_or("(stream mode)"),
-                "workflow ready"
-            );
-            Some(Endpoint {
-                workflow: r.workflow.id.clone(),
-                client_id: settings.client_id.clone(),
-                process_code,
-                delivery: settings.delivery,
-                request_url,
-            })
-        })
-        .collect()
-}
-
-/// One Stream client per DingTalk app whose workflows use Stream mode, built before anything
-/// is served so an invalid one stops the start.
-fn stream_clients(resolved: &[Resolved]) -> Result<Vec<(String, StreamClient)>, Error> {
-    let mut streaming: Vec<&str> = Vec::new();
-    let mut clients = Vec::new();
-    for r in resolved {
-        let Some(settings) = r.workflow.dingtalk() else {
-            continue;
-        };
-        if settings.delivery != Delivery::Stream || streaming.contains(&settings.client_id.as_str()) {
-            continue;
-        }
-        streaming.push(&settings.client_id);
-        let mut stream = StreamClient::builder(&settings.client_id, &settings.client_secret);
-        if let Some(base) = &r.api_base {
-            stream = stream.api_base(base);
-        }
-        clients.push((settings.client_id.clone(), stream.build()?));
-    }
-    Ok(clients)
-}
-
-/// Runs each Stream client until `shutdown`, feeding the engine exactly as the callback route
-/// does (and counting the events' outcomes as it does).
-fn start_stream_clients(
-    engine: &Arc<Engine>,
-    metrics: &Arc<metrics::Metrics>,
-    clients: Vec<(String, StreamClient)>,
-    shutdown: &CancellationToken,
-) -> Vec<JoinHandle<()>> {
-    clients
-        .into_iter()
-        .map(|(app, stream)| {
-            // Events on this app's connection decide only its workflows' requests.
-            let on_event = metrics::event_handler(metrics, engine, &app);
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                stream.run(on_event, stop.cancelled_owned()).await;
-            })
-        })
-        .collect()
-}
-
 /// How often each DingTalk app's calls this month are logged (when they changed).
 const USAGE_LOG_EVERY: Duration = Duration::from_secs(3600);
 
@@ -735,7 +481,7 @@ const USAGE_LOG_EVERY: Duration = Duration::from_secs(3600);
 /// passes and shows whether this replica holds the lease.
 fn start_reconciler(
     engine: Arc<Engine>,
-    apps: Vec<App>,
+    workflows: workflows::Workflows,
     metrics: Arc<metrics::Metrics>,
     every: Duration,
     lease: Duration,
@@ -767,7 +513,7 @@ fn start_reconciler(
                 }
             }
             metrics.lease_held(&holder, holding);
-            for app in &apps {
+            for app in &workflows.apps() {
                 let last = logged.get(&app.client_id).copied();
                 if last.is_some_and(|(at, _)| at.elapsed() < USAGE_LOG_EVERY) {
                     continue;

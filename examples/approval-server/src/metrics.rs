@@ -7,7 +7,7 @@
 //! reconciler's lease, and HTTP latency by route template (never the raw path: a Request URL
 //! carries its workflow's unguessable callback id).
 
-use crate::App;
+use crate::workflows::App;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;

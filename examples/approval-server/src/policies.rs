@@ -6,6 +6,7 @@
 //! it sees the counter move ([`Policies::follow`]).
 
 use crate::devices::{Device, Enrolled};
+use crate::workflows::CatalogCell;
 use sase_approval::clock::Clock;
 use sase_approval::store::{ApprovalStore, Document};
 use sase_approval::Error as StoreError;
@@ -50,8 +51,8 @@ struct Loaded {
 pub(crate) struct Policies {
     store: Arc<dyn ApprovalStore>,
     clock: Arc<dyn Clock>,
-    /// The workflows policies may name.
-    catalog: Arc<Catalog>,
+    /// The workflows policies may name, as the workflows in force have it.
+    catalog: CatalogCell,
     loaded: Arc<RwLock<Loaded>>,
 }
 
@@ -87,11 +88,11 @@ pub(crate) fn check(policy: &Policy, catalog: &Catalog, at: &str) -> Vec<Validat
 impl Policies {
     /// The policies of `store`, checked against `catalog`; nothing is loaded until
     /// [`seed`](Self::seed).
-    pub(crate) fn new(store: Arc<dyn ApprovalStore>, clock: Arc<dyn Clock>, catalog: Catalog) -> Self {
+    pub(crate) fn new(store: Arc<dyn ApprovalStore>, clock: Arc<dyn Clock>, catalog: CatalogCell) -> Self {
         Self {
             store,
             clock,
-            catalog: Arc::new(catalog),
+            catalog,
             loaded: Arc::new(RwLock::new(Loaded {
                 set: Arc::new(PolicySet::default()),
                 generation: 0,
@@ -138,7 +139,7 @@ impl Policies {
             .flat_map(|s| {
                 check(
                     &s.policy,
-                    &self.catalog,
+                    &self.catalog(),
                     &format!("stored policy `{}`", s.policy.id),
                 )
             })
@@ -156,8 +157,8 @@ impl Policies {
     }
 
     /// The workflows policies may name.
-    pub(crate) fn catalog(&self) -> &Catalog {
-        &self.catalog
+    pub(crate) fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(&self.catalog.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Every stored policy, by id.
@@ -187,7 +188,7 @@ impl Policies {
     /// [`PolicyError::Invalid`], or a stale `version` ([`StoreError::Conflict`]; `actual` 0:
     /// there is none).
     pub(crate) async fn put(&self, policy: &Policy, version: u64) -> Result<Stored, PolicyError> {
-        let issues = check(policy, &self.catalog, "policy");
+        let issues = check(policy, &self.catalog(), "policy");
         if !issues.is_empty() {
             return Err(PolicyError::Invalid(issues));
         }
@@ -233,7 +234,7 @@ impl Policies {
         // Each was valid when saved; one that no longer is (its workflow gone) still decides,
         // since dropping it would silently lift its protection.
         for policy in &policies {
-            for issue in check(policy, &self.catalog, &format!("stored policy `{}`", policy.id)) {
+            for issue in check(policy, &self.catalog(), &format!("stored policy `{}`", policy.id)) {
                 tracing::warn!(problem = %issue, "a stored policy is no longer valid");
             }
         }
@@ -276,7 +277,7 @@ impl Policies {
         let mut policies: Vec<Policy> = before.policies().to_vec();
         match change {
             Change::Put(policy) => {
-                let issues = check(policy, &self.catalog, "put");
+                let issues = check(policy, &self.catalog(), "put");
                 if !issues.is_empty() {
                     return Err(PolicyError::Invalid(issues));
                 }

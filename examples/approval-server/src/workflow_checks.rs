@@ -1,10 +1,11 @@
-//! Each DingTalk workflow checked against DingTalk: at start (a workflow DingTalk says is
-//! wrong stops the start, with every problem and its path), and again until verified when
-//! DingTalk could not be asked. The console shows each workflow's last check.
+//! Each DingTalk workflow checked against DingTalk: at start and when saved (a workflow
+//! DingTalk says is wrong stops the start, or is not saved, with every problem and its path),
+//! and again until verified when DingTalk could not be asked. The console shows each
+//! workflow's last check.
 
 use dingtalk_sdk::client::DingTalkClient;
 use sase_approval::clock::Clock;
-use sase_approval::definition::{Problem, Template, Workflow};
+use sase_approval::definition::{Problem, Workflow};
 use sase_approval::dingtalk::{verify_workflow, Verification};
 use sase_policy::ids::WorkflowId;
 use serde::Serialize;
@@ -20,6 +21,8 @@ pub(crate) struct Checked {
     pub(crate) verification: Verification,
     /// When, in Unix milliseconds.
     pub(crate) checked_at_ms: i64,
+    /// The version of the workflow checked.
+    pub(crate) version: u64,
 }
 
 /// The DingTalk workflows' last checks, shared by the console and the re-check task.
@@ -36,7 +39,7 @@ impl WorkflowChecks {
             .cloned()
     }
 
-    fn set(&self, workflow: &WorkflowId, checked: Checked) {
+    pub(crate) fn set(&self, workflow: &WorkflowId, checked: Checked) {
         self.0
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -58,7 +61,7 @@ fn list(problems: &[Problem]) -> String {
 
 /// A library path (`workflows.wf.mappings[0].fields.reason`) as the configuration names it:
 /// a workflow of `server.toml` has one mapping, its `process_code` and `fields` at its top.
-fn config_path(problem: Problem) -> Problem {
+pub(crate) fn config_path(problem: Problem) -> Problem {
     Problem {
         path: problem
             .path
@@ -68,48 +71,8 @@ fn config_path(problem: Problem) -> Problem {
     }
 }
 
-/// Checks every workflow: against its template (no call), then, for DingTalk ones, against
-/// DingTalk with its app's client. Logs each outcome.
-///
-/// # Errors
-/// Every problem of every workflow found wrong; a workflow DingTalk could not be asked about
-/// is not an error (it is re-checked by [`recheck_unverified`]).
-pub(crate) async fn check_at_start(
-    workflows: &[(Workflow, Option<DingTalkClient>)],
-    clock: &dyn Clock,
-) -> Result<WorkflowChecks, WorkflowProblems> {
-    let checks = WorkflowChecks::default();
-    let mut problems = Vec::new();
-    for (workflow, client) in workflows {
-        let own = workflow.problems(&[Template::app_uninstall()]);
-        if !own.is_empty() {
-            problems.extend(own.into_iter().map(config_path));
-            continue;
-        }
-        let Some(client) = client else {
-            continue;
-        };
-        let verification = verify_workflow(client, workflow).await;
-        log(workflow, &verification);
-        if let Verification::Invalid { problems: found } = &verification {
-            problems.extend(found.iter().cloned().map(config_path));
-        }
-        checks.set(
-            &workflow.id,
-            Checked {
-                verification,
-                checked_at_ms: clock.now_ms(),
-            },
-        );
-    }
-    if problems.is_empty() {
-        Ok(checks)
-    } else {
-        Err(WorkflowProblems { problems })
-    }
-}
-
-fn log(workflow: &Workflow, verification: &Verification) {
+/// Logs a check's outcome.
+pub(crate) fn log(workflow: &Workflow, verification: &Verification) {
     match verification {
         Verification::Verified => {
             tracing::info!(workflow = %workflow.id, "workflow verified against DingTalk");
@@ -127,12 +90,12 @@ fn log(workflow: &Workflow, verification: &Verification) {
     }
 }
 
-/// Checks the unverified workflows again every `every`, with the background priority of
-/// their app's budget, until each is verified (or found wrong, which is logged and shown in
-/// the console: the server is already serving).
+/// Checks the unverified workflows of `workflows()` (each with its client and version) again
+/// every `every`, with the background priority of their app's budget, until each is verified
+/// (or found wrong, which is logged and shown in the console: the server is already serving).
 pub(crate) fn recheck_unverified(
     checks: WorkflowChecks,
-    workflows: Vec<(Workflow, DingTalkClient)>,
+    workflows: impl Fn() -> Vec<(Workflow, DingTalkClient, u64)> + Send + 'static,
     clock: Arc<dyn Clock>,
     every: Duration,
     shutdown: CancellationToken,
@@ -146,23 +109,25 @@ pub(crate) fn recheck_unverified(
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let unverified = workflows.iter().filter(|(w, _)| {
-                matches!(
-                    checks.get(&w.id),
+            for (workflow, client, version) in workflows() {
+                let unverified = matches!(
+                    checks.get(&workflow.id),
                     Some(Checked {
                         verification: Verification::Unverified { .. },
                         ..
                     })
-                )
-            });
-            for (workflow, client) in unverified {
-                let verification = verify_workflow(&client.background(), workflow).await;
-                log(workflow, &verification);
+                );
+                if !unverified {
+                    continue;
+                }
+                let verification = verify_workflow(&client.background(), &workflow).await;
+                log(&workflow, &verification);
                 checks.set(
                     &workflow.id,
                     Checked {
                         verification,
                         checked_at_ms: clock.now_ms(),
+                        version,
                     },
                 );
             }

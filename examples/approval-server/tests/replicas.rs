@@ -444,19 +444,29 @@ fn token(agent: usize) -> String {
 }
 
 /// The grant key file every replica reads (with a PostgreSQL database none makes its own),
-/// and its public key.
+/// and its public key; beside it, the secrets key file ([`secrets_key`]).
 fn grant_key(dir: &Path) -> (PathBuf, GrantVerifier) {
-    use std::os::unix::fs::OpenOptionsExt as _;
     let seed: [u8; 32] = rand::random();
     let path = dir.join("grant-key");
+    write_private(&path, &hex::encode(seed));
+    write_private(&secrets_key(&path), &hex::encode(rand::random::<[u8; 32]>()));
+    (path, GrantSigner::from_bytes(&seed).verifier())
+}
+
+/// The secrets key file beside the grant key file `grant_key`.
+fn secrets_key(grant_key: &Path) -> PathBuf {
+    grant_key.with_file_name("secrets-key")
+}
+
+fn write_private(path: &Path, line: &str) {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
+        .open(path)
         .unwrap();
-    writeln!(file, "{}", hex::encode(seed)).unwrap();
-    (path, GrantSigner::from_bytes(&seed).verifier())
+    writeln!(file, "{line}").unwrap();
 }
 
 fn config(db: &TempDb, key: &Path, mock: &MockDingTalk, push: Push) -> String {
@@ -469,6 +479,7 @@ fn config(db: &TempDb, key: &Path, mock: &MockDingTalk, push: Push) -> String {
 database = "{db}"
 admin_token = "{ADMIN}"
 grant_key_file = "{key}"
+secrets_key_file = "{secrets}"
 reconcile_every_secs = {pass}
 reconciler_lease_secs = {lease}
 recheck_after_secs = [0]
@@ -508,6 +519,7 @@ secondary_button = "Cancel"
 "#,
         db = db.url,
         key = key.display(),
+        secrets = secrets_key(key).display(),
         pass = PASS.as_secs(),
         lease = LEASE.as_secs(),
         api = mock.base_url(),
@@ -1529,15 +1541,24 @@ async fn the_readme_postgresql_configuration_starts() {
     let shown = sase_approval_server::Config::from_toml(block, "README.md").unwrap();
     assert!(shown.shared_database(), "{}", shown.database);
     let shown_key = shown.grant_key_file.clone().expect("a shared grant key file");
+    let shown_secrets = shown.secrets_key_file.clone().expect("a shared secrets key file");
     let dir = tempfile::tempdir().unwrap();
     let (key, verifier) = grant_key(dir.path());
     let block = block
         .replace(&shown.database, &db.url)
-        .replace(&shown_key.display().to_string(), &key.display().to_string());
+        .replace(&shown_key.display().to_string(), &key.display().to_string())
+        .replace(
+            &shown_secrets.display().to_string(),
+            &secrets_key(&key).display().to_string(),
+        );
     let mock = mock(Push::Http).await;
     let rest: Vec<String> = config(&db, &key, &mock, Push::Http)
         .lines()
-        .filter(|l| !l.starts_with("database") && !l.starts_with("grant_key_file"))
+        .filter(|l| {
+            !["database", "grant_key_file", "secrets_key_file"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
         .map(str::to_owned)
         .collect();
     let config =

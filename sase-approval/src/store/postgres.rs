@@ -640,9 +640,23 @@ impl ApprovalStore for PostgresStore {
                     actual,
                 ))
             }
-            Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => Err(Error::Store {
-                reason: format!("another `{}` has the same lookup value", document.kind),
-            }),
+            Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => {
+                // Two first writes of one document at once: the later one may trip over the
+                // earlier's lookup before its own (kind, id) conflict is seen. That is a
+                // stale version, not another document with this lookup value.
+                let actual = self.get_document(&document.kind, &document.id).await?;
+                match actual {
+                    Some(actual) if actual.lookup == document.lookup => Err(document_conflict(
+                        &document.kind,
+                        &document.id,
+                        document.version,
+                        actual.version,
+                    )),
+                    _ => Err(Error::Store {
+                        reason: format!("another `{}` has the same lookup value", document.kind),
+                    }),
+                }
+            }
             Err(e) => Err(store_err(e)),
         }
     }

@@ -1,0 +1,162 @@
+//! The workflow routes: each workflow's Request URL, and the console's list, read, create or
+//! replace (checked against DingTalk before it is saved) and delete, each change naming the
+//! version it replaces. Secrets are write-only: never in an answer.
+
+use super::{admin, body, engine_error, error, path, AppState, JsonBody, PathParams};
+use crate::workflows::WorkflowError;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse as _, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tower::ServiceExt as _;
+
+/// `/dingtalk/callback/{id}`: the Request URL of the workflow in force with that callback id,
+/// verified with its app's crypto (the SDK's route); any other id is not found.
+pub(super) async fn callback(
+    State(state): State<AppState>,
+    id: PathParams<String>,
+    request: Request,
+) -> Response {
+    let id = match path(id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match state.workflows.callback(&id) {
+        Some(route) => match route.oneshot(request).await {
+            Ok(response) => response,
+            Err(infallible) => match infallible {},
+        },
+        None => error(StatusCode::NOT_FOUND, "not_found", "no such Request URL"),
+    }
+}
+
+fn workflow_error(e: &WorkflowError) -> Response {
+    match e {
+        WorkflowError::BadBody { .. } => error(StatusCode::BAD_REQUEST, "bad_body", e),
+        WorkflowError::Invalid(problems) => {
+            let list: Vec<Value> = problems
+                .iter()
+                .map(|p| json!({"path": p.path, "message": p.reason}))
+                .collect();
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"error": "invalid_workflow", "message": e.to_string(), "problems": list})),
+            )
+                .into_response()
+        }
+        WorkflowError::InUse(_) => error(StatusCode::CONFLICT, "workflow_in_use", e),
+        WorkflowError::Store(e) => engine_error(e),
+        WorkflowError::Secrets(_) | WorkflowError::DingTalk(_) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e)
+        }
+    }
+}
+
+/// Every workflow in force, by id: its Request URL and event-subscription address, its last
+/// check against DingTalk, its version.
+pub(super) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&state, &headers) {
+        return r;
+    }
+    Json(state.workflows.views()).into_response()
+}
+
+pub(super) async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: PathParams<String>,
+) -> Response {
+    let id = match admin(&state, &headers).and_then(|()| path(id)) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match state.workflows.view_of(&id) {
+        Some(view) => Json(view).into_response(),
+        None => error(StatusCode::NOT_FOUND, "not_found", format!("no workflow `{id}`")),
+    }
+}
+
+/// `PUT /api/console/workflows/{id}`: `{"workflow": {…}, "version": n}` (0: a new one).
+pub(super) async fn put(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: PathParams<String>,
+    b: JsonBody<Value>,
+) -> Response {
+    if let Err(r) = admin(&state, &headers) {
+        return r;
+    }
+    let (id, b) = match (path(id), body(b)) {
+        (Ok(id), Ok(b)) => (id, b),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    match state.workflows.put(&id, b).await {
+        Ok((view, created)) => {
+            let version = view.get("version").and_then(Value::as_u64);
+            tracing::info!(workflow = %id, version, "workflow saved");
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(view)).into_response()
+        }
+        Err(e) => {
+            tracing::info!(workflow = %id, error = %e, "workflow not saved");
+            workflow_error(&e)
+        }
+    }
+}
+
+/// `DELETE /api/console/workflows/{id}?version=N`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VersionQuery {
+    version: u64,
+}
+
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: PathParams<String>,
+    q: Result<Query<VersionQuery>, QueryRejection>,
+) -> Response {
+    if let Err(r) = admin(&state, &headers) {
+        return r;
+    }
+    let id = match path(id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let Ok(Query(q)) = q else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "name the version deleted: `?version=N`",
+        );
+    };
+    let naming = match state.policies.list().await {
+        Ok(policies) => policies
+            .into_iter()
+            .filter(|s| {
+                s.policy
+                    .approval
+                    .workflow
+                    .as_ref()
+                    .is_some_and(|w| w.as_str() == id)
+            })
+            .map(|s| s.policy.id.to_string())
+            .collect::<Vec<_>>(),
+        Err(e) => return engine_error(&e),
+    };
+    match state.workflows.delete(&id, q.version, &naming).await {
+        Ok(()) => {
+            tracing::info!(workflow = %id, "workflow deleted");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => workflow_error(&e),
+    }
+}

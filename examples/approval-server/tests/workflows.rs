@@ -1,0 +1,574 @@
+//! Workflows as data, over real HTTP on 127.0.0.1 with the mock DingTalk: an admin does every
+//! step on a running server, with no restart (create a DingTalk workflow, read its Request
+//! URL, save it in DingTalk, which sends `check_url`; set a policy on it; enroll a device;
+//! the device files; the approver agrees); saving checks the workflow against DingTalk's live
+//! form, answering every problem with its path; secrets are write-only (in no answer, no log
+//! line, and sealed at rest); stale versions are refused; a change on one server is in force
+//! on another on the same database within its poll; the export gives the configuration back.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first unexpected value"
+)]
+
+use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
+use sase_approval_server::{self as server, Config, Server};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::{credentialed_config, json, mock_builder, start_with, Agent, ADMIN};
+
+mod support;
+
+/// The second DingTalk app, whose workflow the admin creates through the console.
+const APP2: &str = "dingsecondapp";
+const SECRET2: &str = "second-app-secret-9f8e7d6c5b4a";
+const TOKEN2: &str = "secondsignaturetoken";
+const AES2: &str = "Zx8cV7bN6mQ5wE4rT3yU2iO1pA0sD9fG8hJ7kL6zXcV";
+/// Its uninstall form.
+const CODE2: &str = "PROC-SECOND";
+
+/// The mock with the test app and a second app with its own form (`原因说明` required).
+async fn mock2() -> MockDingTalk {
+    mock_builder()
+        .app(MockApp::new(APP2, SECRET2))
+        .process(MockProcess::new(
+            CODE2,
+            "客户端卸载",
+            vec![
+                MockFormField::new("设备", "TextField", false),
+                MockFormField::new("原因说明", "TextareaField", true),
+            ],
+            vec!["approver2".into()],
+        ))
+        .terminate_grace(Duration::ZERO)
+        .start()
+        .await
+        .unwrap()
+}
+
+/// The second app's workflow as the console takes it.
+fn second(mock: &MockDingTalk) -> Value {
+    json!({
+        "id": "wf-second", "name": "Uninstall (second app)", "delivery": "http_push",
+        "process_code": CODE2,
+        "fields": {"device": "设备", "reason": "原因说明"},
+        "dingtalk": {
+            "client_id": APP2, "client_secret": SECRET2, "token": TOKEN2, "aes_key": AES2,
+            "api_base": mock.base_url(),
+        },
+    })
+}
+
+/// A policy sending the `contractors` group to `workflow`.
+fn contractors(workflow: &str) -> Value {
+    let prompt = |title: &str| json!({"title": title, "content": "c", "primary_button": "File", "secondary_button": "Cancel"});
+    json!({
+        "id": "contractors", "name": "Contractors", "priority": 5,
+        "switches": {"anti_uninstall": true},
+        "scope": {"groups": ["contractors"]},
+        "approval": {"allow_filing": true, "workflow": workflow},
+        "prompt": {"zh-CN": prompt("需要审批"), "en-US": prompt("Approval needed")},
+    })
+}
+
+/// The console, with every answer kept to look for secrets in.
+struct Console {
+    http: reqwest::Client,
+    base: String,
+    answers: Mutex<Vec<String>>,
+}
+
+impl Console {
+    fn new(server: &Server) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: format!("http://{}", server.addr),
+            answers: Mutex::default(),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        self.answers.lock().unwrap().push(text.clone());
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn put(&self, workflow: &Value, version: u64) -> (u16, Value) {
+        let path = format!("/api/console/workflows/{}", workflow["id"].as_str().unwrap());
+        self.call(
+            reqwest::Method::PUT,
+            &path,
+            Some(json!({"workflow": workflow, "version": version})),
+        )
+        .await
+    }
+
+    fn answers(&self) -> String {
+        self.answers.lock().unwrap().join("\n")
+    }
+}
+
+/// Log lines captured by a subscriber on the test's thread (the runtime is current-thread,
+/// so every task of the server logs there).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Every secret of both apps.
+const SECRETS: [&str; 6] = [
+    support::SECRET,
+    support::TOKEN,
+    support::AES_KEY,
+    SECRET2,
+    TOKEN2,
+    AES2,
+];
+
+#[tokio::test]
+async fn an_admin_sets_up_a_workflow_a_policy_and_a_device_on_a_running_server() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let _logging = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    );
+    let mock = mock2().await;
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("w.sqlite");
+    let server = start_with(&mock, credentialed_config(&mock, &database)).await;
+    let console = Console::new(&server);
+
+    // 1. The workflow, checked against the second app's live form before it is saved.
+    let (status, created) = console.put(&second(&mock), 0).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        (
+            &created["version"],
+            &created["verification"]["status"],
+            &created["event_subscription"]
+        ),
+        (
+            &json!(1),
+            &json!("verified"),
+            &json!("/v1.0/event/bpms_instance_change/processCode/PROC-SECOND/type/*")
+        ),
+        "{created}"
+    );
+    let request_url = created["request_url"].as_str().unwrap().to_owned();
+    assert!(
+        request_url.starts_with(&console.base) && request_url.contains("/dingtalk/callback/"),
+        "{request_url}"
+    );
+
+    // 2. The admin saves the Request URL in DingTalk: check_url reaches the new workflow.
+    let saved = mock
+        .register_app(
+            MockApp::new(APP2, SECRET2)
+                .events(TOKEN2, AES2)
+                .request_url(&request_url),
+        )
+        .await
+        .unwrap();
+    assert!(saved.ok, "check_url round trip: {saved:?}");
+
+    // 3. A policy on it, 4. a device enrolled with a code.
+    let (status, policy) = console
+        .call(
+            reqwest::Method::PUT,
+            "/api/console/policies/contractors",
+            Some(json!({"policy": contractors("wf-second"), "version": 0})),
+        )
+        .await;
+    assert_eq!(status, 201, "{policy}");
+    let (status, code) = console
+        .call(
+            reqwest::Method::POST,
+            "/api/console/enrollment-codes",
+            Some(json!({"user_id": "dora", "groups": ["contractors"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{code}");
+    let (status, enrolled) = json(
+        console
+            .http
+            .post(format!("{}/api/agent/enroll", console.base))
+            .json(&json!({"code": code["code"], "device_id": "LAPTOP-DORA"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{enrolled}");
+    let token: &'static str = Box::leak(
+        enrolled["device_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+            .into_boxed_str(),
+    );
+    let dora = Agent::new(&server, token);
+
+    // 5. Dora files: the instance is on the second app's form, the reason in its field.
+    assert_eq!(dora.check().await["effect"], "require_approval");
+    let id = dora.filed("a new laptop").await;
+    let instance = dora.external_id(&id).await;
+    let shown = mock.instance(&instance).unwrap();
+    assert_eq!(
+        (&shown["title"], &shown["approverUserIds"]),
+        (&json!("dora提交的客户端卸载"), &json!(["approver2"])),
+        "the second app's form: {shown}"
+    );
+    assert!(
+        shown.to_string().contains("原因说明") && shown.to_string().contains("a new laptop"),
+        "{shown}"
+    );
+
+    // 6. The approver agrees: the event reaches the new Request URL and decides.
+    mock.approve(&instance, None, None).unwrap();
+    assert!(dora.poll(&id, "approved").await["grant"].is_object());
+
+    // An update may leave the secrets out: the stored ones stay. A stale one is refused.
+    let mut renamed = second(&mock);
+    renamed["name"] = json!("Uninstall (renamed)");
+    for secret in ["client_secret", "token", "aes_key"] {
+        renamed["dingtalk"].as_object_mut().unwrap().remove(secret);
+    }
+    let (status, updated) = console.put(&renamed, 1).await;
+    assert_eq!(
+        (status, &updated["version"], &updated["request_url"]),
+        (200, &json!(2), &json!(request_url)),
+        "the Request URL stays: {updated}"
+    );
+    let (status, stale) = console.put(&renamed, 1).await;
+    assert_eq!(
+        (status, &stale["error"]),
+        (409, &json!("stale_version")),
+        "{stale}"
+    );
+    let (status, again) = console.put(&renamed, 0).await;
+    assert_eq!(
+        (status, &again["error"]),
+        (409, &json!("stale_version")),
+        "{again}"
+    );
+    let id2 = dora.filed("after the rename").await;
+    assert_ne!(id2, id);
+    mock.approve(&dora.external_id(&id2).await, None, None).unwrap();
+    dora.poll(&id2, "approved").await;
+
+    // A workflow a policy names is not deleted.
+    let (status, in_use) = console
+        .call(
+            reqwest::Method::DELETE,
+            "/api/console/workflows/wf-second?version=2",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &in_use["error"]),
+        (409, &json!("workflow_in_use")),
+        "{in_use}"
+    );
+
+    // The export gives the configuration back, secrets left out; with them it starts.
+    let (status, export) = console
+        .call(reqwest::Method::GET, "/api/console/export", None)
+        .await;
+    assert_eq!(status, 200);
+    let export = export.as_str().unwrap().to_owned();
+    let mut exported: Config = toml_with_secrets(&export);
+    let ids: Vec<&str> = exported.workflows.iter().map(|w| w.id.as_str()).collect();
+    assert_eq!(ids, ["wf-dingtalk", "wf-second"], "{export}");
+    let policies: Vec<String> = exported
+        .policies
+        .as_ref()
+        .unwrap()
+        .policies
+        .iter()
+        .map(|p| p.id.to_string())
+        .collect();
+    assert_eq!(policies, ["kiosks", "employees", "contractors"], "{export}");
+    exported.admin_token = Some(ADMIN.into());
+    exported.validate().unwrap();
+
+    let (status, list) = console
+        .call(reqwest::Method::GET, "/api/console/workflows", None)
+        .await;
+    assert_eq!((status, list.as_array().map(Vec::len)), (200, Some(2)), "{list}");
+    server.shutdown().await.unwrap();
+
+    // Secrets: in no answer, no log line, and not in the database's file in the clear.
+    let answers = console.answers();
+    let logged = logs.text();
+    assert!(
+        logged.contains("workflow saved"),
+        "the logs were captured: {logged}"
+    );
+    let mut stored = Vec::new();
+    for file in ["w.sqlite", "w.sqlite-wal"] {
+        if let Ok(bytes) = std::fs::read(dir.path().join(file)) {
+            stored.extend(bytes);
+        }
+    }
+    let stored = String::from_utf8_lossy(&stored);
+    assert!(stored.contains("wf-second"), "the database holds the workflow");
+    for secret in SECRETS {
+        assert!(!answers.contains(secret), "{secret} in an answer");
+        assert!(!export.contains(secret), "{secret} in the export");
+        assert!(!logged.contains(secret), "{secret} in the logs");
+        assert!(!stored.contains(secret), "{secret} stored in the clear");
+    }
+}
+
+/// The export, with each workflow's secrets added as its comment asks, parsed as
+/// `server.toml`.
+fn toml_with_secrets(export: &str) -> Config {
+    let mut text = String::new();
+    let mut app = None;
+    for line in export.lines() {
+        text.push_str(line);
+        text.push('\n');
+        if line.starts_with("client_id = ") {
+            app = Some(line.contains(APP2));
+        }
+        if line == "[workflows.dingtalk]" {
+            app = None;
+        }
+        if let Some(second) = app.take() {
+            let (secret, token, aes) = if second {
+                (SECRET2, TOKEN2, AES2)
+            } else {
+                (support::SECRET, support::TOKEN, support::AES_KEY)
+            };
+            text.push_str(&format!(
+                "client_secret = \"{secret}\"\ntoken = \"{token}\"\naes_key = \"{aes}\"\n"
+            ));
+        }
+    }
+    Config::from_toml(&text, "export.toml").unwrap()
+}
+
+#[tokio::test]
+async fn saving_checks_the_workflow_against_dingtalks_live_form() {
+    let mock = mock2().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(&mock, credentialed_config(&mock, &dir.path().join("c.sqlite"))).await;
+    let console = Console::new(&server);
+    let problems = |answer: &Value| -> Vec<String> {
+        answer["problems"]
+            .as_array()
+            .unwrap_or(&Vec::new())
+            .iter()
+            .map(|p| p["path"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // The three mistakes a new user made, each caught when saved, with its path.
+    let mut wrong_secret = second(&mock);
+    wrong_secret["dingtalk"]["client_secret"] = json!("a-mistyped-secret");
+    let (status, answer) = console.put(&wrong_secret, 0).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(problems(&answer), ["workflow.dingtalk.client_secret"], "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalidClientIdOrSecret"),
+        "{answer}"
+    );
+    assert!(!answer.to_string().contains("a-mistyped-secret"), "{answer}");
+
+    let mut misspelt = second(&mock);
+    misspelt["fields"]["reason"] = json!("原因说朋");
+    let (status, answer) = console.put(&misspelt, 0).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(
+        problems(&answer),
+        ["workflow.fields.reason", "workflow.fields"],
+        "the label, and the required field left unmapped: {answer}"
+    );
+
+    let mut no_reason = second(&mock);
+    no_reason["fields"] = json!({"device": "设备"});
+    let (status, answer) = console.put(&no_reason, 0).await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        problems(&answer).contains(&"workflow.fields.reason".to_owned()),
+        "{answer}"
+    );
+
+    // What the configuration's rules refuse, before DingTalk is asked.
+    let mut short_key = second(&mock);
+    short_key["dingtalk"]["aes_key"] = json!("tooshort");
+    let (status, answer) = console.put(&short_key, 0).await;
+    assert_eq!(
+        (status, problems(&answer)),
+        (422, vec!["workflow.dingtalk.aes_key".to_owned()]),
+        "{answer}"
+    );
+    let mut no_app = second(&mock);
+    no_app.as_object_mut().unwrap().remove("dingtalk");
+    let (status, answer) = console.put(&no_app, 0).await;
+    assert_eq!(
+        (status, problems(&answer)),
+        (422, vec!["workflow.dingtalk".to_owned()]),
+        "{answer}"
+    );
+    let mut same_app_other_subscription = second(&mock);
+    same_app_other_subscription["dingtalk"] = json!({
+        "client_id": support::APP, "client_secret": support::SECRET, "token": "another-token",
+        "aes_key": support::AES_KEY, "api_base": mock.base_url(),
+    });
+    let (status, answer) = console.put(&same_app_other_subscription, 0).await;
+    assert_eq!(
+        (status, problems(&answer)),
+        (422, vec!["workflow.dingtalk".to_owned()]),
+        "{answer}"
+    );
+
+    // A misspelt key is named; so is a URL that is not the workflow's.
+    let mut misspelt_key = second(&mock);
+    misspelt_key["dingtalk"]["clent_secret"] = json!("x");
+    let (status, answer) = console.put(&misspelt_key, 0).await;
+    assert_eq!((status, &answer["error"]), (400, &json!("bad_body")), "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("workflow.dingtalk.clent_secret"),
+        "{answer}"
+    );
+    let (status, answer) = console
+        .call(
+            reqwest::Method::PUT,
+            "/api/console/workflows/wf-other",
+            Some(json!({"workflow": second(&mock), "version": 0})),
+        )
+        .await;
+    assert_eq!((status, &answer["error"]), (400, &json!("bad_body")), "{answer}");
+
+    // Nothing refused was saved.
+    let (_, list) = console
+        .call(reqwest::Method::GET, "/api/console/workflows", None)
+        .await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+
+    // DingTalk unreachable: saved, shown unverified.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let unreachable = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut offline = second(&mock);
+    offline["dingtalk"]["api_base"] = json!(unreachable);
+    let (status, answer) = console.put(&offline, 0).await;
+    assert_eq!(
+        (status, &answer["verification"]["status"]),
+        (201, &json!("unverified")),
+        "{answer}"
+    );
+    server.shutdown().await.unwrap();
+}
+
+/// A server on the test configuration and `database`, polling every second.
+async fn replica(mock: &MockDingTalk, database: &std::path::Path) -> Server {
+    let mut config = credentialed_config(mock, database);
+    config.reload_every_secs = 1;
+    server::start(config).await.unwrap()
+}
+
+/// Waits up to 5 s for `ready`.
+async fn eventually<F: std::future::Future<Output = bool>>(mut ready: impl FnMut() -> F) -> Duration {
+    let since = Instant::now();
+    while !ready().await {
+        assert!(since.elapsed() < Duration::from_secs(5), "not within 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    since.elapsed()
+}
+
+#[tokio::test]
+async fn a_workflow_saved_on_one_server_is_served_by_another_within_its_poll() {
+    let mock = mock2().await;
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("r.sqlite");
+    let a = replica(&mock, &database).await;
+    let b = replica(&mock, &database).await;
+    let (on_a, on_b) = (Console::new(&a), Console::new(&b));
+    let (status, created) = on_a.put(&second(&mock), 0).await;
+    assert_eq!(status, 201, "{created}");
+    let path = created["callback_path"].as_str().unwrap().to_owned();
+
+    // B serves the Request URL: an unsigned push is refused by the workflow's route (400),
+    // not an unknown path (404).
+    let http = reqwest::Client::new();
+    let took = eventually(|| {
+        let url = format!("{}{path}", on_b.base);
+        let http = http.clone();
+        async move { http.post(url).body("{}").send().await.unwrap().status() == 400 }
+    })
+    .await;
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let (status, seen) = on_b
+        .call(reqwest::Method::GET, "/api/console/workflows/wf-second", None)
+        .await;
+    assert_eq!((status, &seen["version"]), (200, &json!(1)), "{seen}");
+
+    // A policy on B may name it; deleted on A, B stops serving it.
+    let (status, _) = on_b
+        .call(
+            reqwest::Method::PUT,
+            "/api/console/policies/contractors",
+            Some(json!({"policy": contractors("wf-second"), "version": 0})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = on_b
+        .call(
+            reqwest::Method::DELETE,
+            "/api/console/policies/contractors?version=1",
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = on_a
+        .call(
+            reqwest::Method::DELETE,
+            "/api/console/workflows/wf-second?version=1",
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    eventually(|| {
+        let url = format!("{}{path}", on_b.base);
+        let http = http.clone();
+        async move { http.post(url).body("{}").send().await.unwrap().status() == 404 }
+    })
+    .await;
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
