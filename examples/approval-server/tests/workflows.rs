@@ -279,22 +279,6 @@ async fn an_admin_sets_up_a_workflow_a_policy_and_a_device_on_a_running_server()
     );
     let id2 = dora.filed("after the rename").await;
     assert_ne!(id2, id);
-    mock.approve(&dora.external_id(&id2).await, None, None).unwrap();
-    dora.poll(&id2, "approved").await;
-
-    // A workflow a policy names is not deleted.
-    let (status, in_use) = console
-        .call(
-            reqwest::Method::DELETE,
-            "/api/console/workflows/wf-second?version=2",
-            None,
-        )
-        .await;
-    assert_eq!(
-        (status, &in_use["error"]),
-        (409, &json!("workflow_in_use")),
-        "{in_use}"
-    );
 
     // The export gives the configuration back, secrets left out; with them it starts.
     let (status, export) = console
@@ -321,6 +305,59 @@ async fn an_admin_sets_up_a_workflow_a_policy_and_a_device_on_a_running_server()
         .call(reqwest::Method::GET, "/api/console/workflows", None)
         .await;
     assert_eq!((status, list.as_array().map(Vec::len)), (200, Some(2)), "{list}");
+
+    // A workflow a policy names is not deleted.
+    let (status, in_use) = console
+        .call(
+            reqwest::Method::DELETE,
+            "/api/console/workflows/wf-second?version=2",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &in_use["error"]),
+        (409, &json!("workflow_in_use")),
+        "{in_use}"
+    );
+
+    // Nor one with an open request; once it is decided, the workflow goes, and its Request
+    // URL with it.
+    let (status, _) = console
+        .call(
+            reqwest::Method::DELETE,
+            "/api/console/policies/contractors?version=1",
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, open) = console
+        .call(
+            reqwest::Method::DELETE,
+            "/api/console/workflows/wf-second?version=2",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &open["error"]),
+        (409, &json!("workflow_in_use")),
+        "{open}"
+    );
+    assert!(
+        open["message"].as_str().unwrap().contains("1 request(s)"),
+        "{open}"
+    );
+    mock.approve(&dora.external_id(&id2).await, None, None).unwrap();
+    dora.poll(&id2, "approved").await;
+    let (status, _) = console
+        .call(
+            reqwest::Method::DELETE,
+            "/api/console/workflows/wf-second?version=2",
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let gone = console.http.post(&request_url).body("{}").send().await.unwrap();
+    assert_eq!(gone.status(), 404, "its Request URL is gone");
     server.shutdown().await.unwrap();
 
     // Secrets: in no answer, no log line, and not in the database's file in the clear.
