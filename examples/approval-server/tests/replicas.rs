@@ -27,7 +27,7 @@ use dingtalk_sdk::mock::gateway::StreamEntryKind;
 use dingtalk_sdk::mock::{Channel, MockApp, MockDingTalk, MockFaults};
 use sase_policy::{GrantSigner, GrantVerifier, SignedGrant};
 use serde_json::{json, Value};
-use sqlx::{Connection as _, Executor as _, PgConnection};
+use sqlx::{Connection as _, PgConnection};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::process::ExitStatusExt as _;
@@ -36,6 +36,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::postgres::TempDb;
 use support::{mock_builder, signed_by, ADMIN, AES_KEY, APP, CODE, SECRET, TOKEN, WORKFLOW};
 
 mod support;
@@ -66,64 +67,6 @@ fn now_ms() -> i64 {
     i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
 }
 
-// ---------------------------------------------------------------------------------------------
-// PostgreSQL: a database of the test's own.
-
-/// A database made for one test (`sase_replicas_<random>`), dropped with this.
-struct TempDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl TempDb {
-    /// A new database on the server at `SASE_TEST_POSTGRES`; `None` (saying so on standard
-    /// error) when it cannot be reached, unless `SASE_REQUIRE_POSTGRES=1`.
-    async fn new() -> Option<Self> {
-        let admin = std::env::var("SASE_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".to_owned());
-        let connected = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&admin))
-            .await
-            .map_err(|_| "no connection within 5 s".to_owned())
-            .and_then(|c| c.map_err(|e| e.to_string()));
-        let mut conn = match connected {
-            Ok(conn) => conn,
-            Err(error) => {
-                let required = std::env::var("SASE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
-                assert!(
-                    !required,
-                    "PostgreSQL not reachable at {admin} ({error}) and SASE_REQUIRE_POSTGRES=1"
-                );
-                // Past the harness's capture: a skipped test must be visible.
-                let _ = writeln!(
-                    std::io::stderr().lock(),
-                    "SKIPPED: PostgreSQL not reachable at {admin} ({error}); set SASE_TEST_POSTGRES"
-                );
-                return None;
-            }
-        };
-        let name = format!("sase_replicas_{:016x}", rand::random::<u64>());
-        conn.execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-        // The same server and user, the new database.
-        let (base, query) = admin.split_once('?').unwrap_or((admin.as_str(), ""));
-        let authority_at = base.find("://").map_or(0, |i| i + 3);
-        let path_at = base
-            .get(authority_at..)
-            .and_then(|rest| rest.find('/'))
-            .map_or(base.len(), |i| authority_at + i);
-        let query = if query.is_empty() {
-            String::new()
-        } else {
-            format!("?{query}")
-        };
-        let url = format!("{}/{name}{query}", base.get(..path_at).unwrap());
-        Some(Self { admin, name, url })
-    }
-}
-
 /// The reconciler lease in the database at `url`: its holder and until when (Unix ms), if
 /// any replica took it.
 async fn lease(url: &str) -> Option<(String, i64)> {
@@ -150,36 +93,6 @@ async fn lease_moves(url: String, old: String, since: Instant) -> (String, Durat
             "the reconciler lease stayed with {old}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-impl Drop for TempDb {
-    // On a thread of its own with a runtime of its own: this runs inside the test's runtime
-    // (or while its panic unwinds), which cannot block on a future.
-    fn drop(&mut self) {
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime
-                .block_on(async {
-                    let mut conn = PgConnection::connect(&admin).await?;
-                    conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                        .await?;
-                    conn.close().await
-                })
-                .map_err(|e| e.to_string())
-        })
-        .join();
-        if let Ok(Err(e)) = dropped {
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "could not drop the test database {}: {e}",
-                self.name
-            );
-        }
     }
 }
 

@@ -609,3 +609,141 @@ async fn a_workflow_saved_on_one_server_is_served_by_another_within_its_poll() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// Two servers as replicas on one PostgreSQL database (the replicas' set-up: one grant key and
+/// one secrets key, from the environment's variables): a workflow saved on one and a policy
+/// saved on the other are in force on both within their poll.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn on_postgresql_a_change_on_one_replica_is_in_force_on_the_other() {
+    let Some(db) = support::postgres::TempDb::new().await else {
+        return;
+    };
+    let mock = mock2().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (grant_seed, secrets_key) = (
+        hex::encode(rand::random::<[u8; 32]>()),
+        hex::encode(rand::random::<[u8; 32]>()),
+    );
+    let start = || {
+        let mut config = credentialed_config(&mock, &dir.path().join("unused.sqlite"));
+        config.database.clone_from(&db.url);
+        config.grant_keys = Some(grant_seed.clone());
+        config.secrets_key = Some(secrets_key.clone());
+        config.reload_every_secs = 1;
+        server::start(config)
+    };
+    let a = start().await.unwrap();
+    let b = start().await.unwrap();
+    let (on_a, on_b) = (Console::new(&a), Console::new(&b));
+
+    let (status, created) = on_a.put(&second(&mock), 0).await;
+    assert_eq!(status, 201, "{created}");
+    let path = created["callback_path"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    eventually(|| {
+        let url = format!("{}{path}", on_b.base);
+        let http = http.clone();
+        async move { http.post(url).body("{}").send().await.unwrap().status() == 400 }
+    })
+    .await;
+
+    // DingTalk pushes to B (the balancer may send a push to any replica).
+    let saved = mock
+        .register_app(
+            MockApp::new(APP2, SECRET2)
+                .events(TOKEN2, AES2)
+                .request_url(format!("{}{path}", on_b.base)),
+        )
+        .await
+        .unwrap();
+    assert!(saved.ok, "check_url on B: {saved:?}");
+
+    // The policy saved on B names the workflow saved on A, and decides on A.
+    let (status, saved) = on_b
+        .call(
+            reqwest::Method::PUT,
+            "/api/console/policies/contractors",
+            Some(json!({"policy": contractors("wf-second"), "version": 0})),
+        )
+        .await;
+    assert_eq!(status, 201, "{saved}");
+    let carl = Agent::new(&a, "tok-contractor");
+    eventually(|| async { carl.check().await["effect"] == "require_approval" }).await;
+    let id = carl.filed("on replica A").await;
+    mock.approve(&carl.external_id(&id).await, None, None).unwrap();
+    // Applied on B, seen by the agent on A.
+    carl.poll(&id, "approved").await;
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
+
+/// A Stream-mode workflow saved on a running server opens its app's connection at once and
+/// decides over it; deleted, the connection closes.
+#[tokio::test]
+async fn a_stream_workflow_saved_at_runtime_opens_and_closes_its_connection() {
+    let mock = mock2().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(&mock, credentialed_config(&mock, &dir.path().join("s.sqlite"))).await;
+    let console = Console::new(&server);
+    assert_eq!(
+        mock.gateway().connection_count(),
+        0,
+        "the file's workflow is HTTP push"
+    );
+    assert!(mock
+        .register_app(MockApp::new(APP2, SECRET2).events(TOKEN2, AES2).stream(true))
+        .await
+        .is_none());
+
+    let mut streamed = second(&mock);
+    streamed["delivery"] = json!("stream");
+    let (status, created) = console.put(&streamed, 0).await;
+    assert_eq!(
+        (status, &created["request_url"]),
+        (201, &Value::Null),
+        "{created}"
+    );
+    assert!(
+        mock.gateway()
+            .wait_for(Duration::from_secs(5), |g| g.connection_count() == 1)
+            .await,
+        "the app's Stream connection opened"
+    );
+    let (status, _) = console
+        .call(
+            reqwest::Method::PUT,
+            "/api/console/policies/contractors",
+            Some(json!({"policy": contractors("wf-second"), "version": 0})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let carl = Agent::new(&server, "tok-contractor");
+    let id = carl.filed("over stream").await;
+    mock.approve(&carl.external_id(&id).await, None, None).unwrap();
+    carl.poll(&id, "approved").await;
+
+    let (status, _) = console
+        .call(
+            reqwest::Method::DELETE,
+            "/api/console/policies/contractors?version=1",
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = console
+        .call(
+            reqwest::Method::DELETE,
+            "/api/console/workflows/wf-second?version=1",
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert!(
+        mock.gateway()
+            .wait_for(Duration::from_secs(5), |g| g.connection_count() == 0)
+            .await,
+        "the connection closed with the app's last Stream workflow"
+    );
+    server.shutdown().await.unwrap();
+}

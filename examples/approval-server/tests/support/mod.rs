@@ -24,6 +24,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+
 /// The DingTalk app's Client ID.
 pub(crate) const APP: &str = "dingtestapp";
 /// The DingTalk app's Client secret.
