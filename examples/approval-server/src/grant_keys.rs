@@ -76,7 +76,10 @@ pub(crate) fn load_or_create(path: &Path) -> Result<GrantKeys, GrantKeyError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let seed = new_seed();
-            write_atomically(path, &hex::encode(seed)).map_err(|e| GrantKeyError::new(path, e))?;
+            if !create_atomically(path, &hex::encode(seed)).map_err(|e| GrantKeyError::new(path, e))? {
+                // Another process starting at once made it first: its key is the one.
+                return load(path);
+            }
             tracing::info!(path = %path.display(), "created a grant signing key");
             Ok(keys(&seed, &[]))
         }
@@ -141,19 +144,36 @@ fn parse(path: &Path, text: &str) -> Result<GrantKeys, GrantKeyError> {
 
 /// Writes `text` beside `path`, owner-only (tempfile creates it 0600 on unix), flushes it to
 /// disk, then renames it over `path`, so a crash leaves the old file or the new one, never half
-/// of one; the aside file is removed if anything fails. Also writes the secrets key file
-/// (src/secrets.rs).
-pub(crate) fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+/// of one; the aside file is removed if anything fails.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    written_aside(path, text)?
+        .persist(path)
+        .map(drop)
+        .map_err(|e| e.error)
+}
+
+/// Writes `text` to `path` as [`write_atomically`] does unless a file is there already
+/// (another process created it meanwhile): `false` then, and that file is left as it is.
+/// Also creates the secrets key file (src/secrets.rs).
+pub(crate) fn create_atomically(path: &Path, text: &str) -> std::io::Result<bool> {
+    match written_aside(path, text)?.persist_noclobber(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e.error),
+    }
+}
+
+/// `text` and a newline in an owner-only file beside `path`, on disk (removed if dropped).
+fn written_aside(path: &Path, text: &str) -> std::io::Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    tempfile::NamedTempFile::new_in(dir).and_then(|mut aside| {
-        aside.write_all(text.as_bytes())?;
-        aside.write_all(b"\n")?;
-        aside.as_file().sync_all()?;
-        aside.persist(path).map(drop).map_err(|e| e.error)
-    })
+    let mut aside = tempfile::NamedTempFile::new_in(dir)?;
+    aside.write_all(text.as_bytes())?;
+    aside.write_all(b"\n")?;
+    aside.as_file().sync_all()?;
+    Ok(aside)
 }
 
 /// Warns that the key file at `path` (`what` in the message) can be read by its group or

@@ -17,7 +17,7 @@
 //! key the stored secrets cannot be read (they must be entered again), so it is backed up apart
 //! from the database.
 
-use crate::grant_keys::{warn_if_readable_by_others, write_atomically};
+use crate::grant_keys::{create_atomically, warn_if_readable_by_others};
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead as _, Payload};
 use chacha20poly1305::{KeyInit as _, XChaCha20Poly1305, XNonce};
@@ -121,8 +121,12 @@ impl SecretsKey {
         }
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         rand::rngs::OsRng.fill_bytes(&mut *key);
-        write_atomically(path, &Zeroizing::new(hex::encode(key.as_slice())))
-            .map_err(|e| SecretsError::file(path, e))?;
+        if !create_atomically(path, &Zeroizing::new(hex::encode(key.as_slice())))
+            .map_err(|e| SecretsError::file(path, e))?
+        {
+            // Another process starting at once made it first: its key is the one.
+            return Self::load(path);
+        }
         tracing::info!(path = %path.display(),
             "created a secrets key: back it up apart from the database, the stored DingTalk secrets cannot be read without it");
         Ok(Self::from_bytes(&key))
@@ -377,6 +381,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("63 characters"), "{e}");
+    }
+
+    /// Two servers starting at once on a new database: one key, whichever made it (each
+    /// made its own, and the last rename won, so the other sealed with a lost key).
+    #[test]
+    fn processes_creating_the_key_at_once_end_with_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets-key");
+        let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let keys: Vec<SecretsKey> = (0..8)
+            .map(|_| {
+                let (path, start) = (path.clone(), std::sync::Arc::clone(&start));
+                std::thread::spawn(move || {
+                    start.wait();
+                    SecretsKey::load_or_create(&path).unwrap()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        for (i, key) in keys.iter().enumerate() {
+            let sealed = key.seal("s", "c");
+            for other in &keys {
+                assert_eq!(other.open(&sealed, "c").unwrap(), "s", "key {i}");
+            }
+        }
     }
 
     #[test]
