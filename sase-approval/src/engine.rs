@@ -3,7 +3,7 @@
 
 use crate::backend::{ApprovalBackend, BackendResult, FailureKind};
 use crate::clock::{millis, Clock, SystemClock};
-use crate::definition::{Template, Workflow};
+use crate::definition::{Template, Workflow, WorkflowKind};
 use crate::error::{Error, GrantRefusal, Result};
 use crate::event::{EventOrigin, ExternalChange, ExternalEvent};
 use crate::recheck::RecheckSchedule;
@@ -941,11 +941,13 @@ impl Engine {
         }
     }
 
-    /// An admin approves from the console; written back to the external system first.
+    /// An admin approves from the console; written back to the external system first. A
+    /// built-in workflow's request is approved or rejected only by one of its approvers (any
+    /// admin may revoke).
     ///
     /// # Errors
-    /// [`Error::IllegalTransition`] (e.g. after a revoke); a backend error leaves the request
-    /// unchanged.
+    /// [`Error::IllegalTransition`] (e.g. after a revoke); [`Error::NotAnApprover`]; a
+    /// backend error leaves the request unchanged.
     pub async fn approve(
         &self,
         id: &RequestId,
@@ -970,6 +972,26 @@ impl Engine {
     /// As [`approve`](Self::approve).
     pub async fn revoke(&self, id: &RequestId, admin: &str, remark: Option<&str>) -> Result<ApprovalRequest> {
         self.console(id, RequestState::Revoked, admin, remark).await
+    }
+
+    /// `actor` may decide `request`: any admin for an external workflow (the external
+    /// system decides who approves), one of its approvers for a built-in one.
+    fn check_approver(&self, request: &ApprovalRequest, actor: &str) -> Result<()> {
+        let registry = self.registry();
+        let Some(WorkflowKind::BuiltIn { approvers }) =
+            registry.get(&request.workflow).map(|r| &r.definition.kind)
+        else {
+            return Ok(());
+        };
+        if approvers.iter().any(|a| a.as_str() == actor) {
+            Ok(())
+        } else {
+            Err(Error::NotAnApprover {
+                id: request.id.to_string(),
+                actor: actor.to_owned(),
+                workflow: request.workflow.to_string(),
+            })
+        }
     }
 
     async fn console(
@@ -1001,6 +1023,9 @@ impl Engine {
                 "console action"
             );
         };
+        if to != RequestState::Revoked {
+            self.check_approver(&request, admin)?;
+        }
         if plan(&request, to, at(&request))? == Plan::Unchanged {
             log(request.state, &request, false);
             return Ok(request);

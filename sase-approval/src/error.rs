@@ -60,6 +60,16 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A built-in workflow's request is decided only by one of its approvers.
+    #[error("`{actor}` is not an approver of workflow `{workflow}` (request `{id}`)")]
+    NotAnApprover {
+        /// The request.
+        id: String,
+        /// Who tried to decide it.
+        actor: String,
+        /// Its workflow.
+        workflow: String,
+    },
     /// The external approval system refused or could not do what was asked.
     #[error("approval backend: {0}")]
     Backend(#[from] BackendError),

@@ -121,6 +121,7 @@ fn engine_error(e: &EngineError) -> Response {
         EngineError::InvalidRequest { .. } => error(StatusCode::BAD_REQUEST, "invalid_request", e),
         EngineError::Backend(_) => error(StatusCode::BAD_GATEWAY, "dingtalk_error", e),
         EngineError::GrantRefused { refusal } => error(StatusCode::CONFLICT, refusal.code(), e),
+        EngineError::NotAnApprover { .. } => error(StatusCode::FORBIDDEN, "not_an_approver", e),
         _ => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
     }
 }

@@ -95,6 +95,32 @@ pub(crate) fn validate_workflows(
                 return Err(invalid(key("callback_id"), format!("also {}'s", name(first))));
             }
         }
+        if w.kind == WorkflowType::Builtin {
+            if w.approvers.iter().all(|a| a.trim().is_empty()) {
+                return Err(invalid(
+                    key("approvers"),
+                    "name who decides a built-in workflow's requests: at least one console identity",
+                ));
+            }
+            let form = [
+                ("dingtalk", w.dingtalk.is_some()),
+                ("process_code", w.process_code.is_some()),
+                ("fields", !w.fields.is_empty()),
+            ];
+            if let Some((k, _)) = form.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    key(k),
+                    "a built-in workflow is decided in the console: it has no DingTalk app or form",
+                ));
+            }
+            continue;
+        }
+        if !w.approvers.is_empty() {
+            return Err(invalid(
+                key("approvers"),
+                "only a built-in workflow (type = \"builtin\") names approvers: a DingTalk form names its own",
+            ));
+        }
         let Some(app) = &w.dingtalk else {
             if mode == Mode::Production {
                 return Err(invalid(format!("{}.dingtalk", name(i)), MISSING_CREDENTIALS));
@@ -358,6 +384,13 @@ pub struct WorkflowConfig {
     /// Display name (defaults to the id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// `dingtalk` (the default: decided in DingTalk, on the form `process_code`) or
+    /// `builtin` (decided in the console by [`approvers`](Self::approvers)).
+    #[serde(rename = "type", default)]
+    pub kind: WorkflowType,
+    /// Who decides a built-in workflow's requests: console identities.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
     /// `http_push` (a Request URL) or `stream` (a WebSocket we open; no public URL needed).
     #[serde(default = "http_push")]
     pub delivery: Delivery,
@@ -380,6 +413,19 @@ fn http_push() -> Delivery {
     Delivery::HttpPush
 }
 
+/// Where a workflow's requests are decided.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[non_exhaustive]
+pub enum WorkflowType {
+    /// In DingTalk, by the approvers its form names.
+    #[default]
+    #[serde(rename = "dingtalk")]
+    DingTalk,
+    /// In the console, by the workflow's approvers.
+    #[serde(rename = "builtin")]
+    Builtin,
+}
+
 impl WorkflowConfig {
     /// A workflow on the mock DingTalk (add [`dingtalk`](Self::dingtalk) credentials for the
     /// real one).
@@ -387,6 +433,8 @@ impl WorkflowConfig {
         Self {
             id: id.into(),
             name: None,
+            kind: WorkflowType::DingTalk,
+            approvers: Vec::new(),
             delivery: Delivery::HttpPush,
             callback_id: None,
             process_code: None,
@@ -406,6 +454,14 @@ impl WorkflowConfig {
         self.dingtalk = Some(app);
         self.process_code = Some(process_code.into());
         self.fields = fields.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        self
+    }
+
+    /// Decided in the console by `approvers` (console identities), not in DingTalk.
+    #[must_use]
+    pub fn builtin(mut self, approvers: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.kind = WorkflowType::Builtin;
+        self.approvers = approvers.into_iter().map(Into::into).collect();
         self
     }
 
@@ -900,7 +956,9 @@ impl Config {
     /// what is missing (an admin token, a device, a policy) and print tokens. With real
     /// credentials nothing is made up, whatever the build.
     pub fn mock_only(&self) -> bool {
-        self.workflows.iter().all(|w| w.dingtalk.is_none())
+        self.workflows
+            .iter()
+            .all(|w| w.kind == WorkflowType::DingTalk && w.dingtalk.is_none())
     }
 }
 
@@ -1179,6 +1237,38 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
             );
         }
         text
+    }
+
+    #[test]
+    fn a_built_in_workflow_needs_approvers_and_no_dingtalk_app() {
+        let admin = "admin_token = \"admin-0123456789abcdef0123456789abcdef\"\n";
+        let builtin = "[[workflows]]\nid = \"wf-desk\"\ntype = \"builtin\"\n";
+        let policy = "[[policies.policies]]\nid = \"p\"\nname = \"p\"\nswitches = { anti_uninstall = true }\n\
+                      scope = { groups = [\"employees\"] }\napproval = { allow_filing = true, workflow = \"wf-desk\" }\n";
+        let config = parse_for(
+            &format!("{admin}{builtin}approvers = [\"security-lead\"]\n{policy}"),
+            Mode::Production,
+        )
+        .unwrap();
+        assert_eq!(config.workflows[0].kind, WorkflowType::Builtin);
+        assert!(!config.mock_only(), "a built-in workflow is no demo");
+        for (extra, refused) in [
+            ("", "workflows[0].approvers"),
+            (
+                "approvers = [\"a\"]\nprocess_code = \"P\"\n",
+                "workflows[0].process_code",
+            ),
+        ] {
+            let text = format!("{admin}{builtin}{extra}{policy}");
+            assert_eq!(key(parse_for(&text, Mode::Production).unwrap_err()), refused);
+        }
+        let approvers_on_dingtalk = format!("{admin}[[workflows]]\nid = \"wf\"\napprovers = [\"a\"]\n");
+        assert_eq!(
+            key(parse(&approvers_on_dingtalk).unwrap_err()),
+            "workflows[0].approvers"
+        );
+        let unknown = parse("[[workflows]]\nid = \"wf\"\ntype = \"manual\"\n").unwrap_err();
+        assert!(unknown.to_string().contains("workflows[0].type"), "{unknown}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Demo mode (feature `demo`): workflows without credentials on the mock DingTalk
 //! in-process, and a made-up admin token, device and policy when none is configured.
 
-use crate::config::{Config, DeviceConfig, WorkflowConfig};
+use crate::config::{Config, DeviceConfig, WorkflowConfig, WorkflowType};
 use crate::workflows::definition;
 use crate::Error;
 use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
@@ -29,7 +29,7 @@ pub(crate) async fn start_mock(config: &Config) -> Result<Option<Arc<MockDingTal
     let on_mock: Vec<&str> = config
         .workflows
         .iter()
-        .filter(|w| w.dingtalk.is_none())
+        .filter(|w| w.kind == WorkflowType::DingTalk && w.dingtalk.is_none())
         .map(|w| w.id.as_str())
         .collect();
     if on_mock.is_empty() {

@@ -6,7 +6,7 @@
 //! replica then rebuilds what it serves from the stored workflows: the engine's workflows, the
 //! Request URLs, the Stream connections, the DingTalk apps and the catalog policies name.
 
-use crate::config::{self, ConfigError, DingTalkConfig, Mode, WorkflowConfig};
+use crate::config::{self, ConfigError, DingTalkConfig, Mode, WorkflowConfig, WorkflowType};
 use crate::metrics::Metrics;
 use crate::secrets::{SecretsError, SecretsKey};
 use crate::workflow_checks::{self, Checked, WorkflowChecks, WorkflowProblems};
@@ -21,6 +21,7 @@ use dingtalk_sdk::mock::{MockApp, MockDingTalk};
 use dingtalk_sdk::stream::client::StreamClient;
 use dingtalk_sdk::token::Credentials;
 use dingtalk_sdk::ProcessCode;
+use sase_approval::backend::BuiltinBackend;
 use sase_approval::clock::Clock;
 use sase_approval::definition::{
     new_callback_id, Delivery, DingTalkSettings, Mapping, Problem, Workflow, WorkflowKind,
@@ -29,7 +30,7 @@ use sase_approval::dingtalk::{verify_workflow, DingTalkBackend, StoreCounters, V
 use sase_approval::engine::Engine;
 use sase_approval::store::{ApprovalStore, Document};
 use sase_approval::Error as StoreError;
-use sase_policy::ids::WorkflowId;
+use sase_policy::ids::{UserId, WorkflowId};
 use sase_policy::{Catalog, WorkflowKind as PolicyWorkflowKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -85,6 +86,10 @@ pub(crate) enum WorkflowError {
 struct Stored {
     id: String,
     name: Option<String>,
+    #[serde(rename = "type", default)]
+    kind: WorkflowType,
+    #[serde(default)]
+    approvers: Vec<String>,
     delivery: Delivery,
     callback_id: String,
     process_code: Option<String>,
@@ -117,6 +122,8 @@ fn seal(key: &SecretsKey, w: &WorkflowConfig, callback_id: &str) -> Stored {
     Stored {
         id: w.id.clone(),
         name: w.name.clone(),
+        kind: w.kind,
+        approvers: w.approvers.clone(),
         delivery: w.delivery,
         callback_id: callback_id.to_owned(),
         process_code: w.process_code.clone(),
@@ -158,6 +165,8 @@ fn open(key: &SecretsKey, document: &Document) -> Result<WorkflowConfig, Workflo
     };
     let mut config = WorkflowConfig::new(stored.id);
     config.name = stored.name;
+    config.kind = stored.kind;
+    config.approvers = stored.approvers;
     config.delivery = stored.delivery;
     config.callback_id = Some(stored.callback_id);
     config.process_code = stored.process_code;
@@ -469,6 +478,20 @@ impl Workflows {
         at_start: bool,
     ) -> Result<Option<Served>, WorkflowError> {
         let callback_id = config.callback_id.clone().unwrap_or_else(new_callback_id);
+        if config.kind == WorkflowType::Builtin {
+            let workflow = Workflow {
+                id: WorkflowId::new(&config.id),
+                name: config.name.clone().unwrap_or_else(|| config.id.clone()),
+                kind: WorkflowKind::BuiltIn {
+                    approvers: config.approvers.iter().map(UserId::new).collect(),
+                },
+                mappings: Vec::new(),
+                callback_id,
+            };
+            return self
+                .served(config, document, workflow, None, CallBudget::default(), clients)
+                .map(Some);
+        }
         let (workflow, api_base, budget) = match &config.dingtalk {
             Some(app) => {
                 let settings = DingTalkSettings {
@@ -593,6 +616,11 @@ impl Workflows {
         let mut catalog = Catalog::new();
         let mut streaming: HashMap<String, (String, Option<String>)> = HashMap::new();
         for s in served.values() {
+            if let WorkflowKind::BuiltIn { .. } = s.workflow.kind {
+                backends.push((s.workflow.clone(), Arc::new(BuiltinBackend) as _));
+                catalog = catalog.workflow(s.workflow.id.clone(), PolicyWorkflowKind::BuiltIn);
+                continue;
+            }
             let (Some(settings), Some(client)) = (s.workflow.dingtalk(), &s.client) else {
                 continue;
             };
@@ -756,16 +784,17 @@ impl Workflows {
         let process_code = s.config.process_code.clone().unwrap_or_default();
         json!({
             "id": w.id, "name": w.name,
-            "type": if settings.is_some() { "dingtalk" } else { "built_in" },
+            "type": s.config.kind,
+            "approvers": s.config.approvers,
             "delivery": settings.map(|s| s.delivery),
             "client_id": settings.map(|s| s.client_id.clone()),
             "receiver_id": settings.map(|s| s.receiver_id.clone()),
             "process_code": process_code,
             "fields": s.config.fields,
             "mappings": w.mappings,
-            "callback_path": w.callback_path(),
+            "callback_path": settings.map(|_| w.callback_path()),
             "request_url": self.request_url(w),
-            "event_subscription": format!("/v1.0/event/bpms_instance_change/processCode/{process_code}/type/*"),
+            "event_subscription": settings.map(|_| format!("/v1.0/event/bpms_instance_change/processCode/{process_code}/type/*")),
             "secrets": if settings.is_some() { json!(SECRETS) } else { json!([]) },
             "budget": s.config.dingtalk.as_ref().map(|a| json!({
                 "qps_per_api": a.qps_per_api, "calls_per_month": a.calls_per_month,
@@ -816,7 +845,7 @@ impl Workflows {
                 message: format!("`{}` is not the workflow of this URL, `{id}`", config.id),
             });
         }
-        if config.dingtalk.is_none() {
+        if config.kind == WorkflowType::DingTalk && config.dingtalk.is_none() {
             return Err(WorkflowError::Invalid(vec![Problem {
                 path: "workflow.dingtalk".into(),
                 reason: "required: the app's client_id, client_secret, token and aes_key (a workflow \
@@ -869,14 +898,15 @@ impl Workflows {
                     .collect(),
             ));
         }
+        // A built-in workflow has nothing to check against.
         let verification = match &candidate.client {
-            Some(client) => verify_workflow(client, &candidate.workflow).await,
-            None => Verification::Unverified {
-                reason: "not a DingTalk workflow".into(),
-            },
+            Some(client) => Some(verify_workflow(client, &candidate.workflow).await),
+            None => None,
         };
-        workflow_checks::log(&candidate.workflow, &verification);
-        if let Verification::Invalid { problems } = &verification {
+        if let Some(verification) = &verification {
+            workflow_checks::log(&candidate.workflow, verification);
+        }
+        if let Some(Verification::Invalid { problems }) = &verification {
             return Err(WorkflowError::Invalid(
                 problems
                     .iter()
@@ -892,9 +922,11 @@ impl Workflows {
             .store
             .put_document(&Document::new(KIND, id, version, body).at(self.0.clock.now_ms()))
             .await?;
-        self.0
-            .checks
-            .set(&candidate.workflow.id, self.checked(verification, saved));
+        if let Some(verification) = verification {
+            self.0
+                .checks
+                .set(&candidate.workflow.id, self.checked(verification, saved));
+        }
         self.changed().await?;
         let view = self.view_of(id).ok_or_else(|| StoreError::Store {
             reason: format!("workflow `{id}` was saved but is not in force"),

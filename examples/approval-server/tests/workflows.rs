@@ -747,3 +747,112 @@ async fn a_stream_workflow_saved_at_runtime_opens_and_closes_its_connection() {
     );
     server.shutdown().await.unwrap();
 }
+
+/// Built-in workflows: decided in the console, only by their named approvers (the admin
+/// token's holder is the console's one identity, `console-admin`, until named admins).
+#[tokio::test]
+async fn a_built_in_workflow_is_decided_in_the_console_by_its_approvers() {
+    let mock = mock2().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(&mock, credentialed_config(&mock, &dir.path().join("b.sqlite"))).await;
+    let console = Console::new(&server);
+    let problems = |answer: &Value| -> Vec<String> {
+        answer["problems"]
+            .as_array()
+            .unwrap_or(&Vec::new())
+            .iter()
+            .map(|p| p["path"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    for (workflow, path) in [
+        (json!({"id": "wf-desk", "type": "builtin"}), "workflow.approvers"),
+        (
+            json!({"id": "wf-desk", "type": "builtin", "approvers": ["console-admin"], "process_code": "PROC-X"}),
+            "workflow.process_code",
+        ),
+        (
+            json!({"id": "wf-desk", "approvers": ["console-admin"], "process_code": CODE2,
+                   "fields": {"reason": "原因说明"}, "dingtalk": second(&mock)["dingtalk"]}),
+            "workflow.approvers",
+        ),
+    ] {
+        let (status, answer) = console.put(&workflow, 0).await;
+        assert_eq!(
+            (status, problems(&answer)),
+            (422, vec![path.to_owned()]),
+            "{answer}"
+        );
+    }
+
+    let desk = json!({"id": "wf-desk", "name": "IT desk", "type": "builtin", "approvers": ["console-admin"]});
+    let (status, created) = console.put(&desk, 0).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        (
+            &created["type"],
+            &created["request_url"],
+            &created["verification"]
+        ),
+        (&json!("builtin"), &Value::Null, &Value::Null),
+        "{created}"
+    );
+    let lead = json!({"id": "wf-lead", "type": "builtin", "approvers": ["security-lead"]});
+    assert_eq!(console.put(&lead, 0).await.0, 201);
+
+    let (status, _) = console
+        .call(
+            reqwest::Method::PUT,
+            "/api/console/policies/contractors",
+            Some(json!({"policy": contractors("wf-desk"), "version": 0})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let carl = Agent::new(&server, "tok-contractor");
+    let id = carl.filed("decided at the desk").await;
+    let (status, approved) = console
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/console/requests/{id}/approve"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &approved["state"]),
+        (200, &json!("approved")),
+        "{approved}"
+    );
+    assert!(carl.poll(&id, "approved").await["grant"].is_object());
+
+    // A workflow whose approvers do not include the console's identity: it may revoke only.
+    let (status, _) = console
+        .call(
+            reqwest::Method::PUT,
+            "/api/console/policies/contractors",
+            Some(json!({"policy": contractors("wf-lead"), "version": 1})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let id = carl.filed("for the security lead").await;
+    let (status, refused) = console
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/console/requests/{id}/approve"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &refused["error"]),
+        (403, &json!("not_an_approver")),
+        "{refused}"
+    );
+    let (status, revoked) = console
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/console/requests/{id}/revoke"),
+            None,
+        )
+        .await;
+    assert_eq!((status, &revoked["state"]), (200, &json!("revoked")), "{revoked}");
+    assert_eq!(mock.instance_ids().len(), 0, "nothing reached DingTalk");
+    server.shutdown().await.unwrap();
+}
