@@ -1,11 +1,6 @@
 //! A built-in workflow: requests are decided in the console, and only by the workflow's named
 //! approvers; any admin may revoke.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on the first unexpected value"
-)]
-
 use sase_approval::backend::BuiltinBackend;
 use sase_approval::definition::{new_callback_id, Workflow, WorkflowKind};
 use sase_approval::engine::{Engine, SubmitRequest};
