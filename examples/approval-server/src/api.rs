@@ -195,6 +195,7 @@ pub(crate) fn router(state: AppState) -> Router {
             post(devices::create_code).get(devices::list_codes),
         )
         .route("/api/console/devices", get(devices::list_devices))
+        .route("/api/console/devices/{id}", get(devices::get_device))
         .route(
             "/api/console/devices/{id}/tags",
             axum::routing::put(devices::set_tags),

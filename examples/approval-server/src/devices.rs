@@ -274,6 +274,16 @@ impl Devices {
             .collect()
     }
 
+    /// The device `id`.
+    pub(crate) async fn get(&self, id: &str) -> Result<Option<Device>, StoreError> {
+        self.store
+            .get_document(DEVICE, id)
+            .await?
+            .as_ref()
+            .map(device_of)
+            .transpose()
+    }
+
     /// Changes device `id` as `change` says if it is at `version`: the device as written.
     ///
     /// # Errors

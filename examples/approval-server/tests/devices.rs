@@ -175,6 +175,18 @@ async fn a_device_enrolled_with_a_code_is_served_listed_and_refused_once_revoked
         "no token in the list: {listed}"
     );
     assert_eq!(client.device("LAPTOP-MALLORY").await, Value::Null);
+    let (status, one) = client
+        .admin(reqwest::Method::GET, "/api/console/devices/LAPTOP-DORA", None)
+        .await;
+    assert_eq!(
+        (status, &one),
+        (200, &client.device("LAPTOP-DORA").await),
+        "{one}"
+    );
+    let (status, _) = client
+        .admin(reqwest::Method::GET, "/api/console/devices/LAPTOP-MALLORY", None)
+        .await;
+    assert_eq!(status, 404);
 
     let revoke = |version: u64| {
         client.admin(

@@ -157,6 +157,22 @@ pub(super) async fn list_devices(State(state): State<AppState>, headers: HeaderM
     }
 }
 
+pub(super) async fn get_device(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: PathParams<String>,
+) -> Response {
+    let id = match admin(&state, &headers).and_then(|()| path(id)) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match state.devices.get(&id).await {
+        Ok(Some(device)) => Json(device_view(&device)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "not_found", format!("no device `{id}`")),
+        Err(e) => engine_error(&e),
+    }
+}
+
 /// `PUT /api/console/devices/{id}/tags`: the tags, replacing those of `version`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
