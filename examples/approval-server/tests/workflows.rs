@@ -856,3 +856,34 @@ async fn a_built_in_workflow_is_decided_in_the_console_by_its_approvers() {
     assert_eq!(mock.instance_ids().len(), 0, "nothing reached DingTalk");
     server.shutdown().await.unwrap();
 }
+
+/// A workflow saved while DingTalk fails is saved unverified, and verified once DingTalk
+/// answers again.
+#[tokio::test]
+async fn a_workflow_saved_while_dingtalk_fails_is_checked_again_until_verified() {
+    let mock = mock2().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = credentialed_config(&mock, &dir.path().join("u.sqlite"));
+    config.workflow_check_every_secs = 1;
+    let server = start_with(&mock, config).await;
+    let console = Console::new(&server);
+    mock.set_faults(dingtalk_sdk::mock::MockFaults {
+        server_error_next: 1_000,
+        ..Default::default()
+    });
+    let (status, saved) = console.put(&second(&mock), 0).await;
+    assert_eq!(
+        (status, &saved["verification"]["status"]),
+        (201, &json!("unverified")),
+        "{saved}"
+    );
+    mock.set_faults(dingtalk_sdk::mock::MockFaults::default());
+    eventually(|| async {
+        let (_, now) = console
+            .call(reqwest::Method::GET, "/api/console/workflows/wf-second", None)
+            .await;
+        now["verification"]["status"] == "verified"
+    })
+    .await;
+    server.shutdown().await.unwrap();
+}
