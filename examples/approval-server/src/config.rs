@@ -583,8 +583,8 @@ pub struct Config {
     /// first; never from the file, never printed): what replicas share instead of a file.
     #[serde(skip)]
     pub grant_keys: Option<String>,
-    /// The key the DingTalk secrets of workflows saved in the database are encrypted with (see
-    /// [`crate::secrets`]); default `<database>.secrets-key`. Replicas must share one.
+    /// The key the DingTalk secrets of workflows saved in the database are encrypted with (XChaCha20-Poly1305,
+    /// each bound to its workflow and field); default `<database>.secrets-key`. Replicas must share one.
     pub secrets_key_file: Option<PathBuf>,
     /// That key itself, from `SASE_SECRETS_KEY` (64 hex characters; never from the file,
     /// never printed).

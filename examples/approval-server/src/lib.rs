@@ -31,10 +31,11 @@ mod filing_limit;
 pub mod grant_keys;
 mod metrics;
 mod policies;
-pub mod secrets;
+mod secrets;
 mod workflow_checks;
 mod workflows;
 
+pub use secrets::SecretsError;
 pub use workflow_checks::WorkflowProblems;
 pub mod tls;
 

@@ -14,7 +14,7 @@ use sase_approval::definition::{
     new_callback_id, Delivery, DingTalkSettings, Mapping, Workflow, WorkflowKind,
 };
 use sase_approval::store::SqliteStore;
-use sase_policy::ids::WorkflowId;
+use sase_policy::ids::{UserId, WorkflowId};
 use std::path::PathBuf;
 
 /// A SQLite file in a temporary directory, removed with it.
@@ -147,7 +147,9 @@ pub(crate) fn builtin_workflow(id: &str) -> Workflow {
     Workflow {
         id: WorkflowId::new(id),
         name: "console".into(),
-        kind: WorkflowKind::BuiltIn { approvers: vec![] },
+        kind: WorkflowKind::BuiltIn {
+            approvers: vec![UserId::new("admin")],
+        },
         mappings: vec![],
         callback_id: new_callback_id(),
     }
