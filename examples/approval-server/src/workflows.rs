@@ -512,22 +512,23 @@ impl Workflows {
                 );
                 (workflow, app.api_base.clone(), app.budget())
             }
-            #[cfg(feature = "demo")]
-            None if at_start && self.0.mock.is_some() => {
-                let Some(mock) = &self.0.mock else { return Ok(None) };
-                let on_mock = crate::demo::on_mock(mock, &config, callback_id);
-                let mut served = self.served(
-                    config,
-                    document,
-                    on_mock.workflow,
-                    Some(mock.base_url()),
-                    CallBudget::default(),
-                    clients,
-                )?;
-                served.mock_app = Some(on_mock.app);
-                return Ok(Some(served));
-            }
             None => {
+                // Only a demo build has the mock to run it on, made at start.
+                #[cfg(feature = "demo")]
+                if let Some(mock) = self.0.mock.as_ref().filter(|_| at_start) {
+                    let on_mock = crate::demo::on_mock(mock, &config, callback_id);
+                    let mut served = self.served(
+                        config,
+                        document,
+                        on_mock.workflow,
+                        Some(mock.base_url()),
+                        CallBudget::default(),
+                        clients,
+                    )?;
+                    served.mock_app = Some(on_mock.app);
+                    return Ok(Some(served));
+                }
+                #[cfg(not(feature = "demo"))]
                 let _ = at_start;
                 tracing::warn!(
                     workflow = %config.id,
