@@ -362,12 +362,7 @@ pub fn external_event(event: &Event) -> Option<ExternalEvent> {
 pub fn app_origin(engine: &Engine, client_id: &str) -> EventOrigin {
     EventOrigin::new(
         format!("DingTalk app {client_id}"),
-        engine
-            .workflows()
-            .into_iter()
-            .filter(|w| w.dingtalk().is_some_and(|s| s.client_id == client_id))
-            .map(|w| w.id.clone())
-            .collect(),
+        engine.workflow_ids(|w| w.dingtalk().is_some_and(|s| s.client_id == client_id)),
     )
 }
 

@@ -413,6 +413,16 @@ impl Engine {
         self.registry().values().map(|r| r.definition.clone()).collect()
     }
 
+    /// The ids of the workflows in force that `matches` accepts (without copying the
+    /// definitions: an event's origin is looked up this way on every event).
+    pub fn workflow_ids(&self, matches: impl Fn(&Workflow) -> bool) -> Vec<WorkflowId> {
+        self.registry()
+            .values()
+            .filter(|r| matches(&r.definition))
+            .map(|r| r.definition.id.clone())
+            .collect()
+    }
+
     /// The workflow `id`, if it is in force.
     pub fn workflow(&self, id: &WorkflowId) -> Option<Workflow> {
         self.registry().get(id).map(|r| r.definition.clone())
