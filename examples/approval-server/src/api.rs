@@ -2,12 +2,15 @@
 //! (admin token) and health. Every bad input gets a 4xx JSON error `{"error", "message"}`
 //! with a stable code; axum's own rejections are converted in [`rejection`].
 
+mod admins;
+mod auth;
 mod devices;
 mod export;
 mod policies;
 mod rejection;
 mod workflows;
 
+use crate::admins::{Admins, Identity};
 use crate::devices::{Devices, Enrolled};
 use crate::filing_limit::FilingLimit;
 use crate::metrics::Metrics;
@@ -19,7 +22,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use rejection::BODY_LIMIT_BYTES;
 use sase_approval::engine::{Engine, Filing, SubmitRequest};
 use sase_approval::state::{ApprovalRequest, RequestId, RequestState};
@@ -49,6 +52,10 @@ pub(crate) struct AppState {
     filings: FilingLimit,
     /// The workflows in force, their Request URLs and DingTalk apps.
     workflows: Workflows,
+    /// The console's named admins, their tokens and sessions.
+    admins: Admins,
+    /// Session cookies are `Secure` (the server speaks TLS).
+    secure_cookies: bool,
     /// The metrics, counted by every route.
     metrics: Arc<Metrics>,
     /// What `/metrics` serves from; `None` (no metrics token): there is no `/metrics`.
@@ -63,6 +70,10 @@ struct Exposition {
 }
 
 impl AppState {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "called once, by start, with the server's parts; each is required and of its own type"
+    )]
     pub(crate) fn new(
         engine: Arc<Engine>,
         policies: Policies,
@@ -71,6 +82,7 @@ impl AppState {
         grant_keys: Vec<GrantVerifier>,
         filings_per_hour: usize,
         workflows: Workflows,
+        admins: Admins,
     ) -> Self {
         Self {
             engine,
@@ -80,9 +92,17 @@ impl AppState {
             grant_keys: grant_keys.into(),
             filings: FilingLimit::new(filings_per_hour),
             workflows,
+            admins,
+            secure_cookies: false,
             metrics: Arc::new(Metrics::new()),
             exposition: None,
         }
+    }
+
+    /// Marks session cookies `Secure`: the server speaks TLS.
+    pub(crate) fn with_secure_cookies(mut self, secure: bool) -> Self {
+        self.secure_cookies = secure;
+        self
     }
 
     /// Counts into `metrics`, and serves them at `/metrics` to the bearer of `token` (with
@@ -155,17 +175,6 @@ async fn device(state: &AppState, headers: &HeaderMap) -> Result<Enrolled, Respo
     }
 }
 
-fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    match bearer(headers) {
-        Some(token) if eq(token, &state.admin_token) => Ok(()),
-        _ => Err(error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the admin token is required",
-        )),
-    }
-}
-
 type JsonBody<T> = Result<Json<T>, JsonRejection>;
 
 fn body<T>(b: JsonBody<T>) -> Result<T, Response> {
@@ -190,6 +199,28 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/agent/grant-key", get(grant_key))
         .route("/api/agent/grants/consume", post(consume_grant))
         .route("/api/agent/enroll", post(devices::enroll))
+        .route("/api/console/login", post(auth::login))
+        .merge(console_routes(&state));
+    // Without a metrics token there is no such route: a 404 like any unknown path.
+    if state.exposition.is_some() {
+        routes = routes.route("/metrics", get(scrape));
+    }
+    routes
+        .method_not_allowed_fallback(rejection::method_not_allowed)
+        .fallback(rejection::not_found)
+        .with_state(state.clone())
+        // Last, so that every route (and the fallback) is timed, by its matched route.
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.metrics),
+            crate::metrics::track,
+        ))
+}
+
+/// The console's routes, each behind [`auth::console`]: authenticated, CSRF-checked for
+/// sessions, and allowed only to the role it needs.
+fn console_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
         .route(
             "/api/console/enrollment-codes",
             post(devices::create_code).get(devices::list_codes),
@@ -216,21 +247,23 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/console/dingtalk/usage", get(console_usage))
         .route("/api/console/requests", get(console_list))
         .route("/api/console/requests/{id}", get(console_get))
-        .route("/api/console/requests/{id}/{action}", post(console_action));
-    // Without a metrics token there is no such route: a 404 like any unknown path.
-    if state.exposition.is_some() {
-        routes = routes.route("/metrics", get(scrape));
-    }
-    routes
-        .method_not_allowed_fallback(rejection::method_not_allowed)
-        .fallback(rejection::not_found)
-        .with_state(state.clone())
-        // Last, so that every route (and the fallback) is timed, by its matched route.
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&state.metrics),
-            crate::metrics::track,
-        ))
+        .route("/api/console/requests/{id}/{action}", post(console_action))
+        .route("/api/console/me", get(auth::me))
+        .route("/api/console/logout", post(auth::logout))
+        .route(
+            "/api/console/me/tokens",
+            get(admins::own_tokens).post(admins::create_token),
+        )
+        .route(
+            "/api/console/me/tokens/{id}",
+            axum::routing::delete(admins::revoke_token),
+        )
+        .route("/api/console/admins", get(admins::list).post(admins::create))
+        .route(
+            "/api/console/admins/{name}",
+            axum::routing::put(admins::update).delete(admins::delete),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::console))
 }
 
 /// `GET /metrics`: the OpenMetrics text, to the bearer of the metrics token only.
@@ -480,12 +513,8 @@ impl ListQuery {
 
 async fn console_list(
     State(state): State<AppState>,
-    headers: HeaderMap,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
-    if let Err(r) = admin(&state, &headers) {
-        return r;
-    }
     let parsed = q
         .map_err(|e| e.body_text())
         .and_then(|Query(pairs)| ListQuery::parse(pairs));
@@ -505,10 +534,7 @@ async fn console_list(
 }
 
 /// Each DingTalk app's calls this month (every replica's) against its budget.
-async fn console_usage(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&state, &headers) {
-        return r;
-    }
+async fn console_usage(State(state): State<AppState>) -> Response {
     let in_force = state.workflows.apps();
     let mut apps = Vec::with_capacity(in_force.len());
     for app in &in_force {
@@ -519,8 +545,8 @@ async fn console_usage(State(state): State<AppState>, headers: HeaderMap) -> Res
     Json(apps).into_response()
 }
 
-async fn console_get(State(state): State<AppState>, headers: HeaderMap, id: PathParams<String>) -> Response {
-    let id = match admin(&state, &headers).and_then(|()| path(id)) {
+async fn console_get(State(state): State<AppState>, id: PathParams<String>) -> Response {
+    let id = match path(id) {
         Ok(id) => id,
         Err(r) => return r,
     };
@@ -536,20 +562,15 @@ struct ActionBody {
     remark: Option<String>,
 }
 
-/// Who the console's actions are recorded as: the holder of the admin token, the only
-/// identity the console authenticates (a body cannot name someone else).
-const CONSOLE_ADMIN: &str = "console-admin";
-
+/// Approve, reject or revoke, recorded as the authenticated admin (a body cannot name
+/// someone else).
 async fn console_action(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(identity): Extension<Identity>,
     params: PathParams<(String, String)>,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Response {
-    let ((id, action), body) = match admin(&state, &headers)
-        .and_then(|()| path(params))
-        .and_then(|p| Ok((p, body.map_err(rejection::bytes)?)))
-    {
+    let ((id, action), body) = match path(params).and_then(|p| Ok((p, body.map_err(rejection::bytes)?))) {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -568,7 +589,7 @@ async fn console_action(
             }
         }
     };
-    let (id, admin) = (RequestId(id), CONSOLE_ADMIN);
+    let (id, admin) = (RequestId(id), identity.name.as_str());
     let remark = b.remark.as_deref();
     let result = match action.as_str() {
         "approve" => state.engine.approve(&id, admin, remark).await,

@@ -106,23 +106,23 @@ pub(crate) enum EnrollError {
 }
 
 /// A fresh secret: 32 letters and digits (≈ 190 bits).
-fn secret() -> String {
+pub(crate) fn secret() -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
 }
 
 /// What a token or code is found by: its SHA-256, hex. A lookup by hash leaks nothing about the
 /// secret, so no constant-time comparison is needed.
-fn hash(secret: &str) -> String {
+pub(crate) fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-fn body<T: Serialize>(value: &T) -> Result<String, StoreError> {
+pub(crate) fn body<T: Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Store {
         reason: format!("cannot encode a document: {e}"),
     })
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(document: &Document) -> Result<T, StoreError> {
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(document: &Document) -> Result<T, StoreError> {
     serde_json::from_str(&document.body).map_err(|e| StoreError::Store {
         reason: format!("stored {} `{}` does not decode: {e}", document.kind, document.id),
     })

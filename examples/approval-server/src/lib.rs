@@ -17,6 +17,7 @@
 //! # }
 //! ```
 
+mod admins;
 #[expect(
     clippy::result_large_err,
     reason = "handlers return ready axum responses as their errors; their size does not matter here"
@@ -318,7 +319,9 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         keys.verifiers,
         config.filings_per_hour,
         workflows.clone(),
+        admins::Admins::new(Arc::clone(&store), Arc::clone(&clock)),
     )
+    .with_secure_cookies(scheme == "https")
     .with_metrics(Arc::clone(&metrics), store, config.metrics_token.clone());
     let server = serve(
         listener,

@@ -1,10 +1,10 @@
 //! The device routes: an admin makes enrollment codes and lists, tags and revokes devices;
 //! an agent exchanges a code for its device token and the grant keys it pins.
 
-use super::{admin, body, engine_error, error, path, AppState, JsonBody, PathParams};
+use super::{body, engine_error, error, path, AppState, JsonBody, PathParams};
 use crate::devices::{Code, Device, EnrollError, Owner, CODE_TTL_MAX_SECS, CODE_TTL_SECS};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 use axum::Json;
 use sase_policy::GrantVerifier;
@@ -66,14 +66,7 @@ fn device_view(d: &Device) -> Value {
 }
 
 /// A single-use enrollment code for a user's next device, shown once.
-pub(super) async fn create_code(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    b: JsonBody<CodeBody>,
-) -> Response {
-    if let Err(r) = admin(&state, &headers) {
-        return r;
-    }
+pub(super) async fn create_code(State(state): State<AppState>, b: JsonBody<CodeBody>) -> Response {
     let b = match body(b) {
         Ok(b) => b,
         Err(r) => return r,
@@ -101,10 +94,7 @@ pub(super) async fn create_code(
 }
 
 /// The enrollment codes not used yet, without the codes themselves.
-pub(super) async fn list_codes(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&state, &headers) {
-        return r;
-    }
+pub(super) async fn list_codes(State(state): State<AppState>) -> Response {
     match state.devices.codes().await {
         Ok(codes) => Json(codes.iter().map(code_view).collect::<Vec<_>>()).into_response(),
         Err(e) => engine_error(&e),
@@ -147,22 +137,15 @@ pub(super) async fn enroll(State(state): State<AppState>, b: JsonBody<EnrollBody
 }
 
 /// Every device (revoked ones too), with its version for updates.
-pub(super) async fn list_devices(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&state, &headers) {
-        return r;
-    }
+pub(super) async fn list_devices(State(state): State<AppState>) -> Response {
     match state.devices.list().await {
         Ok(devices) => Json(devices.iter().map(device_view).collect::<Vec<_>>()).into_response(),
         Err(e) => engine_error(&e),
     }
 }
 
-pub(super) async fn get_device(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    id: PathParams<String>,
-) -> Response {
-    let id = match admin(&state, &headers).and_then(|()| path(id)) {
+pub(super) async fn get_device(State(state): State<AppState>, id: PathParams<String>) -> Response {
+    let id = match path(id) {
         Ok(id) => id,
         Err(r) => return r,
     };
@@ -183,13 +166,9 @@ pub(super) struct TagsBody {
 
 pub(super) async fn set_tags(
     State(state): State<AppState>,
-    headers: HeaderMap,
     id: PathParams<String>,
     b: JsonBody<TagsBody>,
 ) -> Response {
-    if let Err(r) = admin(&state, &headers) {
-        return r;
-    }
     let (id, b) = match (path(id), body(b)) {
         (Ok(id), Ok(b)) => (id, b),
         (Err(r), _) | (_, Err(r)) => return r,
@@ -221,13 +200,9 @@ pub(super) struct RevokeBody {
 /// Revokes a device: its token is refused at once, on every replica.
 pub(super) async fn revoke(
     State(state): State<AppState>,
-    headers: HeaderMap,
     id: PathParams<String>,
     b: JsonBody<RevokeBody>,
 ) -> Response {
-    if let Err(r) = admin(&state, &headers) {
-        return r;
-    }
     let (id, b) = match (path(id), body(b)) {
         (Ok(id), Ok(b)) => (id, b),
         (Err(r), _) | (_, Err(r)) => return r,

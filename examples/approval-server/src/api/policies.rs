@@ -2,11 +2,11 @@
 //! change naming the version it replaces, validated before it is saved), and previews who
 //! gains and who loses protection before saving.
 
-use super::{admin, body, engine_error, error, path, AppState, JsonBody, PathParams};
+use super::{body, engine_error, error, path, AppState, JsonBody, PathParams};
 use crate::policies::{Change, PolicyError, Stored};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 use axum::Json;
 use sase_policy::ids::PolicyId;
@@ -62,10 +62,7 @@ fn parse<T: DeserializeOwned>(value: Value) -> Result<T, Response> {
 }
 
 /// Every policy, in precedence order (priority high to low, then id).
-pub(super) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&state, &headers) {
-        return r;
-    }
+pub(super) async fn list(State(state): State<AppState>) -> Response {
     match state.policies.list().await {
         Ok(mut stored) => {
             stored.sort_by(|a, b| {
@@ -80,12 +77,8 @@ pub(super) async fn list(State(state): State<AppState>, headers: HeaderMap) -> R
     }
 }
 
-pub(super) async fn get(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    id: PathParams<String>,
-) -> Response {
-    let id = match admin(&state, &headers).and_then(|()| path(id)) {
+pub(super) async fn get(State(state): State<AppState>, id: PathParams<String>) -> Response {
+    let id = match path(id) {
         Ok(id) => id,
         Err(r) => return r,
     };
@@ -106,13 +99,9 @@ struct PutBody {
 
 pub(super) async fn put(
     State(state): State<AppState>,
-    headers: HeaderMap,
     id: PathParams<String>,
     b: JsonBody<Value>,
 ) -> Response {
-    if let Err(r) = admin(&state, &headers) {
-        return r;
-    }
     let (id, b) = match (path(id), body(b).and_then(parse::<PutBody>)) {
         (Ok(id), Ok(b)) => (id, b),
         (Err(r), _) | (_, Err(r)) => return r,
@@ -156,13 +145,9 @@ pub(super) struct VersionQuery {
 
 pub(super) async fn delete(
     State(state): State<AppState>,
-    headers: HeaderMap,
     id: PathParams<String>,
     q: Result<Query<VersionQuery>, QueryRejection>,
 ) -> Response {
-    if let Err(r) = admin(&state, &headers) {
-        return r;
-    }
     let id = match path(id) {
         Ok(id) => id,
         Err(r) => return r,
@@ -193,14 +178,7 @@ enum PreviewBody {
 
 /// What a change would do: for every enrolled device whose decision on uninstalling changes,
 /// the decision before and after. Nothing is saved.
-pub(super) async fn preview(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    b: JsonBody<Value>,
-) -> Response {
-    if let Err(r) = admin(&state, &headers) {
-        return r;
-    }
+pub(super) async fn preview(State(state): State<AppState>, b: JsonBody<Value>) -> Response {
     let change = match body(b).and_then(parse::<PreviewBody>) {
         Ok(PreviewBody::Put(policy)) => Change::Put(policy),
         Ok(PreviewBody::Delete(id)) => Change::Delete(id),

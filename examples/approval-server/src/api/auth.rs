@@ -1,0 +1,196 @@
+//! Who calls the console, and what they may do. An admin authenticates with a personal API
+//! token (automation), or logs in with a name and password and is then known by a session
+//! cookie (the web console), every state-changing request of a session carrying its CSRF
+//! token; the configured admin token is the bootstrap identity `console-admin`, with the admin
+//! role. Each console route needs a role ([`required_role`]): viewers read, approvers also
+//! decide requests, admins also configure workflows, policies, devices and admins.
+
+use super::{bearer, body, eq, error, AppState, JsonBody};
+use crate::admins::{AdminError, Identity, Role};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse as _, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::json;
+
+/// The session cookie's name.
+pub(crate) const SESSION_COOKIE: &str = "sase_session";
+/// The header a session's state-changing request carries its CSRF token in.
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
+/// The holder of the configured admin token.
+pub(crate) const TOKEN_ADMIN: &str = "console-admin";
+
+/// The role a console route needs, by method and route template.
+pub(crate) fn required_role(method: &Method, route: &str) -> Role {
+    let own = matches!(
+        route,
+        "/api/console/me" | "/api/console/logout" | "/api/console/me/tokens" | "/api/console/me/tokens/{id}"
+    );
+    let admins_only = matches!(
+        route,
+        "/api/console/export" | "/api/console/admins" | "/api/console/admins/{name}"
+    );
+    if own {
+        Role::Viewer
+    } else if admins_only {
+        Role::Admin
+    } else if method.is_safe() {
+        Role::Viewer
+    } else if route == "/api/console/requests/{id}/{action}" {
+        Role::Approver
+    } else {
+        Role::Admin
+    }
+}
+
+pub(super) fn admin_error(e: &AdminError) -> Response {
+    match e {
+        AdminError::Store(e) => super::engine_error(e),
+        AdminError::Invalid { .. } => error(StatusCode::BAD_REQUEST, "invalid_request", e),
+    }
+}
+
+/// The console's gate, after routing: authenticates the caller, checks the CSRF token of a
+/// session's state-changing request and the role the route needs, and hands the handler the
+/// [`Identity`].
+pub(super) async fn console(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    let needed = required_role(request.method(), &route);
+    let identity = match authenticate(&state, request.method(), request.headers()).await {
+        Ok(identity) => identity,
+        Err(refused) => return refused,
+    };
+    if !identity.role.allows(needed) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "`{}` is {}: {} {route} needs {}",
+                identity.name,
+                json!(identity.role),
+                request.method(),
+                json!(needed)
+            ),
+        );
+    }
+    request.extensions_mut().insert(identity);
+    next.run(request).await
+}
+
+async fn authenticate(state: &AppState, method: &Method, headers: &HeaderMap) -> Result<Identity, Response> {
+    let unauthorized = |message: &str| error(StatusCode::UNAUTHORIZED, "unauthorized", message);
+    if let Some(token) = bearer(headers) {
+        if eq(token, &state.admin_token) {
+            return Ok(Identity {
+                name: TOKEN_ADMIN.to_owned(),
+                role: Role::Admin,
+            });
+        }
+        return match state.admins.authenticate_token(token).await {
+            Ok(Some(identity)) => Ok(identity),
+            Ok(None) => Err(unauthorized("unknown or revoked token")),
+            Err(e) => Err(admin_error(&e)),
+        };
+    }
+    let Some(session) = cookie(headers, SESSION_COOKIE) else {
+        return Err(unauthorized("log in, or send an admin API token"));
+    };
+    match state.admins.session(session).await {
+        Ok(Some((identity, csrf))) => {
+            let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+            if method.is_safe() || sent.is_some_and(|sent| eq(sent, &csrf)) {
+                Ok(identity)
+            } else {
+                Err(error(
+                    StatusCode::FORBIDDEN,
+                    "csrf",
+                    "a state-changing request of a session needs the session's CSRF token in X-CSRF-Token",
+                ))
+            }
+        }
+        Ok(None) => Err(unauthorized("the session ended: log in again")),
+        Err(e) => Err(admin_error(&e)),
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find_map(|(k, v)| (k == name).then_some(v))
+}
+
+/// The session cookie: only for this site's requests, out of scripts' reach, and over TLS
+/// only when the server speaks it.
+fn session_cookie(value: &str, max_age_secs: i64, secure: bool) -> Option<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
+    ))
+    .ok()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LoginBody {
+    name: String,
+    password: String,
+}
+
+/// `POST /api/console/login`: a session cookie and its CSRF token for a name and password.
+pub(super) async fn login(State(state): State<AppState>, b: JsonBody<LoginBody>) -> Response {
+    let b = match body(b) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match state.admins.login(&b.name, &b.password).await {
+        Ok(Some(login)) => {
+            tracing::info!(admin = %login.identity.name, "admin logged in");
+            let max_age = (login.expires_at_ms - state.engine.clock().now_ms()) / 1000;
+            let mut response = Json(json!({
+                "name": login.identity.name, "role": login.identity.role,
+                "csrf": login.csrf, "expires_at_ms": login.expires_at_ms,
+            }))
+            .into_response();
+            if let Some(cookie) = session_cookie(&login.session, max_age, state.secure_cookies) {
+                response.headers_mut().insert(SET_COOKIE, cookie);
+            }
+            response
+        }
+        Ok(None) => {
+            tracing::warn!(admin = %b.name, "failed admin login");
+            error(StatusCode::UNAUTHORIZED, "login_failed", "wrong name or password")
+        }
+        Err(e) => admin_error(&e),
+    }
+}
+
+/// `POST /api/console/logout`: ends the session (a token's caller has none to end).
+pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(session) = cookie(&headers, SESSION_COOKIE) {
+        if let Err(e) = state.admins.logout(session).await {
+            return admin_error(&e);
+        }
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some(cleared) = session_cookie("", 0, state.secure_cookies) {
+        response.headers_mut().insert(SET_COOKIE, cleared);
+    }
+    response
+}
+
+/// `GET /api/console/me`: who is calling, with which role.
+pub(super) async fn me(Extension(identity): Extension<Identity>) -> Response {
+    Json(json!({"name": identity.name, "role": identity.role})).into_response()
+}
