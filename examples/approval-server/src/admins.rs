@@ -11,11 +11,6 @@
 //! documents afterwards are only housekeeping: one that is cut short, or a login racing a
 //! password change, leaves nothing usable behind.
 
-#![cfg_attr(
-    not(test),
-    expect(dead_code, reason = "wired into the console's authentication next")
-)]
-
 use crate::devices::{body, decode, hash, secret};
 use argon2::password_hash::{self, PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::Argon2;

@@ -261,7 +261,7 @@ fn console_routes(state: &AppState) -> Router<AppState> {
         .route("/api/console/admins", get(admins::list).post(admins::create))
         .route(
             "/api/console/admins/{name}",
-            axum::routing::put(admins::update).delete(admins::delete),
+            get(admins::get).put(admins::update).delete(admins::delete),
         )
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::console))
 }

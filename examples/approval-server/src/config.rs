@@ -171,7 +171,7 @@ pub(crate) fn validate_workflows(
     Ok(())
 }
 
-fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         file: None,
         key: key.into(),
@@ -278,6 +278,11 @@ pub struct Args {
     /// grants they signed), print its public key, and exit.
     #[arg(long)]
     pub rotate_grant_key: bool,
+    /// Create the first admin (role admin) with this name, its password read from
+    /// `SASE_ADMIN_PASSWORD` or the first line of standard input, and exit; refused once any
+    /// admin exists (create more in the console).
+    #[arg(long, value_name = "NAME")]
+    pub create_admin: Option<String>,
     /// How log lines are written [default: text].
     #[arg(long, value_name = "FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,

@@ -360,6 +360,21 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
     })
 }
 
+/// Creates the first admin of the console (role admin) in `config`'s database: `true`, or
+/// `false` when an admin exists already (more are created in the console).
+///
+/// # Errors
+/// A name or password the console would refuse (named by `name` or `password`), or a store
+/// error.
+pub async fn create_first_admin(config: &Config, name: &str, password: &str) -> Result<bool, Error> {
+    let store = open_store(config).await?;
+    let admins = admins::Admins::new(store, Arc::new(SystemClock));
+    admins.bootstrap(name, password).await.map_err(|e| match e {
+        admins::AdminError::Store(e) => Error::Engine(e),
+        admins::AdminError::Invalid { field, message } => Error::Config(config::invalid(field, message)),
+    })
+}
+
 /// The store `database` names: a PostgreSQL URL (shared by replicas), or a SQLite file.
 async fn open_store(config: &Config) -> Result<Arc<dyn ApprovalStore>, Error> {
     if config.shared_database() {

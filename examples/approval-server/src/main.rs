@@ -55,6 +55,31 @@ async fn main() {
             }
         }
     }
+    if let Some(name) = &args.create_admin {
+        let password = match std::env::var("SASE_ADMIN_PASSWORD") {
+            Ok(password) => password,
+            Err(_) => {
+                let mut line = String::new();
+                if let Err(e) = std::io::stdin().read_line(&mut line) {
+                    eprintln!("cannot read the password from standard input: {e}");
+                    std::process::exit(2);
+                }
+                line.trim_end_matches(['\r', '\n']).to_owned()
+            }
+        };
+        match sase_approval_server::create_first_admin(&config, name, &password).await {
+            Ok(true) => println!("Admin `{name}` created (role admin): log in to the console with it."),
+            Ok(false) => {
+                eprintln!("an admin exists already: create more in the console (POST /api/console/admins)");
+                std::process::exit(1);
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     // Tokens are printed only on the mock DingTalk (demo), never with real credentials.
     #[cfg(feature = "demo")]
     let print_tokens = config.mock_only();

@@ -180,6 +180,7 @@ fn routes(request: &str) -> Vec<(Method, String, Option<Value>, &'static str)> {
         ),
         (Method::GET, "/api/console/export".into(), None, "admin"),
         (Method::GET, "/api/console/admins".into(), None, "admin"),
+        (Method::GET, "/api/console/admins/ada".into(), None, "admin"),
         (
             Method::POST,
             "/api/console/admins".into(),
@@ -497,6 +498,61 @@ async fn sessions_need_their_csrf_token_and_end_at_logout_expiry_or_a_new_passwo
             .await
             .0,
         401
+    );
+    server.shutdown().await.unwrap();
+}
+
+/// The first admin comes from a one-time command (the real binary), then logs in to a
+/// server on that database; a second run is refused.
+#[tokio::test]
+async fn the_first_admin_is_created_by_a_one_time_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("boot.sqlite");
+    let run = |name: &str, stdin: &str| {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_approval-server"))
+            .args([
+                "--database",
+                &database.display().to_string(),
+                "--create-admin",
+                name,
+            ])
+            .env_remove("SASE_ADMIN_PASSWORD")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let short = run("ada", "short\n");
+    assert_eq!(short.status.code(), Some(1), "{short:?}");
+    assert!(
+        String::from_utf8_lossy(&short.stderr).contains("password"),
+        "{short:?}"
+    );
+    let created = run("ada", &format!("{PASSWORD}\n"));
+    assert!(created.status.success(), "{created:?}");
+    assert!(String::from_utf8_lossy(&created.stdout).contains("Admin `ada` created"));
+    let again = run("eve", &format!("{PASSWORD}\n"));
+    assert_eq!(again.status.code(), Some(1), "only the first: {again:?}");
+
+    let mock = mock().await;
+    let server = support::start_with(&mock, credentialed_config(&mock, &database)).await;
+    let console = Console {
+        http: reqwest::Client::new(),
+        base: format!("http://{}", server.addr),
+    };
+    let (session, me) = console.login("ada", PASSWORD).await;
+    assert_eq!(me["role"], "admin");
+    let (status, admins) = console
+        .call(&session, Method::GET, "/api/console/admins", None)
+        .await;
+    assert_eq!(
+        (status, admins.as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{admins}"
     );
     server.shutdown().await.unwrap();
 }

@@ -28,6 +28,18 @@ pub(super) async fn list(State(state): State<AppState>) -> Response {
     }
 }
 
+pub(super) async fn get(State(state): State<AppState>, name: PathParams<String>) -> Response {
+    let name = match path(name) {
+        Ok(name) => name,
+        Err(r) => return r,
+    };
+    match state.admins.get(&name).await {
+        Ok(Some(admin)) => Json(view(&admin)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "not_found", format!("no admin `{name}`")),
+        Err(e) => admin_error(&e),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateBody {
