@@ -1,6 +1,7 @@
 //! The engine: submit requests, follow them through external events, console actions and
 //! reconciliation, issue grants on approval, and tell subscribers about every change.
 
+use crate::audit::{AuditEntry, AuditRecord};
 use crate::backend::{ApprovalBackend, BackendResult, FailureKind};
 use crate::clock::{millis, Clock, SystemClock};
 use crate::definition::{Template, Workflow, WorkflowKind};
@@ -144,7 +145,11 @@ pub struct EngineBuilder {
     clock: Arc<dyn Clock>,
     max_reason_chars: usize,
     recheck: RecheckSchedule,
+    audit: Option<AuditSink>,
 }
+
+/// Told of each entry the engine appends to the audit chain (e.g. to log it for a SIEM).
+pub type AuditSink = Arc<dyn Fn(&AuditEntry) + Send + Sync>;
 
 /// How many characters a reason may have by default (the approver reads it in DingTalk).
 pub const DEFAULT_MAX_REASON_CHARS: usize = 2_000;
@@ -291,6 +296,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Records every request's filing and change of state, and every grant issued, consumed,
+    /// refused or revoked, in the store's hash-chained audit log
+    /// ([`ApprovalStore::append_audit`]), telling `sink` of each entry. Default: off.
+    pub fn audit(mut self, sink: AuditSink) -> Self {
+        self.audit = Some(sink);
+        self
+    }
+
     /// When reconciliation looks at a pending request again. Default:
     /// [`RecheckSchedule::default`].
     pub fn recheck(mut self, schedule: RecheckSchedule) -> Self {
@@ -323,6 +336,7 @@ impl EngineBuilder {
             max_reason_chars: self.max_reason_chars,
             recheck: self.recheck,
             rechecks: Mutex::default(),
+            audit: self.audit,
             updates: broadcast::channel(1024).0,
         })
     }
@@ -346,6 +360,7 @@ pub struct Engine {
     /// at its latest schedule point from its filing).
     rechecks: Mutex<reconcile::Memory>,
     updates: broadcast::Sender<RequestUpdate>,
+    audit: Option<AuditSink>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -390,6 +405,7 @@ impl Engine {
             clock: Arc::new(SystemClock),
             max_reason_chars: DEFAULT_MAX_REASON_CHARS,
             recheck: RecheckSchedule::default(),
+            audit: None,
         }
     }
 
@@ -579,6 +595,13 @@ impl Engine {
             "request filed"
         );
         self.notify(RequestUpdate::of(&request));
+        let details = serde_json::json!({
+            "workflow": request.workflow, "template": request.template, "device": request.device,
+            "action": request.action.as_str(),
+            "reason_chars": request.fields.get("reason").map_or(0, |r| r.chars().count()),
+        });
+        self.audit(request.requester.as_str(), "request.filed", &request.id, details)
+            .await;
         self.create_external(&request.id, backend.as_ref(), Attempt::First)
             .await
             .map(Filing::Created)
@@ -749,6 +772,7 @@ impl Engine {
     ) -> Result<ApprovalRequest> {
         for _ in 0..8 {
             let mut request = self.get(id).await?;
+            let (from, consumed) = (request.state, request.grant_consumed_at_ms.is_some());
             if !change(&mut request)? {
                 return Ok(request);
             }
@@ -756,6 +780,7 @@ impl Engine {
                 Ok(()) => {
                     request.version += 1;
                     self.notify(RequestUpdate::of(&request));
+                    self.audit_change(from, consumed, &request).await;
                     return Ok(request);
                 }
                 Err(Error::Conflict { .. }) => {}
@@ -770,6 +795,45 @@ impl Engine {
     fn notify(&self, update: RequestUpdate) {
         // A subscriber leaving meanwhile is fine; nobody listening too.
         let _ = self.updates.send(update);
+    }
+
+    /// Appends what happened to `request` to the audit chain, when the engine keeps one. The
+    /// change is stored already: an entry that cannot be written is logged, not undone.
+    async fn audit(&self, actor: &str, action: &str, request: &RequestId, details: serde_json::Value) {
+        let Some(sink) = &self.audit else { return };
+        let record = AuditRecord::new(
+            self.clock.now_ms(),
+            actor,
+            action,
+            format!("request/{request}"),
+            details,
+        );
+        match self.store.append_audit(&record).await {
+            Ok(entry) => sink(&entry),
+            Err(e) => tracing::error!(error = %e, request = %request, action, "audit entry not written"),
+        }
+    }
+
+    /// Audits the change `mutate` stored: a change of state (with the grant issued or
+    /// withdrawn), a grant consumed, or a note.
+    async fn audit_change(&self, from: RequestState, consumed_before: bool, after: &ApprovalRequest) {
+        if self.audit.is_none() {
+            return;
+        }
+        let Some(last) = after.history.last() else { return };
+        let action = if after.state != from {
+            format!("request.{}", after.state.as_str())
+        } else if after.grant_consumed_at_ms.is_some() && !consumed_before {
+            "grant.consumed".to_owned()
+        } else {
+            "request.noted".to_owned()
+        };
+        let details = serde_json::json!({
+            "from": from.as_str(), "to": after.state.as_str(), "source": last.source,
+            "note": last.note, "workflow": after.workflow, "requester": after.requester,
+            "device": after.device, "grant": after.grant.as_ref().map(|g| g.grant.id.as_str()),
+        });
+        self.audit(&last.actor, &action, &after.id, details).await;
     }
 
     /// Handles an event from an external approval system (translated by its adapter, e.g.
@@ -906,6 +970,18 @@ impl Engine {
                     }
                     _ => ignored("audit-only recorded"),
                 }
+                let from = found.as_ref().map_or("", |(from, _)| from.as_str());
+                let action = if outcome == EventOutcome::Applied {
+                    format!("request.{}", update.state.as_str())
+                } else {
+                    "request.noted".to_owned()
+                };
+                let details = serde_json::json!({
+                    "from": from, "to": update.state.as_str(), "source": "external",
+                    "origin": origin.name(), "instance": event.instance, "event": event.key,
+                    "grant": issued.as_ref().map(|(grant, _)| grant.as_str()),
+                });
+                self.audit(&event.actor, &action, &update.id, details).await;
                 self.notify(update);
                 outcome
             }
@@ -1156,7 +1232,14 @@ impl Engine {
                 device = %device,
                 "grant consumed"
             ),
-            Err(Error::GrantRefused { refusal }) => log_refused(*refusal),
+            Err(Error::GrantRefused { refusal }) => {
+                log_refused(*refusal);
+                // Presented by the agent, unverified: recorded as a quoted value only.
+                let details = serde_json::json!({
+                    "grant": grant.grant.id.as_str(), "device": device, "reason": refusal.code(),
+                });
+                self.audit(user.as_str(), "grant.refused", &id, details).await;
+            }
             Err(_) => {}
         }
         result

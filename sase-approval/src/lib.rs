@@ -20,6 +20,8 @@
 //!   reconcile, subscribe.
 //! - [`recheck`]: when reconciliation looks at a pending request again (a backoff from its
 //!   last activity).
+//! - [`audit`]: the hash-chained audit log's records and entries, and the check that a chain
+//!   read back from a store is whole.
 //! - [`clock`]: the [`Clock`](clock::Clock) the engine reads (manual in tests).
 //! - `dingtalk` (feature `dingtalk`, on by default): the DingTalk adapter — the backend over
 //!   the OA approval API, DingTalk events translated for the engine, the event handler for the
@@ -60,6 +62,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod audit;
 pub mod backend;
 pub mod clock;
 pub mod definition;

@@ -2,7 +2,8 @@
 //! a durable SQLite store and (feature `postgres`) a PostgreSQL store that several server
 //! replicas share. Updates use optimistic concurrency: each request has a
 //! version, and an update against a stale version fails with [`Error::Conflict`](crate::Error::Conflict); events are
-//! applied atomically where the request is ([`ApprovalStore::apply_event`]).
+//! applied atomically where the request is ([`ApprovalStore::apply_event`]). Every store also
+//! keeps the hash-chained audit log ([`ApprovalStore::append_audit`], [`crate::audit`]).
 
 mod memory;
 #[cfg(feature = "postgres")]
@@ -18,6 +19,7 @@ pub use postgres::PostgresStore;
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
 
+use crate::audit::{AuditEntry, AuditFilter, AuditRecord};
 use crate::error::Result;
 use crate::state::{ApprovalRequest, Change, RequestId, RequestState, RequestUpdate};
 use async_trait::async_trait;
@@ -262,6 +264,67 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
     /// requests (a state with none is left out), in no particular order. One query (or one
     /// pass under the lock), not a list of the requests.
     async fn count_by_state(&self) -> Result<Vec<(RequestState, u64)>>;
+
+    /// Appends `record` to the audit chain: the next seq, linked to the last entry's hash
+    /// ([`AuditEntry::chained`]), the head moved with it, all or nothing — one append at a
+    /// time across every replica sharing the store (serialised in the database). Returns the
+    /// entry written.
+    ///
+    /// # Errors
+    /// [`Error::Store`](crate::Error::Store), nothing appended, when the record's `actor`,
+    /// `action` or `subject` holds a NUL character (PostgreSQL text cannot; every store
+    /// refuses it alike: such text belongs in `details`), and on store errors.
+    async fn append_audit(&self, record: &AuditRecord) -> Result<AuditEntry>;
+
+    /// The audit entries matching `filter`, by seq, as stored (hashes not checked: that is
+    /// [`ChainVerifier`](crate::audit::ChainVerifier)'s job).
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+
+    /// The head the store recorded with the last append: `(seq, hash)` of the last entry,
+    /// `None` while the chain is empty. Kept apart from the entries, so that a chain missing
+    /// its tail does not end where the head says
+    /// ([`ChainVerifier::finish`](crate::audit::ChainVerifier::finish)).
+    async fn audit_head(&self) -> Result<Option<(u64, String)>>;
+}
+
+/// Refuses a record no store could keep as it is: a NUL in `actor`, `action` or `subject`.
+fn check_audit_record(record: &AuditRecord) -> Result<()> {
+    for (name, value) in [
+        ("actor", &record.actor),
+        ("action", &record.action),
+        ("subject", &record.subject),
+    ] {
+        if value.contains('\0') {
+            return Err(crate::Error::Store {
+                reason: format!("an audit record's {name} holds a NUL character: {value:?}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An audit entry's seq as stored (a `BIGINT`), read back.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn stored_seq(seq: i64) -> Result<u64> {
+    u64::try_from(seq).map_err(|_| crate::Error::Store {
+        reason: format!("an audit entry with the negative seq {seq}"),
+    })
+}
+
+/// An audit entry's seq as bound to a `BIGINT` parameter.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn seq_param(seq: u64) -> Result<i64> {
+    i64::try_from(seq).map_err(|_| crate::Error::Store {
+        reason: format!("the audit chain is full (seq {seq})"),
+    })
+}
+
+/// An audit entry's `details` as stored (canonical JSON text), read back.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn stored_details(seq: i64, text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| crate::Error::Store {
+        reason: format!("audit entry {seq}: its details are not JSON: {e}"),
+    })
 }
 
 /// A counter's value as stored (a `BIGINT`), read back.

@@ -129,6 +129,24 @@ impl ApprovalStore for CrashBeforeLinking {
     async fn count_by_state(&self) -> sase_approval::Result<Vec<(RequestState, u64)>> {
         self.0.count_by_state().await
     }
+
+    async fn append_audit(
+        &self,
+        record: &sase_approval::audit::AuditRecord,
+    ) -> sase_approval::Result<sase_approval::audit::AuditEntry> {
+        self.0.append_audit(record).await
+    }
+
+    async fn list_audit(
+        &self,
+        filter: &sase_approval::audit::AuditFilter,
+    ) -> sase_approval::Result<Vec<sase_approval::audit::AuditEntry>> {
+        self.0.list_audit(filter).await
+    }
+
+    async fn audit_head(&self) -> sase_approval::Result<Option<(u64, String)>> {
+        self.0.audit_head().await
+    }
 }
 
 fn engine(store: Arc<dyn ApprovalStore>, mock: &MockDingTalk) -> Engine {

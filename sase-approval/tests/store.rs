@@ -1,7 +1,9 @@
 //! One conformance suite run against the in-memory, the SQLite store (a real file, reopened
 //! to prove nothing is lost) and (feature `postgres`) the PostgreSQL store (a database made
 //! for each test, on the server at `SASE_TEST_POSTGRES`; skipped, saying so, when there is
-//! none, unless `SASE_REQUIRE_POSTGRES=1`), with replicas sharing it.
+//! none, unless `SASE_REQUIRE_POSTGRES=1`), with replicas sharing it. The audit chain is
+//! also tampered with in the SQL databases directly, and each tampering must be found at its
+//! first broken entry.
 
 #![expect(
     clippy::unwrap_used,
@@ -10,11 +12,15 @@
     reason = "a test fails loudly on the first unexpected value"
 )]
 
+use sase_approval::audit::{
+    entry_hash, AuditEntry, AuditFilter, AuditRecord, ChainBreak, ChainVerifier, GENESIS,
+};
 use sase_approval::state::{ApprovalRequest, Change, RequestId, RequestState, Source};
 use sase_approval::store::{ApprovalStore, Counted, Document, EventWrite, ListFilter, MemoryStore};
 use sase_approval::Error;
 use sase_policy::ids::{DeviceId, UserId, WorkflowId};
 use sase_policy::Action;
+use serde_json::json;
 use std::sync::Arc;
 
 mod support;
@@ -229,7 +235,259 @@ async fn documents(store: &dyn ApprovalStore) {
     assert_eq!(store.list_documents("device").await.unwrap().len(), 1);
 }
 
+/// The store's audit chain checked as a reader would: the head read first, then the entries
+/// in pages of `page` up to the head's seq (entries appended meanwhile are left for later).
+async fn verify_chain(store: &dyn ApprovalStore, page: usize) -> Result<u64, ChainBreak> {
+    let head = store.audit_head().await.unwrap();
+    let until = head.as_ref().map_or(0, |(seq, _)| *seq);
+    let mut verifier = ChainVerifier::new();
+    let mut filter = AuditFilter::default().page(0, page);
+    'pages: loop {
+        let entries = store.list_audit(&filter).await.unwrap();
+        let Some(last) = entries.last() else { break };
+        filter.after_seq = last.seq;
+        for entry in &entries {
+            if entry.seq > until {
+                break 'pages;
+            }
+            verifier.push(entry)?;
+        }
+    }
+    verifier.finish(head)
+}
+
+/// The seqs of the entries `filter` lists.
+async fn audit_seqs(store: &dyn ApprovalStore, filter: AuditFilter) -> Vec<u64> {
+    store
+        .list_audit(&filter)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect()
+}
+
+/// What [`audit_log`] appends: actors, actions and subjects for each filter to tell apart, and
+/// details a store must give back exactly (key order, non-ASCII, a NUL, floats at their
+/// extremes and 64 random ones: with serde_json's default float parser about a third of
+/// random doubles read back one unit off, which would break the chain).
+fn audit_records() -> Vec<AuditRecord> {
+    let random: Vec<f64> = std::iter::repeat_with(|| f64::from_bits(rand::random::<u64>()))
+        .filter(|f| f.is_finite())
+        .take(64)
+        .collect();
+    vec![
+        AuditRecord::new(
+            1_000,
+            "admin",
+            "policy.put",
+            "policy/employees",
+            json!({"before": null, "after": {"rules": 3, "name": "员工"}}),
+        ),
+        AuditRecord::new(
+            2_000,
+            "alice",
+            "request.filed",
+            "request/r1",
+            json!({"reason": "重装系统\0 \u{1F600} \"\\", "reason_chars": 4}),
+        ),
+        AuditRecord::new(
+            3_000,
+            "admin",
+            "request.approved",
+            "request/r1",
+            json!({"grant": "g-1", "ratio": 0.1, "big": 7.784722406916115e85, "tiny": 5e-324,
+                   "negative_zero": -0.0, "max": u64::MAX, "min": i64::MIN, "random": random}),
+        ),
+        AuditRecord::new(
+            3_000,
+            "bob",
+            "admin.login_failed",
+            "admin/bob",
+            json!({"attempted": "bob\0"}),
+        ),
+        AuditRecord::new(
+            4_000,
+            "admin",
+            "request.rejected",
+            "request/r2",
+            json!([1, {"b": 2, "a": 1}, []]),
+        ),
+        AuditRecord::new(5_000, "system", "requests.pruned", "request/r1", json!(null)),
+        AuditRecord::new(6_000, "Admin", "policy_put", "policy/employees", json!("x")),
+    ]
+}
+
+/// How many entries [`audit_log`] leaves: its records and ten concurrent appends.
+const AUDITED: u64 = 17;
+
+/// The audit chain: appended one entry after another, each linked to the one before; listed
+/// with each filter and in pages; its head; the chain verified; a record no store can keep
+/// refused alike; concurrent appends kept in one chain.
+async fn audit_log(store: Arc<dyn ApprovalStore>) {
+    assert_eq!(store.audit_head().await.unwrap(), None);
+    assert!(store
+        .list_audit(&AuditFilter::default())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(verify_chain(&*store, 3).await, Ok(0), "an empty chain");
+
+    let records = audit_records();
+    let mut appended: Vec<AuditEntry> = Vec::new();
+    for (i, record) in records.iter().enumerate() {
+        let entry = store.append_audit(record).await.unwrap();
+        let prev = appended.last().map_or(GENESIS, |e| e.hash.as_str());
+        assert_eq!(entry.seq, i as u64 + 1);
+        assert_eq!(entry.prev_hash, prev, "entry {}", entry.seq);
+        assert_eq!(entry.hash, entry_hash(entry.seq, prev, record));
+        assert_eq!(entry.record, *record);
+        appended.push(entry);
+    }
+    let last = appended.last().unwrap();
+    assert_eq!(
+        store.audit_head().await.unwrap(),
+        Some((last.seq, last.hash.clone()))
+    );
+    assert_eq!(
+        store.list_audit(&AuditFilter::default()).await.unwrap(),
+        appended,
+        "stored exactly as appended (details included)"
+    );
+
+    let all = AuditFilter::default();
+    assert_eq!(audit_seqs(&*store, all.clone().actor("admin")).await, [1, 3, 5]);
+    assert_eq!(audit_seqs(&*store, all.clone().actor("Admin")).await, [7]);
+    assert_eq!(
+        audit_seqs(&*store, all.clone().action_prefix("request.")).await,
+        [2, 3, 5]
+    );
+    assert_eq!(
+        audit_seqs(&*store, all.clone().action_prefix("request")).await,
+        [2, 3, 5, 6]
+    );
+    assert_eq!(
+        audit_seqs(&*store, all.clone().action_prefix("policy_")).await,
+        [7],
+        "`_` is no wildcard"
+    );
+    assert_eq!(
+        audit_seqs(&*store, all.clone().action_prefix("policy.")).await,
+        [1]
+    );
+    assert_eq!(
+        audit_seqs(&*store, all.clone().action_prefix("Request.")).await,
+        [] as [u64; 0],
+        "case-sensitive"
+    );
+    assert_eq!(
+        audit_seqs(&*store, all.clone().action_prefix("%")).await,
+        [] as [u64; 0],
+        "`%` is no wildcard"
+    );
+    assert_eq!(
+        audit_seqs(&*store, all.clone().action_prefix("")).await,
+        [1, 2, 3, 4, 5, 6, 7]
+    );
+    assert_eq!(
+        audit_seqs(&*store, all.clone().subject("request/r1")).await,
+        [2, 3, 6]
+    );
+    assert_eq!(
+        audit_seqs(&*store, all.clone().between(Some(3_000), Some(5_000))).await,
+        [3, 4, 5]
+    );
+    assert_eq!(
+        audit_seqs(&*store, all.clone().between(None, Some(3_000))).await,
+        [1, 2],
+        "the end is exclusive"
+    );
+    assert_eq!(
+        audit_seqs(&*store, all.clone().between(Some(5_000), None)).await,
+        [6, 7]
+    );
+    assert_eq!(
+        audit_seqs(
+            &*store,
+            all.clone()
+                .actor("admin")
+                .action_prefix("request.")
+                .subject("request/r2")
+        )
+        .await,
+        [5],
+        "filters combine"
+    );
+    // Pages: after the last seq of the page before, `limit` at a time; with a filter too.
+    for (filter, expected) in [
+        (all.clone(), vec![1, 2, 3, 4, 5, 6, 7]),
+        (all.clone().actor("admin"), vec![1, 3, 5]),
+        (all.clone().subject("request/r1"), vec![2, 3, 6]),
+    ] {
+        let mut page = filter.page(0, 2);
+        let mut seen = Vec::new();
+        loop {
+            let seqs = audit_seqs(&*store, page.clone()).await;
+            assert!(seqs.len() <= 2, "{seqs:?}");
+            let Some(&last) = seqs.last() else { break };
+            seen.extend(seqs);
+            page.after_seq = last;
+        }
+        assert_eq!(seen, expected);
+    }
+    assert_eq!(audit_seqs(&*store, all.clone().page(5, 0)).await, [6, 7]);
+    assert_eq!(audit_seqs(&*store, all.clone().page(2, 3)).await, [3, 4, 5]);
+    assert_eq!(audit_seqs(&*store, all.clone().page(7, 0)).await, [] as [u64; 0]);
+    assert_eq!(
+        audit_seqs(&*store, all.clone().page(u64::MAX, 1)).await,
+        [] as [u64; 0]
+    );
+    assert_eq!(verify_chain(&*store, 3).await, Ok(7));
+    assert_eq!(verify_chain(&*store, 0).await, Ok(7), "in one page");
+
+    // A NUL in actor, action or subject: refused by every store, nothing appended.
+    for record in [
+        AuditRecord::new(7_000, "bob\0", "admin.login_failed", "admin/bob", json!(null)),
+        AuditRecord::new(7_000, "bob", "admin.login\0", "admin/bob", json!(null)),
+        AuditRecord::new(7_000, "bob", "admin.login_failed", "admin/\0", json!(null)),
+    ] {
+        let refused = store.append_audit(&record).await;
+        assert!(
+            matches!(&refused, Err(Error::Store { reason }) if reason.contains("NUL")),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(store.audit_head().await.unwrap().map(|h| h.0), Some(7));
+
+    // Ten appends at once: one chain, seqs without a gap, each append given its own.
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .append_audit(&AuditRecord::new(
+                        8_000 + i,
+                        "system",
+                        "test.concurrent",
+                        format!("n/{i}"),
+                        json!({"i": i}),
+                    ))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.push(task.await.unwrap().seq);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (8..=AUDITED).collect::<Vec<_>>());
+    assert_eq!(verify_chain(&*store, 4).await, Ok(AUDITED));
+}
+
 async fn conformance(store: Arc<dyn ApprovalStore>) {
+    audit_log(Arc::clone(&store)).await;
     assert_eq!(counts(&*store).await, [], "no request, no state counted");
     shared_values_and_leases(&*store).await;
     documents(&*store).await;
@@ -484,6 +742,8 @@ async fn a_database_from_before_the_open_request_check_migrates_with_its_duplica
         .await
         .unwrap();
     for statement in [
+        "DROP TABLE audit",
+        "DROP TABLE audit_head",
         "DROP TABLE documents",
         "DROP TABLE counters",
         "DROP TABLE shared_values",
@@ -545,6 +805,11 @@ async fn kept_everything(reopened: &dyn ApprovalStore) {
         !is_new(reopened, "ev-1", 4).await,
         "event de-duplication survives a restart"
     );
+    assert_eq!(
+        verify_chain(reopened, 5).await,
+        Ok(AUDITED),
+        "the audit chain survives a restart"
+    );
 }
 
 #[tokio::test]
@@ -602,6 +867,217 @@ async fn every_store_sorts_ids_bytewise_and_keeps_text_exactly() {
     if let Some(db) = support::postgres::TempPostgres::new().await {
         ids_sort_bytewise_and_text_round_trips(&db.open().await).await;
     }
+}
+
+/// Raw SQL on a store's database, behind its back: someone with write access to the database.
+enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+}
+
+impl Raw {
+    async fn run(&self, sql: &str) {
+        match self {
+            Raw::Sqlite(pool) => {
+                sqlx::query(sql).execute(pool).await.unwrap();
+            }
+            #[cfg(feature = "postgres")]
+            Raw::Postgres(pool) => {
+                sqlx::query(sql).execute(pool).await.unwrap();
+            }
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Raw::Sqlite(pool) => pool.close().await,
+            #[cfg(feature = "postgres")]
+            Raw::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Ways to tamper with a chain of six entries in the database.
+#[derive(Debug, Clone, Copy)]
+enum Tamper {
+    /// Entry 3's actor edited.
+    EditActor,
+    /// Entry 3's details edited.
+    EditDetails,
+    /// Entry 3 deleted.
+    DeleteMiddle,
+    /// Entries 2 and 4 swapped: every column but seq.
+    SwapContents,
+    /// Entry 6, the last, deleted.
+    DeleteLast,
+    /// Entry 3's actor edited and its hash recomputed with `entry_hash`.
+    EditAndRehash,
+}
+
+const TAMPERINGS: [Tamper; 6] = [
+    Tamper::EditActor,
+    Tamper::EditDetails,
+    Tamper::DeleteMiddle,
+    Tamper::SwapContents,
+    Tamper::DeleteLast,
+    Tamper::EditAndRehash,
+];
+
+/// Appends six entries to `store`.
+async fn six_entries(store: &dyn ApprovalStore) {
+    for i in 1..=6 {
+        store
+            .append_audit(&AuditRecord::new(
+                i * 1_000,
+                "admin",
+                "request.approved",
+                format!("request/r-{i}"),
+                json!({"grant": format!("g-{i}"), "note": "ok"}),
+            ))
+            .await
+            .unwrap();
+    }
+    assert_eq!(verify_chain(store, 4).await, Ok(6), "intact");
+}
+
+/// Six entries appended, then `tamper` done with raw SQL: the verifier names the first broken
+/// entry, for the reason expected.
+async fn tampering_is_found(store: &dyn ApprovalStore, raw: &Raw, tamper: Tamper) {
+    six_entries(store).await;
+    let (seq, reason) = match tamper {
+        Tamper::EditActor => {
+            raw.run("UPDATE audit SET actor = 'mallory' WHERE seq = 3").await;
+            (3, "not the hash of its contents")
+        }
+        Tamper::EditDetails => {
+            raw.run("UPDATE audit SET details = replace(details, 'g-3', 'g-9') WHERE seq = 3")
+                .await;
+            (3, "not the hash of its contents")
+        }
+        Tamper::DeleteMiddle => {
+            raw.run("DELETE FROM audit WHERE seq = 3").await;
+            (4, "where entry 3 should be")
+        }
+        Tamper::SwapContents => {
+            // Swapping every other column of two rows is swapping their seqs.
+            for sql in [
+                "UPDATE audit SET seq = -2 WHERE seq = 2",
+                "UPDATE audit SET seq = 2 WHERE seq = 4",
+                "UPDATE audit SET seq = 4 WHERE seq = -2",
+            ] {
+                raw.run(sql).await;
+            }
+            (2, "prev_hash")
+        }
+        Tamper::DeleteLast => {
+            raw.run("DELETE FROM audit WHERE seq = 6").await;
+            (6, "the chain ends at entry 5")
+        }
+        Tamper::EditAndRehash => {
+            let third = store
+                .list_audit(&AuditFilter::default().page(2, 1))
+                .await
+                .unwrap()
+                .remove(0);
+            let mut forged = third.record.clone();
+            forged.actor = "mallory".into();
+            let hash = entry_hash(3, &third.prev_hash, &forged);
+            raw.run(&format!(
+                "UPDATE audit SET actor = 'mallory', hash = '{hash}' WHERE seq = 3"
+            ))
+            .await;
+            let edited = store
+                .list_audit(&AuditFilter::default().page(2, 1))
+                .await
+                .unwrap()
+                .remove(0);
+            assert_eq!(
+                (edited.record.actor.as_str(), edited.hash.as_str()),
+                ("mallory", hash.as_str()),
+                "the forgery is in place"
+            );
+            (4, "prev_hash")
+        }
+    };
+    let found = verify_chain(store, 4).await.unwrap_err();
+    assert_eq!(found.seq, seq, "{tamper:?}: {found}");
+    assert!(found.reason.contains(reason), "{tamper:?}: {found}");
+}
+
+/// What the store's head cannot catch: the tail removed AND the head moved back with it (the
+/// hash has no key). A head kept elsewhere (written down earlier, or shipped to a log
+/// collector with the entry) still does.
+async fn a_rewritten_head_is_caught_by_a_copy_kept_elsewhere(store: &dyn ApprovalStore, raw: &Raw) {
+    six_entries(store).await;
+    let kept = store.audit_head().await.unwrap();
+    raw.run("DELETE FROM audit WHERE seq = 6").await;
+    raw.run("UPDATE audit_head SET seq = 5, hash = (SELECT hash FROM audit WHERE seq = 5) WHERE id = 1")
+        .await;
+    assert_eq!(
+        verify_chain(store, 4).await,
+        Ok(5),
+        "consistent with the rewritten head"
+    );
+    let mut verifier = ChainVerifier::new();
+    for entry in store.list_audit(&AuditFilter::default()).await.unwrap() {
+        verifier.push(&entry).unwrap();
+    }
+    let found = verifier.finish(kept).unwrap_err();
+    assert_eq!(found.seq, 6, "{found}");
+}
+
+#[tokio::test]
+async fn sqlite_audit_tampering_is_found_at_the_first_broken_entry() {
+    let open = |name: String| async move {
+        let db = support::TempDb::new(&name);
+        let store = db.open().await;
+        let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.path.display()))
+            .await
+            .unwrap();
+        (db, store, Raw::Sqlite(raw))
+    };
+    for (i, tamper) in TAMPERINGS.into_iter().enumerate() {
+        let (_db, store, raw) = open(format!("tamper-{i}.sqlite")).await;
+        tampering_is_found(&store, &raw, tamper).await;
+        raw.close().await;
+    }
+    let (_db, store, raw) = open("head.sqlite".into()).await;
+    a_rewritten_head_is_caught_by_a_copy_kept_elsewhere(&store, &raw).await;
+    raw.close().await;
+}
+
+/// Two stores on one SQLite file (two processes): their appends still make one chain, each
+/// transaction taking the write lock before it reads the head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_stores_sharing_a_file_append_to_one_audit_chain() {
+    let db = support::TempDb::new("shared.sqlite");
+    let stores = [Arc::new(db.open().await), Arc::new(db.open().await)];
+    let tasks: Vec<_> = (0..40_i64)
+        .map(|i| {
+            let store = Arc::clone(&stores[usize::try_from(i % 2).unwrap()]);
+            tokio::spawn(async move {
+                store
+                    .append_audit(&AuditRecord::new(
+                        i,
+                        "system",
+                        "test.append",
+                        format!("n/{i}"),
+                        json!(i),
+                    ))
+                    .await
+                    .unwrap()
+                    .seq
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.push(task.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
+    assert_eq!(verify_chain(&*stores[1], 8).await, Ok(40));
 }
 
 #[cfg(feature = "postgres")]
@@ -822,6 +1298,73 @@ mod postgres {
         );
     }
 
+    #[tokio::test]
+    async fn postgres_audit_tampering_is_found_at_the_first_broken_entry() {
+        for tamper in TAMPERINGS {
+            let Some(db) = support::postgres::TempPostgres::new().await else {
+                return;
+            };
+            let store = db.open().await;
+            let raw = Raw::Postgres(sqlx::PgPool::connect(&db.url).await.unwrap());
+            tampering_is_found(&store, &raw, tamper).await;
+            raw.close().await;
+        }
+        let Some(db) = support::postgres::TempPostgres::new().await else {
+            return;
+        };
+        let store = db.open().await;
+        let raw = Raw::Postgres(sqlx::PgPool::connect(&db.url).await.unwrap());
+        a_rewritten_head_is_caught_by_a_copy_kept_elsewhere(&store, &raw).await;
+        raw.close().await;
+    }
+
+    /// 40 appends at once, spread over two replicas (two pools on one database): one chain,
+    /// seqs 1 to 40 without a gap or a repeat, each append given back the entry stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres_replicas_append_to_one_audit_chain_one_at_a_time() {
+        let Some(db) = support::postgres::TempPostgres::new().await else {
+            return;
+        };
+        let replicas = [Arc::new(db.open().await), Arc::new(db.open().await)];
+        let tasks: Vec<_> = (0..40_i64)
+            .map(|i| {
+                let store = Arc::clone(&replicas[usize::try_from(i % 2).unwrap()]);
+                tokio::spawn(async move {
+                    store
+                        .append_audit(&AuditRecord::new(
+                            1_000 + i,
+                            format!("replica-{}", i % 2),
+                            "test.append",
+                            format!("n/{i}"),
+                            json!({"i": i}),
+                        ))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut appended = Vec::new();
+        for task in tasks {
+            appended.push(task.await.unwrap());
+        }
+        appended.sort_unstable_by_key(|e| e.seq);
+        assert_eq!(
+            appended.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (1..=40).collect::<Vec<_>>()
+        );
+        let stored = replicas[1].list_audit(&AuditFilter::default()).await.unwrap();
+        assert_eq!(stored, appended, "each append returned the entry stored");
+        let mut subjects: Vec<&str> = stored.iter().map(|e| e.record.subject.as_str()).collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        assert_eq!(subjects.len(), 40, "each record once");
+        assert_eq!(verify_chain(&*replicas[0], 7).await, Ok(40));
+        assert_eq!(
+            replicas[0].audit_head().await.unwrap(),
+            Some((40, stored[39].hash.clone()))
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn postgres_replicas_starting_at_once_migrate_once() {
         let Some(db) = support::postgres::TempPostgres::new().await else {
@@ -843,7 +1386,7 @@ mod postgres {
             .fetch_all(&raw)
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4], "each version applied once");
+        assert_eq!(versions, [1, 2, 3, 4, 5], "each version applied once");
         replicas[5].insert(&request("m1", "mia", 1)).await.unwrap();
         assert!(replicas[0].get(&RequestId("m1".into())).await.unwrap().is_some());
         raw.close().await;

@@ -3,6 +3,7 @@
 //! with a stable code; axum's own rejections are converted in [`rejection`].
 
 mod admins;
+mod audit;
 mod auth;
 mod devices;
 mod export;
@@ -11,6 +12,7 @@ mod rejection;
 mod workflows;
 
 use crate::admins::{Admins, Identity};
+use crate::audit_log::AuditLog;
 use crate::devices::{Devices, Enrolled};
 use crate::filing_limit::FilingLimit;
 use crate::metrics::Metrics;
@@ -56,6 +58,8 @@ pub(crate) struct AppState {
     admins: Admins,
     /// Session cookies are `Secure` (the server speaks TLS).
     secure_cookies: bool,
+    /// The configuration changes and logins recorded in the audit chain.
+    audit: AuditLog,
     /// The metrics, counted by every route.
     metrics: Arc<Metrics>,
     /// What `/metrics` serves from; `None` (no metrics token): there is no `/metrics`.
@@ -83,6 +87,7 @@ impl AppState {
         filings_per_hour: usize,
         workflows: Workflows,
         admins: Admins,
+        audit: AuditLog,
     ) -> Self {
         Self {
             engine,
@@ -93,6 +98,7 @@ impl AppState {
             filings: FilingLimit::new(filings_per_hour),
             workflows,
             admins,
+            audit,
             secure_cookies: false,
             metrics: Arc::new(Metrics::new()),
             exposition: None,
@@ -259,6 +265,9 @@ fn console_routes(state: &AppState) -> Router<AppState> {
             axum::routing::delete(admins::revoke_token),
         )
         .route("/api/console/admins", get(admins::list).post(admins::create))
+        .route("/api/console/audit", get(audit::list))
+        .route("/api/console/audit/export", get(audit::export))
+        .route("/api/console/audit/verify", get(audit::verify))
         .route(
             "/api/console/admins/{name}",
             get(admins::get).put(admins::update).delete(admins::delete),

@@ -283,6 +283,10 @@ pub struct Args {
     /// admin exists (create more in the console).
     #[arg(long, value_name = "NAME")]
     pub create_admin: Option<String>,
+    /// Check the audit chain (every entry's hash and link, and the head), print the result and
+    /// exit: 0 when intact, 1 naming the first broken entry.
+    #[arg(long)]
+    pub verify_audit: bool,
     /// How log lines are written [default: text].
     #[arg(long, value_name = "FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -546,9 +550,11 @@ pub struct Config {
     pub policies: Option<PolicyDocument>,
     /// Reconciliation period, seconds.
     pub reconcile_every_secs: u64,
-    /// How often a replica looks for policies another replica changed, seconds (a change
-    /// made on this one is in force here at once). Default 5.
+    /// How often a replica looks for workflows and policies another replica changed, seconds
+    /// (a change made on this one is in force here at once). Default 5.
     pub reload_every_secs: u64,
+    /// Also log each audit entry as a line (target `sase_audit`), for a SIEM. Default off.
+    pub audit_log_lines: bool,
     /// How often a DingTalk workflow that could not be checked against DingTalk (unreachable
     /// at start) is checked again, seconds. Default 300.
     pub workflow_check_every_secs: u64,
@@ -636,6 +642,7 @@ impl std::fmt::Debug for Config {
             .field("policies", &self.policies.as_ref().map(|p| p.policies.len()))
             .field("reconcile_every_secs", &self.reconcile_every_secs)
             .field("reload_every_secs", &self.reload_every_secs)
+            .field("audit_log_lines", &self.audit_log_lines)
             .field("workflow_check_every_secs", &self.workflow_check_every_secs)
             .field("reconciler_lease_secs", &self.reconciler_lease_secs)
             .field("recheck_after_secs", &self.recheck_after_secs)
@@ -672,6 +679,7 @@ impl Default for Config {
             policies: None,
             reconcile_every_secs: 30,
             reload_every_secs: 5,
+            audit_log_lines: false,
             workflow_check_every_secs: 300,
             reconciler_lease_secs: 0,
             recheck_after_secs: RecheckSchedule::default()

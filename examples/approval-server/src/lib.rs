@@ -23,6 +23,7 @@ mod admins;
     reason = "handlers return ready axum responses as their errors; their size does not matter here"
 )]
 mod api;
+mod audit_log;
 pub mod config;
 pub mod connections;
 #[cfg(feature = "demo")]
@@ -320,6 +321,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         config.filings_per_hour,
         workflows.clone(),
         admins::Admins::new(Arc::clone(&store), Arc::clone(&clock)),
+        audit_log::AuditLog::new(Arc::clone(&store), Arc::clone(&clock), config.audit_log_lines),
     )
     .with_secure_cookies(scheme == "https")
     .with_metrics(Arc::clone(&metrics), store, config.metrics_token.clone());
@@ -375,6 +377,16 @@ pub async fn create_first_admin(config: &Config, name: &str, password: &str) -> 
     })
 }
 
+/// Checks the audit chain in `config`'s database from its first entry to its head: the
+/// entries verified, or the first entry where it breaks (altered, removed or reordered).
+///
+/// # Errors
+/// The database cannot be opened or read.
+pub async fn verify_audit(config: &Config) -> Result<Result<u64, sase_approval::audit::ChainBreak>, Error> {
+    let store = open_store(config).await?;
+    Ok(audit_log::verify_chain(store.as_ref()).await?)
+}
+
 /// The store `database` names: a PostgreSQL URL (shared by replicas), or a SQLite file.
 async fn open_store(config: &Config) -> Result<Arc<dyn ApprovalStore>, Error> {
     if config.shared_database() {
@@ -428,7 +440,14 @@ fn build_engine(
         .recheck(config.recheck_schedule())
         .grant_ttl(Duration::from_secs(config.grant_ttl_secs))
         .event_retention(Duration::from_secs(config.event_retention_secs))
-        .max_reason_chars(config.max_reason_chars);
+        .max_reason_chars(config.max_reason_chars)
+        // Requests, their transitions and grants in the audit chain; with
+        // `audit_log_lines`, each entry also as a log line for a SIEM.
+        .audit(if config.audit_log_lines {
+            Arc::new(audit_log::log_line)
+        } else {
+            Arc::new(|_: &sase_approval::audit::AuditEntry| {})
+        });
     if config.expire_after_secs > 0 {
         engine = engine.expire_after(Duration::from_secs(config.expire_after_secs));
     }

@@ -55,6 +55,20 @@ async fn main() {
             }
         }
     }
+    if args.verify_audit {
+        match sase_approval_server::verify_audit(&config).await {
+            Ok(Ok(entries)) => println!("The audit chain is intact: {entries} entries."),
+            Ok(Err(broken)) => {
+                println!("The audit chain is broken: {broken}");
+                std::process::exit(1);
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
     if let Some(name) = &args.create_admin {
         let password = match std::env::var("SASE_ADMIN_PASSWORD") {
             Ok(password) => password,

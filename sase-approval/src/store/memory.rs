@@ -1,6 +1,10 @@
 //! An in-memory store: for tests and single-process deployments that accept losing state.
 
-use super::{document_conflict, ApprovalStore, Counted, DecideChange, Document, EventWrite, ListFilter};
+use super::{
+    check_audit_record, document_conflict, ApprovalStore, Counted, DecideChange, Document, EventWrite,
+    ListFilter,
+};
+use crate::audit::{AuditEntry, AuditFilter, AuditRecord, GENESIS};
 use crate::error::{Error, Result};
 use crate::state::{ApprovalRequest, RequestId, RequestState, RequestUpdate};
 use async_trait::async_trait;
@@ -81,6 +85,9 @@ pub struct MemoryStore {
     /// Shared values and leases: one process, so a lock is the whole story.
     shared: Mutex<Shared>,
     events: [Mutex<FxHashMap<String, i64>>; EVENT_SHARDS],
+    /// The audit chain, entry `seq` at index `seq - 1`; its head is the last entry. Appends
+    /// take the lock one at a time.
+    audit: Mutex<Vec<AuditEntry>>,
 }
 
 impl Default for MemoryStore {
@@ -89,6 +96,7 @@ impl Default for MemoryStore {
             inner: Mutex::default(),
             shared: Mutex::default(),
             events: std::array::from_fn(|_| Mutex::default()),
+            audit: Mutex::default(),
         }
     }
 }
@@ -393,5 +401,41 @@ impl ApprovalStore for MemoryStore {
             }
         }
         Ok(counts)
+    }
+
+    async fn append_audit(&self, record: &AuditRecord) -> Result<AuditEntry> {
+        check_audit_record(record)?;
+        let mut audit = unpoison(&self.audit);
+        let (seq, prev_hash) = audit
+            .last()
+            .map_or((1, GENESIS), |last| (last.seq + 1, last.hash.as_str()));
+        let entry = AuditEntry::chained(seq, prev_hash, record.clone());
+        audit.push(entry.clone());
+        Ok(entry)
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let audit = unpoison(&self.audit);
+        // Entry `seq` is at index `seq - 1`: those after `after_seq` start at its index.
+        let start = usize::try_from(filter.after_seq).unwrap_or(usize::MAX);
+        let limit = if filter.limit == 0 {
+            usize::MAX
+        } else {
+            filter.limit
+        };
+        Ok(audit
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .filter(|entry| filter.matches(entry))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn audit_head(&self) -> Result<Option<(u64, String)>> {
+        Ok(unpoison(&self.audit)
+            .last()
+            .map(|last| (last.seq, last.hash.clone())))
     }
 }

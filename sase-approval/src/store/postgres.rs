@@ -1,9 +1,11 @@
 //! A PostgreSQL store, shared by several server replicas (see [`PostgresStore`]).
 
 use super::{
-    counter_param, document_conflict, stored_count, stored_counter, stored_state, ApprovalStore, Counted,
-    DecideChange, Document, EventWrite, ListFilter,
+    check_audit_record, counter_param, document_conflict, seq_param, stored_count, stored_counter,
+    stored_details, stored_seq, stored_state, ApprovalStore, Counted, DecideChange, Document, EventWrite,
+    ListFilter,
 };
+use crate::audit::{canonical_json, AuditEntry, AuditFilter, AuditRecord};
 use crate::error::{Error, Result};
 use crate::state::{ApprovalRequest, RequestId, RequestState, RequestUpdate};
 use async_trait::async_trait;
@@ -60,6 +62,31 @@ const MIGRATIONS: &[&[&str]] = &[
         PRIMARY KEY (kind, id)
     )"#,
         "CREATE UNIQUE INDEX documents_by_lookup ON documents (kind, lookup)",
+    ],
+    &[
+        // The hash-chained audit log (crate::audit), append-only: `details` is canonical JSON
+        // (text, not JSONB, which would reorder and refuse `\u0000`), the hashes lowercase hex.
+        "CREATE TABLE audit (
+        seq BIGINT PRIMARY KEY,
+        at_ms BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    )",
+        "CREATE INDEX audit_by_actor ON audit (actor, seq)",
+        "CREATE INDEX audit_by_subject ON audit (subject, seq)",
+        "CREATE INDEX audit_by_time ON audit (at_ms)",
+        // The last entry's seq and hash: its row lock serialises appends across replicas.
+        "CREATE TABLE audit_head (
+        id INT PRIMARY KEY CHECK (id = 1),
+        seq BIGINT NOT NULL,
+        hash TEXT NOT NULL
+    )",
+        "INSERT INTO audit_head (id, seq, hash)
+         VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000')",
     ],
 ];
 
@@ -154,6 +181,22 @@ fn redacted(url: &str) -> String {
 /// CREATE UNIQUE INDEX requests_open ON requests (open_key) WHERE open_key IS NOT NULL;
 /// CREATE TABLE events (key TEXT PRIMARY KEY, at_ms BIGINT NOT NULL);
 /// CREATE INDEX events_by_time ON events (at_ms);
+/// -- and shared_values, leases, counters, documents; then the audit log (migration 5):
+/// CREATE TABLE audit (
+///     seq BIGINT PRIMARY KEY,            -- 1, 2, 3, … without gaps
+///     at_ms BIGINT NOT NULL,
+///     actor TEXT NOT NULL,
+///     action TEXT NOT NULL,
+///     subject TEXT NOT NULL,
+///     details TEXT NOT NULL,             -- canonical JSON (crate::audit::canonical_json)
+///     prev_hash TEXT NOT NULL,           -- hex
+///     hash TEXT NOT NULL                 -- hex, crate::audit::entry_hash
+/// );
+/// CREATE INDEX audit_by_actor ON audit (actor, seq);
+/// CREATE INDEX audit_by_subject ON audit (subject, seq);
+/// CREATE INDEX audit_by_time ON audit (at_ms);
+/// CREATE TABLE audit_head (id INT PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL, hash TEXT NOT NULL);
+/// INSERT INTO audit_head VALUES (1, 0, '000…0');   -- seq 0, the genesis hash: empty
 /// ```
 ///
 /// The body is `TEXT`, not `JSONB`: nothing queries inside it, text round-trips exactly and is
@@ -199,6 +242,17 @@ fn redacted(url: &str) -> String {
 /// off), which would put a round trip on every operation's path; after the server restarts
 /// or fails over, a stale idle connection fails the one operation it is used for with
 /// [`Error::Store`] (retryable) and is discarded.
+///
+/// # Cost of an audit append
+///
+/// [`append_audit`](ApprovalStore::append_audit) is one transaction on one pooled connection,
+/// 4 statements and 4 round trips (warm statement cache): `BEGIN`;
+/// `SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE`, whose row lock makes appends on
+/// every replica wait their turn; then, the hash computed in Rust, one statement inserting the
+/// entry and moving the head (`WITH entry AS (INSERT INTO audit … RETURNING seq, hash) UPDATE
+/// audit_head … FROM entry`); `COMMIT`. The lock is held for the two round trips between the
+/// select and the commit, so appends to one database go at most at about one per two round
+/// trips, whatever the number of replicas.
 ///
 /// # Connecting
 ///
@@ -750,6 +804,109 @@ impl ApprovalStore for PostgresStore {
             })
             .collect()
     }
+
+    // One transaction: the head's row lock serialises appends among replicas (a second
+    // append waits for the first to commit, then reads the head it left); the entry goes in
+    // and the head moves in one statement.
+    async fn append_audit(&self, record: &AuditRecord) -> Result<AuditEntry> {
+        check_audit_record(record)?;
+        let details = canonical_json(&record.details);
+        let mut tx = self.pool.begin().await.map_err(store_err)?;
+        let head: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(store_err)?;
+        let Some((head_seq, head_hash)) = head else {
+            return Err(store_err("the audit head (table audit_head, id 1) is missing"));
+        };
+        let entry = AuditEntry::chained(stored_seq(head_seq)? + 1, head_hash, record.clone());
+        let moved = sqlx::query(
+            "WITH entry AS (
+                INSERT INTO audit (seq, at_ms, actor, action, subject, details, prev_hash, hash)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq, hash)
+             UPDATE audit_head SET seq = entry.seq, hash = entry.hash
+             FROM entry WHERE audit_head.id = 1 AND audit_head.seq = $9",
+        )
+        .bind(seq_param(entry.seq)?)
+        .bind(record.at_ms)
+        .bind(&record.actor)
+        .bind(&record.action)
+        .bind(&record.subject)
+        .bind(details)
+        .bind(&entry.prev_hash)
+        .bind(&entry.hash)
+        .bind(head_seq)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_err)?;
+        if moved.rows_affected() != 1 {
+            return Err(store_err("the audit head moved under its row lock"));
+        }
+        tx.commit().await.map_err(store_err)?;
+        Ok(entry)
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let mut q: QueryBuilder<'_, Postgres> = QueryBuilder::new(
+            "SELECT seq, at_ms, actor, action, subject, details, prev_hash, hash FROM audit WHERE seq > ",
+        );
+        q.push_bind(i64::try_from(filter.after_seq).unwrap_or(i64::MAX));
+        if let Some(actor) = &filter.actor {
+            q.push(" AND actor = ").push_bind(actor.clone());
+        }
+        if let Some(prefix) = &filter.action_prefix {
+            // Bytewise and case-sensitive (not LIKE, with its wildcards).
+            q.push(" AND starts_with(action, ")
+                .push_bind(prefix.clone())
+                .push(")");
+        }
+        if let Some(subject) = &filter.subject {
+            q.push(" AND subject = ").push_bind(subject.clone());
+        }
+        if let Some(from) = filter.from_ms {
+            q.push(" AND at_ms >= ").push_bind(from);
+        }
+        if let Some(to) = filter.to_ms {
+            q.push(" AND at_ms < ").push_bind(to);
+        }
+        // `LIMIT NULL` is no limit.
+        let limit = (filter.limit != 0).then(|| i64::try_from(filter.limit).unwrap_or(i64::MAX));
+        q.push(" ORDER BY seq LIMIT ").push_bind(limit);
+        let rows = q.build().fetch_all(&self.pool).await.map_err(store_err)?;
+        rows.iter().map(decode_audit).collect()
+    }
+
+    async fn audit_head(&self) -> Result<Option<(u64, String)>> {
+        let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err)?;
+        match head {
+            None => Err(store_err("the audit head (table audit_head, id 1) is missing")),
+            Some((0, _)) => Ok(None),
+            Some((seq, hash)) => Ok(Some((stored_seq(seq)?, hash))),
+        }
+    }
+}
+
+/// An `audit` row.
+fn decode_audit(row: &PgRow) -> Result<AuditEntry> {
+    let seq: i64 = row.try_get("seq").map_err(store_err)?;
+    let details: String = row.try_get("details").map_err(store_err)?;
+    let record = AuditRecord::new(
+        row.try_get("at_ms").map_err(store_err)?,
+        row.try_get::<String, _>("actor").map_err(store_err)?,
+        row.try_get::<String, _>("action").map_err(store_err)?,
+        row.try_get::<String, _>("subject").map_err(store_err)?,
+        stored_details(seq, &details)?,
+    );
+    Ok(AuditEntry::stored(
+        stored_seq(seq)?,
+        record,
+        row.try_get("prev_hash").map_err(store_err)?,
+        row.try_get("hash").map_err(store_err)?,
+    ))
 }
 
 /// A `documents` row.

@@ -3,9 +3,11 @@
 //! can follow the same code.
 
 use super::{
-    counter_param, document_conflict, stored_count, stored_counter, stored_state, ApprovalStore, Counted,
-    DecideChange, Document, EventWrite, ListFilter,
+    check_audit_record, counter_param, document_conflict, seq_param, stored_count, stored_counter,
+    stored_details, stored_seq, stored_state, ApprovalStore, Counted, DecideChange, Document, EventWrite,
+    ListFilter,
 };
+use crate::audit::{canonical_json, AuditEntry, AuditFilter, AuditRecord};
 use crate::error::{Error, Result};
 use crate::state::{ApprovalRequest, RequestId, RequestState, RequestUpdate};
 use async_trait::async_trait;
@@ -78,6 +80,31 @@ const MIGRATIONS: &[&[&str]] = &[
         PRIMARY KEY (kind, id)
     )"#,
         "CREATE UNIQUE INDEX documents_by_lookup ON documents (kind, lookup)",
+    ],
+    &[
+        // The hash-chained audit log (crate::audit), append-only: `details` is canonical JSON,
+        // the hashes lowercase hex; `audit_head` is the last entry's seq and hash, moved in the
+        // append's transaction (seq 0 and the genesis hash while the chain is empty).
+        "CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    )",
+        "CREATE INDEX audit_by_actor ON audit (actor, seq)",
+        "CREATE INDEX audit_by_subject ON audit (subject, seq)",
+        "CREATE INDEX audit_by_time ON audit (at_ms)",
+        "CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL
+    )",
+        "INSERT INTO audit_head (id, seq, hash)
+         VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000')",
     ],
 ];
 
@@ -580,6 +607,122 @@ impl ApprovalStore for SqliteStore {
             })
             .collect()
     }
+
+    // One transaction on the writer connection, begun IMMEDIATE (the write lock taken at
+    // once, so another connection to the file, another process, cannot append between the
+    // head read and the write): read the head, insert the entry, move the head, commit.
+    async fn append_audit(&self, record: &AuditRecord) -> Result<AuditEntry> {
+        check_audit_record(record)?;
+        let details = canonical_json(&record.details);
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(store_err)?;
+        let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_err)?;
+        let Some((head_seq, head_hash)) = head else {
+            return Err(store_err("the audit head (table audit_head, id 1) is missing"));
+        };
+        let entry = AuditEntry::chained(stored_seq(head_seq)? + 1, head_hash, record.clone());
+        let seq = seq_param(entry.seq)?;
+        sqlx::query(
+            "INSERT INTO audit (seq, at_ms, actor, action, subject, details, prev_hash, hash)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(seq)
+        .bind(record.at_ms)
+        .bind(&record.actor)
+        .bind(&record.action)
+        .bind(&record.subject)
+        .bind(details)
+        .bind(&entry.prev_hash)
+        .bind(&entry.hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_err)?;
+        let moved = sqlx::query("UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1 AND seq = ?3")
+            .bind(seq)
+            .bind(&entry.hash)
+            .bind(head_seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_err)?;
+        if moved.rows_affected() != 1 {
+            return Err(store_err("the audit head moved inside a write transaction"));
+        }
+        tx.commit().await.map_err(store_err)?;
+        Ok(entry)
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+            "SELECT seq, at_ms, actor, action, subject, details, prev_hash, hash FROM audit WHERE seq > ",
+        );
+        q.push_bind(i64::try_from(filter.after_seq).unwrap_or(i64::MAX));
+        if let Some(actor) = &filter.actor {
+            q.push(" AND actor = ").push_bind(actor.clone());
+        }
+        if let Some(prefix) = &filter.action_prefix {
+            // Bytewise and case-sensitive, as `str::starts_with` (not LIKE: case-insensitive,
+            // with wildcards).
+            q.push(" AND substr(CAST(action AS BLOB), 1, length(CAST(")
+                .push_bind(prefix.clone())
+                .push(" AS BLOB))) = CAST(")
+                .push_bind(prefix.clone())
+                .push(" AS BLOB)");
+        }
+        if let Some(subject) = &filter.subject {
+            q.push(" AND subject = ").push_bind(subject.clone());
+        }
+        if let Some(from) = filter.from_ms {
+            q.push(" AND at_ms >= ").push_bind(from);
+        }
+        if let Some(to) = filter.to_ms {
+            q.push(" AND at_ms < ").push_bind(to);
+        }
+        let limit = if filter.limit == 0 {
+            i64::MAX
+        } else {
+            i64::try_from(filter.limit).unwrap_or(i64::MAX)
+        };
+        q.push(" ORDER BY seq LIMIT ").push_bind(limit);
+        let rows = q.build().fetch_all(&self.readers).await.map_err(store_err)?;
+        rows.iter().map(decode_audit).collect()
+    }
+
+    async fn audit_head(&self) -> Result<Option<(u64, String)>> {
+        let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(store_err)?;
+        match head {
+            None => Err(store_err("the audit head (table audit_head, id 1) is missing")),
+            Some((0, _)) => Ok(None),
+            Some((seq, hash)) => Ok(Some((stored_seq(seq)?, hash))),
+        }
+    }
+}
+
+/// An `audit` row.
+fn decode_audit(row: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry> {
+    let seq: i64 = row.try_get("seq").map_err(store_err)?;
+    let details: String = row.try_get("details").map_err(store_err)?;
+    let record = AuditRecord::new(
+        row.try_get("at_ms").map_err(store_err)?,
+        row.try_get::<String, _>("actor").map_err(store_err)?,
+        row.try_get::<String, _>("action").map_err(store_err)?,
+        row.try_get::<String, _>("subject").map_err(store_err)?,
+        stored_details(seq, &details)?,
+    );
+    Ok(AuditEntry::stored(
+        stored_seq(seq)?,
+        record,
+        row.try_get("prev_hash").map_err(store_err)?,
+        row.try_get("hash").map_err(store_err)?,
+    ))
 }
 
 /// A `documents` row.

@@ -60,7 +60,17 @@ pub(super) async fn create(
     match state.admins.create(&b.name, b.role, &b.password, &by.name).await {
         Ok(admin) => {
             tracing::info!(admin = %admin.name, role = %json!(admin.role), actor = %by.name, "admin created");
-            (StatusCode::CREATED, Json(view(&admin))).into_response()
+            let after = view(&admin);
+            state
+                .audit
+                .record(
+                    &by.name,
+                    "admin.create",
+                    format!("admin/{}", admin.name),
+                    json!({"after": after}),
+                )
+                .await;
+            (StatusCode::CREATED, Json(after)).into_response()
         }
         Err(crate::admins::AdminError::Store(sase_approval::Error::Conflict { .. })) => error(
             StatusCode::CONFLICT,
@@ -91,6 +101,7 @@ pub(super) async fn update(
         (Ok(name), Ok(b)) => (name, b),
         (Err(r), _) | (_, Err(r)) => return r,
     };
+    let before = state.admins.get(&name).await.ok().flatten().map(|a| view(&a));
     match state
         .admins
         .update(&name, b.version, b.role, b.password.as_deref())
@@ -99,7 +110,17 @@ pub(super) async fn update(
         Ok(admin) => {
             tracing::info!(admin = %name, role = %json!(admin.role), password_changed = b.password.is_some(),
                 actor = %by.name, "admin changed");
-            Json(view(&admin)).into_response()
+            let after = view(&admin);
+            state
+                .audit
+                .record(
+                    &by.name,
+                    "admin.update",
+                    format!("admin/{name}"),
+                    json!({"before": before, "after": after, "password_changed": b.password.is_some()}),
+                )
+                .await;
+            Json(after).into_response()
         }
         Err(e) => admin_error(&e),
     }
@@ -129,9 +150,19 @@ pub(super) async fn delete(
             "name the version deleted: `?version=N`",
         );
     };
+    let before = state.admins.get(&name).await.ok().flatten().map(|a| view(&a));
     match state.admins.delete(&name, q.version).await {
         Ok(()) => {
             tracing::info!(admin = %name, actor = %by.name, "admin deleted");
+            state
+                .audit
+                .record(
+                    &by.name,
+                    "admin.delete",
+                    format!("admin/{name}"),
+                    json!({"before": before}),
+                )
+                .await;
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => admin_error(&e),
@@ -174,6 +205,15 @@ pub(super) async fn create_token(
     match state.admins.create_token(&me.name, &b.label).await {
         Ok((token, about)) => {
             tracing::info!(admin = %me.name, token = %about.id, "API token created");
+            state
+                .audit
+                .record(
+                    &me.name,
+                    "api_token.create",
+                    format!("api_token/{}", about.id),
+                    json!({"label": about.label}),
+                )
+                .await;
             (
                 StatusCode::CREATED,
                 Json(json!({"token": token, "id": about.id, "label": about.label, "created_at_ms": about.created_at_ms})),
@@ -208,6 +248,10 @@ pub(super) async fn revoke_token(
     match state.admins.revoke_token(&id).await {
         Ok(_) => {
             tracing::info!(admin = %me.name, token = %id, "API token revoked");
+            state
+                .audit
+                .record(&me.name, "api_token.revoke", format!("api_token/{id}"), json!({}))
+                .await;
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => admin_error(&e),

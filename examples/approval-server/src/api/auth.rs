@@ -31,7 +31,12 @@ pub(crate) fn required_role(method: &Method, route: &str) -> Role {
     );
     let admins_only = matches!(
         route,
-        "/api/console/export" | "/api/console/admins" | "/api/console/admins/{name}"
+        "/api/console/export"
+            | "/api/console/admins"
+            | "/api/console/admins/{name}"
+            | "/api/console/audit"
+            | "/api/console/audit/export"
+            | "/api/console/audit/verify"
     );
     if own {
         Role::Viewer
@@ -157,6 +162,15 @@ pub(super) async fn login(State(state): State<AppState>, b: JsonBody<LoginBody>)
     match state.admins.login(&b.name, &b.password).await {
         Ok(Some(login)) => {
             tracing::info!(admin = %login.identity.name, "admin logged in");
+            state
+                .audit
+                .record(
+                    &login.identity.name,
+                    "admin.login",
+                    format!("admin/{}", login.identity.name),
+                    json!({}),
+                )
+                .await;
             let max_age = (login.expires_at_ms - state.engine.clock().now_ms()) / 1000;
             let mut response = Json(json!({
                 "name": login.identity.name, "role": login.identity.role,
@@ -170,6 +184,16 @@ pub(super) async fn login(State(state): State<AppState>, b: JsonBody<LoginBody>)
         }
         Ok(None) => {
             tracing::warn!(admin = %b.name, "failed admin login");
+            // The name as typed (it may be no admin's), never the password.
+            state
+                .audit
+                .record(
+                    &b.name,
+                    "admin.login_failed",
+                    format!("admin/{}", b.name),
+                    json!({}),
+                )
+                .await;
             error(StatusCode::UNAUTHORIZED, "login_failed", "wrong name or password")
         }
         Err(e) => admin_error(&e),
@@ -177,11 +201,19 @@ pub(super) async fn login(State(state): State<AppState>, b: JsonBody<LoginBody>)
 }
 
 /// `POST /api/console/logout`: ends the session (a token's caller has none to end).
-pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    Extension(me): Extension<Identity>,
+    headers: HeaderMap,
+) -> Response {
     if let Some(session) = cookie(&headers, SESSION_COOKIE) {
         if let Err(e) = state.admins.logout(session).await {
             return admin_error(&e);
         }
+        state
+            .audit
+            .record(&me.name, "admin.logout", format!("admin/{}", me.name), json!({}))
+            .await;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Some(cleared) = session_cookie("", 0, state.secure_cookies) {

@@ -2,11 +2,12 @@
 //! an agent exchanges a code for its device token and the grant keys it pins.
 
 use super::{body, engine_error, error, path, AppState, JsonBody, PathParams};
+use crate::admins::Identity;
 use crate::devices::{Code, Device, EnrollError, Owner, CODE_TTL_MAX_SECS, CODE_TTL_SECS};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use sase_policy::GrantVerifier;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -66,7 +67,11 @@ fn device_view(d: &Device) -> Value {
 }
 
 /// A single-use enrollment code for a user's next device, shown once.
-pub(super) async fn create_code(State(state): State<AppState>, b: JsonBody<CodeBody>) -> Response {
+pub(super) async fn create_code(
+    State(state): State<AppState>,
+    Extension(by): Extension<Identity>,
+    b: JsonBody<CodeBody>,
+) -> Response {
     let b = match body(b) {
         Ok(b) => b,
         Err(r) => return r,
@@ -84,8 +89,18 @@ pub(super) async fn create_code(State(state): State<AppState>, b: JsonBody<CodeB
     }
     match state.devices.create_code(b.owner, ttl).await {
         Ok((value, code)) => {
-            tracing::info!(code = %code.id, user = %code.owner.user_id, expires_at_ms = code.expires_at_ms, "enrollment code created");
+            tracing::info!(code = %code.id, user = %code.owner.user_id, expires_at_ms = code.expires_at_ms, actor = %by.name, "enrollment code created");
             let mut view = code_view(&code);
+            // The code itself is a secret: its id only.
+            state
+                .audit
+                .record(
+                    &by.name,
+                    "enrollment_code.create",
+                    format!("enrollment_code/{}", code.id),
+                    view.clone(),
+                )
+                .await;
             with(&mut view, "code", Value::String(value));
             (StatusCode::CREATED, Json(view)).into_response()
         }
@@ -122,6 +137,15 @@ pub(super) async fn enroll(State(state): State<AppState>, b: JsonBody<EnrollBody
     match state.devices.enroll(&b.code, &b.device_id).await {
         Ok((token, device)) => {
             tracing::info!(device = %device.device_id, user = %device.owner.user_id, code = %device.enrolled_by, "device enrolled");
+            state
+                .audit
+                .record(
+                    &format!("device:{}", device.device_id),
+                    "device.enroll",
+                    format!("device/{}", device.device_id),
+                    json!({"after": device_view(&device)}),
+                )
+                .await;
             let keys: Vec<String> = state.grant_keys.iter().map(GrantVerifier::to_hex).collect();
             let mut view = device_view(&device);
             with(&mut view, "device_token", Value::String(token));
@@ -166,6 +190,7 @@ pub(super) struct TagsBody {
 
 pub(super) async fn set_tags(
     State(state): State<AppState>,
+    Extension(by): Extension<Identity>,
     id: PathParams<String>,
     b: JsonBody<TagsBody>,
 ) -> Response {
@@ -177,14 +202,31 @@ pub(super) async fn set_tags(
         return r;
     }
     let tags = b.tags;
+    let before = state
+        .devices
+        .get(&id)
+        .await
+        .ok()
+        .flatten()
+        .map(|d| device_view(&d));
     match state
         .devices
         .update(&id, b.version, |device, _| device.owner.tags = tags)
         .await
     {
         Ok(device) => {
-            tracing::info!(device = %id, tags = ?device.owner.tags, "device tagged");
-            Json(device_view(&device)).into_response()
+            tracing::info!(device = %id, tags = ?device.owner.tags, actor = %by.name, "device tagged");
+            let after = device_view(&device);
+            state
+                .audit
+                .record(
+                    &by.name,
+                    "device.tags",
+                    format!("device/{id}"),
+                    json!({"before": before, "after": after}),
+                )
+                .await;
+            Json(after).into_response()
         }
         Err(e) => engine_error(&e),
     }
@@ -200,6 +242,7 @@ pub(super) struct RevokeBody {
 /// Revokes a device: its token is refused at once, on every replica.
 pub(super) async fn revoke(
     State(state): State<AppState>,
+    Extension(by): Extension<Identity>,
     id: PathParams<String>,
     b: JsonBody<RevokeBody>,
 ) -> Response {
@@ -209,8 +252,18 @@ pub(super) async fn revoke(
     };
     match state.devices.revoke(&id, b.version).await {
         Ok(device) => {
-            tracing::info!(device = %id, "device revoked");
-            Json(device_view(&device)).into_response()
+            tracing::info!(device = %id, actor = %by.name, "device revoked");
+            let after = device_view(&device);
+            state
+                .audit
+                .record(
+                    &by.name,
+                    "device.revoke",
+                    format!("device/{id}"),
+                    json!({"after": after}),
+                )
+                .await;
+            Json(after).into_response()
         }
         Err(e) => engine_error(&e),
     }

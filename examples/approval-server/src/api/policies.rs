@@ -3,12 +3,13 @@
 //! gains and who loses protection before saving.
 
 use super::{body, engine_error, error, path, AppState, JsonBody, PathParams};
+use crate::admins::Identity;
 use crate::policies::{Change, PolicyError, Stored};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use sase_policy::ids::PolicyId;
 use sase_policy::{Policy, ValidationIssue};
 use serde::de::DeserializeOwned;
@@ -99,6 +100,7 @@ struct PutBody {
 
 pub(super) async fn put(
     State(state): State<AppState>,
+    Extension(by): Extension<Identity>,
     id: PathParams<String>,
     b: JsonBody<Value>,
 ) -> Response {
@@ -116,9 +118,20 @@ pub(super) async fn put(
             ),
         );
     }
+    let before = state.policies.get(&id).await.ok().flatten().map(|s| view(&s));
     match state.policies.put(&b.policy, b.version).await {
         Ok(stored) => {
-            tracing::info!(policy = %id, version = stored.version, "policy saved");
+            tracing::info!(policy = %id, version = stored.version, actor = %by.name, "policy saved");
+            let after = view(&stored);
+            state
+                .audit
+                .record(
+                    &by.name,
+                    "policy.put",
+                    format!("policy/{id}"),
+                    json!({"before": before, "after": after}),
+                )
+                .await;
             let status = if b.version == 0 {
                 StatusCode::CREATED
             } else {
@@ -145,6 +158,7 @@ pub(super) struct VersionQuery {
 
 pub(super) async fn delete(
     State(state): State<AppState>,
+    Extension(by): Extension<Identity>,
     id: PathParams<String>,
     q: Result<Query<VersionQuery>, QueryRejection>,
 ) -> Response {
@@ -159,9 +173,19 @@ pub(super) async fn delete(
             "name the version deleted: `?version=N`",
         );
     };
+    let before = state.policies.get(&id).await.ok().flatten().map(|s| view(&s));
     match state.policies.delete(&id, q.version).await {
         Ok(()) => {
-            tracing::info!(policy = %id, "policy deleted");
+            tracing::info!(policy = %id, actor = %by.name, "policy deleted");
+            state
+                .audit
+                .record(
+                    &by.name,
+                    "policy.delete",
+                    format!("policy/{id}"),
+                    json!({"before": before}),
+                )
+                .await;
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => engine_error(&e),

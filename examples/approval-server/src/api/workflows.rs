@@ -3,12 +3,13 @@
 //! version it replaces. Secrets are write-only: never in an answer.
 
 use super::{body, engine_error, error, path, AppState, JsonBody, PathParams};
+use crate::admins::Identity;
 use crate::workflows::WorkflowError;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
@@ -75,6 +76,7 @@ pub(super) async fn get(State(state): State<AppState>, id: PathParams<String>) -
 /// `PUT /api/console/workflows/{id}`: `{"workflow": {…}, "version": n}` (0: a new one).
 pub(super) async fn put(
     State(state): State<AppState>,
+    Extension(by): Extension<Identity>,
     id: PathParams<String>,
     b: JsonBody<Value>,
 ) -> Response {
@@ -82,10 +84,25 @@ pub(super) async fn put(
         (Ok(id), Ok(b)) => (id, b),
         (Err(r), _) | (_, Err(r)) => return r,
     };
+    // Which secrets were written, by name: never their values.
+    let secrets_set: Vec<&str> = ["client_secret", "token", "aes_key"]
+        .into_iter()
+        .filter(|k| b.pointer(&format!("/workflow/dingtalk/{k}")).is_some())
+        .collect();
+    let before = state.workflows.view_of(&id);
     match state.workflows.put(&id, b).await {
         Ok((view, created)) => {
             let version = view.get("version").and_then(Value::as_u64);
-            tracing::info!(workflow = %id, version, "workflow saved");
+            tracing::info!(workflow = %id, version, actor = %by.name, "workflow saved");
+            state
+                .audit
+                .record(
+                    &by.name,
+                    "workflow.put",
+                    format!("workflow/{id}"),
+                    json!({"before": before, "after": view, "secrets_set": secrets_set}),
+                )
+                .await;
             let status = if created {
                 StatusCode::CREATED
             } else {
@@ -109,6 +126,7 @@ pub(super) struct VersionQuery {
 
 pub(super) async fn delete(
     State(state): State<AppState>,
+    Extension(by): Extension<Identity>,
     id: PathParams<String>,
     q: Result<Query<VersionQuery>, QueryRejection>,
 ) -> Response {
@@ -137,9 +155,19 @@ pub(super) async fn delete(
             .collect::<Vec<_>>(),
         Err(e) => return engine_error(&e),
     };
+    let before = state.workflows.view_of(&id);
     match state.workflows.delete(&id, q.version, &naming).await {
         Ok(()) => {
-            tracing::info!(workflow = %id, "workflow deleted");
+            tracing::info!(workflow = %id, actor = %by.name, "workflow deleted");
+            state
+                .audit
+                .record(
+                    &by.name,
+                    "workflow.delete",
+                    format!("workflow/{id}"),
+                    json!({"before": before}),
+                )
+                .await;
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => workflow_error(&e),
