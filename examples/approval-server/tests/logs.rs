@@ -391,6 +391,10 @@ async fn json_lines_name_every_lifecycle_step() {
         }
     }
     assert!(lines.iter().any(|l| l["message"] == "approval server listening"));
+    assert!(
+        lines.iter().all(|l| l["target"] != "sase_audit"),
+        "audit entries are log lines only with audit_log_lines"
+    );
 
     for request in [&first, &second] {
         let filed = logged(&lines, "request filed", request);
@@ -563,4 +567,29 @@ fn real_credentials_print_no_tokens() {
         output.iter().any(|l| l.contains("Request URL http://")),
         "{output:#?}"
     );
+}
+
+/// With `audit_log_lines`, each audit entry is also a log line, with its hash, for a SIEM.
+#[tokio::test]
+async fn audit_entries_are_log_lines_when_asked() {
+    let server = Process::start(&["--log-format", "json"], &[], Some("audit_log_lines = true\n"));
+    let client = Client {
+        http: reqwest::Client::new(),
+        server: &server,
+    };
+    let (request, _) = client.file().await;
+    let output = server.stop();
+    let audit: Vec<Value> = output
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["target"] == "sase_audit")
+        .collect();
+    let filed = audit
+        .iter()
+        .find(|l| l["action"] == "request.filed")
+        .unwrap_or_else(|| panic!("no filing among {audit:#?}"));
+    assert_eq!(filed["actor"], "alice");
+    assert_eq!(filed["subject"], format!("request/{request}"));
+    assert_eq!(filed["hash"].as_str().map(str::len), Some(64), "{filed}");
+    assert!(filed["seq"].as_u64().is_some(), "{filed}");
 }

@@ -1271,6 +1271,20 @@ async fn run_scenario(push: Push) {
 
     let seen = approval_seen_on_every_replica(&ctx, &cluster, &key).await;
     let summary = check_requests(&ctx, &cluster, &outcomes, &[(seen, "approved")], &key).await;
+    // Every replica appended to one audit chain through the burst and the kill: it is intact,
+    // and holds the filings of the agents.
+    let any = cluster.running.iter().flatten().next().unwrap().base.clone();
+    let (status, verified) = support::json(
+        ctx.http
+            .get(format!("{any}/api/console/audit/verify"))
+            .bearer_auth(ADMIN),
+    )
+    .await;
+    assert_eq!((status, &verified["intact"]), (200, &json!(true)), "{verified}");
+    assert!(
+        verified["entries"].as_u64().unwrap() >= AGENTS as u64,
+        "{verified}"
+    );
     let name = match (&front, survivors) {
         (Front::Proxy { proxy, .. }, _) => {
             assert!(
