@@ -4,12 +4,6 @@
 //! as JSON lines and verified; an entry altered in the SQLite file is found by the API and by
 //! `approval-server --verify-audit`, naming it.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::indexing_slicing,
-    reason = "a test fails loudly on the first unexpected value"
-)]
-
 use reqwest::Method;
 use serde_json::{json, Value};
 use sqlx::{Connection as _, Executor as _, SqliteConnection};
