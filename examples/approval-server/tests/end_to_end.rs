@@ -1042,7 +1042,15 @@ async fn an_undecided_request_expires_after_seven_days_by_default() {
     clock.advance(Duration::from_secs(7 * 24 * 3600 + 60));
     alice.poll(&id, "expired").await;
     let external = alice.external_id(&id).await;
-    assert_eq!(mock.instance(&external).unwrap()["status"], "TERMINATED");
+    // Expired is recorded first, then the instance revoked: wait for the revocation.
+    assert!(
+        mock.wait_for(Duration::from_secs(5), |m| m
+            .instance(&external)
+            .is_some_and(|i| i["status"] == "TERMINATED"))
+            .await,
+        "the instance was revoked: {:?}",
+        mock.instance(&external)
+    );
     // The revocation's event, once answered, leaves the request expired.
     let terminated = |d: &dingtalk_sdk::mock::Delivery| {
         d.process_instance_id.as_deref() == Some(external.as_str())
