@@ -508,10 +508,15 @@ async fn sessions_need_their_csrf_token_and_end_at_logout_expiry_or_a_new_passwo
 async fn the_first_admin_is_created_by_a_one_time_command() {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("boot.sqlite");
+    // A production configuration: the command runs in builds without the demo too.
+    let config = dir.path().join("server.toml");
+    std::fs::write(&config, support::production_toml()).unwrap();
     let run = |name: &str, stdin: &str| {
         use std::io::Write as _;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_approval-server"))
             .args([
+                "--config",
+                &config.display().to_string(),
                 "--database",
                 &database.display().to_string(),
                 "--create-admin",

@@ -30,6 +30,9 @@ async fn what_is_done_is_recorded_under_who_did_it_and_tampering_is_found() {
     let mock = mock().await;
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("audit.sqlite");
+    // A production configuration: the command runs in builds without the demo too.
+    let config = dir.path().join("server.toml");
+    std::fs::write(&config, support::production_toml()).unwrap();
     let server = start_with(&mock, credentialed_config(&mock, &database)).await;
     let (http, base) = (reqwest::Client::new(), format!("http://{}", server.addr));
 
@@ -154,7 +157,13 @@ async fn what_is_done_is_recorded_under_who_did_it_and_tampering_is_found() {
         .unwrap();
     db.close().await.unwrap();
     let verify = std::process::Command::new(env!("CARGO_BIN_EXE_approval-server"))
-        .args(["--database", &database.display().to_string(), "--verify-audit"])
+        .args([
+            "--config",
+            &config.display().to_string(),
+            "--database",
+            &database.display().to_string(),
+            "--verify-audit",
+        ])
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&verify.stdout);
