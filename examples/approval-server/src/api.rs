@@ -15,6 +15,7 @@ use crate::admins::{Admins, Identity};
 use crate::audit_log::AuditLog;
 use crate::devices::{Devices, Enrolled};
 use crate::filing_limit::FilingLimit;
+use crate::login_throttle::LoginThrottle;
 use crate::metrics::Metrics;
 use crate::policies::Policies;
 use crate::workflows::Workflows;
@@ -60,6 +61,8 @@ pub(crate) struct AppState {
     secure_cookies: bool,
     /// The configuration changes and logins recorded in the audit chain.
     audit: AuditLog,
+    /// Failed logins per name.
+    logins: LoginThrottle,
     /// The metrics, counted by every route.
     metrics: Arc<Metrics>,
     /// What `/metrics` serves from; `None` (no metrics token): there is no `/metrics`.
@@ -97,6 +100,8 @@ impl AppState {
             grant_keys: grant_keys.into(),
             filings: FilingLimit::new(filings_per_hour),
             workflows,
+            // Counted where the audit chain is, on its clock.
+            logins: LoginThrottle::new(Arc::clone(audit.store()), Arc::clone(audit.clock())),
             admins,
             audit,
             secure_cookies: false,

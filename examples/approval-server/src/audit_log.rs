@@ -30,6 +30,11 @@ impl AuditLog {
         &self.store
     }
 
+    /// The clock entries are stamped with.
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// Records that `actor` did `action` (e.g. `policy.put`) to `subject` (e.g.
     /// `policy/employees`). The change it records is made already: an entry that cannot be
     /// written is logged as an error, not undone.

@@ -31,6 +31,7 @@ mod demo;
 mod devices;
 mod filing_limit;
 pub mod grant_keys;
+mod login_throttle;
 mod metrics;
 mod policies;
 mod secrets;

@@ -561,3 +561,66 @@ async fn the_first_admin_is_created_by_a_one_time_command() {
     );
     server.shutdown().await.unwrap();
 }
+
+/// Ten failed logins for a name in fifteen minutes: that name is refused (429, Retry-After),
+/// even with the right password, until the window ends; an unknown name counts the same;
+/// other names log in meanwhile.
+#[tokio::test]
+async fn failed_logins_are_limited_per_name() {
+    let mock = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let server = start_on_clock(
+        &mock,
+        credentialed_config(&mock, &dir.path().join("t.sqlite")),
+        clock.clone(),
+    )
+    .await;
+    let console = Console {
+        http: reqwest::Client::new(),
+        base: format!("http://{}", server.addr),
+    };
+    for name in ["ada", "bob"] {
+        let (status, _) = console
+            .call(
+                &Auth::Bearer(ADMIN.into()),
+                Method::POST,
+                "/api/console/admins",
+                Some(json!({"name": name, "role": "viewer", "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    let attempt = |name: &'static str, password: &'static str| {
+        console
+            .http
+            .post(format!("{}/api/console/login", console.base))
+            .json(&json!({"name": name, "password": password}))
+            .send()
+    };
+    for name in ["ada", "nobody"] {
+        for _ in 0..10 {
+            assert_eq!(attempt(name, "a wrong password!").await.unwrap().status(), 401);
+        }
+        let refused = attempt(name, PASSWORD).await.unwrap();
+        assert_eq!(refused.status(), 429, "{name}");
+        let retry: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=900).contains(&retry), "{retry}");
+    }
+    assert_eq!(
+        attempt("bob", PASSWORD).await.unwrap().status(),
+        200,
+        "another name"
+    );
+    clock.advance(Duration::from_secs(15 * 60));
+    assert_eq!(
+        attempt("ada", PASSWORD).await.unwrap().status(),
+        200,
+        "the next window"
+    );
+    server.shutdown().await.unwrap();
+}

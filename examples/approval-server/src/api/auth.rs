@@ -8,7 +8,7 @@
 use super::{bearer, body, eq, error, AppState, JsonBody};
 use crate::admins::{AdminError, Identity, Role};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::header::{COOKIE, RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
@@ -159,6 +159,22 @@ pub(super) async fn login(State(state): State<AppState>, b: JsonBody<LoginBody>)
         Ok(b) => b,
         Err(r) => return r,
     };
+    match state.logins.admit(&b.name).await {
+        Ok(Ok(())) => {}
+        Ok(Err(retry_after)) => {
+            tracing::warn!(admin = %b.name, retry_after, "login refused: too many failures");
+            let mut refused = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many failed logins for this name: try again in {retry_after} s"),
+            );
+            if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
+                refused.headers_mut().insert(RETRY_AFTER, value);
+            }
+            return refused;
+        }
+        Err(e) => return super::engine_error(&e),
+    }
     match state.admins.login(&b.name, &b.password).await {
         Ok(Some(login)) => {
             tracing::info!(admin = %login.identity.name, "admin logged in");
@@ -184,6 +200,9 @@ pub(super) async fn login(State(state): State<AppState>, b: JsonBody<LoginBody>)
         }
         Ok(None) => {
             tracing::warn!(admin = %b.name, "failed admin login");
+            if let Err(e) = state.logins.failed(&b.name).await {
+                return super::engine_error(&e);
+            }
             // The name as typed (it may be no admin's), never the password.
             state
                 .audit
