@@ -75,17 +75,20 @@ fn bench(c: &mut Criterion) {
             Arc::new(rt.block_on(PostgresStore::connect(url)).unwrap()),
         ));
     }
-    for (name, store) in stores {
-        let engine = support::engine(store);
+    // Each store without, then with, the audit chain the approval server keeps (one more
+    // transaction per applied event).
+    for ((name, store), audited) in stores.iter().flat_map(|s| [(s, false), (s, true)]) {
+        let engine = support::engine_with(Arc::clone(store), audited);
+        let suffix = if audited { "_audited" } else { "" };
         measure(
             c,
             &rt,
-            &format!("handle_event/finish_agree_{name}"),
+            &format!("handle_event/finish_agree_{name}{suffix}"),
             &engine,
             EventOutcome::Applied,
             |n, external, created| {
                 format!(
-                    r#"{{"EventType":"bpms_instance_change","eventId":"ev-{name}-{n}","processInstanceId":"{external}","type":"finish","result":"agree","finishTime":{}}}"#,
+                    r#"{{"EventType":"bpms_instance_change","eventId":"ev-{name}{suffix}-{n}","processInstanceId":"{external}","type":"finish","result":"agree","finishTime":{}}}"#,
                     created + 1
                 )
             },

@@ -33,6 +33,11 @@ pub(crate) const APP: &str = "dingbench";
 /// instances made by the built-in backend (no DingTalk API called), so events go through the
 /// same origin checks as in production.
 pub(crate) fn engine(store: Arc<dyn ApprovalStore>) -> Arc<Engine> {
+    engine_with(store, false)
+}
+
+/// [`engine`], keeping the audit chain (as the approval server does) when `audited`.
+pub(crate) fn engine_with(store: Arc<dyn ApprovalStore>, audited: bool) -> Arc<Engine> {
     let workflow = Workflow {
         id: WorkflowId::new("wf"),
         name: "bench".into(),
@@ -52,12 +57,12 @@ pub(crate) fn engine(store: Arc<dyn ApprovalStore>) -> Arc<Engine> {
         }],
         callback_id: new_callback_id(),
     };
-    Arc::new(
-        Engine::builder(store, GrantSigner::from_bytes(&[5; 32]))
-            .workflow(workflow, Arc::new(BuiltinBackend))
-            .build()
-            .unwrap(),
-    )
+    let mut builder = Engine::builder(store, GrantSigner::from_bytes(&[5; 32]))
+        .workflow(workflow, Arc::new(BuiltinBackend));
+    if audited {
+        builder = builder.audit(Arc::new(|_| {}));
+    }
+    Arc::new(builder.build().unwrap())
 }
 
 /// Files request number `n` (user `user-{n}`); it is pending with an external id.
