@@ -126,6 +126,22 @@ fn routes(request: &str) -> Vec<(Method, String, Option<Value>, &'static str)> {
         (Method::GET, "/api/console/me/tokens".into(), None, "viewer"),
         (
             Method::POST,
+            "/api/console/me/tokens".into(),
+            Some(json!({"label": "row"})),
+            "viewer",
+        ),
+        (
+            Method::DELETE,
+            "/api/console/me/tokens/tok-none".into(),
+            None,
+            "viewer",
+        ),
+        (Method::POST, "/api/console/logout".into(), None, "viewer"),
+        (Method::GET, "/api/console/audit".into(), None, "admin"),
+        (Method::GET, "/api/console/audit/export".into(), None, "admin"),
+        (Method::GET, "/api/console/audit/verify".into(), None, "admin"),
+        (
+            Method::POST,
             format!("/api/console/requests/{request}/reject"),
             Some(json!({"remark": "matrix"})),
             "approver",
