@@ -488,6 +488,24 @@ impl Admins {
         }
     }
 
+    /// Deletes the sessions that expired without being presented again (a presented one is
+    /// deleted then): the number deleted.
+    ///
+    /// # Errors
+    /// The store's.
+    pub(crate) async fn prune_sessions(&self) -> Result<u64, AdminError> {
+        let now = self.clock.now_ms();
+        let mut pruned = 0;
+        for document in self.store.list_documents(SESSION).await? {
+            let record: StoredSession = decode(&document)?;
+            if now >= record.expires_at_ms {
+                self.forget(&document).await?;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
+    }
+
     /// Opens a session for `name` with `password`, or returns `None`. An unknown name and a wrong
     /// password get the same answer after the same work: a name that does not exist is checked
     /// against a dummy hash, so the timing does not reveal whether the name exists.
@@ -880,6 +898,16 @@ mod tests {
             store.list_documents(SESSION).await.unwrap().is_empty(),
             "expired: deleted"
         );
+
+        // A session nobody presents again is pruned once expired; a live one stays.
+        admins.login("bob", PASSWORD).await.unwrap().unwrap();
+        clock.advance(SESSION_TTL / 2);
+        let live = admins.login("bob", PASSWORD).await.unwrap().unwrap();
+        assert_eq!(admins.prune_sessions().await.unwrap(), 0);
+        clock.advance(SESSION_TTL / 2);
+        assert_eq!(admins.prune_sessions().await.unwrap(), 1);
+        assert!(admins.session(&live.session).await.unwrap().is_some());
+        admins.logout(&live.session).await.unwrap();
 
         let login = admins.login("bob", PASSWORD).await.unwrap().unwrap();
         let other = admins.login("bob", PASSWORD).await.unwrap().unwrap();

@@ -313,6 +313,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
     let registry = devices::Devices::new(Arc::clone(&store), Arc::clone(&clock));
     registry.seed(&devices).await?;
 
+    let admins = admins::Admins::new(Arc::clone(&store), Arc::clone(&clock));
     let state = api::AppState::new(
         Arc::clone(&engine),
         policies.clone(),
@@ -321,7 +322,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         keys.verifiers,
         config.filings_per_hour,
         workflows.clone(),
-        admins::Admins::new(Arc::clone(&store), Arc::clone(&clock)),
+        admins.clone(),
         audit_log::AuditLog::new(Arc::clone(&store), Arc::clone(&clock), config.audit_log_lines),
     )
     .with_secure_cookies(scheme == "https")
@@ -340,6 +341,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         start_reconciler(
             Arc::clone(&engine),
             workflows,
+            admins,
             metrics,
             config.reconcile_every(),
             config.reconciler_lease(),
@@ -515,12 +517,14 @@ fn serve(
 /// How often each DingTalk app's calls this month are logged (when they changed).
 const USAGE_LOG_EVERY: Duration = Duration::from_secs(3600);
 
-/// Reconciles every `every` (instances whose events never came) until `shutdown`, and logs
+/// Reconciles every `every` (instances whose events never came) and deletes the admin
+/// sessions that expired unseen (while this replica holds the lease) until `shutdown`, and logs
 /// each DingTalk app's calls this month once an hour when they changed. `metrics` counts the
 /// passes and shows whether this replica holds the lease.
 fn start_reconciler(
     engine: Arc<Engine>,
     workflows: workflows::Workflows,
+    admins: admins::Admins,
     metrics: Arc<metrics::Metrics>,
     every: Duration,
     lease: Duration,
@@ -574,6 +578,12 @@ fn start_reconciler(
             }
             if !holding {
                 continue;
+            }
+            // The lease holder also sweeps the sessions that expired unseen.
+            match admins.prune_sessions().await {
+                Ok(0) => {}
+                Ok(pruned) => tracing::info!(pruned, "expired admin sessions deleted"),
+                Err(e) => tracing::warn!(error = %e, "cannot delete expired admin sessions"),
             }
             // A pass in progress finishes: it records what it found before the server stops.
             let pass = engine.reconcile(every).await;
