@@ -772,7 +772,8 @@ impl Engine {
     ) -> Result<ApprovalRequest> {
         for _ in 0..8 {
             let mut request = self.get(id).await?;
-            let (from, consumed) = (request.state, request.grant_consumed_at_ms.is_some());
+            // Kept only when the change is audited.
+            let before = self.audit.as_ref().map(|_| request.clone());
             if !change(&mut request)? {
                 return Ok(request);
             }
@@ -780,7 +781,9 @@ impl Engine {
                 Ok(()) => {
                     request.version += 1;
                     self.notify(RequestUpdate::of(&request));
-                    self.audit_change(from, consumed, &request).await;
+                    if let Some(before) = &before {
+                        self.audit_change(before, &request).await;
+                    }
                     return Ok(request);
                 }
                 Err(Error::Conflict { .. }) => {}
@@ -814,9 +817,10 @@ impl Engine {
         }
     }
 
-    /// Audits the change `mutate` stored: a change of state (with the grant issued or
-    /// withdrawn), a grant consumed, or a note.
-    async fn audit_change(&self, from: RequestState, consumed_before: bool, after: &ApprovalRequest) {
+    /// Audits the change `mutate` stored: a change of state (with the grant issued, or the
+    /// one `before` held withdrawn), a grant consumed, or a note.
+    async fn audit_change(&self, before: &ApprovalRequest, after: &ApprovalRequest) {
+        let (from, consumed_before) = (before.state, before.grant_consumed_at_ms.is_some());
         if self.audit.is_none() {
             return;
         }
@@ -832,6 +836,7 @@ impl Engine {
             "from": from.as_str(), "to": after.state.as_str(), "source": last.source,
             "note": last.note, "workflow": after.workflow, "requester": after.requester,
             "device": after.device, "grant": after.grant.as_ref().map(|g| g.grant.id.as_str()),
+            "grant_withdrawn": before.grant.as_ref().filter(|_| after.grant.is_none()).map(|g| g.grant.id.as_str()),
         });
         self.audit(&last.actor, &action, &after.id, details).await;
     }

@@ -61,3 +61,69 @@ async fn only_a_named_approver_decides_a_built_in_request() {
     let revoked = engine.revoke(&other.id, "intern", None).await.unwrap();
     assert_eq!(revoked.state, RequestState::Revoked, "any admin may revoke");
 }
+
+/// With the audit chain on, a request's life is in it under who acted: filed, approved with
+/// its grant, revoked with that grant withdrawn; the chain verifies.
+#[tokio::test]
+async fn the_audit_chain_holds_the_grant_issued_and_withdrawn() {
+    use sase_approval::audit::{AuditEntry, AuditFilter, ChainVerifier};
+    use sase_approval::store::ApprovalStore;
+    use std::sync::Mutex;
+    let seen: Arc<Mutex<Vec<AuditEntry>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    let store = Arc::new(MemoryStore::new());
+    let workflow = Workflow {
+        id: WorkflowId::new("wf-console"),
+        name: "Decided in the console".into(),
+        kind: WorkflowKind::BuiltIn {
+            approvers: vec![UserId::new("security-lead")],
+        },
+        mappings: Vec::new(),
+        callback_id: new_callback_id(),
+    };
+    let engine = Engine::builder(store.clone(), GrantSigner::from_bytes(&[9; 32]))
+        .workflow(workflow, Arc::new(BuiltinBackend))
+        .audit(Arc::new(move |entry: &AuditEntry| {
+            sink.lock().unwrap().push(entry.clone())
+        }))
+        .build()
+        .unwrap();
+    let request = engine
+        .submit(SubmitRequest::uninstall(
+            WorkflowId::new("wf-console"),
+            UserId::new("bob"),
+            DeviceId::new("laptop-1"),
+            "a new laptop",
+        ))
+        .await
+        .unwrap();
+    let approved = engine.approve(&request.id, "security-lead", None).await.unwrap();
+    let grant = approved.grant.unwrap().grant.id.to_string();
+    engine
+        .revoke(&request.id, "intern", Some("lost laptop"))
+        .await
+        .unwrap();
+
+    let entries = store.list_audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(entries, *seen.lock().unwrap(), "the sink saw each entry appended");
+    let actions: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e.record.actor.as_str(), e.record.action.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("bob", "request.filed"),
+            ("system", "request.pending"),
+            ("security-lead", "request.approved"),
+            ("intern", "request.revoked"),
+        ]
+    );
+    assert_eq!(entries[2].record.details["grant"], grant.as_str());
+    assert_eq!(entries[3].record.details["grant_withdrawn"], grant.as_str());
+    let mut verifier = ChainVerifier::new();
+    for entry in &entries {
+        verifier.push(entry).unwrap();
+    }
+    assert_eq!(verifier.finish(store.audit_head().await.unwrap()), Ok(4));
+}
