@@ -76,33 +76,35 @@ struct Exposition {
     store: Arc<dyn ApprovalStore>,
 }
 
+/// What the routes serve from, as [`start`](crate::start) puts it together.
+pub(crate) struct Parts {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) policies: Policies,
+    /// The configured admin token: the bootstrap identity.
+    pub(crate) admin_token: String,
+    pub(crate) devices: Devices,
+    /// Every key a grant may be signed with (the engine's first).
+    pub(crate) grant_keys: Vec<GrantVerifier>,
+    pub(crate) filings_per_hour: usize,
+    pub(crate) workflows: Workflows,
+    pub(crate) admins: Admins,
+    pub(crate) audit: AuditLog,
+}
+
 impl AppState {
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "called once, by start, with the server's parts; each is required and of its own type"
-    )]
-    pub(crate) fn new(
-        engine: Arc<Engine>,
-        policies: Policies,
-        admin_token: String,
-        devices: Devices,
-        grant_keys: Vec<GrantVerifier>,
-        filings_per_hour: usize,
-        workflows: Workflows,
-        admins: Admins,
-        audit: AuditLog,
-    ) -> Self {
+    pub(crate) fn new(parts: Parts) -> Self {
+        let audit = parts.audit;
         Self {
-            engine,
-            policies,
-            admin_token: admin_token.into(),
-            devices,
-            grant_keys: grant_keys.into(),
-            filings: FilingLimit::new(filings_per_hour),
-            workflows,
+            engine: parts.engine,
+            policies: parts.policies,
+            admin_token: parts.admin_token.into(),
+            devices: parts.devices,
+            grant_keys: parts.grant_keys.into(),
+            filings: FilingLimit::new(parts.filings_per_hour),
+            workflows: parts.workflows,
             // Counted where the audit chain is, on its clock.
             logins: LoginThrottle::new(Arc::clone(audit.store()), Arc::clone(audit.clock())),
-            admins,
+            admins: parts.admins,
             audit,
             secure_cookies: false,
             metrics: Arc::new(Metrics::new()),

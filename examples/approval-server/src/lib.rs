@@ -314,17 +314,17 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
     registry.seed(&devices).await?;
 
     let admins = admins::Admins::new(Arc::clone(&store), Arc::clone(&clock));
-    let state = api::AppState::new(
-        Arc::clone(&engine),
-        policies.clone(),
-        admin_token.clone(),
-        registry,
-        keys.verifiers,
-        config.filings_per_hour,
-        workflows.clone(),
-        admins.clone(),
-        audit_log::AuditLog::new(Arc::clone(&store), Arc::clone(&clock), config.audit_log_lines),
-    )
+    let state = api::AppState::new(api::Parts {
+        engine: Arc::clone(&engine),
+        policies: policies.clone(),
+        admin_token: admin_token.clone(),
+        devices: registry,
+        grant_keys: keys.verifiers,
+        filings_per_hour: config.filings_per_hour,
+        workflows: workflows.clone(),
+        admins: admins.clone(),
+        audit: audit_log::AuditLog::new(Arc::clone(&store), Arc::clone(&clock), config.audit_log_lines),
+    })
     .with_secure_cookies(scheme == "https")
     .with_metrics(Arc::clone(&metrics), store, config.metrics_token.clone());
     let server = serve(
