@@ -57,6 +57,12 @@ pub enum SecretsError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The value is too long for the cipher to seal.
+    #[error("the value for {context} is too long to seal")]
+    TooLong {
+        /// The field it belongs to.
+        context: String,
+    },
     /// The value is well formed but fails authentication: another key, another context, or
     /// altered. One error for all three, as the cipher cannot tell them apart.
     #[error("sealed value does not open with this key for {context}: wrong key, or altered")]
@@ -135,26 +141,24 @@ impl SecretsKey {
     /// Seals `plaintext` for the field `context` (e.g. `workflow/wf-it/client_secret`):
     /// `v1:` + base64(nonce ‖ ciphertext ‖ tag), with a fresh random nonce, so sealing one
     /// value twice gives two different strings.
-    pub(crate) fn seal(&self, plaintext: &str, context: &str) -> String {
+    pub(crate) fn seal(&self, plaintext: &str, context: &str) -> Result<String, SecretsError> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let payload = Payload {
             msg: plaintext.as_bytes(),
             aad: context.as_bytes(),
         };
-        #[expect(
-            clippy::expect_used,
-            reason = "the cipher refuses only messages over 256 GiB; a workflow secret arrives in a \
-                      request body limited far below that"
-        )]
-        let ciphertext = self
-            .cipher
-            .encrypt(&XNonce::from(nonce), payload)
-            .expect("a secret shorter than 256 GiB");
+        // The cipher refuses only messages over 256 GiB (request bodies are capped far below).
+        let ciphertext =
+            self.cipher
+                .encrypt(&XNonce::from(nonce), payload)
+                .map_err(|_| SecretsError::TooLong {
+                    context: context.to_owned(),
+                })?;
         let mut sealed = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         sealed.extend_from_slice(&nonce);
         sealed.extend_from_slice(&ciphertext);
-        format!("{V1}{}", BASE64.encode(sealed))
+        Ok(format!("{V1}{}", BASE64.encode(sealed)))
     }
 
     /// Opens a value [`seal`](Self::seal)ed with this key for the same `context`.
@@ -246,7 +250,7 @@ mod tests {
         let key = key(1);
         let long = "x".repeat(10_000);
         for plaintext in ["", "s3cr3t", "密钥 with spaces\n", long.as_str()] {
-            let sealed = key.seal(plaintext, CONTEXT);
+            let sealed = key.seal(plaintext, CONTEXT).unwrap();
             assert!(sealed.starts_with("v1:"), "{sealed}");
             let bytes = BASE64.decode(sealed.strip_prefix("v1:").unwrap()).unwrap();
             assert_eq!(bytes.len(), NONCE_LEN + plaintext.len() + TAG_LEN);
@@ -263,7 +267,7 @@ mod tests {
             "workflow/wf-other/client_secret",
         ];
         for sealing in contexts {
-            let sealed = one.seal("s3cr3t", sealing);
+            let sealed = one.seal("s3cr3t", sealing).unwrap();
             for opening in contexts {
                 let opened = one.open(&sealed, opening);
                 if opening == sealing {
@@ -289,7 +293,7 @@ mod tests {
     #[test]
     fn changing_any_byte_stops_a_value_opening() {
         let key = key(1);
-        let sealed = key.seal("s3cr3t", CONTEXT);
+        let sealed = key.seal("s3cr3t", CONTEXT).unwrap();
         let bytes = BASE64.decode(sealed.strip_prefix("v1:").unwrap()).unwrap();
         for i in 0..bytes.len() {
             let mut altered = bytes.clone();
@@ -309,8 +313,8 @@ mod tests {
     #[test]
     fn two_seals_of_one_plaintext_differ() {
         let key = key(1);
-        let first = key.seal("s3cr3t", CONTEXT);
-        let second = key.seal("s3cr3t", CONTEXT);
+        let first = key.seal("s3cr3t", CONTEXT).unwrap();
+        let second = key.seal("s3cr3t", CONTEXT).unwrap();
         assert_ne!(first, second);
         let nonce =
             |sealed: &str| BASE64.decode(sealed.strip_prefix("v1:").unwrap()).unwrap()[..NONCE_LEN].to_vec();
@@ -321,7 +325,7 @@ mod tests {
     #[test]
     fn malformed_values_are_refused_without_echoing_them() {
         let key = key(1);
-        let sealed = key.seal("s3cr3t", CONTEXT);
+        let sealed = key.seal("s3cr3t", CONTEXT).unwrap();
         let body = sealed.strip_prefix("v1:").unwrap();
         let short = format!("v1:{}", BASE64.encode([7u8; NONCE_LEN + TAG_LEN - 1]));
         let nonce_only = format!("v1:{}", BASE64.encode([7u8; NONCE_LEN - 1]));
@@ -352,7 +356,7 @@ mod tests {
         let key = SecretsKey::from_env(&format!(" \t{HEX}\n")).unwrap();
         let same = SecretsKey::from_env(&HEX.to_lowercase()).unwrap();
         assert_eq!(
-            same.open(&key.seal("s3cr3t", CONTEXT), CONTEXT).unwrap(),
+            same.open(&key.seal("s3cr3t", CONTEXT).unwrap(), CONTEXT).unwrap(),
             "s3cr3t"
         );
 
@@ -403,7 +407,7 @@ mod tests {
             .map(|t| t.join().unwrap())
             .collect();
         for (i, key) in keys.iter().enumerate() {
-            let sealed = key.seal("s", "c");
+            let sealed = key.seal("s", "c").unwrap();
             for other in &keys {
                 assert_eq!(other.open(&sealed, "c").unwrap(), "s", "key {i}");
             }
@@ -426,7 +430,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.len(), 65, "64 hex digits and a newline");
         assert!(text.trim_end().chars().all(|c| c.is_ascii_hexdigit()), "hex");
-        let sealed = first.seal("s3cr3t", CONTEXT);
+        let sealed = first.seal("s3cr3t", CONTEXT).unwrap();
 
         let again = SecretsKey::load_or_create(&path).unwrap();
         assert_eq!(

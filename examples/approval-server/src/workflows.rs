@@ -118,8 +118,8 @@ fn context(workflow: &str, field: &str) -> String {
     format!("workflow/{workflow}/{field}")
 }
 
-fn seal(key: &SecretsKey, w: &WorkflowConfig, callback_id: &str) -> Stored {
-    Stored {
+fn seal(key: &SecretsKey, w: &WorkflowConfig, callback_id: &str) -> Result<Stored, SecretsError> {
+    Ok(Stored {
         id: w.id.clone(),
         name: w.name.clone(),
         kind: w.kind,
@@ -128,18 +128,24 @@ fn seal(key: &SecretsKey, w: &WorkflowConfig, callback_id: &str) -> Stored {
         callback_id: callback_id.to_owned(),
         process_code: w.process_code.clone(),
         fields: w.fields.clone(),
-        dingtalk: w.dingtalk.as_ref().map(|app| StoredApp {
-            client_id: app.client_id.clone(),
-            client_secret: key.seal(&app.client_secret, &context(&w.id, "client_secret")),
-            token: key.seal(&app.token, &context(&w.id, "token")),
-            aes_key: key.seal(&app.aes_key, &context(&w.id, "aes_key")),
-            receiver_id: app.receiver_id.clone(),
-            api_base: app.api_base.clone(),
-            qps_per_api: app.qps_per_api,
-            calls_per_month: app.calls_per_month,
-            reconcile_share_percent: app.reconcile_share_percent,
-        }),
-    }
+        dingtalk: w
+            .dingtalk
+            .as_ref()
+            .map(|app| -> Result<StoredApp, SecretsError> {
+                Ok(StoredApp {
+                    client_id: app.client_id.clone(),
+                    client_secret: key.seal(&app.client_secret, &context(&w.id, "client_secret"))?,
+                    token: key.seal(&app.token, &context(&w.id, "token"))?,
+                    aes_key: key.seal(&app.aes_key, &context(&w.id, "aes_key"))?,
+                    receiver_id: app.receiver_id.clone(),
+                    api_base: app.api_base.clone(),
+                    qps_per_api: app.qps_per_api,
+                    calls_per_month: app.calls_per_month,
+                    reconcile_share_percent: app.reconcile_share_percent,
+                })
+            })
+            .transpose()?,
+    })
 }
 
 fn open(key: &SecretsKey, document: &Document) -> Result<WorkflowConfig, WorkflowError> {
@@ -316,7 +322,7 @@ impl Workflows {
                 }
             }
             let body =
-                serde_json::to_string(&seal(&self.0.secrets, w, &callback_id)).map_err(encode_error)?;
+                serde_json::to_string(&seal(&self.0.secrets, w, &callback_id)?).map_err(encode_error)?;
             let version = same.map_or(0, |d| d.version);
             let document = Document::new(KIND, &w.id, version, body).at(self.0.clock.now_ms());
             // Another replica seeding at once writes the same; the file's copy wins either way.
@@ -917,7 +923,7 @@ impl Workflows {
             ));
         }
         let body =
-            serde_json::to_string(&seal(&self.0.secrets, &config, &callback_id)).map_err(encode_error)?;
+            serde_json::to_string(&seal(&self.0.secrets, &config, &callback_id)?).map_err(encode_error)?;
         let saved = self
             .0
             .store
