@@ -372,6 +372,24 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// What an audited change compares with: the request's state, whether its grant was
+/// consumed, and its grant's id, before the change.
+struct Before {
+    state: RequestState,
+    consumed: bool,
+    grant: Option<String>,
+}
+
+impl Before {
+    fn of(request: &ApprovalRequest) -> Self {
+        Self {
+            state: request.state,
+            consumed: request.grant_consumed_at_ms.is_some(),
+            grant: request.grant.as_ref().map(|g| g.grant.id.to_string()),
+        }
+    }
+}
+
 /// The registered workflows, by id.
 type Workflows = Arc<HashMap<WorkflowId, Arc<Registered>>>;
 
@@ -772,8 +790,8 @@ impl Engine {
     ) -> Result<ApprovalRequest> {
         for _ in 0..8 {
             let mut request = self.get(id).await?;
-            // Kept only when the change is audited.
-            let before = self.audit.as_ref().map(|_| request.clone());
+            // What the audit entry compares with, kept only when the change is audited.
+            let before = self.audit.as_ref().map(|_| Before::of(&request));
             if !change(&mut request)? {
                 return Ok(request);
             }
@@ -781,7 +799,7 @@ impl Engine {
                 Ok(()) => {
                     request.version += 1;
                     self.notify(RequestUpdate::of(&request));
-                    if let Some(before) = &before {
+                    if let Some(before) = before {
                         self.audit_change(before, &request).await;
                     }
                     return Ok(request);
@@ -818,12 +836,13 @@ impl Engine {
     }
 
     /// Audits the change `mutate` stored: a change of state (with the grant issued, or the
-    /// one `before` held withdrawn), a grant consumed, or a note.
-    async fn audit_change(&self, before: &ApprovalRequest, after: &ApprovalRequest) {
-        let (from, consumed_before) = (before.state, before.grant_consumed_at_ms.is_some());
-        if self.audit.is_none() {
-            return;
-        }
+    /// one the request held `before` withdrawn), a grant consumed, or a note.
+    async fn audit_change(&self, before: Before, after: &ApprovalRequest) {
+        let Before {
+            state: from,
+            consumed: consumed_before,
+            grant,
+        } = before;
         let Some(last) = after.history.last() else { return };
         let action = if after.state != from {
             format!("request.{}", after.state.as_str())
@@ -836,7 +855,7 @@ impl Engine {
             "from": from.as_str(), "to": after.state.as_str(), "source": last.source,
             "note": last.note, "workflow": after.workflow, "requester": after.requester,
             "device": after.device, "grant": after.grant.as_ref().map(|g| g.grant.id.as_str()),
-            "grant_withdrawn": before.grant.as_ref().filter(|_| after.grant.is_none()).map(|g| g.grant.id.as_str()),
+            "grant_withdrawn": grant.filter(|_| after.grant.is_none()),
         });
         self.audit(&last.actor, &action, &after.id, details).await;
     }

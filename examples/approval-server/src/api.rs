@@ -188,6 +188,33 @@ async fn device(state: &AppState, headers: &HeaderMap) -> Result<Enrolled, Respo
     }
 }
 
+/// `?version=N`: a delete names the version it removes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VersionQuery {
+    version: u64,
+}
+
+type VersionParam = Result<Query<VersionQuery>, QueryRejection>;
+
+/// The version a delete names, or 400 `bad_query`.
+fn version(q: VersionParam) -> Result<u64, Response> {
+    q.map(|Query(q)| q.version).map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            "name the version deleted: `?version=N`",
+        )
+    })
+}
+
+/// `view` (a JSON object) with `key` set to `value`.
+fn with(view: &mut Value, key: &str, value: Value) {
+    if let Some(map) = view.as_object_mut() {
+        map.insert(key.to_owned(), value);
+    }
+}
+
 type JsonBody<T> = Result<Json<T>, JsonRejection>;
 
 fn body<T>(b: JsonBody<T>) -> Result<T, Response> {

@@ -215,6 +215,16 @@ struct Current {
     apps: Vec<App>,
 }
 
+impl Current {
+    /// The DingTalk clients in use, by app, to keep across a rebuild.
+    fn clients(&self) -> Vec<(AppKey, DingTalkClient)> {
+        self.served
+            .values()
+            .filter_map(|s| Some((app_key(s), s.client.clone()?)))
+            .collect()
+    }
+}
+
 /// The workflows in the store, and what this replica serves of them.
 #[derive(Clone)]
 pub(crate) struct Workflows(Arc<Inner>);
@@ -378,11 +388,7 @@ impl Workflows {
                     "stored workflow invalid");
             }
         };
-        let mut clients: Vec<(AppKey, DingTalkClient)> = before
-            .served
-            .values()
-            .filter_map(|s| Some((app_key(s), s.client.clone()?)))
-            .collect();
+        let mut clients = before.clients();
         let mut accepted: Vec<WorkflowConfig> = Vec::new();
         for document in &documents {
             let config = open(&self.0.secrets, document)?;
@@ -887,11 +893,7 @@ impl Workflows {
 
         // Checked against DingTalk before it is saved.
         let document = Document::new(KIND, id, version, String::new());
-        let mut clients: Vec<(AppKey, DingTalkClient)> = current
-            .served
-            .values()
-            .filter_map(|s| Some((app_key(s), s.client.clone()?)))
-            .collect();
+        let mut clients = current.clients();
         let Some(candidate) = self.resolve(config.clone(), &document, &mut clients, false)? else {
             return Err(WorkflowError::Invalid(Vec::new()));
         };
@@ -954,20 +956,12 @@ impl Workflows {
                 names.join(", ")
             )));
         }
-        let mut open = sase_approval::store::ListFilter::default();
-        open.states = vec![
+        let mut open = sase_approval::store::ListFilter::default().states(vec![
             sase_approval::state::RequestState::Submitted,
             sase_approval::state::RequestState::Pending,
-        ];
-        open.limit = u32::MAX as usize;
-        let open = self
-            .0
-            .store
-            .list(&open)
-            .await?
-            .into_iter()
-            .filter(|r| r.workflow.as_str() == id)
-            .count();
+        ]);
+        open.workflow = Some(WorkflowId::new(id));
+        let open = self.0.store.list(&open).await?.len();
         if open > 0 {
             return Err(WorkflowError::InUse(format!(
                 "{open} request(s) of workflow `{id}` are open: decide or revoke them first"

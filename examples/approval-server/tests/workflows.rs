@@ -140,6 +140,16 @@ impl Captured {
     }
 }
 
+/// The paths of the problems a 422 answer lists.
+fn problems(answer: &Value) -> Vec<String> {
+    answer["problems"]
+        .as_array()
+        .unwrap_or(&Vec::new())
+        .iter()
+        .map(|p| p["path"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// Every secret of both apps.
 const SECRETS: [&str; 6] = [
     support::SECRET,
@@ -417,14 +427,6 @@ async fn saving_checks_the_workflow_against_dingtalks_live_form() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_with(&mock, credentialed_config(&mock, &dir.path().join("c.sqlite"))).await;
     let console = Console::new(&server);
-    let problems = |answer: &Value| -> Vec<String> {
-        answer["problems"]
-            .as_array()
-            .unwrap_or(&Vec::new())
-            .iter()
-            .map(|p| p["path"].as_str().unwrap().to_owned())
-            .collect()
-    };
 
     // The three mistakes a new user made, each caught when saved, with its path.
     let mut wrong_secret = second(&mock);
@@ -756,14 +758,6 @@ async fn a_built_in_workflow_is_decided_in_the_console_by_its_approvers() {
     let dir = tempfile::tempdir().unwrap();
     let server = start_with(&mock, credentialed_config(&mock, &dir.path().join("b.sqlite"))).await;
     let console = Console::new(&server);
-    let problems = |answer: &Value| -> Vec<String> {
-        answer["problems"]
-            .as_array()
-            .unwrap_or(&Vec::new())
-            .iter()
-            .map(|p| p["path"].as_str().unwrap().to_owned())
-            .collect()
-    };
     for (workflow, path) in [
         (json!({"id": "wf-desk", "type": "builtin"}), "workflow.approvers"),
         (

@@ -2,10 +2,9 @@
 //! each admin's own personal API tokens (created, shown once, listed, revoked).
 
 use super::auth::admin_error;
-use super::{body, error, path, AppState, JsonBody, PathParams};
+use super::{body, error, path, version, with, AppState, JsonBody, PathParams, VersionParam};
 use crate::admins::{Admin, Identity, Role};
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 use axum::{Extension, Json};
@@ -15,9 +14,7 @@ use serde_json::{json, Value};
 /// An admin as the console shows it: with its version, never a password hash.
 fn view(admin: &Admin) -> Value {
     let mut view = json!(admin);
-    if let Some(map) = view.as_object_mut() {
-        map.insert("version".to_owned(), json!(admin.version));
-    }
+    with(&mut view, "version", json!(admin.version));
     view
 }
 
@@ -126,32 +123,22 @@ pub(super) async fn update(
     }
 }
 
-/// `?version=N`, as deletes name the version they remove.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct VersionQuery {
-    version: u64,
-}
-
 pub(super) async fn delete(
     State(state): State<AppState>,
     Extension(by): Extension<Identity>,
     name: PathParams<String>,
-    q: Result<Query<VersionQuery>, QueryRejection>,
+    q: VersionParam,
 ) -> Response {
     let name = match path(name) {
         Ok(name) => name,
         Err(r) => return r,
     };
-    let Ok(Query(q)) = q else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            "name the version deleted: `?version=N`",
-        );
+    let version = match version(q) {
+        Ok(version) => version,
+        Err(r) => return r,
     };
     let before = state.admins.get(&name).await.ok().flatten().map(|a| view(&a));
-    match state.admins.delete(&name, q.version).await {
+    match state.admins.delete(&name, version).await {
         Ok(()) => {
             tracing::info!(admin = %name, actor = %by.name, "admin deleted");
             state

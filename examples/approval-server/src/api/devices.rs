@@ -1,7 +1,7 @@
 //! The device routes: an admin makes enrollment codes and lists, tags and revokes devices;
 //! an agent exchanges a code for its device token and the grant keys it pins.
 
-use super::{body, engine_error, error, path, AppState, JsonBody, PathParams};
+use super::{body, engine_error, error, path, with, AppState, JsonBody, PathParams};
 use crate::admins::Identity;
 use crate::devices::{Code, Device, EnrollError, Owner, CODE_TTL_MAX_SECS, CODE_TTL_SECS};
 use axum::extract::State;
@@ -48,12 +48,6 @@ fn check_owner(owner: &Owner) -> Result<(), Response> {
 }
 
 /// Adds `key` to the object `view`.
-fn with(view: &mut Value, key: &str, value: Value) {
-    if let Some(map) = view.as_object_mut() {
-        map.insert(key.to_owned(), value);
-    }
-}
-
 fn code_view(code: &Code) -> Value {
     json!({"id": code.id, "user_id": code.owner.user_id, "groups": code.owner.groups,
            "departments": code.owner.departments, "tags": code.owner.tags,

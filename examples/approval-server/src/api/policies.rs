@@ -2,11 +2,10 @@
 //! change naming the version it replaces, validated before it is saved), and previews who
 //! gains and who loses protection before saving.
 
-use super::{body, engine_error, error, path, AppState, JsonBody, PathParams};
+use super::{body, engine_error, error, path, version, with, AppState, JsonBody, PathParams, VersionParam};
 use crate::admins::Identity;
 use crate::policies::{Change, PolicyError, Stored};
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 use axum::{Extension, Json};
@@ -19,10 +18,8 @@ use serde_json::{json, Value};
 /// A policy as the console shows it: its fields, its version and when it was last written.
 fn view(stored: &Stored) -> Value {
     let mut view = json!(stored.policy);
-    if let Some(map) = view.as_object_mut() {
-        map.insert("version".to_owned(), json!(stored.version));
-        map.insert("updated_at_ms".to_owned(), json!(stored.updated_at_ms));
-    }
+    with(&mut view, "version", json!(stored.version));
+    with(&mut view, "updated_at_ms", json!(stored.updated_at_ms));
     view
 }
 
@@ -149,32 +146,22 @@ pub(super) async fn put(
     }
 }
 
-/// `DELETE /api/console/policies/{id}?version=N`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct VersionQuery {
-    version: u64,
-}
-
 pub(super) async fn delete(
     State(state): State<AppState>,
     Extension(by): Extension<Identity>,
     id: PathParams<String>,
-    q: Result<Query<VersionQuery>, QueryRejection>,
+    q: VersionParam,
 ) -> Response {
     let id = match path(id) {
         Ok(id) => id,
         Err(r) => return r,
     };
-    let Ok(Query(q)) = q else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            "name the version deleted: `?version=N`",
-        );
+    let version = match version(q) {
+        Ok(version) => version,
+        Err(r) => return r,
     };
     let before = state.policies.get(&id).await.ok().flatten().map(|s| view(&s));
-    match state.policies.delete(&id, q.version).await {
+    match state.policies.delete(&id, version).await {
         Ok(()) => {
             tracing::info!(policy = %id, actor = %by.name, "policy deleted");
             state

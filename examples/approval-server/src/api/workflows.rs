@@ -2,15 +2,13 @@
 //! replace (checked against DingTalk before it is saved) and delete, each change naming the
 //! version it replaces. Secrets are write-only: never in an answer.
 
-use super::{body, engine_error, error, path, AppState, JsonBody, PathParams};
+use super::{body, engine_error, error, path, version, AppState, JsonBody, PathParams, VersionParam};
 use crate::admins::Identity;
 use crate::workflows::WorkflowError;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
@@ -117,29 +115,19 @@ pub(super) async fn put(
     }
 }
 
-/// `DELETE /api/console/workflows/{id}?version=N`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct VersionQuery {
-    version: u64,
-}
-
 pub(super) async fn delete(
     State(state): State<AppState>,
     Extension(by): Extension<Identity>,
     id: PathParams<String>,
-    q: Result<Query<VersionQuery>, QueryRejection>,
+    q: VersionParam,
 ) -> Response {
     let id = match path(id) {
         Ok(id) => id,
         Err(r) => return r,
     };
-    let Ok(Query(q)) = q else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            "name the version deleted: `?version=N`",
-        );
+    let version = match version(q) {
+        Ok(version) => version,
+        Err(r) => return r,
     };
     let naming = match state.policies.list().await {
         Ok(policies) => policies
@@ -156,7 +144,7 @@ pub(super) async fn delete(
         Err(e) => return engine_error(&e),
     };
     let before = state.workflows.view_of(&id);
-    match state.workflows.delete(&id, q.version, &naming).await {
+    match state.workflows.delete(&id, version, &naming).await {
         Ok(()) => {
             tracing::info!(workflow = %id, actor = %by.name, "workflow deleted");
             state
