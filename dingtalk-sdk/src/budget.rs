@@ -168,6 +168,7 @@ impl CallBudget {
 /// Who a call is for: foreground calls (filings, console write-backs) come first; background
 /// calls (reconciliation, polling) use what they leave. See the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Priority {
@@ -189,6 +190,7 @@ impl fmt::Display for Priority {
 
 /// The app's calls this month, for a console API (`Serialize`) or a log line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct BudgetUsage {
     /// The calendar month (UTC) counted, `YYYY-MM`.

@@ -48,6 +48,7 @@ const DOMAIN: &[u8] = b"sase-audit-chain-v1";
 
 /// What happened, as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct AuditRecord {
     /// When, Unix ms.
@@ -86,6 +87,7 @@ impl AuditRecord {
 
 /// A record in the chain. Serialized flat: `seq`, the record's fields, `prev_hash`, `hash`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[non_exhaustive]
 pub struct AuditEntry {
     /// Its place in the chain: 1, 2, 3, … without gaps.

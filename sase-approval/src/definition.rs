@@ -40,6 +40,7 @@ impl Template {
 
 /// How DingTalk delivers events to us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Delivery {
@@ -102,6 +103,7 @@ pub enum WorkflowKind {
 
 /// How one template maps onto one DingTalk form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Mapping {
     /// The template.
     pub template: String,
@@ -131,6 +133,7 @@ pub struct Workflow {
 /// One thing wrong with a workflow, and the path of what to fix, e.g.
 /// `workflows.wf.mappings[0].fields.reason`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
     /// Where: the workflow's field, as in the configuration.
     pub path: String,

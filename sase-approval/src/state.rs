@@ -22,6 +22,8 @@ use std::sync::Arc;
 /// An approval request's id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
+// A one-field tuple struct: utoipa describes it as the `String` inside, as serde writes it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestId(pub String);
 
 impl RequestId {
@@ -44,6 +46,7 @@ impl std::fmt::Display for RequestId {
 
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RequestState {
@@ -97,6 +100,7 @@ impl RequestState {
 
 /// What caused a transition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Source {
@@ -118,6 +122,7 @@ pub enum Source {
 
 /// One entry of a request's history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Transition {
     /// State before.
     pub from: RequestState,
@@ -136,6 +141,7 @@ pub struct Transition {
 
 /// An approval request.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApprovalRequest {
     /// Id.
     pub id: RequestId,
@@ -151,6 +157,9 @@ pub struct ApprovalRequest {
     pub action: Action,
     /// System field values (`reason`, `app_version`, …). Shared, like the history entries,
     /// so copies of a request (every store read and write makes one) do not copy them.
+    // The `Arc`s are serde's `rc` feature: the value inside, written as is (utoipa reads
+    // `Arc` only with its `rc_schema` feature).
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, String>))]
     pub fields: Arc<BTreeMap<String, String>>,
     /// State.
     pub state: RequestState,
@@ -176,6 +185,7 @@ pub struct ApprovalRequest {
     pub version: u64,
     /// Every transition, in order: every change of state, and the newest
     /// [`AUDIT_ENTRIES_KEPT`] audit-only entries (task events, comments).
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Transition>))]
     pub history: Vec<Arc<Transition>>,
     /// How many older audit-only entries were dropped from `history` to keep it bounded.
     #[serde(default, skip_serializing_if = "is_zero")]

@@ -31,6 +31,7 @@ impl UsedGrants for BTreeSet<GrantId> {
 
 /// What an approval allows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Grant {
     /// Single-use id.
     pub id: GrantId,
@@ -75,6 +76,7 @@ impl Grant {
 
 /// A grant and the server's signature over it (hex).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SignedGrant {
     /// The grant.
     pub grant: Grant,

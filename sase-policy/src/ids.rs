@@ -11,6 +11,9 @@ macro_rules! id {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
+        // A plain string, as `transparent` writes it (utoipa reads no `transparent`, nor the
+        // `Arc<str>` inside without its `rc_schema` feature).
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String))]
         pub struct $name(Arc<str>);
 
         impl $name {

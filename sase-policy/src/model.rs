@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 /// A set of policies as stored or edited.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PolicyDocument {
     /// The policies.
@@ -15,6 +16,7 @@ pub struct PolicyDocument {
 
 /// One anti-uninstallation policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 // A misspelt key (`whitlist`) must not silently leave a rule out.
 #[serde(deny_unknown_fields)]
 pub struct Policy {
@@ -51,6 +53,7 @@ fn yes() -> bool {
 
 /// The policy's switches.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 #[serde(default)]
 pub struct Switches {
@@ -65,6 +68,7 @@ pub struct Switches {
 /// Whom a policy applies to: a user matches if any of their groups, departments or device
 /// tags is listed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 #[serde(default)]
 pub struct Scope {
@@ -85,6 +89,7 @@ impl Scope {
 
 /// Whether employees may file for approval, and through which workflow.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 #[serde(default)]
 pub struct ApprovalConfig {
@@ -96,6 +101,7 @@ pub struct ApprovalConfig {
 
 /// The prompt in one language.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PromptText {
     /// Dialog title.

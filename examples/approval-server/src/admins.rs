@@ -44,7 +44,7 @@ const PASSWORD_MAX: usize = 1024;
 const LABEL_MAX: usize = 64;
 
 /// What an admin may do. Each role may also do everything the roles below it may.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Role {
     /// Reads the console; changes nothing.
@@ -73,7 +73,7 @@ pub(crate) struct Identity {
 
 /// An admin as the console shows it. The password hash is kept out of this type (it lives only
 /// in the stored document), so serializing an `Admin` can never leak it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub(crate) struct Admin {
     pub(crate) name: String,
     pub(crate) role: Role,
@@ -87,7 +87,7 @@ pub(crate) struct Admin {
 
 /// A personal API token as the console lists it. The token itself is shown only once, when it
 /// is created, and is stored only as a hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub(crate) struct ApiToken {
     pub(crate) id: String,
     /// The admin it acts as.

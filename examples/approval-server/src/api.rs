@@ -1,12 +1,15 @@
 //! HTTP routes: the per-workflow Request URL, the agent API (device tokens), the console API
 //! (admin token) and health. Every bad input gets a 4xx JSON error `{"error", "message"}`
-//! with a stable code; axum's own rejections are converted in [`rejection`].
+//! with a stable code; axum's own rejections are converted in [`rejection`]. Every route but
+//! the Request URL (DingTalk's wire format) is registered with its OpenAPI description, so the
+//! document served at `/api/openapi.json` lists exactly the router's routes ([`openapi`]).
 
 mod admins;
 mod audit;
 mod auth;
 mod devices;
 mod export;
+mod openapi;
 mod policies;
 mod rejection;
 mod workflows;
@@ -24,7 +27,6 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use rejection::BODY_LIMIT_BYTES;
 use sase_approval::engine::{Engine, Filing, SubmitRequest};
@@ -34,10 +36,12 @@ use sase_approval::Error as EngineError;
 use sase_policy::ids::UserId;
 use sase_policy::{Action, Context, Effect, GrantVerifier, SignedGrant};
 use serde::de::IntoDeserializer as _;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use subtle::ConstantTimeEq as _;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Tokens are compared in constant time.
 fn eq(a: &str, b: &str) -> bool {
@@ -135,10 +139,54 @@ impl AppState {
     }
 }
 
+/// Every error answer: a stable code to branch on and a message for people.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ApiError {
+    /// Stable, snake_case (`not_found`, `stale_version`, `bad_body`, …).
+    error: String,
+    /// What went wrong, for people.
+    message: String,
+}
+
+/// A document (workflow, policy) refused as invalid: every problem, each with its path.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Invalid {
+    /// `invalid_workflow` or `invalid_policy`.
+    error: &'static str,
+    /// Every problem, in one line.
+    message: String,
+    /// Each problem and the path of what to fix (`workflow.fields.reason`).
+    problems: Vec<ProblemView>,
+}
+
+/// One problem of an [`Invalid`] document.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ProblemView {
+    /// The path in the body (`policy.prompt.zh-CN.title`).
+    path: String,
+    /// What is wrong.
+    message: String,
+}
+
+fn invalid(code: &'static str, message: String, problems: Vec<ProblemView>) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Json(Invalid {
+            error: code,
+            message,
+            problems,
+        }),
+    )
+        .into_response()
+}
+
 fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
     (
         status,
-        Json(json!({"error": code, "message": message.to_string()})),
+        Json(ApiError {
+            error: code.to_owned(),
+            message: message.to_string(),
+        }),
     )
         .into_response()
 }
@@ -208,13 +256,6 @@ fn version(q: VersionParam) -> Result<u64, Response> {
     })
 }
 
-/// `view` (a JSON object) with `key` set to `value`.
-fn with(view: &mut Value, key: &str, value: Value) {
-    if let Some(map) = view.as_object_mut() {
-        map.insert(key.to_owned(), value);
-    }
-}
-
 type JsonBody<T> = Result<Json<T>, JsonRejection>;
 
 fn body<T>(b: JsonBody<T>) -> Result<T, Response> {
@@ -230,25 +271,15 @@ fn path<T>(p: PathParams<T>) -> Result<T, Response> {
 
 /// The server's routes. The Request URLs are the workflows' in force when a push arrives.
 pub(crate) fn router(state: AppState) -> Router {
-    let mut routes = Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/dingtalk/callback/{id}", axum::routing::any(workflows::callback))
-        .route("/api/agent/uninstall-check", post(uninstall_check))
-        .route("/api/agent/requests", post(file_request))
-        .route("/api/agent/requests/{id}", get(agent_request))
-        .route("/api/agent/grant-key", get(grant_key))
-        .route("/api/agent/grants/consume", post(consume_grant))
-        .route("/api/agent/enroll", post(devices::enroll))
-        .route("/api/console/login", post(auth::login))
-        .merge(console_routes(&state));
-    // Without a metrics token there is no such route: a 404 like any unknown path.
-    if state.exposition.is_some() {
-        routes = routes.route("/metrics", get(scrape));
-    }
+    let (routes, mut document) = documented_routes(&state).split_for_parts();
+    openapi::complete(&mut document);
     routes
+        // DingTalk's wire format, not ours: the one route the document leaves out.
+        .route("/dingtalk/callback/{id}", axum::routing::any(workflows::callback))
         .method_not_allowed_fallback(rejection::method_not_allowed)
         .fallback(rejection::not_found)
         .with_state(state.clone())
+        .layer(Extension(Arc::new(document)))
         // Last, so that every route (and the fallback) is timed, by its matched route.
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(axum::middleware::from_fn_with_state(
@@ -257,59 +288,79 @@ pub(crate) fn router(state: AppState) -> Router {
         ))
 }
 
+/// Every route of the API, each with its description.
+fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
+    let mut routes = OpenApiRouter::with_openapi(openapi::document())
+        .routes(routes!(openapi::serve))
+        .routes(routes!(healthz))
+        .routes(routes!(uninstall_check))
+        .routes(routes!(file_request))
+        .routes(routes!(agent_request))
+        .routes(routes!(grant_key))
+        .routes(routes!(consume_grant))
+        .routes(routes!(devices::enroll))
+        .routes(routes!(auth::login))
+        .merge(console_routes(state));
+    // Without a metrics token there is no such route: a 404 like any unknown path.
+    if state.exposition.is_some() {
+        routes = routes.routes(routes!(scrape));
+    }
+    routes
+}
+
 /// The console's routes, each behind [`auth::console`]: authenticated, CSRF-checked for
 /// sessions, and allowed only to the role it needs.
-fn console_routes(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/console/enrollment-codes",
-            post(devices::create_code).get(devices::list_codes),
-        )
-        .route("/api/console/devices", get(devices::list_devices))
-        .route("/api/console/devices/{id}", get(devices::get_device))
-        .route(
-            "/api/console/devices/{id}/tags",
-            axum::routing::put(devices::set_tags),
-        )
-        .route("/api/console/devices/{id}/revoke", post(devices::revoke))
-        .route("/api/console/workflows", get(workflows::list))
-        .route(
-            "/api/console/workflows/{id}",
-            get(workflows::get).put(workflows::put).delete(workflows::delete),
-        )
-        .route("/api/console/export", get(export::export))
-        .route("/api/console/policies", get(policies::list))
-        .route("/api/console/policies/preview", post(policies::preview))
-        .route(
-            "/api/console/policies/{id}",
-            get(policies::get).put(policies::put).delete(policies::delete),
-        )
-        .route("/api/console/dingtalk/usage", get(console_usage))
-        .route("/api/console/requests", get(console_list))
-        .route("/api/console/requests/{id}", get(console_get))
-        .route("/api/console/requests/{id}/{action}", post(console_action))
-        .route("/api/console/me", get(auth::me))
-        .route("/api/console/logout", post(auth::logout))
-        .route(
-            "/api/console/me/tokens",
-            get(admins::own_tokens).post(admins::create_token),
-        )
-        .route(
-            "/api/console/me/tokens/{id}",
-            axum::routing::delete(admins::revoke_token),
-        )
-        .route("/api/console/admins", get(admins::list).post(admins::create))
-        .route("/api/console/audit", get(audit::list))
-        .route("/api/console/audit/export", get(audit::export))
-        .route("/api/console/audit/verify", get(audit::verify))
-        .route(
-            "/api/console/admins/{name}",
-            get(admins::get).put(admins::update).delete(admins::delete),
-        )
+fn console_routes(state: &AppState) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(devices::create_code, devices::list_codes))
+        .routes(routes!(devices::list_devices))
+        .routes(routes!(devices::get_device))
+        .routes(routes!(devices::set_tags))
+        .routes(routes!(devices::revoke))
+        .routes(routes!(workflows::list))
+        .routes(routes!(workflows::get, workflows::put, workflows::delete))
+        .routes(routes!(export::export))
+        .routes(routes!(policies::list))
+        .routes(routes!(policies::preview))
+        .routes(routes!(policies::get, policies::put, policies::delete))
+        .routes(routes!(console_usage))
+        .routes(routes!(console_list))
+        .routes(routes!(console_get))
+        .routes(routes!(console_action))
+        .routes(routes!(auth::me))
+        .routes(routes!(auth::logout))
+        .routes(routes!(admins::own_tokens, admins::create_token))
+        .routes(routes!(admins::revoke_token))
+        .routes(routes!(admins::list, admins::create))
+        .routes(routes!(admins::get, admins::update, admins::delete))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::export))
+        .routes(routes!(audit::verify))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::console))
 }
 
-/// `GET /metrics`: the OpenMetrics text, to the bearer of the metrics token only.
+/// The server answers.
+#[utoipa::path(get, path = "/healthz", operation_id = "health", tag = "health",
+    responses((status = 200, description = "The server answers", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// `GET /healthz`.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+/// The server's metrics as OpenMetrics text (Prometheus), to the bearer of the metrics token
+/// only (`metrics_token`; without one there is no such route).
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "health",
+    security(("metrics_token" = [])),
+    responses(
+        (status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 401, description = "No or another token", body = ApiError),
+    ))]
 async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let exposition = match (&state.exposition, bearer(&headers)) {
         (Some(exposition), Some(token)) if eq(token, &exposition.token) => exposition,
@@ -331,13 +382,39 @@ async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
-#[derive(Deserialize, Default)]
+/// `POST /api/agent/uninstall-check`.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(default)]
 struct CheckBody {
+    /// The prompt's language: `zh-CN` (the default) or `en-US`.
     locale: Option<String>,
+    /// What the user is about to do (`uninstall` by default).
     action: Option<Action>,
 }
 
+/// What the policy says of an action on this device.
+#[derive(Serialize, ToSchema)]
+struct CheckAnswer {
+    /// Go ahead, file for approval, or refuse.
+    effect: crate::policies::EffectName,
+    /// Where a request is filed (`require_approval` only).
+    workflow: Option<String>,
+    /// Why.
+    reason: sase_policy::Reason,
+    /// The policy that decided, if any.
+    policy: Option<String>,
+    /// The dialog to show, in the locale asked for (with fallback), when not allowed.
+    prompt: Option<sase_policy::PromptText>,
+    /// Whether the agent starts with the system.
+    auto_start: bool,
+}
+
+/// Whether this device's user may uninstall (or log off) now, file for approval, or not at
+/// all, with the bilingual prompt to show.
+#[utoipa::path(post, path = "/api/agent/uninstall-check", operation_id = "uninstall_check", tag = "agent",
+    security(("device_token" = [])),
+    request_body = CheckBody,
+    responses((status = 200, description = "The policy's decision", body = CheckAnswer)))]
 async fn uninstall_check(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -360,21 +437,59 @@ async fn uninstall_check(
         },
     );
     let (effect, workflow) = crate::policies::effect_name(&d.effect);
-    Json(json!({"effect": effect, "workflow": workflow, "reason": d.reason, "policy": d.policy, "prompt": d.prompt, "auto_start": d.auto_start}))
-        .into_response()
+    Json(CheckAnswer {
+        effect,
+        workflow: workflow.map(ToString::to_string),
+        reason: d.reason,
+        policy: d.policy.map(ToString::to_string),
+        prompt: d.prompt.cloned(),
+        auto_start: d.auto_start,
+    })
+    .into_response()
 }
 
-#[derive(Deserialize)]
+/// `POST /api/agent/requests`.
+#[derive(Deserialize, ToSchema)]
 struct FileBody {
+    /// Why the user wants to uninstall (shown to the approver).
     reason: String,
+    /// The SASE App's version, if the form maps it.
     #[serde(default)]
     app_version: Option<String>,
 }
 
-fn agent_view(r: &ApprovalRequest) -> Value {
-    json!({"id": r.id, "state": r.state, "grant": r.grant, "created_at_ms": r.created_at_ms})
+/// A request as its device sees it.
+#[derive(Serialize, ToSchema)]
+struct AgentRequest {
+    id: RequestId,
+    state: RequestState,
+    /// The grant to uninstall with, once approved.
+    grant: Option<SignedGrant>,
+    /// Filed, Unix ms.
+    created_at_ms: i64,
 }
 
+fn agent_view(r: &ApprovalRequest) -> AgentRequest {
+    AgentRequest {
+        id: r.id.clone(),
+        state: r.state,
+        grant: r.grant.clone(),
+        created_at_ms: r.created_at_ms,
+    }
+}
+
+/// Files a request to uninstall on this device, as the policy says (its workflow); while one
+/// is open, answers that one instead (200).
+#[utoipa::path(post, path = "/api/agent/requests", operation_id = "file_request", tag = "agent",
+    security(("device_token" = [])),
+    request_body = FileBody,
+    responses(
+        (status = 201, description = "Filed", body = AgentRequest),
+        (status = 200, description = "A request of this device is open already: that one", body = AgentRequest),
+        (status = 409, description = "`filing_not_possible`: the policy allows, refuses, or does not allow filing", body = ApiError),
+        (status = 429, description = "`rate_limited`: this device files too often (`Retry-After`)", body = ApiError),
+        (status = 502, description = "`dingtalk_error`: DingTalk refused or failed", body = ApiError),
+    ))]
 async fn file_request(State(state): State<AppState>, headers: HeaderMap, b: JsonBody<FileBody>) -> Response {
     let (dev, b) = match (device(&state, &headers).await, body(b)) {
         (Ok(d), Ok(b)) => (d, b),
@@ -442,6 +557,14 @@ async fn file_request(State(state): State<AppState>, headers: HeaderMap, b: Json
     }
 }
 
+/// One of this device's requests: its state, and its grant once approved.
+#[utoipa::path(get, path = "/api/agent/requests/{id}", operation_id = "get_own_request", tag = "agent",
+    security(("device_token" = [])),
+    params(("id" = String, Path, description = "The request's id")),
+    responses(
+        (status = 200, description = "The request", body = AgentRequest),
+        (status = 404, description = "No such request of this device", body = ApiError),
+    ))]
 async fn agent_request(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -462,14 +585,30 @@ async fn agent_request(
     }
 }
 
-/// The server's grant-verification key, for agents to check grants offline.
-#[derive(Deserialize)]
+/// `POST /api/agent/grants/consume`.
+#[derive(Deserialize, ToSchema)]
 struct ConsumeBody {
+    /// The grant the approval gave this device.
     grant: SignedGrant,
+}
+
+/// A grant marked used.
+#[derive(Serialize, ToSchema)]
+struct Consumed {
+    /// Always `true`.
+    consumed: bool,
+    grant_id: sase_policy::ids::GrantId,
 }
 
 /// The online step before an uninstall: the grant is marked used, or refused (revoked,
 /// expired, used, another device's, not ours) with a 409 saying which.
+#[utoipa::path(post, path = "/api/agent/grants/consume", operation_id = "consume_grant", tag = "agent",
+    security(("device_token" = [])),
+    request_body = ConsumeBody,
+    responses(
+        (status = 200, description = "Consumed: uninstall now", body = Consumed),
+        (status = 409, description = "Refused: `grant_revoked`, `grant_expired`, `grant_used`, `grant_foreign`, `bad_signature`, …", body = ApiError),
+    ))]
 async fn consume_grant(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -480,17 +619,38 @@ async fn consume_grant(
         (Err(r), _) | (_, Err(r)) => return r,
     };
     match state.engine.consume_grant(&b.grant, &dev.user, &dev.device).await {
-        Ok(_) => Json(json!({"consumed": true, "grant_id": b.grant.grant.id})).into_response(),
+        Ok(_) => Json(Consumed {
+            consumed: true,
+            grant_id: b.grant.grant.id,
+        })
+        .into_response(),
         Err(e) => engine_error(&e),
     }
 }
 
-/// `public_key` signs new grants; `public_keys` lists every key a grant may be signed with
-/// (the current one first, then those before a rotation, until their grants expire).
+/// The keys grants are signed with, for agents to verify grants offline.
+#[derive(Serialize, ToSchema)]
+struct GrantKeys {
+    /// Signs new grants (Ed25519 public key, hex).
+    public_key: String,
+    /// Every key a grant may be signed with: the current one first, then those before a
+    /// rotation, until their grants expire.
+    public_keys: Vec<String>,
+    /// Always `ed25519`.
+    algorithm: &'static str,
+}
+
+/// The keys grants are signed with (no authentication: public keys, pinned by agents when
+/// they enroll).
+#[utoipa::path(get, path = "/api/agent/grant-key", operation_id = "grant_keys", tag = "agent",
+    responses((status = 200, description = "The keys", body = GrantKeys)))]
 async fn grant_key(State(state): State<AppState>) -> Response {
-    let keys: Vec<String> = state.grant_keys.iter().map(GrantVerifier::to_hex).collect();
-    Json(json!({"public_key": state.engine.verifier().to_hex(), "public_keys": keys, "algorithm": "ed25519"}))
-        .into_response()
+    Json(GrantKeys {
+        public_key: state.engine.verifier().to_hex(),
+        public_keys: state.grant_keys.iter().map(GrantVerifier::to_hex).collect(),
+        algorithm: "ed25519",
+    })
+    .into_response()
 }
 
 /// `GET /api/console/requests?state=&requester=&offset=&limit=`: every parameter optional
@@ -554,6 +714,18 @@ impl ListQuery {
     }
 }
 
+/// The requests, newest first, with filters and paging.
+#[utoipa::path(get, path = "/api/console/requests", operation_id = "list_requests", tag = "requests",
+    params(
+        ("state" = Option<RequestState>, Query, description = "Only requests in this state"),
+        ("requester" = Option<String>, Query, description = "Only this user's requests"),
+        ("offset" = Option<u64>, Query, description = "Skip this many"),
+        ("limit" = Option<u64>, Query, description = "At most this many (0 or absent: 100; at most 1,000)"),
+    ),
+    responses(
+        (status = 200, description = "The requests", body = Vec<ApprovalRequest>),
+        (status = 400, description = "`bad_query`: naming the parameter", body = ApiError),
+    ))]
 async fn console_list(
     State(state): State<AppState>,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -576,18 +748,41 @@ async fn console_list(
     }
 }
 
+/// A DingTalk app's calls this month.
+#[derive(Serialize, ToSchema)]
+struct AppUsage {
+    /// The app's Client ID.
+    client_id: String,
+    /// The most calls a second to one API this server makes (`null`: unpaced).
+    qps_per_api: Option<u32>,
+    /// Every replica's calls this month, against the budget.
+    usage: dingtalk_sdk::budget::BudgetUsage,
+}
+
 /// Each DingTalk app's calls this month (every replica's) against its budget.
+#[utoipa::path(get, path = "/api/console/dingtalk/usage", operation_id = "dingtalk_usage", tag = "workflows",
+    responses((status = 200, description = "One entry per app in force", body = Vec<AppUsage>)))]
 async fn console_usage(State(state): State<AppState>) -> Response {
     let in_force = state.workflows.apps();
     let mut apps = Vec::with_capacity(in_force.len());
     for app in &in_force {
-        // Every replica's calls, read from the store.
-        let usage = app.client.shared_usage().await;
-        apps.push(json!({"client_id": app.client_id, "qps_per_api": app.client.budget().qps_per_api, "usage": usage}));
+        apps.push(AppUsage {
+            client_id: app.client_id.to_string(),
+            qps_per_api: app.client.budget().qps_per_api,
+            // Every replica's calls, read from the store.
+            usage: app.client.shared_usage().await,
+        });
     }
     Json(apps).into_response()
 }
 
+/// A request: its fields, state, history, DingTalk instance and grant.
+#[utoipa::path(get, path = "/api/console/requests/{id}", operation_id = "get_request", tag = "requests",
+    params(("id" = String, Path, description = "The request's id")),
+    responses(
+        (status = 200, description = "The request", body = ApprovalRequest),
+        (status = 404, description = "`not_found`", body = ApiError),
+    ))]
 async fn console_get(State(state): State<AppState>, id: PathParams<String>) -> Response {
     let id = match path(id) {
         Ok(id) => id,
@@ -599,14 +794,29 @@ async fn console_get(State(state): State<AppState>, id: PathParams<String>) -> R
     }
 }
 
-#[derive(Deserialize, Default)]
+/// `POST /api/console/requests/{id}/{action}` (the body is optional).
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(default, deny_unknown_fields)]
 struct ActionBody {
+    /// Why, recorded with the decision and written back to DingTalk.
     remark: Option<String>,
 }
 
 /// Approve, reject or revoke, recorded as the authenticated admin (a body cannot name
-/// someone else).
+/// someone else); a DingTalk workflow's decision is written back to DingTalk.
+#[utoipa::path(post, path = "/api/console/requests/{id}/{action}", operation_id = "decide_request", tag = "requests",
+    params(
+        ("id" = String, Path, description = "The request's id"),
+        ("action" = String, Path, description = "`approve`, `reject` or `revoke`"),
+    ),
+    request_body(content = Option<ActionBody>, description = "Optional: no body is no remark"),
+    responses(
+        (status = 200, description = "The request after the decision", body = ApprovalRequest),
+        (status = 403, description = "`forbidden`, `csrf`, or `not_an_approver` (a built-in workflow's approvers only)", body = ApiError),
+        (status = 404, description = "`not_found` (no such request) or `unknown_action`", body = ApiError),
+        (status = 409, description = "`illegal_transition` (already decided) or `stale_version`", body = ApiError),
+        (status = 502, description = "`dingtalk_error`: DingTalk refused or failed", body = ApiError),
+    ))]
 async fn console_action(
     State(state): State<AppState>,
     Extension(identity): Extension<Identity>,

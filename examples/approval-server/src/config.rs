@@ -295,20 +295,23 @@ pub struct Args {
 /// A DingTalk app's credentials and event subscription; without them the workflow runs on the
 /// mock DingTalk in-process (demo builds). `Debug` redacts secrets, and serializing leaves
 /// them out (the export).
-#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct DingTalkConfig {
     /// Client ID (AppKey).
     pub client_id: String,
-    /// Client secret.
-    #[serde(skip_serializing)]
+    /// Client secret (write-only; a console update may leave it out to keep the stored one).
+    #[serde(skip_serializing_if = "write_only")]
+    #[schema(write_only)]
     pub client_secret: String,
-    /// Event-subscription token.
-    #[serde(skip_serializing)]
+    /// Event-subscription token (write-only, like the secret).
+    #[serde(skip_serializing_if = "write_only")]
+    #[schema(write_only)]
     pub token: String,
-    /// Event-subscription aes_key (43 characters).
-    #[serde(skip_serializing)]
+    /// Event-subscription aes_key, 43 characters (write-only, like the secret).
+    #[serde(skip_serializing_if = "write_only")]
+    #[schema(write_only)]
     pub aes_key: String,
     /// Defaults to the Client ID (console-configured subscriptions).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -328,6 +331,13 @@ pub struct DingTalkConfig {
     /// console write-backs may use the rest (default 50).
     #[serde(default = "default_reconcile_share")]
     pub reconcile_share_percent: u8,
+}
+
+/// A secret is never serialized (the export, the console's answers). Written as a skip-if
+/// rather than a plain skip so that the OpenAPI schema still lists it, as optional: a console
+/// update may leave it out.
+fn write_only(_: &str) -> bool {
+    true
 }
 
 fn default_qps() -> u32 {
@@ -384,7 +394,7 @@ impl std::fmt::Debug for DingTalkConfig {
 
 /// One DingTalk approval workflow: the form it creates instances of, how its events arrive,
 /// and the app it belongs to. Each HTTP-push workflow has its own Request URL.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct WorkflowConfig {
@@ -423,7 +433,7 @@ fn http_push() -> Delivery {
 }
 
 /// Where a workflow's requests are decided.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[non_exhaustive]
 pub enum WorkflowType {
     /// In DingTalk, by the approvers its form names.

@@ -22,7 +22,7 @@ pub(crate) const CODE_TTL_SECS: u64 = 24 * 3600;
 pub(crate) const CODE_TTL_MAX_SECS: u64 = 30 * 24 * 3600;
 
 /// Who a device (or the device an enrollment code makes) belongs to, and its tags.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub(crate) struct Owner {
     pub(crate) user_id: String,
     #[serde(default)]
@@ -34,7 +34,7 @@ pub(crate) struct Owner {
 }
 
 /// An enrolled device, as stored (its token only as a hash, in the document's lookup).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub(crate) struct Device {
     pub(crate) device_id: String,
     #[serde(flatten)]
@@ -82,7 +82,7 @@ impl Enrolled {
 }
 
 /// An enrollment code, as stored (the code itself only as a hash).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub(crate) struct Code {
     pub(crate) id: String,
     #[serde(flatten)]

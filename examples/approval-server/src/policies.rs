@@ -307,13 +307,13 @@ impl Policies {
             let change = match (was.protected(), will.protected()) {
                 (false, true) => {
                     preview.gains_protection += 1;
-                    "gains_protection"
+                    Protection::Gains
                 }
                 (true, false) => {
                     preview.loses_protection += 1;
-                    "loses_protection"
+                    Protection::Loses
                 }
-                _ => "changes",
+                _ => Protection::Changes,
             };
             preview.changes.push(DeviceChange {
                 device_id: device.device_id.clone(),
@@ -336,7 +336,7 @@ pub(crate) enum Change {
 }
 
 /// Who gains and who loses protection.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Preview {
     /// Devices looked at (the enrolled, unrevoked ones).
     pub(crate) devices: usize,
@@ -347,22 +347,33 @@ pub(crate) struct Preview {
 }
 
 /// One device's decision before and after.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct DeviceChange {
     pub(crate) device_id: String,
     pub(crate) user_id: String,
-    /// `gains_protection`, `loses_protection`, or `changes` (as protected as before, but
-    /// another effect, reason, policy or workflow).
-    pub(crate) change: &'static str,
+    pub(crate) change: Protection,
     pub(crate) before: Outcome,
     pub(crate) after: Outcome,
 }
 
+/// How a device's protection changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Protection {
+    /// Uninstalling was allowed and will not be.
+    #[serde(rename = "gains_protection")]
+    Gains,
+    /// Uninstalling was not allowed and will be.
+    #[serde(rename = "loses_protection")]
+    Loses,
+    /// As protected as before, but another effect, reason, policy or workflow.
+    Changes,
+}
+
 /// A decision on uninstalling, as the preview compares it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub(crate) struct Outcome {
-    /// `allow`, `require_approval` or `deny`.
-    pub(crate) effect: &'static str,
+    pub(crate) effect: EffectName,
     pub(crate) reason: sase_policy::Reason,
     /// The deciding policy.
     pub(crate) policy: Option<String>,
@@ -392,16 +403,28 @@ impl Outcome {
 
     /// Uninstalling is not simply allowed.
     fn protected(&self) -> bool {
-        self.effect != "allow"
+        self.effect != EffectName::Allow
     }
 }
 
-/// An effect as the API names it (`allow`, `require_approval`, `deny`), with the workflow
-/// requests go to. An effect this server does not know yet is `deny`: nothing is allowed.
-pub(crate) fn effect_name<'a>(effect: &Effect<'a>) -> (&'static str, Option<&'a WorkflowId>) {
+/// What the policy says of an action, as the API names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum EffectName {
+    /// Go ahead.
+    Allow,
+    /// File a request for approval first.
+    RequireApproval,
+    /// Not allowed, and no request can be filed.
+    Deny,
+}
+
+/// An effect as the API names it, with the workflow requests go to. An effect this server
+/// does not know yet is `deny`: nothing is allowed.
+pub(crate) fn effect_name<'a>(effect: &Effect<'a>) -> (EffectName, Option<&'a WorkflowId>) {
     match effect {
-        Effect::Allow => ("allow", None),
-        Effect::RequireApproval { workflow } => ("require_approval", Some(workflow)),
-        _ => ("deny", None),
+        Effect::Allow => (EffectName::Allow, None),
+        Effect::RequireApproval { workflow } => (EffectName::RequireApproval, Some(workflow)),
+        _ => (EffectName::Deny, None),
     }
 }

@@ -196,6 +196,70 @@ struct Served {
     mock_app: Option<MockApp>,
 }
 
+/// A workflow as the console shows it: what an admin pastes into DingTalk (the Request URL,
+/// the event-subscription address) and its last check; the secrets only by name.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct WorkflowView {
+    /// What policies name.
+    #[schema(value_type = String)]
+    id: WorkflowId,
+    name: String,
+    /// `dingtalk` or `builtin`.
+    #[serde(rename = "type")]
+    kind: WorkflowType,
+    /// Who decides a built-in workflow's requests (console identities).
+    approvers: Vec<String>,
+    /// How DingTalk delivers its events (DingTalk workflows).
+    delivery: Option<Delivery>,
+    /// The DingTalk app's Client ID.
+    client_id: Option<String>,
+    /// Whom DingTalk's encrypted events are addressed to (the Client ID by default).
+    receiver_id: Option<String>,
+    /// The DingTalk form (`PROC-…`); empty for a built-in workflow.
+    process_code: String,
+    /// System field → form label.
+    fields: BTreeMap<String, String>,
+    /// Template → form mappings.
+    mappings: Vec<Mapping>,
+    /// The Request URL's path (HTTP push).
+    callback_path: Option<String>,
+    /// The Request URL to paste into DingTalk's developer console (HTTP push, once the
+    /// server's public URL is known).
+    request_url: Option<String>,
+    /// The event subscription to add in DingTalk's developer console.
+    event_subscription: Option<String>,
+    /// The secrets set (write-only: by name, never their values).
+    secrets: Vec<&'static str>,
+    /// The app's DingTalk call budget.
+    budget: Option<BudgetView>,
+    /// Where DingTalk's API is (unset: DingTalk itself).
+    api_base: Option<String>,
+    /// The last check against DingTalk (DingTalk workflows).
+    verification: Option<Checked>,
+    /// The stored version, to name in a change.
+    version: u64,
+    /// Last written, Unix ms.
+    updated_at_ms: i64,
+}
+
+impl WorkflowView {
+    /// The stored version.
+    pub(crate) fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+/// A DingTalk app's call budget, as configured.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct BudgetView {
+    /// The most calls a second to one API.
+    qps_per_api: u32,
+    /// The month's calls (the edition's quota).
+    calls_per_month: u64,
+    /// The share of the month's calls reconciliation may spend, in percent.
+    reconcile_share_percent: u8,
+}
+
 /// A running Stream connection of one app.
 struct StreamTask {
     /// What it was opened with: another secret or base opens another connection.
@@ -780,44 +844,51 @@ impl Workflows {
     }
 
     /// The workflows in force, as the console shows them (secrets never).
-    pub(crate) fn views(&self) -> Vec<Value> {
+    pub(crate) fn views(&self) -> Vec<WorkflowView> {
         self.current().served.values().map(|s| self.view(s)).collect()
     }
 
     /// The workflow `id` in force, as the console shows it.
-    pub(crate) fn view_of(&self, id: &str) -> Option<Value> {
+    pub(crate) fn view_of(&self, id: &str) -> Option<WorkflowView> {
         self.current().served.get(id).map(|s| self.view(s))
     }
 
     /// A workflow as the console shows it: what an admin pastes into DingTalk (the Request
     /// URL, the event-subscription address) and its last check; the secrets only as set.
-    fn view(&self, s: &Served) -> Value {
+    fn view(&self, s: &Served) -> WorkflowView {
         let w = &s.workflow;
         let settings = w.dingtalk();
         let process_code = s.config.process_code.clone().unwrap_or_default();
-        json!({
-            "id": w.id, "name": w.name,
-            "type": s.config.kind,
-            "approvers": s.config.approvers,
-            "delivery": settings.map(|s| s.delivery),
-            "client_id": settings.map(|s| s.client_id.clone()),
-            "receiver_id": settings.map(|s| s.receiver_id.clone()),
-            "process_code": process_code,
-            "fields": s.config.fields,
-            "mappings": w.mappings,
-            "callback_path": settings.map(|_| w.callback_path()),
-            "request_url": self.request_url(w),
-            "event_subscription": settings.map(|_| format!("/v1.0/event/bpms_instance_change/processCode/{process_code}/type/*")),
-            "secrets": if settings.is_some() { json!(SECRETS) } else { json!([]) },
-            "budget": s.config.dingtalk.as_ref().map(|a| json!({
-                "qps_per_api": a.qps_per_api, "calls_per_month": a.calls_per_month,
-                "reconcile_share_percent": a.reconcile_share_percent,
-            })),
-            "api_base": s.api_base,
-            "verification": self.0.checks.get(&w.id),
-            "version": s.version,
-            "updated_at_ms": s.updated_at_ms,
-        })
+        WorkflowView {
+            id: w.id.clone(),
+            name: w.name.clone(),
+            kind: s.config.kind,
+            approvers: s.config.approvers.clone(),
+            delivery: settings.map(|s| s.delivery),
+            client_id: settings.map(|s| s.client_id.clone()),
+            receiver_id: settings.map(|s| s.receiver_id.clone()),
+            event_subscription: settings
+                .map(|_| format!("/v1.0/event/bpms_instance_change/processCode/{process_code}/type/*")),
+            process_code,
+            fields: s.config.fields.clone(),
+            mappings: w.mappings.clone(),
+            callback_path: settings.map(|_| w.callback_path()),
+            request_url: self.request_url(w),
+            secrets: if settings.is_some() {
+                SECRETS.to_vec()
+            } else {
+                Vec::new()
+            },
+            budget: s.config.dingtalk.as_ref().map(|a| BudgetView {
+                qps_per_api: a.qps_per_api,
+                calls_per_month: a.calls_per_month,
+                reconcile_share_percent: a.reconcile_share_percent,
+            }),
+            api_base: s.api_base.clone(),
+            verification: self.0.checks.get(&w.id),
+            version: s.version,
+            updated_at_ms: s.updated_at_ms,
+        }
     }
 
     /// Saves the workflow in `body` (`{"workflow": {…}, "version": n}`, 0 for a new one)
@@ -828,7 +899,7 @@ impl Workflows {
     /// # Errors
     /// [`WorkflowError::BadBody`], [`WorkflowError::Invalid`] with every problem, a stale
     /// `version` ([`StoreError::Conflict`]).
-    pub(crate) async fn put(&self, id: &str, body: Value) -> Result<(Value, bool), WorkflowError> {
+    pub(crate) async fn put(&self, id: &str, body: Value) -> Result<(WorkflowView, bool), WorkflowError> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Put {

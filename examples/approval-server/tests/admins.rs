@@ -16,7 +16,7 @@ use sase_approval::clock::ManualClock;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{credentialed_config, json, mock, start_on_clock, Agent, ADMIN, WORKFLOW};
+use support::{console_routes, credentialed_config, json, mock, start_on_clock, Agent, ADMIN};
 
 mod support;
 
@@ -54,21 +54,20 @@ impl Console {
 
     /// Logs `name` in: the session (cookie and CSRF token) and the login's answer.
     async fn login(&self, name: &str, password: &str) -> (Auth, Value) {
-        let res = self
-            .http
-            .post(format!("{}/api/console/login", self.base))
-            .json(&json!({"name": name, "password": password}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200, "{name} logs in");
-        let set = res.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+        let (status, headers, body) = support::send(
+            self.http
+                .post(format!("{}/api/console/login", self.base))
+                .json(&json!({"name": name, "password": password})),
+        )
+        .await;
+        assert_eq!(status, 200, "{name} logs in");
+        let set = headers[SET_COOKIE].to_str().unwrap().to_owned();
         for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
             assert!(set.contains(attribute), "{set}");
         }
         assert!(!set.contains("Secure"), "plain HTTP here: {set}");
         let cookie = set.split(';').next().unwrap().to_owned();
-        let body: Value = res.json().await.unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
         let csrf = body["csrf"].as_str().unwrap().to_owned();
         (
             Auth::Session {
@@ -81,142 +80,6 @@ impl Console {
 }
 
 const PASSWORD: &str = "correct horse battery staple";
-
-/// Every console route, with a request that the role it needs is let through (whatever the
-/// handler then answers), and that role.
-fn routes(request: &str) -> Vec<(Method, String, Option<Value>, &'static str)> {
-    let policy = json!({"policy": {"id": "x"}, "version": 0});
-    vec![
-        (Method::GET, "/api/console/me".into(), None, "viewer"),
-        (Method::GET, "/api/console/workflows".into(), None, "viewer"),
-        (
-            Method::GET,
-            format!("/api/console/workflows/{WORKFLOW}"),
-            None,
-            "viewer",
-        ),
-        (Method::GET, "/api/console/policies".into(), None, "viewer"),
-        (
-            Method::GET,
-            "/api/console/policies/employees".into(),
-            None,
-            "viewer",
-        ),
-        (Method::GET, "/api/console/devices".into(), None, "viewer"),
-        (
-            Method::GET,
-            "/api/console/devices/dev-alice".into(),
-            None,
-            "viewer",
-        ),
-        (
-            Method::GET,
-            "/api/console/enrollment-codes".into(),
-            None,
-            "viewer",
-        ),
-        (Method::GET, "/api/console/dingtalk/usage".into(), None, "viewer"),
-        (Method::GET, "/api/console/requests".into(), None, "viewer"),
-        (
-            Method::GET,
-            format!("/api/console/requests/{request}"),
-            None,
-            "viewer",
-        ),
-        (Method::GET, "/api/console/me/tokens".into(), None, "viewer"),
-        (
-            Method::POST,
-            "/api/console/me/tokens".into(),
-            Some(json!({"label": "row"})),
-            "viewer",
-        ),
-        (
-            Method::DELETE,
-            "/api/console/me/tokens/tok-none".into(),
-            None,
-            "viewer",
-        ),
-        (Method::POST, "/api/console/logout".into(), None, "viewer"),
-        (Method::GET, "/api/console/audit".into(), None, "admin"),
-        (Method::GET, "/api/console/audit/export".into(), None, "admin"),
-        (Method::GET, "/api/console/audit/verify".into(), None, "admin"),
-        (
-            Method::POST,
-            format!("/api/console/requests/{request}/reject"),
-            Some(json!({"remark": "matrix"})),
-            "approver",
-        ),
-        (
-            Method::PUT,
-            "/api/console/workflows/wf-x".into(),
-            Some(json!({"version": 0})),
-            "admin",
-        ),
-        (
-            Method::DELETE,
-            "/api/console/workflows/wf-x?version=1".into(),
-            None,
-            "admin",
-        ),
-        (
-            Method::PUT,
-            "/api/console/policies/x".into(),
-            Some(policy),
-            "admin",
-        ),
-        (
-            Method::DELETE,
-            "/api/console/policies/x?version=1".into(),
-            None,
-            "admin",
-        ),
-        (
-            Method::POST,
-            "/api/console/policies/preview".into(),
-            Some(json!({"delete": "x"})),
-            "admin",
-        ),
-        (
-            Method::POST,
-            "/api/console/enrollment-codes".into(),
-            Some(json!({"user_id": "u"})),
-            "admin",
-        ),
-        (
-            Method::PUT,
-            "/api/console/devices/NOPE/tags".into(),
-            Some(json!({"tags": [], "version": 1})),
-            "admin",
-        ),
-        (
-            Method::POST,
-            "/api/console/devices/NOPE/revoke".into(),
-            Some(json!({"version": 1})),
-            "admin",
-        ),
-        (Method::GET, "/api/console/export".into(), None, "admin"),
-        (Method::GET, "/api/console/admins".into(), None, "admin"),
-        (Method::GET, "/api/console/admins/ada".into(), None, "admin"),
-        (
-            Method::POST,
-            "/api/console/admins".into(),
-            Some(json!({"name": "x"})),
-            "admin",
-        ),
-        (
-            Method::PUT,
-            "/api/console/admins/nobody".into(),
-            Some(json!({"version": 1})),
-            "admin",
-        ),
-        (
-            Method::DELETE,
-            "/api/console/admins/nobody?version=1".into(),
-            None,
-            "admin",
-        ),
-    ]
-}
 
 fn rank(role: &str) -> u8 {
     match role {
@@ -272,7 +135,7 @@ async fn each_console_route_allows_exactly_its_roles() {
     // A request to decide (rejected by the approver's row; any state will do after that).
     let alice = Agent::new(&server, "tok-alice");
     let request = alice.filed("matrix").await;
-    for (method, path, body, needed) in routes(&request) {
+    for (method, path, body, needed) in console_routes(&request) {
         let (status, answer) = console
             .call(&Auth::None, method.clone(), &path, body.clone())
             .await;
@@ -608,35 +471,24 @@ async fn failed_logins_are_limited_per_name() {
         assert_eq!(status, 201);
     }
     let attempt = |name: &'static str, password: &'static str| {
-        console
-            .http
-            .post(format!("{}/api/console/login", console.base))
-            .json(&json!({"name": name, "password": password}))
-            .send()
+        support::send(
+            console
+                .http
+                .post(format!("{}/api/console/login", console.base))
+                .json(&json!({"name": name, "password": password})),
+        )
     };
     for name in ["ada", "nobody"] {
         for _ in 0..10 {
-            assert_eq!(attempt(name, "a wrong password!").await.unwrap().status(), 401);
+            assert_eq!(attempt(name, "a wrong password!").await.0, 401);
         }
-        let refused = attempt(name, PASSWORD).await.unwrap();
-        assert_eq!(refused.status(), 429, "{name}");
-        let retry: u64 = refused.headers()["retry-after"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let (status, headers, _) = attempt(name, PASSWORD).await;
+        assert_eq!(status, 429, "{name}");
+        let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
         assert!((1..=900).contains(&retry), "{retry}");
     }
-    assert_eq!(
-        attempt("bob", PASSWORD).await.unwrap().status(),
-        200,
-        "another name"
-    );
+    assert_eq!(attempt("bob", PASSWORD).await.0, 200, "another name");
     clock.advance(Duration::from_secs(15 * 60));
-    assert_eq!(
-        attempt("ada", PASSWORD).await.unwrap().status(),
-        200,
-        "the next window"
-    );
+    assert_eq!(attempt("ada", PASSWORD).await.0, 200, "the next window");
     server.shutdown().await.unwrap();
 }

@@ -67,12 +67,12 @@ impl Client {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
-        let res = req.send().await.unwrap();
-        let allow = res.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+        let (status, headers, body) = support::send(req).await;
+        let allow = headers.get("allow").map(|v| v.to_str().unwrap().to_owned());
         Answer {
-            status: res.status().as_u16(),
+            status,
             allow,
-            body: res.json().await.unwrap_or(Value::Null),
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         }
     }
 

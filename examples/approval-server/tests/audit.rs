@@ -128,15 +128,12 @@ async fn what_is_done_is_recorded_under_who_did_it_and_tampering_is_found() {
     let (_, by_ada) = call(&http, &base, Method::GET, "/api/console/audit?actor=ada", None).await;
     assert_eq!(by_ada.as_array().unwrap().len(), 2, "{by_ada}");
 
-    let export = http
-        .get(format!("{base}/api/console/audit/export"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, _, export) = support::send(
+        http.get(format!("{base}/api/console/audit/export"))
+            .bearer_auth(ADMIN),
+    )
+    .await;
+    let export = String::from_utf8(export).unwrap();
     assert_eq!(export.lines().count(), seen.len());
     for line in export.lines() {
         let entry: Value = serde_json::from_str(line).unwrap();

@@ -20,8 +20,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use support::{
-    config, credentialed_config, mock, signed_by, start_on_clock, start_with, Agent, ADMIN, AES_KEY, APP,
-    SECRET,
+    config, credentialed_config, json, mock, signed_by, start_on_clock, start_with, Agent, ADMIN, AES_KEY,
+    APP, SECRET,
 };
 
 mod support;
@@ -85,30 +85,17 @@ async fn the_console_records_the_authenticated_admin_not_a_name_in_the_body() {
     let id = filed["id"].as_str().unwrap().to_owned();
     let path = format!("http://{}/api/console/requests/{id}/reject", server.addr);
     let http = reqwest::Client::new();
-    let spoofed = http
-        .post(&path)
-        .bearer_auth(ADMIN)
-        .json(&json!({"remark": "no", "admin": "ceo@corp (console: security-team)"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(spoofed.status(), 400, "a body cannot name the actor");
-    let malformed = http
-        .post(&path)
-        .bearer_auth(ADMIN)
-        .body("{oops")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(malformed.status(), 400, "malformed is not 'no remark'");
-    let done = http
-        .post(&path)
-        .bearer_auth(ADMIN)
-        .json(&json!({"remark": "no"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(done.status(), 200);
+    let (spoofed, _) = json(
+        http.post(&path)
+            .bearer_auth(ADMIN)
+            .json(&json!({"remark": "no", "admin": "ceo@corp (console: security-team)"})),
+    )
+    .await;
+    assert_eq!(spoofed, 400, "a body cannot name the actor");
+    let (malformed, _) = json(http.post(&path).bearer_auth(ADMIN).body("{oops")).await;
+    assert_eq!(malformed, 400, "malformed is not 'no remark'");
+    let (done, _) = json(http.post(&path).bearer_auth(ADMIN).json(&json!({"remark": "no"}))).await;
+    assert_eq!(done, 200);
     let (_, request) = alice
         .console(reqwest::Method::GET, &format!("/api/console/requests/{id}"))
         .await;
@@ -332,21 +319,17 @@ async fn a_device_that_keeps_filing_is_rate_limited() {
         alice.refused(&mock, body["id"].as_str().unwrap()).await;
     }
     let before = mock.instance_ids().len();
-    let response = reqwest::Client::new()
-        .post(format!("http://{}/api/agent/requests", server.addr))
-        .bearer_auth("tok-alice")
-        .json(&json!({"reason": "a third time"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 429);
-    let retry_after: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (status, headers, body) = support::send(
+        reqwest::Client::new()
+            .post(format!("http://{}/api/agent/requests", server.addr))
+            .bearer_auth("tok-alice")
+            .json(&json!({"reason": "a third time"})),
+    )
+    .await;
+    assert_eq!(status, 429);
+    let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((3_500..=3_600).contains(&retry_after), "{retry_after}");
-    let body: Value = response.json().await.unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["error"], "rate_limited", "{body}");
     assert_eq!(mock.instance_ids().len(), before, "nothing reached DingTalk");
     server.shutdown().await.unwrap();
@@ -997,14 +980,14 @@ async fn real_credentials_get_no_demo_device_policy_or_token() {
     config.devices.clear();
     let server = start_with(&mock, config.clone()).await;
     assert!(server.devices.is_empty(), "{:?}", server.devices);
-    let refused = reqwest::Client::new()
-        .post(format!("http://{}/api/agent/uninstall-check", server.addr))
-        .bearer_auth("any-token")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 401);
+    let (refused, _) = json(
+        reqwest::Client::new()
+            .post(format!("http://{}/api/agent/uninstall-check", server.addr))
+            .bearer_auth("any-token")
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(refused, 401);
     server.shutdown().await.unwrap();
 
     let mut without_policies = config.clone();

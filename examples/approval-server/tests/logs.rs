@@ -232,13 +232,13 @@ struct Client<'a> {
 }
 
 impl Client<'_> {
-    async fn call(
+    fn request(
         &self,
         method: reqwest::Method,
         url: String,
         token: Option<&str>,
         body: Option<Value>,
-    ) -> (u16, Value) {
+    ) -> reqwest::RequestBuilder {
         let mut request = self.http.request(method, url);
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -246,9 +246,19 @@ impl Client<'_> {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
+        request
+    }
+
+    /// A call to the server, its answer checked against its OpenAPI document.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let (status, _, body) = support::send(self.request(method, url, token, body)).await;
+        let text = String::from_utf8(body).unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
@@ -264,7 +274,8 @@ impl Client<'_> {
 
     async fn mock(&self, method: reqwest::Method, path: &str, body: Value) -> u16 {
         let url = format!("{}{path}", self.server.mock);
-        self.call(method, url, None, Some(body)).await.0
+        let request = self.request(method, url, None, Some(body));
+        request.send().await.unwrap().status().as_u16()
     }
 
     /// Has the approver agree to `instance` on the mock.

@@ -66,14 +66,12 @@ impl Client {
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let content_type = res
-            .headers()
+        let (status, headers, body) = support::send(req).await;
+        let content_type = headers
             .get("content-type")
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default();
-        (status, content_type, res.text().await.unwrap())
+        (status, content_type, String::from_utf8(body).unwrap())
     }
 
     /// `GET /metrics` with `token` (if any), which must be refused with `status` and `code`.

@@ -97,9 +97,8 @@ impl Console {
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
+        let (status, _, body) = support::send(req).await;
+        let text = String::from_utf8(body).unwrap();
         self.answers.lock().unwrap().push(text.clone());
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }

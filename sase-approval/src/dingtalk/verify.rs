@@ -19,6 +19,7 @@ const TEXT_LIKE: [&str; 5] = [
 
 /// What checking a workflow against DingTalk found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "status", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Verification {

@@ -2,22 +2,35 @@
 //! each admin's own personal API tokens (created, shown once, listed, revoked).
 
 use super::auth::admin_error;
-use super::{body, error, path, version, with, AppState, JsonBody, PathParams, VersionParam};
-use crate::admins::{Admin, Identity, Role};
+use super::{body, error, path, version, ApiError, AppState, JsonBody, PathParams, VersionParam};
+use crate::admins::{Admin, ApiToken, Identity, Role};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
 
 /// An admin as the console shows it: with its version, never a password hash.
-fn view(admin: &Admin) -> Value {
-    let mut view = json!(admin);
-    with(&mut view, "version", json!(admin.version));
-    view
+#[derive(Serialize, ToSchema)]
+pub(super) struct AdminView {
+    #[serde(flatten)]
+    admin: Admin,
+    /// The stored version, to name in a change.
+    version: u64,
 }
 
+fn view(admin: &Admin) -> AdminView {
+    AdminView {
+        admin: admin.clone(),
+        version: admin.version,
+    }
+}
+
+/// The console's admins.
+#[utoipa::path(get, path = "/api/console/admins", operation_id = "list_admins", tag = "admins",
+    responses((status = 200, description = "The admins", body = Vec<AdminView>)))]
 pub(super) async fn list(State(state): State<AppState>) -> Response {
     match state.admins.list().await {
         Ok(admins) => Json(admins.iter().map(view).collect::<Vec<_>>()).into_response(),
@@ -25,6 +38,13 @@ pub(super) async fn list(State(state): State<AppState>) -> Response {
     }
 }
 
+/// An admin.
+#[utoipa::path(get, path = "/api/console/admins/{name}", operation_id = "get_admin", tag = "admins",
+    params(("name" = String, Path, description = "The admin's name")),
+    responses(
+        (status = 200, description = "The admin", body = AdminView),
+        (status = 404, description = "`not_found`", body = ApiError),
+    ))]
 pub(super) async fn get(State(state): State<AppState>, name: PathParams<String>) -> Response {
     let name = match path(name) {
         Ok(name) => name,
@@ -37,14 +57,25 @@ pub(super) async fn get(State(state): State<AppState>, name: PathParams<String>)
     }
 }
 
-#[derive(Deserialize)]
+/// `POST /api/console/admins`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateBody {
+    /// The login name.
     name: String,
     role: Role,
+    /// At least 12 characters (stored as an Argon2id hash).
+    #[schema(write_only)]
     password: String,
 }
 
+/// Creates an admin.
+#[utoipa::path(post, path = "/api/console/admins", operation_id = "create_admin", tag = "admins",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "Created", body = AdminView),
+        (status = 409, description = "`stale_version`: an admin of that name exists", body = ApiError),
+    ))]
 pub(super) async fn create(
     State(state): State<AppState>,
     Extension(by): Extension<Identity>,
@@ -78,16 +109,30 @@ pub(super) async fn create(
     }
 }
 
-#[derive(Deserialize)]
+/// `PUT /api/console/admins/{name}`: a new role, a new password, or both.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UpdateBody {
+    /// The new role (applies at once).
     #[serde(default)]
     role: Option<Role>,
+    /// The new password (ends the admin's sessions).
     #[serde(default)]
+    #[schema(write_only)]
     password: Option<String>,
+    /// The version replaced.
     version: u64,
 }
 
+/// Changes an admin's role or password.
+#[utoipa::path(put, path = "/api/console/admins/{name}", operation_id = "update_admin", tag = "admins",
+    params(("name" = String, Path, description = "The admin's name")),
+    request_body = UpdateBody,
+    responses(
+        (status = 200, description = "The admin", body = AdminView),
+        (status = 404, description = "`not_found`", body = ApiError),
+        (status = 409, description = "`stale_version`", body = ApiError),
+    ))]
 pub(super) async fn update(
     State(state): State<AppState>,
     Extension(by): Extension<Identity>,
@@ -123,6 +168,18 @@ pub(super) async fn update(
     }
 }
 
+/// Deletes an admin (their sessions and tokens end with them).
+#[utoipa::path(delete, path = "/api/console/admins/{name}", operation_id = "delete_admin", tag = "admins",
+    params(
+        ("name" = String, Path, description = "The admin's name"),
+        ("version" = u64, Query, description = "The version deleted"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "`bad_query`: no `version`", body = ApiError),
+        (status = 404, description = "`not_found`", body = ApiError),
+        (status = 409, description = "`stale_version`", body = ApiError),
+    ))]
 pub(super) async fn delete(
     State(state): State<AppState>,
     Extension(by): Extension<Identity>,
@@ -156,6 +213,9 @@ pub(super) async fn delete(
     }
 }
 
+/// The caller's own personal API tokens (never the tokens themselves).
+#[utoipa::path(get, path = "/api/console/me/tokens", operation_id = "list_own_tokens", tag = "admins",
+    responses((status = 200, description = "The caller's tokens", body = Vec<ApiToken>)))]
 pub(super) async fn own_tokens(
     State(state): State<AppState>,
     Extension(me): Extension<Identity>,
@@ -166,13 +226,30 @@ pub(super) async fn own_tokens(
     }
 }
 
-#[derive(Deserialize)]
+/// `POST /api/console/me/tokens`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TokenBody {
+    /// What the token is for.
     label: String,
 }
 
+/// A new personal API token, shown this once.
+#[derive(Serialize, ToSchema)]
+pub(super) struct NewToken {
+    /// The token (`sase_…`), for `Authorization: Bearer` (stored only as a hash).
+    token: String,
+    #[serde(flatten)]
+    about: ApiToken,
+}
+
 /// A personal API token for the caller, shown once.
+#[utoipa::path(post, path = "/api/console/me/tokens", operation_id = "create_own_token", tag = "admins",
+    request_body = TokenBody,
+    responses(
+        (status = 201, description = "The token, shown once", body = NewToken),
+        (status = 409, description = "`not_an_admin_account`: the configured admin token's holder has no account", body = ApiError),
+    ))]
 pub(super) async fn create_token(
     State(state): State<AppState>,
     Extension(me): Extension<Identity>,
@@ -201,17 +278,19 @@ pub(super) async fn create_token(
                     json!({"label": about.label}),
                 )
                 .await;
-            (
-                StatusCode::CREATED,
-                Json(json!({"token": token, "id": about.id, "label": about.label, "created_at_ms": about.created_at_ms})),
-            )
-                .into_response()
+            (StatusCode::CREATED, Json(NewToken { token, about })).into_response()
         }
         Err(e) => admin_error(&e),
     }
 }
 
 /// Revokes one of the caller's own tokens.
+#[utoipa::path(delete, path = "/api/console/me/tokens/{id}", operation_id = "revoke_own_token", tag = "admins",
+    params(("id" = String, Path, description = "The token's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "`not_found`: no such token of the caller's", body = ApiError),
+    ))]
 pub(super) async fn revoke_token(
     State(state): State<AppState>,
     Extension(me): Extension<Identity>,

@@ -5,7 +5,7 @@
 //! role. Each console route needs a role ([`required_role`]): viewers read, approvers also
 //! decide requests, admins also configure workflows, policies, devices and admins.
 
-use super::{bearer, body, eq, error, AppState, JsonBody};
+use super::{bearer, body, eq, error, ApiError, AppState, JsonBody};
 use crate::admins::{AdminError, Identity, Role};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::{COOKIE, RETRY_AFTER, SET_COOKIE};
@@ -13,8 +13,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 /// The session cookie's name.
 pub(crate) const SESSION_COOKIE: &str = "sase_session";
@@ -146,14 +147,44 @@ fn session_cookie(value: &str, max_age_secs: i64, secure: bool) -> Option<Header
     .ok()
 }
 
-#[derive(Deserialize)]
+/// `POST /api/console/login`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct LoginBody {
     name: String,
+    #[schema(write_only)]
     password: String,
 }
 
+/// A session begun: its cookie is set (`sase_session`: HttpOnly, SameSite=Strict, Secure
+/// over TLS).
+#[derive(Serialize, ToSchema)]
+pub(super) struct LoginAnswer {
+    name: String,
+    role: Role,
+    /// Send it in `X-CSRF-Token` with every state-changing request of the session.
+    csrf: String,
+    /// When the session ends, Unix ms.
+    expires_at_ms: i64,
+}
+
+/// Who is calling.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Me {
+    /// The admin's name (`console-admin`: the configured admin token).
+    name: String,
+    role: Role,
+}
+
 /// `POST /api/console/login`: a session cookie and its CSRF token for a name and password.
+#[utoipa::path(post, path = "/api/console/login", operation_id = "login", tag = "admins",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Logged in: the session cookie is set", body = LoginAnswer,
+            headers(("set-cookie" = String, description = "`sase_session`"))),
+        (status = 401, description = "`login_failed`: wrong name or password", body = ApiError),
+        (status = 429, description = "`rate_limited`: too many failed logins for this name (`Retry-After`)", body = ApiError),
+    ))]
 pub(super) async fn login(State(state): State<AppState>, b: JsonBody<LoginBody>) -> Response {
     let b = match body(b) {
         Ok(b) => b,
@@ -188,10 +219,12 @@ pub(super) async fn login(State(state): State<AppState>, b: JsonBody<LoginBody>)
                 )
                 .await;
             let max_age = (login.expires_at_ms - state.engine.clock().now_ms()) / 1000;
-            let mut response = Json(json!({
-                "name": login.identity.name, "role": login.identity.role,
-                "csrf": login.csrf, "expires_at_ms": login.expires_at_ms,
-            }))
+            let mut response = Json(LoginAnswer {
+                name: login.identity.name,
+                role: login.identity.role,
+                csrf: login.csrf,
+                expires_at_ms: login.expires_at_ms,
+            })
             .into_response();
             if let Some(cookie) = session_cookie(&login.session, max_age, state.secure_cookies) {
                 response.headers_mut().insert(SET_COOKIE, cookie);
@@ -220,6 +253,8 @@ pub(super) async fn login(State(state): State<AppState>, b: JsonBody<LoginBody>)
 }
 
 /// `POST /api/console/logout`: ends the session (a token's caller has none to end).
+#[utoipa::path(post, path = "/api/console/logout", operation_id = "logout", tag = "admins",
+    responses((status = 204, description = "Logged out: the cookie is cleared")))]
 pub(super) async fn logout(
     State(state): State<AppState>,
     Extension(me): Extension<Identity>,
@@ -242,6 +277,12 @@ pub(super) async fn logout(
 }
 
 /// `GET /api/console/me`: who is calling, with which role.
+#[utoipa::path(get, path = "/api/console/me", operation_id = "me", tag = "admins",
+    responses((status = 200, description = "The caller", body = Me)))]
 pub(super) async fn me(Extension(identity): Extension<Identity>) -> Response {
-    Json(json!({"name": identity.name, "role": identity.role})).into_response()
+    Json(Me {
+        name: identity.name,
+        role: identity.role,
+    })
+    .into_response()
 }

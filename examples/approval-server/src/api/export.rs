@@ -17,6 +17,10 @@ struct Export {
     policies: PolicyDocument,
 }
 
+/// The workflows and policies in force as a `server.toml` fragment (secrets left out: the
+/// file says where to add them).
+#[utoipa::path(get, path = "/api/console/export", operation_id = "export_configuration", tag = "workflows",
+    responses((status = 200, description = "TOML", content_type = "application/toml; charset=utf-8", body = String)))]
 pub(super) async fn export(State(state): State<AppState>) -> Response {
     let mut policies = match state.policies.list().await {
         Ok(stored) => stored.into_iter().map(|s| s.policy).collect::<Vec<_>>(),

@@ -2,9 +2,12 @@
 //! change naming the version it replaces, validated before it is saved), and previews who
 //! gains and who loses protection before saving.
 
-use super::{body, engine_error, error, path, version, with, AppState, JsonBody, PathParams, VersionParam};
+use super::{
+    body, engine_error, error, path, version, ApiError, AppState, Invalid, JsonBody, PathParams, ProblemView,
+    VersionParam,
+};
 use crate::admins::Identity;
-use crate::policies::{Change, PolicyError, Stored};
+use crate::policies::{Change, PolicyError, Preview, Stored};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
@@ -12,32 +15,70 @@ use axum::{Extension, Json};
 use sase_policy::ids::PolicyId;
 use sase_policy::{Policy, ValidationIssue};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 /// A policy as the console shows it: its fields, its version and when it was last written.
-fn view(stored: &Stored) -> Value {
-    let mut view = json!(stored.policy);
-    with(&mut view, "version", json!(stored.version));
-    with(&mut view, "updated_at_ms", json!(stored.updated_at_ms));
-    view
+#[derive(Serialize)]
+pub(super) struct PolicyView {
+    #[serde(flatten)]
+    policy: Policy,
+    #[serde(flatten)]
+    stamp: Stamp,
+}
+
+/// What the store adds to a policy.
+#[derive(Serialize, ToSchema)]
+struct Stamp {
+    /// The stored version, to name in a change.
+    version: u64,
+    /// Last written, Unix ms.
+    updated_at_ms: i64,
+}
+
+// By hand: `Policy` refuses unknown fields (`additionalProperties: false`), so the `allOf` a
+// derive makes of a flattened policy would refuse the stamp; the view is one object instead.
+impl utoipa::PartialSchema for PolicyView {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        super::openapi::merged(
+            <Policy as utoipa::PartialSchema>::schema(),
+            <Stamp as utoipa::PartialSchema>::schema(),
+            "A policy as the console shows it: its fields, its version and when it was last written.",
+        )
+    }
+}
+
+impl ToSchema for PolicyView {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        <Policy as ToSchema>::schemas(schemas);
+    }
+}
+
+fn view(stored: &Stored) -> PolicyView {
+    PolicyView {
+        policy: stored.policy.clone(),
+        stamp: Stamp {
+            version: stored.version,
+            updated_at_ms: stored.updated_at_ms,
+        },
+    }
 }
 
 fn invalid(issues: &[ValidationIssue]) -> Response {
-    let problems: Vec<Value> = issues
-        .iter()
-        .map(|i| json!({"path": i.path, "message": i.message}))
-        .collect();
     let message = issues
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ");
-    (
-        StatusCode::UNPROCESSABLE_ENTITY,
-        Json(json!({"error": "invalid_policy", "message": message, "problems": problems})),
-    )
-        .into_response()
+    let problems = issues
+        .iter()
+        .map(|i| ProblemView {
+            path: i.path.clone(),
+            message: i.message.clone(),
+        })
+        .collect();
+    super::invalid("invalid_policy", message, problems)
 }
 
 fn policy_error(e: &PolicyError) -> Response {
@@ -60,6 +101,8 @@ fn parse<T: DeserializeOwned>(value: Value) -> Result<T, Response> {
 }
 
 /// Every policy, in precedence order (priority high to low, then id).
+#[utoipa::path(get, path = "/api/console/policies", operation_id = "list_policies", tag = "policies",
+    responses((status = 200, description = "The policies", body = Vec<PolicyView>)))]
 pub(super) async fn list(State(state): State<AppState>) -> Response {
     match state.policies.list().await {
         Ok(mut stored) => {
@@ -75,6 +118,13 @@ pub(super) async fn list(State(state): State<AppState>) -> Response {
     }
 }
 
+/// A policy.
+#[utoipa::path(get, path = "/api/console/policies/{id}", operation_id = "get_policy", tag = "policies",
+    params(("id" = String, Path, description = "The policy's id")),
+    responses(
+        (status = 200, description = "The policy", body = PolicyView),
+        (status = 404, description = "`not_found`", body = ApiError),
+    ))]
 pub(super) async fn get(State(state): State<AppState>, id: PathParams<String>) -> Response {
     let id = match path(id) {
         Ok(id) => id,
@@ -88,13 +138,26 @@ pub(super) async fn get(State(state): State<AppState>, id: PathParams<String>) -
 }
 
 /// `PUT /api/console/policies/{id}`: the policy, replacing `version` (0: a new one).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PutBody {
+pub(super) struct PutBody {
+    /// The policy; its `id` is the URL's.
     policy: Policy,
+    /// The version replaced: 0 creates.
     version: u64,
 }
 
+/// Creates or replaces a policy, validated before it is saved, in force at once on every
+/// replica.
+#[utoipa::path(put, path = "/api/console/policies/{id}", operation_id = "put_policy", tag = "policies",
+    params(("id" = String, Path, description = "The policy's id")),
+    request_body = PutBody,
+    responses(
+        (status = 201, description = "Created", body = PolicyView),
+        (status = 200, description = "Replaced", body = PolicyView),
+        (status = 409, description = "`stale_version`", body = ApiError),
+        (status = 422, description = "`invalid_policy`: every problem with its path", body = Invalid),
+    ))]
 pub(super) async fn put(
     State(state): State<AppState>,
     Extension(by): Extension<Identity>,
@@ -146,6 +209,18 @@ pub(super) async fn put(
     }
 }
 
+/// Deletes a policy.
+#[utoipa::path(delete, path = "/api/console/policies/{id}", operation_id = "delete_policy", tag = "policies",
+    params(
+        ("id" = String, Path, description = "The policy's id"),
+        ("version" = u64, Query, description = "The version deleted"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "`bad_query`: no `version`", body = ApiError),
+        (status = 404, description = "`not_found`", body = ApiError),
+        (status = 409, description = "`stale_version`", body = ApiError),
+    ))]
 pub(super) async fn delete(
     State(state): State<AppState>,
     Extension(by): Extension<Identity>,
@@ -180,15 +255,23 @@ pub(super) async fn delete(
 }
 
 /// `POST /api/console/policies/preview`: `{"put": policy}` or `{"delete": id}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
-enum PreviewBody {
+pub(super) enum PreviewBody {
+    /// Creating or replacing this policy.
     Put(Policy),
+    /// Deleting the policy with this id.
     Delete(PolicyId),
 }
 
 /// What a change would do: for every enrolled device whose decision on uninstalling changes,
 /// the decision before and after. Nothing is saved.
+#[utoipa::path(post, path = "/api/console/policies/preview", operation_id = "preview_policy_change", tag = "policies",
+    request_body = PreviewBody,
+    responses(
+        (status = 200, description = "Who gains and who loses protection", body = Preview),
+        (status = 422, description = "`invalid_policy`", body = Invalid),
+    ))]
 pub(super) async fn preview(State(state): State<AppState>, b: JsonBody<Value>) -> Response {
     let change = match body(b).and_then(parse::<PreviewBody>) {
         Ok(PreviewBody::Put(policy)) => Change::Put(policy),

@@ -2,15 +2,20 @@
 //! replace (checked against DingTalk before it is saved) and delete, each change naming the
 //! version it replaces. Secrets are write-only: never in an answer.
 
-use super::{body, engine_error, error, path, version, AppState, JsonBody, PathParams, VersionParam};
+use super::{
+    body, engine_error, error, invalid, path, version, ApiError, AppState, Invalid, JsonBody, PathParams,
+    ProblemView, VersionParam,
+};
 use crate::admins::Identity;
-use crate::workflows::WorkflowError;
+use crate::config::WorkflowConfig;
+use crate::workflows::{WorkflowError, WorkflowView};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
+use utoipa::ToSchema;
 
 /// `/dingtalk/callback/{id}`: the Request URL of the workflow in force with that callback id,
 /// verified with its app's crypto (the SDK's route); any other id is not found.
@@ -35,17 +40,17 @@ pub(super) async fn callback(
 fn workflow_error(e: &WorkflowError) -> Response {
     match e {
         WorkflowError::BadBody { .. } => error(StatusCode::BAD_REQUEST, "bad_body", e),
-        WorkflowError::Invalid(problems) => {
-            let list: Vec<Value> = problems
+        WorkflowError::Invalid(problems) => invalid(
+            "invalid_workflow",
+            e.to_string(),
+            problems
                 .iter()
-                .map(|p| json!({"path": p.path, "message": p.reason}))
-                .collect();
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({"error": "invalid_workflow", "message": e.to_string(), "problems": list})),
-            )
-                .into_response()
-        }
+                .map(|p| ProblemView {
+                    path: p.path.clone(),
+                    message: p.reason.clone(),
+                })
+                .collect(),
+        ),
         WorkflowError::InUse(_) => error(StatusCode::CONFLICT, "workflow_in_use", e),
         WorkflowError::Store(e) => engine_error(e),
         WorkflowError::Secrets(_) | WorkflowError::DingTalk(_) => {
@@ -56,10 +61,19 @@ fn workflow_error(e: &WorkflowError) -> Response {
 
 /// Every workflow in force, by id: its Request URL and event-subscription address, its last
 /// check against DingTalk, its version.
+#[utoipa::path(get, path = "/api/console/workflows", operation_id = "list_workflows", tag = "workflows",
+    responses((status = 200, description = "The workflows in force", body = Vec<WorkflowView>)))]
 pub(super) async fn list(State(state): State<AppState>) -> Response {
     Json(state.workflows.views()).into_response()
 }
 
+/// A workflow in force.
+#[utoipa::path(get, path = "/api/console/workflows/{id}", operation_id = "get_workflow", tag = "workflows",
+    params(("id" = String, Path, description = "The workflow's id")),
+    responses(
+        (status = 200, description = "The workflow", body = WorkflowView),
+        (status = 404, description = "`not_found`", body = ApiError),
+    ))]
 pub(super) async fn get(State(state): State<AppState>, id: PathParams<String>) -> Response {
     let id = match path(id) {
         Ok(id) => id,
@@ -71,7 +85,32 @@ pub(super) async fn get(State(state): State<AppState>, id: PathParams<String>) -
     }
 }
 
-/// `PUT /api/console/workflows/{id}`: `{"workflow": {…}, "version": n}` (0: a new one).
+/// `PUT /api/console/workflows/{id}`'s body. The handler reads it as JSON first (an update
+/// may leave the secrets out, the stored ones kept), so this type describes it.
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    reason = "the OpenAPI description of the body Workflows::put parses"
+)]
+pub(super) struct PutBody {
+    /// The workflow, as in `server.toml`; its `id` is the URL's.
+    workflow: WorkflowConfig,
+    /// The version replaced: 0 creates.
+    version: u64,
+}
+
+/// Creates or replaces a workflow, checked against DingTalk's live form before it is saved
+/// (saved unverified, and checked again, when DingTalk cannot be asked), in force at once on
+/// every replica.
+#[utoipa::path(put, path = "/api/console/workflows/{id}", operation_id = "put_workflow", tag = "workflows",
+    params(("id" = String, Path, description = "The workflow's id")),
+    request_body = PutBody,
+    responses(
+        (status = 201, description = "Created", body = WorkflowView),
+        (status = 200, description = "Replaced", body = WorkflowView),
+        (status = 409, description = "`stale_version`", body = ApiError),
+        (status = 422, description = "`invalid_workflow`: every problem with its path (DingTalk's refusals too)", body = Invalid),
+    ))]
 pub(super) async fn put(
     State(state): State<AppState>,
     Extension(by): Extension<Identity>,
@@ -90,7 +129,7 @@ pub(super) async fn put(
     let before = state.workflows.view_of(&id);
     match state.workflows.put(&id, b).await {
         Ok((view, created)) => {
-            let version = view.get("version").and_then(Value::as_u64);
+            let version = view.version();
             tracing::info!(workflow = %id, version, actor = %by.name, "workflow saved");
             state
                 .audit
@@ -115,6 +154,18 @@ pub(super) async fn put(
     }
 }
 
+/// Deletes a workflow no policy names and no open request uses.
+#[utoipa::path(delete, path = "/api/console/workflows/{id}", operation_id = "delete_workflow", tag = "workflows",
+    params(
+        ("id" = String, Path, description = "The workflow's id"),
+        ("version" = u64, Query, description = "The version deleted"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "`bad_query`: no `version`", body = ApiError),
+        (status = 404, description = "`not_found`", body = ApiError),
+        (status = 409, description = "`stale_version`, or `workflow_in_use` (a policy names it, or requests are open)", body = ApiError),
+    ))]
 pub(super) async fn delete(
     State(state): State<AppState>,
     Extension(by): Extension<Identity>,

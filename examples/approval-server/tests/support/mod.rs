@@ -15,6 +15,7 @@
 )]
 
 use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockDingTalkBuilder, MockFormField, MockProcess};
+use reqwest::Method;
 use sase_approval::clock::{Clock, SystemClock};
 use sase_approval_server::config::{Config, DeviceConfig, DingTalkConfig, WorkflowConfig};
 use sase_approval_server::{self as server, Server};
@@ -24,6 +25,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) mod openapi;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 
@@ -176,10 +178,28 @@ pub(crate) async fn start_on_clock(mock: &MockDingTalk, config: Config, clock: A
     server
 }
 
-/// Sends `req`: the status, and the body as JSON (`Null` if it is not JSON).
+/// Sends `req`: the status, and the body as JSON (`Null` if it is not JSON), the answer
+/// checked against the server's OpenAPI document ([`send`]).
 pub(crate) async fn json(req: reqwest::RequestBuilder) -> (u16, Value) {
-    let res = req.send().await.unwrap();
-    (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    let (status, _, body) = send(req).await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// Sends `req`: the status, headers and body, once the answer is checked against the OpenAPI
+/// document the server serves (panics naming what does not fit).
+pub(crate) async fn send(req: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let (client, request) = req.build_split();
+    let request = request.unwrap();
+    let (method, url) = (request.method().clone(), request.url().clone());
+    let res = client.execute(request).await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res.bytes().await.unwrap().to_vec();
+    let content_type = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    openapi::check(&method, &url, status, content_type, &body).await;
+    (status, headers, body)
 }
 
 /// Whether `key` signed `grant` (its own user, device and action, when it was issued).
@@ -276,8 +296,9 @@ impl Agent {
 
     /// `GET /api/agent/grant-key`.
     pub(crate) async fn grant_keys(&self) -> Value {
-        let url = format!("{}/api/agent/grant-key", self.base);
-        self.http.get(url).send().await.unwrap().json().await.unwrap()
+        let (status, body) = json(self.http.get(format!("{}/api/agent/grant-key", self.base))).await;
+        assert_eq!(status, 200, "{body}");
+        body
     }
 
     pub(crate) async fn verifier(&self) -> GrantVerifier {
@@ -344,4 +365,141 @@ groups = ["employees"]
 "#,
         policies_toml("policies.policies")
     )
+}
+
+/// Every console route, with a request that the role it needs is let through (whatever the
+/// handler then answers), and that role: the role × route matrix of tests/admins.rs, which
+/// tests/openapi.rs holds to the document's console routes (a route added is in both).
+pub(crate) fn console_routes(request: &str) -> Vec<(Method, String, Option<Value>, &'static str)> {
+    let policy = json!({"policy": {"id": "x"}, "version": 0});
+    vec![
+        (Method::GET, "/api/console/me".into(), None, "viewer"),
+        (Method::GET, "/api/console/workflows".into(), None, "viewer"),
+        (
+            Method::GET,
+            format!("/api/console/workflows/{WORKFLOW}"),
+            None,
+            "viewer",
+        ),
+        (Method::GET, "/api/console/policies".into(), None, "viewer"),
+        (
+            Method::GET,
+            "/api/console/policies/employees".into(),
+            None,
+            "viewer",
+        ),
+        (Method::GET, "/api/console/devices".into(), None, "viewer"),
+        (
+            Method::GET,
+            "/api/console/devices/dev-alice".into(),
+            None,
+            "viewer",
+        ),
+        (
+            Method::GET,
+            "/api/console/enrollment-codes".into(),
+            None,
+            "viewer",
+        ),
+        (Method::GET, "/api/console/dingtalk/usage".into(), None, "viewer"),
+        (Method::GET, "/api/console/requests".into(), None, "viewer"),
+        (
+            Method::GET,
+            format!("/api/console/requests/{request}"),
+            None,
+            "viewer",
+        ),
+        (Method::GET, "/api/console/me/tokens".into(), None, "viewer"),
+        (
+            Method::POST,
+            "/api/console/me/tokens".into(),
+            Some(json!({"label": "row"})),
+            "viewer",
+        ),
+        (
+            Method::DELETE,
+            "/api/console/me/tokens/tok-none".into(),
+            None,
+            "viewer",
+        ),
+        (Method::POST, "/api/console/logout".into(), None, "viewer"),
+        (Method::GET, "/api/console/audit".into(), None, "admin"),
+        (Method::GET, "/api/console/audit/export".into(), None, "admin"),
+        (Method::GET, "/api/console/audit/verify".into(), None, "admin"),
+        (
+            Method::POST,
+            format!("/api/console/requests/{request}/reject"),
+            Some(json!({"remark": "matrix"})),
+            "approver",
+        ),
+        (
+            Method::PUT,
+            "/api/console/workflows/wf-x".into(),
+            Some(json!({"version": 0})),
+            "admin",
+        ),
+        (
+            Method::DELETE,
+            "/api/console/workflows/wf-x?version=1".into(),
+            None,
+            "admin",
+        ),
+        (
+            Method::PUT,
+            "/api/console/policies/x".into(),
+            Some(policy),
+            "admin",
+        ),
+        (
+            Method::DELETE,
+            "/api/console/policies/x?version=1".into(),
+            None,
+            "admin",
+        ),
+        (
+            Method::POST,
+            "/api/console/policies/preview".into(),
+            Some(json!({"delete": "x"})),
+            "admin",
+        ),
+        (
+            Method::POST,
+            "/api/console/enrollment-codes".into(),
+            Some(json!({"user_id": "u"})),
+            "admin",
+        ),
+        (
+            Method::PUT,
+            "/api/console/devices/NOPE/tags".into(),
+            Some(json!({"tags": [], "version": 1})),
+            "admin",
+        ),
+        (
+            Method::POST,
+            "/api/console/devices/NOPE/revoke".into(),
+            Some(json!({"version": 1})),
+            "admin",
+        ),
+        (Method::GET, "/api/console/export".into(), None, "admin"),
+        (Method::GET, "/api/console/admins".into(), None, "admin"),
+        (Method::GET, "/api/console/admins/ada".into(), None, "admin"),
+        (
+            Method::POST,
+            "/api/console/admins".into(),
+            Some(json!({"name": "x"})),
+            "admin",
+        ),
+        (
+            Method::PUT,
+            "/api/console/admins/nobody".into(),
+            Some(json!({"version": 1})),
+            "admin",
+        ),
+        (
+            Method::DELETE,
+            "/api/console/admins/nobody?version=1".into(),
+            None,
+            "admin",
+        ),
+    ]
 }
