@@ -1523,25 +1523,26 @@ async fn the_filing_limit_holds_across_replicas() {
     let (a, b) = (start().await, start().await);
     let http = reqwest::Client::new();
     let file = |server: &sase_approval_server::Server| {
-        http.post(format!("http://{}/api/agent/requests", server.addr))
-            .bearer_auth(token(0))
-            .json(&json!({"reason": "reinstall"}))
-            .send()
+        support::send(
+            http.post(format!("http://{}/api/agent/requests", server.addr))
+                .bearer_auth(token(0))
+                .json(&json!({"reason": "reinstall"})),
+        )
     };
-    let filed: Value = file(&a).await.unwrap().json().await.unwrap();
+    let (_, _, filed) = file(&a).await;
+    let filed: Value = serde_json::from_slice(&filed).unwrap();
     let id = filed["id"].as_str().unwrap();
     // Decided (so filing again is a new request, not the open one), then filed again.
-    let rejected = http
-        .post(format!("http://{}/api/console/requests/{id}/reject", a.addr))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rejected.status(), 200);
+    let (rejected, _) = support::json(
+        http.post(format!("http://{}/api/console/requests/{id}/reject", a.addr))
+            .bearer_auth(ADMIN),
+    )
+    .await;
+    assert_eq!(rejected, 200);
     for server in [&a, &b] {
-        let again = file(server).await.unwrap();
-        assert_eq!(again.status(), 429, "on {}", server.addr);
-        assert!(again.headers().contains_key("retry-after"));
+        let (status, headers, _) = file(server).await;
+        assert_eq!(status, 429, "on {}", server.addr);
+        assert!(headers.contains_key("retry-after"));
     }
     assert_eq!(mock.instance_ids().len(), 1, "one filing reached DingTalk");
     a.shutdown().await.unwrap();
@@ -1577,28 +1578,25 @@ async fn the_dingtalk_call_budget_is_the_apps_across_replicas() {
     let (a, b) = (start().await, start().await);
     let http = reqwest::Client::new();
     let file = |server: &sase_approval_server::Server, agent: usize| {
-        http.post(format!("http://{}/api/agent/requests", server.addr))
-            .bearer_auth(token(agent))
-            .json(&json!({"reason": "reinstall"}))
-            .send()
+        support::json(
+            http.post(format!("http://{}/api/agent/requests", server.addr))
+                .bearer_auth(token(agent))
+                .json(&json!({"reason": "reinstall"})),
+        )
     };
-    assert_eq!(file(&a, 0).await.unwrap().status(), 201);
-    let refused: Value = file(&b, 1).await.unwrap().json().await.unwrap();
+    assert_eq!(file(&a, 0).await.0, 201);
+    let (_, refused) = file(&b, 1).await;
     assert_eq!(
         refused["state"], "failed",
         "not sent: the month's one call is spent: {refused}"
     );
     assert_eq!(mock.instance_ids().len(), 1, "one filing reached DingTalk");
     for server in [&a, &b] {
-        let apps: Value = http
-            .get(format!("http://{}/api/console/dingtalk/usage", server.addr))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, apps) = support::json(
+            http.get(format!("http://{}/api/console/dingtalk/usage", server.addr))
+                .bearer_auth(ADMIN),
+        )
+        .await;
         let usage = &apps[0]["usage"];
         assert_eq!(
             (usage["calls"].as_u64(), usage["exhausted"].as_bool()),

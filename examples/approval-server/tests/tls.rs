@@ -18,7 +18,6 @@ use rustls::pki_types::CertificateDer;
 use sase_approval_server::config::{Args, Config, ConfigError};
 use sase_approval_server::tls::TlsError;
 use sase_approval_server::{Error, Server};
-use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -134,22 +133,16 @@ async fn https_answers_with_the_configured_certificate() {
     assert_eq!(by_name.status(), 200);
 
     // The console, with and without the admin token.
-    let workflows = http
-        .get(format!("https://{addr}/api/console/workflows"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(workflows.status(), 200);
-    let workflows: Value = workflows.json().await.unwrap();
+    let (status, workflows) = support::json(
+        http.get(format!("https://{addr}/api/console/workflows"))
+            .bearer_auth(ADMIN),
+    )
+    .await;
+    assert_eq!(status, 200);
     assert_eq!(workflows[0]["id"], WORKFLOW, "{workflows}");
     assert!(!workflows.to_string().contains(SECRET), "secrets stay out");
-    let anonymous = http
-        .get(format!("https://{addr}/api/console/workflows"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(anonymous.status(), 401);
+    let (anonymous, _) = support::json(http.get(format!("https://{addr}/api/console/workflows"))).await;
+    assert_eq!(anonymous, 401);
 
     // The Request URL is https by default, and its route answers over TLS (an unsigned push
     // is refused by the route, not by the transport).
