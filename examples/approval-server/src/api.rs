@@ -827,12 +827,12 @@ async fn console_action(
         Ok(v) => v,
         Err(r) => return r,
     };
-    // No body is no remark; a body must be the JSON above.
+    // No body (or `null`) is no remark; a body must be the JSON above.
     let b: ActionBody = if body.is_empty() {
         ActionBody::default()
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
+        match serde_json::from_slice::<Option<ActionBody>>(&body) {
+            Ok(b) => b.unwrap_or_default(),
             Err(e) => {
                 return error(
                     StatusCode::BAD_REQUEST,

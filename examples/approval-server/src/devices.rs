@@ -24,6 +24,9 @@ pub(crate) const CODE_TTL_MAX_SECS: u64 = 30 * 24 * 3600;
 /// Who a device (or the device an enrollment code makes) belongs to, and its tags.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub(crate) struct Owner {
+    /// The user's id (1 to 128 characters, no control characters; so are groups,
+    /// departments and tags).
+    #[schema(min_length = 1, max_length = 128)]
     pub(crate) user_id: String,
     #[serde(default)]
     pub(crate) groups: Vec<String>,

@@ -61,11 +61,12 @@ pub(super) async fn get(State(state): State<AppState>, name: PathParams<String>)
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateBody {
-    /// The login name.
+    /// The login name: ASCII letters, digits, `.`, `-`, `_` and `@`.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._@-]+$")]
     name: String,
     role: Role,
-    /// At least 12 characters (stored as an Argon2id hash).
-    #[schema(write_only)]
+    /// 12 to 1,024 characters (stored as an Argon2id hash).
+    #[schema(write_only, min_length = 12, max_length = 1024)]
     password: String,
 }
 
@@ -116,9 +117,9 @@ pub(super) struct UpdateBody {
     /// The new role (applies at once).
     #[serde(default)]
     role: Option<Role>,
-    /// The new password (ends the admin's sessions).
+    /// The new password, 12 to 1,024 characters (ends the admin's sessions).
     #[serde(default)]
-    #[schema(write_only)]
+    #[schema(write_only, min_length = 12, max_length = 1024)]
     password: Option<String>,
     /// The version replaced.
     version: u64,

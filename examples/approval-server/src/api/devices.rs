@@ -156,7 +156,8 @@ pub(super) async fn list_codes(State(state): State<AppState>) -> Response {
 pub(super) struct EnrollBody {
     /// The enrollment code an admin made.
     code: String,
-    /// This device's id.
+    /// This device's id (no control characters).
+    #[schema(min_length = 1, max_length = 128)]
     device_id: String,
 }
 
@@ -236,7 +237,8 @@ pub(super) async fn get_device(State(state): State<AppState>, id: PathParams<Str
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TagsBody {
-    /// The device's tags from now on (policies can scope by tag).
+    /// The device's tags from now on (policies can scope by tag), each 1 to 128 characters
+    /// without control characters.
     tags: Vec<String>,
     /// The version replaced.
     version: u64,
