@@ -502,6 +502,16 @@ impl Engine {
         self.store.list(filter).await
     }
 
+    /// How many requests match `filter`, whatever its page (its offset and limit are
+    /// ignored): the total a console shows beside a page of [`list`](Self::list). One store
+    /// query.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn count(&self, filter: &ListFilter) -> Result<u64> {
+        self.store.count(filter).await
+    }
+
     fn backend(&self, workflow: &WorkflowId) -> Result<Arc<dyn ApprovalBackend>> {
         self.registry()
             .get(workflow)

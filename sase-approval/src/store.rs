@@ -26,7 +26,15 @@ use async_trait::async_trait;
 use sase_policy::ids::{DeviceId, UserId, WorkflowId};
 use sase_policy::Action;
 
-/// Which requests to list.
+/// Which requests to list (or count: [`ApprovalStore::count`]), in which order, and which page
+/// of them. Built from [`ListFilter::default`] (every request, oldest first) by assigning the
+/// fields or with the builder methods.
+///
+/// The SQL stores find a page, newest (or oldest) first, down an index, reading the rows up to
+/// the page's end and no further: with no filter or a date range alone (by time), a state, a
+/// requester, a device or a workflow (each optionally within a date range). Several states at
+/// once are found by index too, but may be sorted whole before the page is taken. The memory
+/// store reads every request under its lock.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ListFilter {
@@ -34,37 +42,88 @@ pub struct ListFilter {
     pub states: Vec<RequestState>,
     /// Only this requester.
     pub requester: Option<UserId>,
+    /// Only this device's requests.
+    pub device: Option<DeviceId>,
     /// Only this workflow.
     pub workflow: Option<WorkflowId>,
     /// Only created at or after, Unix ms.
     pub created_from_ms: Option<i64>,
     /// Only created before, Unix ms.
     pub created_to_ms: Option<i64>,
-    /// Skip this many (oldest first).
+    /// Newest first: by `created_at_ms`, then id, both descending. Otherwise oldest first
+    /// (both ascending). Ids compare bytewise.
+    pub newest_first: bool,
+    /// Skip this many (in the listing's order).
     pub offset: usize,
     /// At most this many (all, if zero).
     pub limit: usize,
 }
 
 impl ListFilter {
-    /// Whether `r` passes the filter (offset and limit aside).
+    /// Whether `r` passes the filter (order, offset and limit aside).
     pub fn matches(&self, r: &ApprovalRequest) -> bool {
         (self.states.is_empty() || self.states.contains(&r.state))
             && self.requester.as_ref().is_none_or(|u| *u == r.requester)
+            && self.device.as_ref().is_none_or(|d| *d == r.device)
             && self.workflow.as_ref().is_none_or(|w| *w == r.workflow)
             && self.created_from_ms.is_none_or(|t| r.created_at_ms >= t)
             && self.created_to_ms.is_none_or(|t| r.created_at_ms < t)
     }
 
     /// Only these states.
+    #[must_use]
     pub fn states(mut self, states: Vec<RequestState>) -> Self {
         self.states = states;
         self
     }
 
     /// Only this requester.
+    #[must_use]
     pub fn requester(mut self, user: UserId) -> Self {
         self.requester = Some(user);
+        self
+    }
+
+    /// Only this device's requests.
+    #[must_use]
+    pub fn device(mut self, device: DeviceId) -> Self {
+        self.device = Some(device);
+        self
+    }
+
+    /// Only this workflow.
+    #[must_use]
+    pub fn workflow(mut self, workflow: WorkflowId) -> Self {
+        self.workflow = Some(workflow);
+        self
+    }
+
+    /// Only created at or after `at_ms`, Unix ms.
+    #[must_use]
+    pub fn created_from_ms(mut self, at_ms: i64) -> Self {
+        self.created_from_ms = Some(at_ms);
+        self
+    }
+
+    /// Only created before `at_ms`, Unix ms.
+    #[must_use]
+    pub fn created_to_ms(mut self, at_ms: i64) -> Self {
+        self.created_to_ms = Some(at_ms);
+        self
+    }
+
+    /// Only the page skipping `offset` and holding at most `limit` (all, if zero).
+    #[must_use]
+    pub fn page(mut self, offset: usize, limit: usize) -> Self {
+        self.offset = offset;
+        self.limit = limit;
+        self
+    }
+
+    /// Newest first (`created_at_ms`, then id, both descending).
+    #[must_use]
+    pub fn newest_first(mut self) -> Self {
+        self.newest_first = true;
         self
     }
 }
@@ -190,8 +249,13 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
     /// [`Error::Conflict`](crate::Error::Conflict) if someone updated it first.
     async fn update(&self, request: &ApprovalRequest) -> Result<()>;
 
-    /// Requests matching `filter`, oldest first.
+    /// The page of requests matching `filter`: oldest first (by `created_at_ms`, then id), or
+    /// newest first ([`ListFilter::newest_first`]).
     async fn list(&self, filter: &ListFilter) -> Result<Vec<ApprovalRequest>>;
+
+    /// How many requests match `filter`, whatever its page (offset and limit are ignored): one
+    /// query (or one pass under the lock), not a list of the requests.
+    async fn count(&self, filter: &ListFilter) -> Result<u64>;
 
     /// Applies an event to the request linked to instance `external_id`: unless `key` is
     /// already recorded, `decide` sees the stored request and says what changes, and the change
@@ -360,6 +424,14 @@ fn stored_state(name: &str) -> Result<RequestState> {
         RequestState::deserialize(name.into_deserializer());
     parsed.map_err(|e| crate::Error::Store {
         reason: format!("a request in the unknown state `{name}`: {e}"),
+    })
+}
+
+/// The `COUNT(*)` of the requests a [`ListFilter`] matches, as a count.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn stored_total(count: i64) -> Result<u64> {
+    u64::try_from(count).map_err(|_| crate::Error::Store {
+        reason: format!("a negative count {count} of matching requests"),
     })
 }
 

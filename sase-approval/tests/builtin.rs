@@ -5,7 +5,7 @@ use sase_approval::backend::BuiltinBackend;
 use sase_approval::definition::{new_callback_id, Workflow, WorkflowKind};
 use sase_approval::engine::{Engine, SubmitRequest};
 use sase_approval::state::RequestState;
-use sase_approval::store::MemoryStore;
+use sase_approval::store::{ListFilter, MemoryStore};
 use sase_approval::Error;
 use sase_policy::ids::{DeviceId, UserId, WorkflowId};
 use sase_policy::GrantSigner;
@@ -60,6 +60,18 @@ async fn only_a_named_approver_decides_a_built_in_request() {
     let other = engine.submit(file("laptop-2")).await.unwrap();
     let revoked = engine.revoke(&other.id, "intern", None).await.unwrap();
     assert_eq!(revoked.state, RequestState::Revoked, "any admin may revoke");
+
+    // The console's view: a page, newest first, and the total of every page.
+    let laptop_2 = ListFilter::default()
+        .device(DeviceId::new("laptop-2"))
+        .newest_first()
+        .page(0, 10);
+    let listed = engine.list(&laptop_2).await.unwrap();
+    assert_eq!(listed.iter().map(|r| &r.id).collect::<Vec<_>>(), [&other.id]);
+    assert_eq!(engine.count(&laptop_2).await.unwrap(), 1);
+    let first = ListFilter::default().newest_first().page(0, 1);
+    assert_eq!(engine.list(&first).await.unwrap().len(), 1);
+    assert_eq!(engine.count(&first).await.unwrap(), 2, "the page aside");
 }
 
 /// With the audit chain on, a request's life is in it under who acted: filed, approved with

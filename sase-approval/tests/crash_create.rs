@@ -53,6 +53,9 @@ impl ApprovalStore for CrashBeforeLinking {
     async fn list(&self, filter: &ListFilter) -> sase_approval::Result<Vec<ApprovalRequest>> {
         self.0.list(filter).await
     }
+    async fn count(&self, filter: &ListFilter) -> sase_approval::Result<u64> {
+        self.0.count(filter).await
+    }
     async fn apply_event(
         &self,
         external_id: &str,

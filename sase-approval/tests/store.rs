@@ -748,6 +748,10 @@ async fn a_database_from_before_the_open_request_check_migrates_with_its_duplica
         "DROP TABLE counters",
         "DROP TABLE shared_values",
         "DROP TABLE leases",
+        "DROP INDEX requests_by_time",
+        "DROP INDEX requests_by_device",
+        "DROP INDEX requests_by_workflow",
+        "ALTER TABLE requests DROP COLUMN device",
         "DROP INDEX requests_open",
         "ALTER TABLE requests DROP COLUMN open_key",
         "DELETE FROM schema_version WHERE version >= 3",
@@ -779,6 +783,273 @@ async fn a_database_from_before_the_open_request_check_migrates_with_its_duplica
         other => panic!("{other:?}"),
     }
     assert_eq!(store.list(&ListFilter::default()).await.unwrap().len(), 3);
+}
+
+/// The ids of the requests of `all` that `filter` should list, in its order (its page
+/// aside): worked out here, field by field, not by [`ListFilter::matches`].
+fn expected(all: &[ApprovalRequest], filter: &ListFilter) -> Vec<String> {
+    let mut kept: Vec<&ApprovalRequest> = all
+        .iter()
+        .filter(|r| filter.states.is_empty() || filter.states.contains(&r.state))
+        .filter(|r| filter.requester.as_ref().is_none_or(|u| *u == r.requester))
+        .filter(|r| filter.device.as_ref().is_none_or(|d| *d == r.device))
+        .filter(|r| filter.workflow.as_ref().is_none_or(|w| *w == r.workflow))
+        .filter(|r| filter.created_from_ms.is_none_or(|t| r.created_at_ms >= t))
+        .filter(|r| filter.created_to_ms.is_none_or(|t| r.created_at_ms < t))
+        .collect();
+    kept.sort_by(|a, b| (a.created_at_ms, a.id.as_str()).cmp(&(b.created_at_ms, b.id.as_str())));
+    if filter.newest_first {
+        kept.reverse();
+    }
+    kept.iter().map(|r| r.id.0.clone()).collect()
+}
+
+fn ids(listed: &[ApprovalRequest]) -> Vec<&str> {
+    listed.iter().map(|r| r.id.as_str()).collect()
+}
+
+/// The console's listing: 30 requests of three requesters, four devices and two workflows,
+/// two created in each 10 ms (so that ids break ties), paged through newest first with the
+/// total, filtered by state, requester, device, workflow and creation date, alone and
+/// together. Returns what was stored.
+async fn console_listing(store: &dyn ApprovalStore) -> Vec<ApprovalRequest> {
+    let users = ["ann", "ben", "cat"];
+    for i in 0..30_usize {
+        let created = 1_000 + i64::try_from(i / 2).unwrap() * 10;
+        let mut r = request(&format!("q{i:02}"), users[i % 3], created);
+        r.device = DeviceId::new(format!("dev-{}", i % 4));
+        r.workflow = WorkflowId::new(if i % 2 == 0 { "wf-a" } else { "wf-b" });
+        // Open (submitted or pending) one in five, with a kind of its own; the rest ended.
+        let state = match (i % 10, i % 3) {
+            (0, _) => RequestState::Pending,
+            (5, _) => RequestState::Submitted,
+            (_, 0) => RequestState::Approved,
+            (_, 1) => RequestState::Rejected,
+            _ => RequestState::Expired,
+        };
+        if state != RequestState::Submitted {
+            r.record(state, created + 1, "system", Source::System, None);
+        }
+        store.insert(&r).await.unwrap();
+    }
+    // The device stays what it was through an update and an event.
+    let mut q05 = store.get(&RequestId("q05".into())).await.unwrap().unwrap();
+    q05.external_id = Some("pi-q05".into());
+    q05.record(RequestState::Pending, 1_030, "system", Source::System, None);
+    store.update(&q05).await.unwrap();
+    let approved = store
+        .apply_event("pi-q05", "ev-q05", 1_031, &mut |_| {
+            Ok(Some(Change::new(
+                RequestState::Approved,
+                1_031,
+                "dingtalk",
+                Source::System,
+            )))
+        })
+        .await
+        .unwrap();
+    assert!(matches!(approved, EventWrite::Changed(_)), "{approved:?}");
+    let all = store.list(&ListFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 30);
+
+    // Newest first: by creation time, then id, both descending.
+    let newest = store
+        .list(&ListFilter::default().newest_first().page(0, 5))
+        .await
+        .unwrap();
+    assert_eq!(ids(&newest), ["q29", "q28", "q27", "q26", "q25"]);
+    assert_eq!(ids(&all[..3]), ["q00", "q01", "q02"], "oldest first otherwise");
+    // A device's requests, the one updated and decided by an event among them.
+    let dev_1 = store
+        .list(
+            &ListFilter::default()
+                .device(DeviceId::new("dev-1"))
+                .newest_first(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&dev_1),
+        ["q29", "q25", "q21", "q17", "q13", "q09", "q05", "q01"]
+    );
+    assert!(dev_1.iter().all(|r| r.device.as_str() == "dev-1"));
+    // A workflow's, created in [1 040, 1 100).
+    let wf_b = store
+        .list(
+            &ListFilter::default()
+                .workflow(WorkflowId::new("wf-b"))
+                .created_from_ms(1_040)
+                .created_to_ms(1_100)
+                .newest_first(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&wf_b), ["q19", "q17", "q15", "q13", "q11", "q09"]);
+
+    let filters = [
+        ListFilter::default(),
+        ListFilter::default().device(DeviceId::new("dev-1")),
+        ListFilter::default().device(DeviceId::new("dev-none")),
+        ListFilter::default().workflow(WorkflowId::new("wf-b")),
+        ListFilter::default()
+            .workflow(WorkflowId::new("wf-a"))
+            .created_from_ms(1_040)
+            .created_to_ms(1_100),
+        ListFilter::default().created_from_ms(1_050),
+        ListFilter::default().created_to_ms(1_050),
+        ListFilter::default().created_from_ms(1_100).created_to_ms(1_100),
+        ListFilter::default().states(vec![RequestState::Approved]),
+        ListFilter::default().states(vec![RequestState::Submitted, RequestState::Pending]),
+        ListFilter::default().requester(UserId::new("ann")),
+        ListFilter::default()
+            .requester(UserId::new("ann"))
+            .device(DeviceId::new("dev-0")),
+        ListFilter::default()
+            .device(DeviceId::new("dev-3"))
+            .states(vec![
+                RequestState::Approved,
+                RequestState::Rejected,
+                RequestState::Expired,
+            ])
+            .created_from_ms(1_020),
+    ];
+    for filter in filters {
+        for newest_first in [false, true] {
+            let mut filter = filter.clone();
+            filter.newest_first = newest_first;
+            let want = expected(&all, &filter);
+            let listed = store.list(&filter).await.unwrap();
+            assert_eq!(ids(&listed), want, "{filter:?}");
+            assert!(listed.iter().all(|r| filter.matches(r)), "{filter:?}");
+            // The total: as many as listed without a limit, whatever the page.
+            let total = u64::try_from(want.len()).unwrap();
+            assert_eq!(store.count(&filter).await.unwrap(), total, "{filter:?}");
+            assert_eq!(
+                store.count(&filter.clone().page(2, 3)).await.unwrap(),
+                total,
+                "{filter:?}: the page aside"
+            );
+            // Pages of 4: disjoint, consecutive, together the whole listing.
+            let mut paged: Vec<String> = Vec::new();
+            for n in 0.. {
+                let page = store.list(&filter.clone().page(n * 4, 4)).await.unwrap();
+                assert!(page.len() <= 4, "{filter:?}");
+                if page.is_empty() {
+                    assert_eq!(n, want.len().div_ceil(4), "{filter:?}");
+                    break;
+                }
+                for r in &page {
+                    assert!(!paged.contains(&r.id.0), "{filter:?}: {} twice", r.id);
+                }
+                paged.extend(page.iter().map(|r| r.id.0.clone()));
+            }
+            assert_eq!(paged, want, "{filter:?}");
+        }
+    }
+    all
+}
+
+#[tokio::test]
+async fn memory_store_pages_for_the_console() {
+    console_listing(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_pages_for_the_console_and_across_a_restart() {
+    let db = support::TempDb::new("console.sqlite");
+    let stored = console_listing(&db.open().await).await;
+    // Reopened (the migrations have nothing left to do): the same pages.
+    let reopened = db.open().await;
+    let dev_2 = ListFilter::default()
+        .device(DeviceId::new("dev-2"))
+        .newest_first();
+    assert_eq!(
+        ids(&reopened.list(&dev_2).await.unwrap()),
+        expected(&stored, &dev_2)
+    );
+    assert_eq!(reopened.count(&dev_2).await.unwrap(), 7);
+}
+
+/// The device column came with schema version 8: a database from before it, with requests
+/// in it, is migrated and the column filled in from each request's body.
+#[tokio::test]
+async fn a_sqlite_database_from_before_the_device_column_migrates_with_devices_filled_in() {
+    let db = support::TempDb::new("before-device.sqlite");
+    let store = db.open().await;
+    let mut stored = Vec::new();
+    for (i, device) in ["laptop-1", "laptop-2", "笔记本-3", "laptop-1"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut r = request(
+            &format!("m{i}"),
+            &format!("user-{i}"),
+            100 * i64::try_from(i).unwrap(),
+        );
+        r.device = DeviceId::new(device);
+        // Text the JSON functions must read past.
+        Arc::make_mut(&mut r.fields).insert("reason".into(), "a\0 \"\\u0000\" \u{1F600}".into());
+        store.insert(&r).await.unwrap();
+        stored.push(r);
+    }
+    drop(store);
+    // Back to schema version 7, as that schema's store left it: no device column, no index
+    // of it or of the time alone.
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.path.display()))
+        .await
+        .unwrap();
+    for statement in [
+        "DROP INDEX requests_by_time",
+        "DROP INDEX requests_by_device",
+        "DROP INDEX requests_by_workflow",
+        "ALTER TABLE requests DROP COLUMN device",
+        "DELETE FROM schema_version WHERE version >= 8",
+    ] {
+        sqlx::query(statement).execute(&raw).await.unwrap();
+    }
+    raw.close().await;
+
+    let store = db.open().await;
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.path.display()))
+        .await
+        .unwrap();
+    let version: i64 = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
+        .fetch_one(&raw)
+        .await
+        .unwrap();
+    assert_eq!(version, 8);
+    let devices: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT id, device FROM requests ORDER BY id")
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+    let want: Vec<(String, Option<String>)> = stored
+        .iter()
+        .map(|r| (r.id.0.clone(), Some(r.device.to_string())))
+        .collect();
+    assert_eq!(devices, want);
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'requests' ORDER BY name",
+    )
+    .fetch_all(&raw)
+    .await
+    .unwrap();
+    for index in ["requests_by_device", "requests_by_time", "requests_by_workflow"] {
+        assert!(indexes.iter().any(|i| i == index), "{index} in {indexes:?}");
+    }
+    raw.close().await;
+    // Listed and counted by device; new requests get theirs as before.
+    let laptop_1 = ListFilter::default()
+        .device(DeviceId::new("laptop-1"))
+        .newest_first();
+    assert_eq!(ids(&store.list(&laptop_1).await.unwrap()), ["m3", "m0"]);
+    assert_eq!(store.count(&laptop_1).await.unwrap(), 2);
+    let mut m4 = request("m4", "user-4", 400);
+    m4.device = DeviceId::new("laptop-1");
+    store.insert(&m4).await.unwrap();
+    assert_eq!(ids(&store.list(&laptop_1).await.unwrap()), ["m4", "m3", "m0"]);
+    let other = ListFilter::default().device(DeviceId::new("笔记本-3"));
+    assert_eq!(ids(&store.list(&other).await.unwrap()), ["m2"]);
 }
 
 #[tokio::test]
@@ -1105,6 +1376,87 @@ mod postgres {
         one_open_request_per_kind(Arc::new(db.open().await)).await;
     }
 
+    #[tokio::test]
+    async fn postgres_store_pages_for_the_console_and_across_a_reconnect() {
+        let Some(db) = support::postgres::TempPostgres::new().await else {
+            return;
+        };
+        let stored = console_listing(&db.open().await).await;
+        let reconnected = db.open().await;
+        let dev_2 = ListFilter::default()
+            .device(DeviceId::new("dev-2"))
+            .newest_first();
+        assert_eq!(
+            ids(&reconnected.list(&dev_2).await.unwrap()),
+            expected(&stored, &dev_2)
+        );
+        assert_eq!(reconnected.count(&dev_2).await.unwrap(), 7);
+    }
+
+    /// The device column came with schema version 6: a database from before it, with
+    /// requests in it (one with `\u0000` in its body, which PostgreSQL's JSON functions
+    /// refuse), is migrated and the column filled in from each request's body.
+    #[tokio::test]
+    async fn a_postgres_database_from_before_the_device_column_migrates_with_devices_filled_in() {
+        let Some(db) = support::postgres::TempPostgres::new().await else {
+            return;
+        };
+        let store = db.open().await;
+        let mut stored = Vec::new();
+        for (i, device) in ["laptop-1", "laptop-2", "笔记本-3", "laptop-1"]
+            .into_iter()
+            .enumerate()
+        {
+            let mut r = request(
+                &format!("m{i}"),
+                &format!("user-{i}"),
+                100 * i64::try_from(i).unwrap(),
+            );
+            r.device = DeviceId::new(device);
+            let reason = ["plain", "a\0b", "\"\\u0000\"", "\\\0 \u{1F600}"][i];
+            Arc::make_mut(&mut r.fields).insert("reason".into(), reason.into());
+            store.insert(&r).await.unwrap();
+            stored.push(r);
+        }
+        let raw = sqlx::PgPool::connect(&db.url).await.unwrap();
+        for statement in [
+            "DROP INDEX requests_by_time",
+            "DROP INDEX requests_by_device",
+            "DROP INDEX requests_by_workflow",
+            "ALTER TABLE requests DROP COLUMN device",
+            "DELETE FROM schema_version WHERE version >= 6",
+        ] {
+            sqlx::query(statement).execute(&raw).await.unwrap();
+        }
+
+        let store = db.open().await;
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_version ORDER BY version")
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+        let devices: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT id, device FROM requests ORDER BY id")
+                .fetch_all(&raw)
+                .await
+                .unwrap();
+        let want: Vec<(String, Option<String>)> = stored
+            .iter()
+            .map(|r| (r.id.0.clone(), Some(r.device.to_string())))
+            .collect();
+        assert_eq!(devices, want);
+        raw.close().await;
+        for r in &stored {
+            let back = store.get(&r.id).await.unwrap().unwrap();
+            assert_eq!(back.fields, r.fields, "the body is left as it was");
+        }
+        let laptop_1 = ListFilter::default()
+            .device(DeviceId::new("laptop-1"))
+            .newest_first();
+        assert_eq!(ids(&store.list(&laptop_1).await.unwrap()), ["m3", "m0"]);
+        assert_eq!(store.count(&laptop_1).await.unwrap(), 2);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn postgres_replicas_keep_one_open_request_per_kind_between_them() {
         let Some(db) = support::postgres::TempPostgres::new().await else {
@@ -1386,7 +1738,7 @@ mod postgres {
             .fetch_all(&raw)
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2, 3, 4, 5], "each version applied once");
+        assert_eq!(versions, [1, 2, 3, 4, 5, 6], "each version applied once");
         replicas[5].insert(&request("m1", "mia", 1)).await.unwrap();
         assert!(replicas[0].get(&RequestId("m1".into())).await.unwrap().is_some());
         raw.close().await;

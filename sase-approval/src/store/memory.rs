@@ -223,13 +223,26 @@ impl ApprovalStore for MemoryStore {
             .map(|r| &**r)
             .filter(|r| filter.matches(r))
             .collect();
-        all.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        let oldest_first = |a: &&ApprovalRequest, b: &&ApprovalRequest| {
+            (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id))
+        };
+        if filter.newest_first {
+            all.sort_unstable_by(|a, b| oldest_first(b, a));
+        } else {
+            all.sort_unstable_by(oldest_first);
+        }
         let limit = if filter.limit == 0 {
             usize::MAX
         } else {
             filter.limit
         };
         Ok(all.into_iter().skip(filter.offset).take(limit).cloned().collect())
+    }
+
+    async fn count(&self, filter: &ListFilter) -> Result<u64> {
+        let inner = self.lock();
+        let matching = inner.requests.iter().filter(|r| filter.matches(r)).count();
+        Ok(u64::try_from(matching).unwrap_or(u64::MAX))
     }
 
     // In place under the lock: no copy of the request out and back, no conflict to retry.

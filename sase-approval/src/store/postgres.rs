@@ -2,8 +2,8 @@
 
 use super::{
     check_audit_record, counter_param, document_conflict, seq_param, stored_count, stored_counter,
-    stored_details, stored_seq, stored_state, ApprovalStore, Counted, DecideChange, Document, EventWrite,
-    ListFilter,
+    stored_details, stored_seq, stored_state, stored_total, ApprovalStore, Counted, DecideChange, Document,
+    EventWrite, ListFilter,
 };
 use crate::audit::{canonical_json, AuditEntry, AuditFilter, AuditRecord};
 use crate::error::{Error, Result};
@@ -87,6 +87,23 @@ const MIGRATIONS: &[&[&str]] = &[
     )",
         "INSERT INTO audit_head (id, seq, hash)
          VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000')",
+    ],
+    &[
+        // The console pages through requests newest first, filtered by device among others:
+        // the device gets a column (set on insert; a request's device never changes),
+        // backfilled from the body. Each listing then walks one index newest first and stops
+        // at the page's end: by time with no filter (or a date range alone), by device or by
+        // workflow (each with `id` last: no sort at all), by state or by requester (the
+        // indexes of migration 1: only requests created in one millisecond are sorted, by id).
+        "ALTER TABLE requests ADD COLUMN device TEXT",
+        // The body is text that JSON functions refuse whole if any string in it holds
+        // `\u0000` (a requester's free text may): each such escape is read as U+FFFD, which
+        // leaves the JSON valid and the device as it is (PostgreSQL text, the device column,
+        // cannot hold a NUL anyway).
+        r"UPDATE requests SET device = replace(body, E'\\u0000', E'\\ufffd')::json ->> 'device'",
+        "CREATE INDEX requests_by_time ON requests (created_at_ms, id)",
+        "CREATE INDEX requests_by_device ON requests (device, created_at_ms, id)",
+        "CREATE INDEX requests_by_workflow ON requests (workflow, created_at_ms, id)",
     ],
 ];
 
@@ -174,11 +191,16 @@ fn redacted(url: &str) -> String {
 ///     created_at_ms BIGINT NOT NULL,
 ///     version BIGINT NOT NULL,
 ///     body TEXT NOT NULL,                -- the request as JSON
-///     open_key TEXT                      -- ["requester","device","action"] while open, else NULL
+///     open_key TEXT,                     -- ["requester","device","action"] while open, else NULL
+///     device TEXT                        -- migration 6; the body's device
 /// );
 /// CREATE INDEX requests_by_state ON requests (state, created_at_ms);
 /// CREATE INDEX requests_by_requester ON requests (requester, created_at_ms);
 /// CREATE UNIQUE INDEX requests_open ON requests (open_key) WHERE open_key IS NOT NULL;
+/// -- migration 6: the console's listings, newest first, each down one index
+/// CREATE INDEX requests_by_time ON requests (created_at_ms, id);
+/// CREATE INDEX requests_by_device ON requests (device, created_at_ms, id);
+/// CREATE INDEX requests_by_workflow ON requests (workflow, created_at_ms, id);
 /// CREATE TABLE events (key TEXT PRIMARY KEY, at_ms BIGINT NOT NULL);
 /// CREATE INDEX events_by_time ON events (at_ms);
 /// -- and shared_values, leases, counters, documents; then the audit log (migration 5):
@@ -199,9 +221,11 @@ fn redacted(url: &str) -> String {
 /// INSERT INTO audit_head VALUES (1, 0, '000…0');   -- seq 0, the genesis hash: empty
 /// ```
 ///
-/// The body is `TEXT`, not `JSONB`: nothing queries inside it, text round-trips exactly and is
-/// not parsed on every write, and `JSONB` refuses `\u0000`, which a requester's free-text field
-/// may hold. The open-key index is partial: ended requests, the great majority, are not in it.
+/// The body is `TEXT`, not `JSONB`: nothing queries inside it (what is looked up and filtered
+/// on has a column beside it; migration 6 read the device out of it once), text round-trips
+/// exactly and is not parsed on every write, and `JSONB` refuses `\u0000`, which a
+/// requester's free-text field may hold. The open-key index is partial: ended requests, the
+/// great majority, are not in it.
 ///
 /// # Replicas
 ///
@@ -446,20 +470,76 @@ async fn write_request<'e>(
     Ok(done.rows_affected() == 1)
 }
 
+/// `select` (`SELECT … FROM requests`) restricted to the requests `filter` matches, each
+/// condition on an indexed column (as the SQLite store's).
+fn filtered(select: &str, filter: &ListFilter) -> QueryBuilder<'static, Postgres> {
+    let mut q = QueryBuilder::new(select);
+    q.push(" WHERE TRUE");
+    match filter.states.as_slice() {
+        [] => {}
+        // `=` rather than `= ANY` of one: an index scan in order, no sort.
+        [state] => {
+            q.push(" AND state = ").push_bind(state.as_str());
+        }
+        states => {
+            let states: Vec<String> = states.iter().map(|s| s.as_str().to_owned()).collect();
+            q.push(" AND state = ANY(").push_bind(states).push(")");
+        }
+    }
+    if let Some(user) = &filter.requester {
+        q.push(" AND requester = ").push_bind(user.as_str().to_owned());
+    }
+    if let Some(device) = &filter.device {
+        q.push(" AND device = ").push_bind(device.as_str().to_owned());
+    }
+    if let Some(workflow) = &filter.workflow {
+        q.push(" AND workflow = ").push_bind(workflow.as_str().to_owned());
+    }
+    if let Some(from) = filter.created_from_ms {
+        q.push(" AND created_at_ms >= ").push_bind(from);
+    }
+    if let Some(to) = filter.created_to_ms {
+        q.push(" AND created_at_ms < ").push_bind(to);
+    }
+    q
+}
+
+/// The page of requests `filter` lists, in its order.
+fn list_query(filter: &ListFilter) -> QueryBuilder<'static, Postgres> {
+    let mut q = filtered("SELECT body, version FROM requests", filter);
+    q.push(if filter.newest_first {
+        " ORDER BY created_at_ms DESC, id DESC"
+    } else {
+        " ORDER BY created_at_ms, id"
+    });
+    // `LIMIT NULL` is no limit.
+    let limit = (filter.limit != 0).then(|| i64::try_from(filter.limit).unwrap_or(i64::MAX));
+    q.push(" LIMIT ").push_bind(limit);
+    q.push(" OFFSET ")
+        .push_bind(i64::try_from(filter.offset).unwrap_or(i64::MAX));
+    q
+}
+
+/// How many requests `filter` matches (its page aside).
+fn count_query(filter: &ListFilter) -> QueryBuilder<'static, Postgres> {
+    filtered("SELECT COUNT(*) FROM requests", filter)
+}
+
 #[async_trait]
 impl ApprovalStore for PostgresStore {
     async fn insert(&self, request: &ApprovalRequest) -> Result<()> {
         let body = serde_json::to_string(request).map_err(store_err)?;
         let key = open_key(request)?;
         let inserted = sqlx::query(
-            "INSERT INTO requests (id, external_id, state, workflow, requester, created_at_ms, version, body, open_key)
-             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8)",
+            "INSERT INTO requests (id, external_id, state, workflow, requester, device, created_at_ms, version, body, open_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9)",
         )
         .bind(request.id.as_str())
         .bind(request.external_id.as_deref())
         .bind(request.state.as_str())
         .bind(request.workflow.as_str())
         .bind(request.requester.as_str())
+        .bind(request.device.as_str())
         .bind(request.created_at_ms)
         .bind(body)
         .bind((!request.state.is_final()).then_some(key.as_str()))
@@ -568,31 +648,21 @@ impl ApprovalStore for PostgresStore {
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<ApprovalRequest>> {
-        let mut q: QueryBuilder<'_, Postgres> =
-            QueryBuilder::new("SELECT body, version FROM requests WHERE TRUE");
-        if !filter.states.is_empty() {
-            let states: Vec<String> = filter.states.iter().map(|s| s.as_str().to_owned()).collect();
-            q.push(" AND state = ANY(").push_bind(states).push(")");
-        }
-        if let Some(user) = &filter.requester {
-            q.push(" AND requester = ").push_bind(user.as_str().to_owned());
-        }
-        if let Some(workflow) = &filter.workflow {
-            q.push(" AND workflow = ").push_bind(workflow.as_str().to_owned());
-        }
-        if let Some(from) = filter.created_from_ms {
-            q.push(" AND created_at_ms >= ").push_bind(from);
-        }
-        if let Some(to) = filter.created_to_ms {
-            q.push(" AND created_at_ms < ").push_bind(to);
-        }
-        // `LIMIT NULL` is no limit.
-        let limit = (filter.limit != 0).then(|| i64::try_from(filter.limit).unwrap_or(i64::MAX));
-        q.push(" ORDER BY created_at_ms, id LIMIT ").push_bind(limit);
-        q.push(" OFFSET ")
-            .push_bind(i64::try_from(filter.offset).unwrap_or(i64::MAX));
-        let rows = q.build().fetch_all(&self.pool).await.map_err(store_err)?;
+        let rows = list_query(filter)
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_err)?;
         rows.iter().map(Self::decode).collect()
+    }
+
+    async fn count(&self, filter: &ListFilter) -> Result<u64> {
+        let count: i64 = count_query(filter)
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_err)?;
+        stored_total(count)
     }
 
     async fn shared_value(&self, key: &str, proposed: &str) -> Result<String> {

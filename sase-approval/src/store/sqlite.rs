@@ -4,8 +4,8 @@
 
 use super::{
     check_audit_record, counter_param, document_conflict, seq_param, stored_count, stored_counter,
-    stored_details, stored_seq, stored_state, ApprovalStore, Counted, DecideChange, Document, EventWrite,
-    ListFilter,
+    stored_details, stored_seq, stored_state, stored_total, ApprovalStore, Counted, DecideChange, Document,
+    EventWrite, ListFilter,
 };
 use crate::audit::{canonical_json, AuditEntry, AuditFilter, AuditRecord};
 use crate::error::{Error, Result};
@@ -105,6 +105,19 @@ const MIGRATIONS: &[&[&str]] = &[
     )",
         "INSERT INTO audit_head (id, seq, hash)
          VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000')",
+    ],
+    &[
+        // The console pages through requests newest first, filtered by device among others:
+        // the device gets a column (set on insert; a request's device never changes),
+        // backfilled from the body. Each listing then walks one index newest first and stops
+        // at the page's end: by time with no filter (or a date range alone), by device or by
+        // workflow (each with `id` last: no sort at all), by state or by requester (the
+        // indexes of migration 1: only requests created in one millisecond are sorted, by id).
+        "ALTER TABLE requests ADD COLUMN device TEXT",
+        "UPDATE requests SET device = json_extract(body, '$.device')",
+        "CREATE INDEX requests_by_time ON requests (created_at_ms, id)",
+        "CREATE INDEX requests_by_device ON requests (device, created_at_ms, id)",
+        "CREATE INDEX requests_by_workflow ON requests (workflow, created_at_ms, id)",
     ],
 ];
 
@@ -278,19 +291,84 @@ async fn insert_event<'e>(
     Ok(done.rows_affected() == 1)
 }
 
+/// `select` (`SELECT … FROM requests`) restricted to the requests `filter` matches, each
+/// condition on an indexed column.
+fn filtered(select: &str, filter: &ListFilter) -> QueryBuilder<'static, Sqlite> {
+    let mut q = QueryBuilder::new(select);
+    q.push(" WHERE 1 = 1");
+    match filter.states.as_slice() {
+        [] => {}
+        // `=` rather than `IN` of one, to be plain to the planner.
+        [state] => {
+            q.push(" AND state = ").push_bind(state.as_str());
+        }
+        states => {
+            q.push(" AND state IN (");
+            let mut sep = q.separated(", ");
+            for state in states {
+                sep.push_bind(state.as_str());
+            }
+            q.push(")");
+        }
+    }
+    if let Some(user) = &filter.requester {
+        q.push(" AND requester = ").push_bind(user.as_str().to_owned());
+    }
+    if let Some(device) = &filter.device {
+        q.push(" AND device = ").push_bind(device.as_str().to_owned());
+    }
+    if let Some(workflow) = &filter.workflow {
+        q.push(" AND workflow = ").push_bind(workflow.as_str().to_owned());
+    }
+    if let Some(from) = filter.created_from_ms {
+        q.push(" AND created_at_ms >= ").push_bind(from);
+    }
+    if let Some(to) = filter.created_to_ms {
+        q.push(" AND created_at_ms < ").push_bind(to);
+    }
+    q
+}
+
+/// What [`ApprovalStore::list`] selects.
+const LIST: &str = "SELECT body, version FROM requests";
+
+/// What [`ApprovalStore::count`] selects.
+const COUNT: &str = "SELECT COUNT(*) FROM requests";
+
+/// The page of requests `filter` lists, in its order: `select` ([`LIST`]) with its conditions,
+/// order, limit and offset.
+fn list_query(select: &str, filter: &ListFilter) -> QueryBuilder<'static, Sqlite> {
+    let mut q = filtered(select, filter);
+    q.push(if filter.newest_first {
+        " ORDER BY created_at_ms DESC, id DESC"
+    } else {
+        " ORDER BY created_at_ms, id"
+    });
+    let limit = if filter.limit == 0 {
+        i64::MAX
+    } else {
+        i64::try_from(filter.limit).unwrap_or(i64::MAX)
+    };
+    q.push(" LIMIT ").push_bind(limit);
+    q.push(" OFFSET ")
+        .push_bind(i64::try_from(filter.offset).unwrap_or(i64::MAX));
+    q
+}
+
 #[async_trait]
 impl ApprovalStore for SqliteStore {
     async fn insert(&self, request: &ApprovalRequest) -> Result<()> {
         let body = serde_json::to_string(request).map_err(store_err)?;
         let inserted = sqlx::query(
-            "INSERT INTO requests (id, external_id, state, workflow, requester, created_at_ms, version, body, open_key)
-             VALUES (?, ?, ?, ?, ?, ?, 0, ?, CASE WHEN ? THEN json_array(?, ?, ?) END)",
+            "INSERT INTO requests (id, external_id, state, workflow, requester, device, created_at_ms, version, body, open_key)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, CASE WHEN ? THEN json_array(?, ?, ?) END)",
         )
         .bind(request.id.as_str())
         .bind(request.external_id.as_deref())
         .bind(request.state.as_str())
         .bind(request.workflow.as_str())
         .bind(request.requester.as_str())
+        .bind(request.device.as_str())
         .bind(request.created_at_ms)
         .bind(body)
         .bind(!request.state.is_final())
@@ -388,38 +466,21 @@ impl ApprovalStore for SqliteStore {
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<ApprovalRequest>> {
-        let mut q: QueryBuilder<'_, Sqlite> =
-            QueryBuilder::new("SELECT body, version FROM requests WHERE 1 = 1");
-        if !filter.states.is_empty() {
-            q.push(" AND state IN (");
-            let mut sep = q.separated(", ");
-            for state in &filter.states {
-                sep.push_bind(state.as_str());
-            }
-            q.push(")");
-        }
-        if let Some(user) = &filter.requester {
-            q.push(" AND requester = ").push_bind(user.as_str().to_owned());
-        }
-        if let Some(workflow) = &filter.workflow {
-            q.push(" AND workflow = ").push_bind(workflow.as_str().to_owned());
-        }
-        if let Some(from) = filter.created_from_ms {
-            q.push(" AND created_at_ms >= ").push_bind(from);
-        }
-        if let Some(to) = filter.created_to_ms {
-            q.push(" AND created_at_ms < ").push_bind(to);
-        }
-        let limit = if filter.limit == 0 {
-            i64::MAX
-        } else {
-            i64::try_from(filter.limit).unwrap_or(i64::MAX)
-        };
-        q.push(" ORDER BY created_at_ms, id LIMIT ").push_bind(limit);
-        q.push(" OFFSET ")
-            .push_bind(i64::try_from(filter.offset).unwrap_or(i64::MAX));
-        let rows = q.build().fetch_all(&self.readers).await.map_err(store_err)?;
+        let rows = list_query(LIST, filter)
+            .build()
+            .fetch_all(&self.readers)
+            .await
+            .map_err(store_err)?;
         rows.iter().map(Self::decode).collect()
+    }
+
+    async fn count(&self, filter: &ListFilter) -> Result<u64> {
+        let count: i64 = filtered(COUNT, filter)
+            .build_query_scalar()
+            .fetch_one(&self.readers)
+            .await
+            .map_err(store_err)?;
+        stored_total(count)
     }
 
     async fn shared_value(&self, key: &str, proposed: &str) -> Result<String> {
@@ -737,4 +798,159 @@ fn decode_document(row: &sqlx::sqlite::SqliteRow) -> Result<Document> {
         updated_at_ms: row.try_get("updated_at_ms").map_err(store_err)?,
         id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{RequestState, Source};
+    use sase_policy::ids::WorkflowId;
+    use std::sync::Arc;
+
+    fn request(i: usize) -> ApprovalRequest {
+        let states = [
+            RequestState::Approved,
+            RequestState::Rejected,
+            RequestState::Expired,
+            RequestState::Revoked,
+        ];
+        let mut r = ApprovalRequest {
+            id: RequestId(format!("req-{i:05}")),
+            template: "app_uninstall".into(),
+            workflow: WorkflowId::new(format!("wf-{}", i % 3)),
+            requester: UserId::new(format!("user-{}", i % 40)),
+            device: DeviceId::new(format!("dev-{}", i % 50)),
+            action: Action::Uninstall,
+            fields: Arc::default(),
+            state: RequestState::Submitted,
+            state_at_ms: 0,
+            external_id: None,
+            create_uncertain: false,
+            created_at_ms: 1_000 * i64::try_from(i).unwrap(),
+            grant: None,
+            grant_consumed_at_ms: None,
+            version: 0,
+            history: vec![],
+            history_dropped: 0,
+        };
+        // Ended, but for the newest few.
+        if i < 990 {
+            let state = states[i % states.len()];
+            r.record(state, r.created_at_ms + 1, "admin", Source::System, None);
+        }
+        r
+    }
+
+    /// SQLite's plan for `q`, one step a line.
+    async fn plan(store: &SqliteStore, mut q: QueryBuilder<'static, Sqlite>) -> String {
+        let rows = q.build().fetch_all(&store.readers).await.unwrap();
+        rows.iter()
+            .map(|row| row.try_get::<String, _>("detail").unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Whether every table access in `plan` goes through an index: a search or a scan of an
+    /// index (`SCAN requests USING INDEX …`), never a bare `SCAN requests` (the whole table).
+    fn indexed(plan: &str) -> bool {
+        (plan.contains("USING INDEX") || plan.contains("USING COVERING INDEX"))
+            && plan
+                .lines()
+                .filter(|step| step.contains("requests"))
+                .all(|step| step.contains(" USING "))
+    }
+
+    /// The console's queries, each explained: a page of 50 newest first with no filter, a
+    /// device's, a state's; the total of every request; and the other filters.
+    fn console_queries() -> Vec<(&'static str, QueryBuilder<'static, Sqlite>)> {
+        let explain_list = format!("EXPLAIN QUERY PLAN {LIST}");
+        let explain_count = format!("EXPLAIN QUERY PLAN {COUNT}");
+        let page = ListFilter::default().newest_first().page(0, 50);
+        vec![
+            ("list, no filter", list_query(&explain_list, &page)),
+            (
+                "list, a device",
+                list_query(&explain_list, &page.clone().device(DeviceId::new("dev-7"))),
+            ),
+            (
+                "list, a state",
+                list_query(&explain_list, &page.clone().states(vec![RequestState::Submitted])),
+            ),
+            (
+                "count, no filter",
+                filtered(&explain_count, &ListFilter::default()),
+            ),
+            // And the console's other filters.
+            (
+                "list, a requester",
+                list_query(&explain_list, &page.clone().requester(UserId::new("user-3"))),
+            ),
+            (
+                "list, a workflow",
+                list_query(&explain_list, &page.clone().workflow(WorkflowId::new("wf-1"))),
+            ),
+            (
+                "list, a date range",
+                list_query(
+                    &explain_list,
+                    &page.clone().created_from_ms(100_000).created_to_ms(200_000),
+                ),
+            ),
+            (
+                "list, a device in a date range",
+                list_query(
+                    &explain_list,
+                    &page
+                        .clone()
+                        .device(DeviceId::new("dev-7"))
+                        .created_from_ms(100_000)
+                        .created_to_ms(200_000),
+                ),
+            ),
+            (
+                "list, two states",
+                list_query(
+                    &explain_list,
+                    &page
+                        .clone()
+                        .states(vec![RequestState::Submitted, RequestState::Pending]),
+                ),
+            ),
+            (
+                "count, a device",
+                filtered(
+                    &explain_count,
+                    &ListFilter::default().device(DeviceId::new("dev-7")),
+                ),
+            ),
+            (
+                "count, a state",
+                filtered(
+                    &explain_count,
+                    &ListFilter::default().states(vec![RequestState::Approved]),
+                ),
+            ),
+        ]
+    }
+
+    /// The console's queries each go down an index, before SQLite has statistics on the table
+    /// and after `ANALYZE` has gathered them.
+    #[tokio::test]
+    async fn the_console_s_queries_use_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("plan.sqlite")).await.unwrap();
+        for i in 0..1_000 {
+            store.insert(&request(i)).await.unwrap();
+        }
+        for analyzed in [false, true] {
+            if analyzed {
+                sqlx::query("ANALYZE").execute(&store.writer).await.unwrap();
+            }
+            for (name, q) in console_queries() {
+                let shown = plan(&store, q).await;
+                println!("{name} (analyzed: {analyzed}):\n{shown}");
+                assert!(indexed(&shown), "{name} (analyzed: {analyzed}): {shown}");
+            }
+        }
+    }
 }
