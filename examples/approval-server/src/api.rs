@@ -7,6 +7,7 @@
 mod admins;
 mod audit;
 mod auth;
+pub(crate) use auth::{cookie, SESSION_COOKIE};
 mod devices;
 mod export;
 mod openapi;
@@ -50,21 +51,21 @@ fn eq(a: &str, b: &str) -> bool {
 
 #[derive(Clone)]
 pub(crate) struct AppState {
-    engine: Arc<Engine>,
-    policies: Policies,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) policies: Policies,
     admin_token: Arc<str>,
-    devices: Devices,
+    pub(crate) devices: Devices,
     /// Every key a grant may be signed with (the engine's first).
     grant_keys: Arc<[GrantVerifier]>,
     filings: FilingLimit,
     /// The workflows in force, their Request URLs and DingTalk apps.
-    workflows: Workflows,
+    pub(crate) workflows: Workflows,
     /// The console's named admins, their tokens and sessions.
-    admins: Admins,
+    pub(crate) admins: Admins,
     /// Session cookies are `Secure` (the server speaks TLS).
     secure_cookies: bool,
     /// The configuration changes and logins recorded in the audit chain.
-    audit: AuditLog,
+    pub(crate) audit: AuditLog,
     /// Failed logins per name.
     logins: LoginThrottle,
     /// The metrics, counted by every route.
@@ -276,6 +277,8 @@ pub(crate) fn router(state: AppState) -> Router {
     routes
         // DingTalk's wire format, not ours: the one route the document leaves out.
         .route("/dingtalk/callback/{id}", axum::routing::any(workflows::callback))
+        // The web console's HTML pages: for browsers, not part of the JSON API's document.
+        .merge(crate::console::routes())
         .method_not_allowed_fallback(rejection::method_not_allowed)
         .fallback(rejection::not_found)
         .with_state(state.clone())
@@ -288,7 +291,7 @@ pub(crate) fn router(state: AppState) -> Router {
         ))
 }
 
-/// Every route of the API, each with its description.
+/// Every route of the JSON API, each with its description.
 fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
     let mut routes = OpenApiRouter::with_openapi(openapi::document())
         .routes(routes!(openapi::serve))

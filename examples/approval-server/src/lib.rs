@@ -26,6 +26,7 @@ mod api;
 mod audit_log;
 pub mod config;
 pub mod connections;
+mod console;
 #[cfg(feature = "demo")]
 mod demo;
 mod devices;

@@ -25,6 +25,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) mod browser;
 pub(crate) mod openapi;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
