@@ -17,7 +17,7 @@ mod counters;
 mod verify;
 
 pub use counters::StoreCounters;
-pub use verify::{form_problems, verify_workflow, Verification};
+pub use verify::{form_problems, holds_text, verify_workflow, Verification};
 
 use crate::backend::{ApprovalBackend, BackendError, BackendResult, ExternalStatus, FailureKind};
 use crate::definition::{DingTalkSettings, Mapping, Workflow};

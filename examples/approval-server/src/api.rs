@@ -327,6 +327,7 @@ fn console_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(policies::preview))
         .routes(routes!(policies::get, policies::put, policies::delete))
         .routes(routes!(console_usage))
+        .routes(routes!(workflows::live_form))
         .routes(routes!(console_list))
         .routes(routes!(console_get))
         .routes(routes!(console_action))

@@ -5,11 +5,16 @@
 //! sheet and the script are embedded; pages carry no inline script (a strict
 //! Content-Security-Policy says so).
 
+mod admins;
 mod assets;
+mod audit;
+mod devices;
 pub(crate) mod i18n;
 mod layout;
+mod policies;
 mod requests;
 mod time;
+mod workflows;
 
 use crate::admins::Role;
 use crate::api::{AppState, SESSION_COOKIE};
@@ -37,6 +42,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route(assets::ICON_PATH, get(assets::icon))
         .route("/console/requests", get(requests::list))
         .route("/console/requests/{id}", get(requests::detail))
+        .merge(workflows::routes())
+        .merge(policies::routes())
+        .merge(devices::routes())
+        .merge(audit::routes())
+        .merge(admins::routes())
 }
 
 /// What every console page answers with: no caching, no framing, scripts and styles from this

@@ -78,6 +78,21 @@ pub(crate) enum WorkflowError {
     /// A DingTalk client cannot be built from the configuration.
     #[error(transparent)]
     DingTalk(#[from] dingtalk_sdk::Error),
+    /// DingTalk refused or failed a call made for the console (a live form).
+    #[error("DingTalk: {0}")]
+    Call(dingtalk_sdk::Error),
+}
+
+/// The app a live form is read with: its Client ID, and its secret unless the workflow named
+/// with it has it stored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FormApp {
+    pub(crate) client_id: String,
+    #[serde(default)]
+    pub(crate) client_secret: Option<String>,
+    #[serde(default)]
+    pub(crate) api_base: Option<String>,
 }
 
 /// A stored workflow: its configuration with the app's secrets sealed.
@@ -202,51 +217,44 @@ struct Served {
 pub(crate) struct WorkflowView {
     /// What policies name.
     #[schema(value_type = String)]
-    id: WorkflowId,
-    name: String,
+    pub(crate) id: WorkflowId,
+    pub(crate) name: String,
     /// `dingtalk` or `builtin`.
     #[serde(rename = "type")]
-    kind: WorkflowType,
+    pub(crate) kind: WorkflowType,
     /// Who decides a built-in workflow's requests (console identities).
-    approvers: Vec<String>,
+    pub(crate) approvers: Vec<String>,
     /// How DingTalk delivers its events (DingTalk workflows).
-    delivery: Option<Delivery>,
+    pub(crate) delivery: Option<Delivery>,
     /// The DingTalk app's Client ID.
-    client_id: Option<String>,
+    pub(crate) client_id: Option<String>,
     /// Whom DingTalk's encrypted events are addressed to (the Client ID by default).
-    receiver_id: Option<String>,
+    pub(crate) receiver_id: Option<String>,
     /// The DingTalk form (`PROC-…`); empty for a built-in workflow.
-    process_code: String,
+    pub(crate) process_code: String,
     /// System field → form label.
-    fields: BTreeMap<String, String>,
+    pub(crate) fields: BTreeMap<String, String>,
     /// Template → form mappings.
-    mappings: Vec<Mapping>,
+    pub(crate) mappings: Vec<Mapping>,
     /// The Request URL's path (HTTP push).
-    callback_path: Option<String>,
+    pub(crate) callback_path: Option<String>,
     /// The Request URL to paste into DingTalk's developer console (HTTP push, once the
     /// server's public URL is known).
-    request_url: Option<String>,
+    pub(crate) request_url: Option<String>,
     /// The event subscription to add in DingTalk's developer console.
-    event_subscription: Option<String>,
+    pub(crate) event_subscription: Option<String>,
     /// The secrets set (write-only: by name, never their values).
-    secrets: Vec<&'static str>,
+    pub(crate) secrets: Vec<&'static str>,
     /// The app's DingTalk call budget.
-    budget: Option<BudgetView>,
+    pub(crate) budget: Option<BudgetView>,
     /// Where DingTalk's API is (unset: DingTalk itself).
-    api_base: Option<String>,
+    pub(crate) api_base: Option<String>,
     /// The last check against DingTalk (DingTalk workflows).
-    verification: Option<Checked>,
+    pub(crate) verification: Option<Checked>,
     /// The stored version, to name in a change.
-    version: u64,
+    pub(crate) version: u64,
     /// Last written, Unix ms.
-    updated_at_ms: i64,
-}
-
-impl WorkflowView {
-    /// The stored version.
-    pub(crate) fn version(&self) -> u64 {
-        self.version
-    }
+    pub(crate) updated_at_ms: i64,
 }
 
 /// A DingTalk app's call budget, as configured.
@@ -1012,6 +1020,71 @@ impl Workflows {
             reason: format!("workflow `{id}` was saved but is not in force"),
         })?;
         Ok((view, version == 0))
+    }
+
+    /// The live form `process_code` as DingTalk has it, read with `app` (its secret, when left
+    /// out, the stored one of `workflow`, which must be of the same app) or else with the app of
+    /// `workflow`, a DingTalk workflow in force. The call counts against the app's month.
+    ///
+    /// # Errors
+    /// [`WorkflowError::BadBody`] naming what is missing; [`WorkflowError::Call`] when
+    /// DingTalk refuses (a wrong secret, an unknown form) or fails.
+    pub(crate) async fn live_form(
+        &self,
+        process_code: &str,
+        workflow: Option<&str>,
+        app: Option<FormApp>,
+    ) -> Result<dingtalk_sdk::workflow::FormSchema, WorkflowError> {
+        let bad = |at: &str, message: String| WorkflowError::BadBody {
+            at: at.to_owned(),
+            message,
+        };
+        let client = match app {
+            None => {
+                let id =
+                    workflow.ok_or_else(|| bad("dingtalk", "name the app, or a workflow of it".into()))?;
+                let served = self.current().served.get(id).cloned();
+                let served = served.ok_or_else(|| bad("workflow", format!("no workflow `{id}`")))?;
+                served
+                    .client
+                    .clone()
+                    .ok_or_else(|| bad("workflow", format!("`{id}` is not a DingTalk workflow")))?
+            }
+            Some(app) => {
+                let secret = match (app.client_secret, workflow) {
+                    (Some(secret), _) => secret,
+                    (None, Some(id)) => {
+                        let stored = self.0.store.get_document(KIND, id).await?;
+                        let config = stored.as_ref().map(|d| open(&self.0.secrets, d)).transpose()?;
+                        config
+                            .and_then(|c| c.dingtalk)
+                            .filter(|d| d.client_id == app.client_id)
+                            .map(|d| d.client_secret)
+                            .ok_or_else(|| {
+                                bad(
+                                    "dingtalk.client_secret",
+                                    format!("required: workflow `{id}` has no stored secret of this app"),
+                                )
+                            })?
+                    }
+                    (None, None) => return Err(bad("dingtalk.client_secret", "required".into())),
+                };
+                let clock = Arc::clone(&self.0.clock);
+                let budget_clock: BudgetClock = Arc::new(move || clock.now_ms());
+                let mut builder = DingTalkClient::builder(Credentials::new(&app.client_id, &secret))
+                    .budget_clock(budget_clock)
+                    .shared_counters(Arc::new(StoreCounters::new(Arc::clone(&self.0.store))));
+                if let Some(base) = &app.api_base {
+                    builder = builder.api_base(base);
+                }
+                builder.build()?
+            }
+        };
+        client
+            .workflow()
+            .form_schema(&ProcessCode::new(process_code))
+            .await
+            .map_err(WorkflowError::Call)
     }
 
     /// Deletes workflow `id` at `version`, unless a policy names it (`names`: the ids of the

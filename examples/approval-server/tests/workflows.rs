@@ -880,3 +880,75 @@ async fn a_workflow_saved_while_dingtalk_fails_is_checked_again_until_verified()
     .await;
     server.shutdown().await.unwrap();
 }
+
+/// The console offers a form's live fields when an admin maps a workflow: read with the app
+/// typed in (a workflow not saved yet) or with a saved workflow's stored secret; DingTalk's
+/// refusals reach the admin as they are.
+#[tokio::test]
+async fn the_live_form_is_read_with_the_typed_or_the_stored_app() {
+    let mock = mock2().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(&mock, credentialed_config(&mock, &dir.path().join("f.sqlite"))).await;
+    let console = Console::new(&server);
+    let form = |body: Value| console.call(reqwest::Method::POST, "/api/console/dingtalk/form", Some(body));
+
+    // A new workflow: the app as typed.
+    let (status, answer) = form(json!({"process_code": CODE2, "dingtalk": {
+        "client_id": APP2, "client_secret": SECRET2, "api_base": mock.base_url()}}))
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"name": "客户端卸载", "fields": [
+            {"label": "设备", "component": "TextField", "required": false, "holds_text": true},
+            {"label": "原因说明", "component": "TextareaField", "required": true, "holds_text": true},
+        ]})
+    );
+    // A saved workflow's app, its secret left out (write-only): the stored one.
+    let (status, answer) = form(json!({"process_code": support::CODE, "workflow": "wf-dingtalk",
+        "dingtalk": {"client_id": support::APP, "api_base": mock.base_url()}}))
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["fields"][1]["label"], "卸载原因", "{answer}");
+    let (status, answer) = form(json!({"process_code": support::CODE, "workflow": "wf-dingtalk"})).await;
+    assert_eq!(
+        (status, answer["name"].as_str()),
+        (200, Some("卸载申请")),
+        "{answer}"
+    );
+
+    // Refused: a wrong secret, an unknown form (DingTalk's words), no secret to use.
+    let (status, answer) = form(json!({"process_code": CODE2, "dingtalk": {
+        "client_id": APP2, "client_secret": "typo", "api_base": mock.base_url()}}))
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (502, Some("dingtalk_error")),
+        "{answer}"
+    );
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalidClientIdOrSecret"),
+        "{answer}"
+    );
+    let (status, answer) = form(json!({"process_code": "PROC-NOPE", "workflow": "wf-dingtalk"})).await;
+    assert_eq!(status, 502, "{answer}");
+    let (status, answer) = form(json!({"process_code": CODE2, "dingtalk": {"client_id": APP2}})).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("bad_body")),
+        "{answer}"
+    );
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("dingtalk.client_secret"),
+        "{answer}"
+    );
+    let (status, answer) = form(json!({"process_code": CODE2, "workflow": "wf-nope"})).await;
+    assert_eq!(status, 400, "{answer}");
+    server.shutdown().await.unwrap();
+}

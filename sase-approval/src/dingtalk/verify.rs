@@ -17,6 +17,12 @@ const TEXT_LIKE: [&str; 5] = [
     "TextNote",
 ];
 
+/// Whether a form component of this kind (`componentName`) can hold a mapped system field's
+/// text value.
+pub fn holds_text(component_name: &str) -> bool {
+    TEXT_LIKE.contains(&component_name)
+}
+
 /// What checking a workflow against DingTalk found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -56,7 +62,7 @@ pub fn form_problems(
                 mapping.process_code,
                 labels(form)
             ),
-            Some(item) if !TEXT_LIKE.contains(&item.component_name.as_str()) => format!(
+            Some(item) if !holds_text(&item.component_name) => format!(
                 "form field `{label}` is a {}, which cannot hold a text value",
                 item.component_name
             ),

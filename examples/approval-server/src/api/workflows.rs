@@ -8,7 +8,7 @@ use super::{
 };
 use crate::admins::Identity;
 use crate::config::WorkflowConfig;
-use crate::workflows::{WorkflowError, WorkflowView};
+use crate::workflows::{FormApp, WorkflowError, WorkflowView};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
@@ -56,6 +56,7 @@ fn workflow_error(e: &WorkflowError) -> Response {
         WorkflowError::Secrets(_) | WorkflowError::DingTalk(_) => {
             error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e)
         }
+        WorkflowError::Call(_) => error(StatusCode::BAD_GATEWAY, "dingtalk_error", e),
     }
 }
 
@@ -129,7 +130,7 @@ pub(super) async fn put(
     let before = state.workflows.view_of(&id);
     match state.workflows.put(&id, b).await {
         Ok((view, created)) => {
-            let version = view.version();
+            let version = view.version;
             tracing::info!(workflow = %id, version, actor = %by.name, "workflow saved");
             state
                 .audit
@@ -209,6 +210,94 @@ pub(super) async fn delete(
                 .await;
             StatusCode::NO_CONTENT.into_response()
         }
+        Err(e) => workflow_error(&e),
+    }
+}
+
+/// `POST /api/console/dingtalk/form`.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FormBody {
+    /// The form (`PROC-…`).
+    process_code: String,
+    /// A workflow whose app reads the form (its stored secret, when `dingtalk` leaves it out).
+    #[serde(default)]
+    workflow: Option<String>,
+    /// The app to read it with (a workflow not saved yet).
+    #[serde(default)]
+    #[schema(value_type = Option<FormAppBody>)]
+    dingtalk: Option<FormApp>,
+}
+
+/// The app a live form is read with.
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    reason = "the OpenAPI description of FormApp, which the body parses"
+)]
+pub(super) struct FormAppBody {
+    client_id: String,
+    /// Write-only; left out: the stored one of `workflow`.
+    #[schema(write_only)]
+    client_secret: Option<String>,
+    /// Where DingTalk's API is (unset: DingTalk itself).
+    api_base: Option<String>,
+}
+
+/// A form as DingTalk has it: what the mapping's labels may name.
+#[derive(serde::Serialize, ToSchema)]
+pub(super) struct LiveForm {
+    name: Option<String>,
+    /// Its top-level components, in order.
+    fields: Vec<LiveField>,
+}
+
+/// One component of a live form.
+#[derive(serde::Serialize, ToSchema)]
+pub(super) struct LiveField {
+    /// What a mapping names (`formComponentValues[].name`).
+    label: String,
+    /// `TextField`, `TextareaField`, `DDSelectField`, …
+    component: String,
+    /// DingTalk refuses an instance without it.
+    required: bool,
+    /// It can hold a system field's text.
+    holds_text: bool,
+}
+
+/// A DingTalk form's live fields, for mapping system fields to its labels (one DingTalk
+/// call, counted against the app's month).
+#[utoipa::path(post, path = "/api/console/dingtalk/form", operation_id = "live_form", tag = "workflows",
+    request_body = FormBody,
+    responses(
+        (status = 200, description = "The form", body = LiveForm),
+        (status = 502, description = "`dingtalk_error`: DingTalk refused (a wrong secret, an unknown form) or failed", body = ApiError),
+    ))]
+pub(super) async fn live_form(State(state): State<AppState>, b: JsonBody<FormBody>) -> Response {
+    let b = match body(b) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match state
+        .workflows
+        .live_form(&b.process_code, b.workflow.as_deref(), b.dingtalk)
+        .await
+    {
+        Ok(form) => Json(LiveForm {
+            name: form.name,
+            fields: form
+                .schema_content
+                .items
+                .into_iter()
+                .map(|item| LiveField {
+                    holds_text: sase_approval::dingtalk::holds_text(&item.component_name),
+                    label: item.props.label,
+                    component: item.component_name,
+                    required: item.props.required,
+                })
+                .collect(),
+        })
+        .into_response(),
         Err(e) => workflow_error(&e),
     }
 }

@@ -152,6 +152,11 @@ impl Browser {
 
     /// Saves a screenshot of the page as `{name}.png`.
     pub(crate) async fn shot(&self, name: &str) -> PathBuf {
+        // The page from its top, as it opens.
+        self.client
+            .execute("window.scrollTo(0, 0);", vec![])
+            .await
+            .unwrap();
         let png = self.client.screenshot().await.unwrap();
         let path = self.shots.join(format!("{name}.png"));
         std::fs::write(&path, png).unwrap();

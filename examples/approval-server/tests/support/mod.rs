@@ -403,6 +403,12 @@ pub(crate) fn console_routes(request: &str) -> Vec<(Method, String, Option<Value
             "viewer",
         ),
         (Method::GET, "/api/console/dingtalk/usage".into(), None, "viewer"),
+        (
+            Method::POST,
+            "/api/console/dingtalk/form".into(),
+            Some(json!({"process_code": "PROC-TEST", "workflow": "wf-dingtalk"})),
+            "admin",
+        ),
         (Method::GET, "/api/console/requests".into(), None, "viewer"),
         (
             Method::GET,

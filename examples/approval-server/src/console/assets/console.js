@@ -1,6 +1,7 @@
 // The SASE approval console's script: forms send JSON to the console API (with the session's
-// CSRF token), a page can follow a resource and refresh itself when it changes, and the logout
-// button ends the session. Hand-written, no dependencies; pages carry no inline script.
+// CSRF token) and then redraw the page, go to another, or show a field of the answer; a page
+// can follow a resource and refresh itself when it changes; the logout button ends the
+// session. Hand-written, no dependencies; pages carry no inline script.
 "use strict";
 
 (function () {
@@ -68,8 +69,12 @@
     if (!form) return;
     event.preventDefault();
     const submitter = event.submitter;
-    let url = form.dataset.api;
-    if (submitter && submitter.value) url = url.replace("{action}", encodeURIComponent(submitter.value));
+    // `{action}` is the submit button's value; `{a.b}` the form's field of that name.
+    const url = form.dataset.api.replace(/\{([^}]+)\}/g, (_, name) => {
+      if (name === "action" && submitter) return encodeURIComponent(submitter.value);
+      const field = form.querySelector(`[name="${name}"]`);
+      return field ? encodeURIComponent(field.value) : "";
+    });
     const method = form.dataset.method || "POST";
     let body;
     try {
@@ -90,6 +95,11 @@
       const then = form.dataset.then || "reload";
       if (then === "reload") {
         await refresh();
+      } else if (then === "show") {
+        // An answer shown once (a new enrollment code): its field `data-show-field` goes into
+        // the form's <output class="shown">; the page is not redrawn, so it stays on screen.
+        const shown = form.querySelector("output.shown");
+        if (shown && answer) shown.textContent = String(answer[form.dataset.showField] ?? "");
       } else {
         window.location.assign(then);
       }
@@ -131,6 +141,77 @@
     }, 2000);
   }
 
+  // [data-when="name=value"]: shown, and its fields sent, only while the form's field `name`
+  // has that value (a workflow's DingTalk settings, only for a DingTalk workflow).
+  function conditions() {
+    document.querySelectorAll("[data-when]").forEach((part) => {
+      const [name, value] = part.dataset.when.split("=");
+      const form = part.closest("form");
+      const field = form && form.querySelector(`[name="${name}"]`);
+      const on = !field || field.value === value;
+      part.hidden = !on;
+      if (part.tagName === "FIELDSET") part.disabled = !on;
+      else part.querySelectorAll("input, select, textarea").forEach((f) => { f.disabled = !on; });
+    });
+  }
+
+  // [data-copy]: the value to the clipboard; the button's neighbouring <output> says so.
+  async function copy(button) {
+    const out = button.parentElement.querySelector("output");
+    try {
+      await navigator.clipboard.writeText(button.dataset.copy);
+      if (out) out.textContent = button.dataset.copied || "✓";
+    } catch (_) {
+      // No clipboard (an insecure origin, a refused permission): select the value instead.
+      const code = button.parentElement.querySelector("code");
+      if (code) window.getSelection().selectAllChildren(code);
+    }
+  }
+
+  // [data-live-form]: reads the form named by the editor's process code from DingTalk, with
+  // the app typed in (or the saved workflow's stored secret), and offers its text fields for
+  // the mapping (the <datalist id="form-labels">).
+  async function liveForm(button) {
+    const form = button.closest("form");
+    const value = (name) => {
+      const f = form.querySelector(`[name="${name}"]`);
+      return f && f.value !== "" ? f.value : undefined;
+    };
+    const body = {
+      process_code: value("workflow.process_code") || "",
+      workflow: button.dataset.liveForm || undefined,
+      dingtalk: {
+        client_id: value("workflow.dingtalk.client_id") || "",
+        client_secret: value("workflow.dingtalk.client_secret"),
+        api_base: value("workflow.dingtalk.api_base"),
+      },
+    };
+    const out = form.querySelector("output.live-form");
+    const { ok, answer } = await call("POST", "/api/console/dingtalk/form", body);
+    if (!ok) {
+      if (out) out.textContent = (answer && answer.message) || "error";
+      return;
+    }
+    const list = document.getElementById("form-labels");
+    list.replaceChildren(...answer.fields.filter((f) => f.holds_text).map((f) => {
+      const option = document.createElement("option");
+      option.value = f.label;
+      return option;
+    }));
+    if (out) {
+      const fields = answer.fields.map((f) => f.label + (f.required ? " *" : "")).join(", ");
+      out.textContent = `${answer.name || body.process_code}: ${fields}`;
+    }
+  }
+
+  document.addEventListener("change", conditions);
+  document.addEventListener("DOMContentLoaded", conditions);
+  document.addEventListener("click", (event) => {
+    const copyButton = event.target.closest("button[data-copy]");
+    if (copyButton) copy(copyButton);
+    const formButton = event.target.closest("button[data-live-form]");
+    if (formButton) liveForm(formButton).catch(() => {});
+  });
   document.addEventListener("submit", submit);
   document.addEventListener("click", async (event) => {
     const logout = event.target.closest("[data-logout]");
