@@ -1,7 +1,9 @@
 //! The web console in a real browser (headless Chromium through ChromeDriver), against the
-//! server and the mock DingTalk over 127.0.0.1: an admin logs in, finds an employee's request
-//! in Workflow Instance, sees the approver's decision in DingTalk arrive without reloading,
-//! revokes it from the console, and the agent's uninstall is refused. Every page: no browser
+//! server and the mock DingTalk over 127.0.0.1: the seed walked end to end (a DingTalk
+//! workflow made from the live form, a policy previewed and saved, a device enrolled, the
+//! agent simulator filing, the decision in DingTalk shown without a reload, a revocation from
+//! the console refusing the agent's uninstall); Workflow Instance's filters and the language
+//! switch; the workflow editor's live form and write-only secrets. Every page: no browser
 //! errors, every control labelled, reachable by keyboard with a visible focus; a screenshot of
 //! each under `target/console-screenshots/`.
 
@@ -326,6 +328,248 @@ async fn an_admin_creates_a_dingtalk_workflow_from_its_live_form_in_the_browser(
     );
     assert!(!browser.text("main").await.contains(SECRET2), "never shown");
     browser.assert_no_errors("after saving").await;
+    browser.client.close().await.unwrap();
+    server.shutdown().await.unwrap();
+}
+
+/// Clicks the element `css` finds.
+async fn click(browser: &Browser, css: &str) {
+    browser.find(css).await.click().await.unwrap();
+}
+
+/// The seed's steps, as the issue lists them, in the browser but for what happens in DingTalk
+/// (the mock) and on the laptop (the agent simulator).
+#[tokio::test]
+async fn the_seed_is_walked_end_to_end_in_the_browser() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let Some(browser) = Browser::start("console::the_seed_is_walked_end_to_end_in_the_browser").await else {
+        return;
+    };
+    let mock = mock_builder()
+        .app(MockApp::new(APP2, SECRET2))
+        .process(MockProcess::new(
+            CODE2,
+            "客户端卸载",
+            vec![
+                MockFormField::new("设备", "TextField", false),
+                MockFormField::new("原因说明", "TextareaField", true),
+            ],
+            vec!["approver2".into()],
+        ))
+        .terminate_grace(Duration::ZERO)
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(&mock, credentialed_config(&mock, &dir.path().join("seed.sqlite"))).await;
+    let base = format!("http://{}", server.addr);
+    let alice = Agent::new(&server, "tok-alice");
+
+    // 1. Log in.
+    log_in(&browser, &alice).await;
+
+    // 2. A DingTalk workflow from the mock's form, verified when saved.
+    browser.goto(&format!("{base}/console/workflows/new")).await;
+    browser.fill("#w-id", "wf-hr").await;
+    browser.fill("#w-name", "HR uninstall").await;
+    browser.fill("#w-client-id", APP2).await;
+    browser.fill("#w-client-secret", SECRET2).await;
+    browser.fill("#w-token", TOKEN2).await;
+    browser.fill("#w-aes-key", AES2).await;
+    click(&browser, "details summary").await;
+    browser.fill("#w-api-base", &mock.base_url()).await;
+    browser.fill("#w-process-code", CODE2).await;
+    click(&browser, "button[data-live-form]").await;
+    browser.wait_for_text("output.live-form", "原因说明").await;
+    browser.fill("#w-f-device", "设备").await;
+    browser.fill("#w-f-reason", "原因说明").await;
+    click(&browser, "form.editor button[type=submit]").await;
+    browser.wait_for_path("/console/workflows").await;
+    browser.wait_for_text("table", "HR uninstall").await;
+    let (_, saved) = alice.console(Method::GET, "/api/console/workflows/wf-hr").await;
+    assert_eq!(saved["verification"]["status"], "verified", "{saved}");
+
+    // 3. DingTalk's developer console saves the Request URL: check_url reaches the server.
+    let request_url = saved["request_url"].as_str().unwrap().to_owned();
+    assert!(
+        browser.text("table").await.contains(&request_url),
+        "shown to copy"
+    );
+    let app = MockApp::new(APP2, SECRET2)
+        .events(TOKEN2, AES2)
+        .request_url(request_url);
+    assert!(mock.register_app(app).await.unwrap().ok, "check_url round trip");
+
+    // 4. A device enrolled: the code made in the console, shown once; the agent enrolls.
+    browser.goto(&format!("{base}/console/devices")).await;
+    browser.fill("#c-user", "hana").await;
+    browser.fill("#c-groups", "hr").await;
+    click(&browser, "form[data-then=show] button[type=submit]").await;
+    browser.wait_for_text("output.shown", "").await;
+    let mut code = String::new();
+    for _ in 0..100 {
+        code = browser
+            .text("output.shown")
+            .await
+            .split_whitespace()
+            .last()
+            .unwrap_or_default()
+            .to_owned();
+        if !code.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, enrolled) = json(
+        alice
+            .http
+            .post(format!("{base}/api/agent/enroll"))
+            .json(&json!({"code": code, "device_id": "LAPTOP-HANA"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{enrolled}");
+
+    // 5. The policy: HR's devices file for approval on wf-hr; the preview shows hana's device
+    //    gaining protection before it is saved.
+    browser.goto(&format!("{base}/console/policies/new")).await;
+    browser.fill("#policy-id", "hr").await;
+    browser.fill("#policy-name", "HR").await;
+    browser.fill("#policy-priority", "30").await;
+    click(&browser, "#switch-anti-uninstall").await;
+    browser.fill("#scope-groups", "hr").await;
+    click(&browser, "#approval-filing").await;
+    click(&browser, "#approval-workflow option[value='wf-hr']").await;
+    for (locale, title, content, primary, secondary) in [
+        (
+            "zh-CN",
+            "卸载需要审批",
+            "请填写卸载原因并提交审批。",
+            "提交审批",
+            "取消",
+        ),
+        (
+            "en-US",
+            "Uninstalling needs approval",
+            "Give a reason and file for approval.",
+            "File for Approval",
+            "Cancel",
+        ),
+    ] {
+        browser.fill(&format!("#prompt-{locale}-title"), title).await;
+        browser.fill(&format!("#prompt-{locale}-content"), content).await;
+        browser
+            .fill(&format!("#prompt-{locale}-primary_button"), primary)
+            .await;
+        browser
+            .fill(&format!("#prompt-{locale}-secondary_button"), secondary)
+            .await;
+    }
+    click(&browser, "#preview-change").await;
+    browser.wait_for_text("#change-preview", "LAPTOP-HANA").await;
+    assert!(browser.text("#change-preview").await.contains("Gains protection"));
+    click(&browser, "#save").await;
+    browser.wait_for_path("/console/policies").await;
+
+    // 6. The agent simulator (the laptop) files, and waits for the approver.
+    let token = enrolled["device_token"].as_str().unwrap();
+    let mut simulator = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent-simulator"))
+        .args([
+            "--server",
+            &base,
+            "--token",
+            token,
+            "--user",
+            "hana",
+            "--device",
+            "LAPTOP-HANA",
+        ])
+        .args([
+            "--locale",
+            "en-US",
+            "--reason",
+            "handing the laptop back",
+            "--wait-secs",
+            "60",
+            "--confirm",
+        ])
+        .arg("--used-grants")
+        .arg(dir.path().join("used.json"))
+        .args(
+            enrolled["grant_keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|k| ["--grant-key", k.as_str().unwrap()]),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(simulator.stdout.take().unwrap()).lines();
+    let mut said = String::new();
+    while !said.contains("Filed request") {
+        let line = lines.next_line().await.unwrap().expect("the simulator files");
+        said.push_str(&line);
+        said.push('\n');
+    }
+    assert!(
+        said.contains("Uninstalling needs approval"),
+        "the policy's prompt: {said}"
+    );
+    let id = said
+        .split("Filed request ")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // 7. The instance page; the approver agrees in DingTalk; the page shows it, no reload.
+    browser.goto(&format!("{base}/console/requests/{id}")).await;
+    browser.wait_for_text("#facts", "Pending").await;
+    browser
+        .client
+        .execute("window.seedMarker = 'same page';", vec![])
+        .await
+        .unwrap();
+    let instance = alice.external_id(&id).await;
+    mock.approve(&instance, None, Some("fine")).unwrap();
+    browser.wait_for_text("#facts", "Approved").await;
+    let same = browser
+        .client
+        .execute("return window.seedMarker;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(same, json!("same page"), "shown without a reload");
+    while !said.contains("Press Enter") {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the simulator has its grant");
+        said.push_str(&line);
+        said.push('\n');
+    }
+
+    // 8. Revoked from the console; 9. the agent's uninstall is refused.
+    browser.fill("#remark", "laptop stays with IT").await;
+    click(&browser, "button[value=revoke]").await;
+    browser.wait_for_text("#facts", "Revoked").await;
+    let mut stdin = simulator.stdin.take().unwrap();
+    stdin.write_all(b"\n").await.unwrap();
+    drop(stdin);
+    while let Some(line) = lines.next_line().await.unwrap() {
+        said.push_str(&line);
+        said.push('\n');
+    }
+    assert!(simulator.wait().await.unwrap().success(), "{said}");
+    assert!(said.contains("the grant is refused"), "{said}");
+    assert!(said.contains("revoked"), "{said}");
+    assert!(!said.contains("uninstall may proceed"), "{said}");
+    browser.assert_no_errors("the seed").await;
+    browser.shot("seed-revoked").await;
     browser.client.close().await.unwrap();
     server.shutdown().await.unwrap();
 }

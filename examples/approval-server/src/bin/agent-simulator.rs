@@ -81,6 +81,10 @@ struct Args {
     /// How long to wait for the approver, in seconds.
     #[arg(long = "wait-secs", value_name = "SECS", default_value_t = 300)]
     wait_secs: u64,
+    /// Once approved, wait for Enter on standard input before using the grant, as a user who
+    /// uninstalls later (the grant may be revoked meanwhile).
+    #[arg(long)]
+    confirm: bool,
 }
 
 fn parse_grant_key(hex: &str) -> Result<GrantVerifier, String> {
@@ -244,6 +248,17 @@ async fn run() -> Result<(), String> {
     }
     let grant: SignedGrant =
         serde_json::from_value(request["grant"].clone()).map_err(|e| format!("grant: {e}"))?;
+    if a.confirm {
+        println!(
+            "Approved: grant {}. Press Enter to uninstall now.",
+            grant.grant.id
+        );
+        let mut line = String::new();
+        tokio::task::spawn_blocking(move || std::io::stdin().read_line(&mut line))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("standard input: {e}"))?;
+    }
     // Check the grant as the agent on the laptop must: the pinned keys and its own identity
     // come from its configuration, the used record from its file; the server is asked only
     // to consume the grant.
