@@ -1,6 +1,8 @@
 //! Demo mode (feature `demo`): workflows without credentials on the mock DingTalk
-//! in-process, and a made-up admin token, device and policy when none is configured.
+//! in-process, and a made-up admin token, console login, device and policy when none is
+//! configured.
 
+use crate::admins::{AdminError, Admins, Role};
 use crate::config::{Config, DeviceConfig, WorkflowConfig, WorkflowType};
 use crate::workflows::definition;
 use crate::Error;
@@ -22,6 +24,22 @@ const MOCK_FIELDS: [(&str, &str); 4] = [
 /// A random token or secret of `n` letters and digits.
 pub(crate) fn random(n: usize) -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), n)
+}
+
+/// The demo's console admin, `demo`, with a password made up at each start (created, or its
+/// password replaced): the web console is usable at once, as the made-up admin token is.
+pub(crate) async fn console_login(admins: &Admins) -> Result<(String, String), AdminError> {
+    const NAME: &str = "demo";
+    let password = random(20);
+    match admins.get(NAME).await? {
+        Some(admin) => {
+            admins.update(NAME, admin.version, None, Some(&password)).await?;
+        }
+        None => {
+            admins.create(NAME, Role::Admin, &password, "demo").await?;
+        }
+    }
+    Ok((NAME.to_owned(), password))
 }
 
 /// Starts the mock DingTalk if a workflow has no credentials, saying so loudly.

@@ -156,6 +156,9 @@ pub struct Server {
     /// The in-process mock DingTalk, when a workflow has no credentials.
     #[cfg(feature = "demo")]
     pub mock: Option<Arc<MockDingTalk>>,
+    /// The demo's console login (name, password), made up at start when the admin token is.
+    #[cfg(feature = "demo")]
+    pub console_login: Option<(String, String)>,
     /// The engine (for inspection in tests and tools).
     pub engine: Arc<Engine>,
     /// `https` when the server terminates TLS itself, else `http`.
@@ -315,6 +318,17 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
     registry.seed(&devices).await?;
 
     let admins = admins::Admins::new(Arc::clone(&store), Arc::clone(&clock));
+    // A demo on the mock alone, whose admin token is made up, gets a console login made up too.
+    #[cfg(feature = "demo")]
+    let console_login = if config.mock_only() && config.admin_token.is_none() {
+        let login = demo::console_login(&admins).await.map_err(|e| match e {
+            admins::AdminError::Store(e) => Error::Engine(e),
+            admins::AdminError::Invalid { field, message } => Error::Config(config::invalid(field, message)),
+        })?;
+        Some(login)
+    } else {
+        None
+    };
     let state = api::AppState::new(api::Parts {
         engine: Arc::clone(&engine),
         policies: policies.clone(),
@@ -358,6 +372,8 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         devices,
         #[cfg(feature = "demo")]
         mock,
+        #[cfg(feature = "demo")]
+        console_login,
         engine,
         scheme,
         shutdown,

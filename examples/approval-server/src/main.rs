@@ -161,6 +161,9 @@ fn init_logs(format: LogFormat) {
 fn print_walk(server: &sase_approval_server::Server) {
     let (local, admin_token) = (server.addr, &server.admin_token);
     let grant_key = server.engine.verifier().to_hex();
+    if let Some((name, password)) = &server.console_login {
+        println!("Web console:  http://{local}/console/  (log in as {name}, password {password})");
+    }
     let Some(device) = server.devices.first() else {
         println!("Admin token:  {admin_token}\n(no device enrolled)");
         return;

@@ -1091,3 +1091,58 @@ async fn the_console_shows_each_apps_dingtalk_calls_this_month() {
     assert_eq!(status, 401, "a device token is not the admin's");
     server.shutdown().await.unwrap();
 }
+
+/// A demo on the mock alone makes up a console login as it makes up the admin token: the
+/// admin `demo` with a new password at each start (the old one refused after a restart); with
+/// an admin token configured, nothing is made up.
+#[cfg(feature = "demo")]
+#[tokio::test]
+async fn a_demo_on_the_mock_makes_up_a_console_login_at_each_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("demo.sqlite");
+    let demo = || {
+        let mut c = config(&database);
+        c.admin_token = None;
+        c.policies = None;
+        c
+    };
+    let login = |base: String, name: String, password: String| async move {
+        json(
+            reqwest::Client::new()
+                .post(format!("{base}/api/console/login"))
+                .json(&json!({"name": name, "password": password})),
+        )
+        .await
+        .0
+    };
+    let first = server::start(demo()).await.unwrap();
+    let (name, old) = first.console_login.clone().unwrap();
+    assert_eq!(name, "demo");
+    assert_eq!(
+        login(format!("http://{}", first.addr), name.clone(), old.clone()).await,
+        200
+    );
+    assert!(
+        !format!("{first:?}").contains(&old),
+        "the password stays out of Debug"
+    );
+    first.shutdown().await.unwrap();
+
+    let second = server::start(demo()).await.unwrap();
+    let (_, new) = second.console_login.clone().unwrap();
+    let base = format!("http://{}", second.addr);
+    assert_ne!(new, old);
+    assert_eq!(
+        login(base.clone(), name.clone(), old).await,
+        401,
+        "the old password"
+    );
+    assert_eq!(login(base, name, new).await, 200);
+    second.shutdown().await.unwrap();
+
+    let configured = server::start(config(&dir.path().join("configured.sqlite")))
+        .await
+        .unwrap();
+    assert!(configured.console_login.is_none(), "an admin token is configured");
+    configured.shutdown().await.unwrap();
+}
