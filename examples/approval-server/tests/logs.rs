@@ -24,10 +24,11 @@ mod support;
 const REASON: &str = "reinstalling the OS";
 
 /// Lines the binary prints on stdout itself (not through the log): the address, the demo's
-/// tokens and how to walk the flow.
-const BANNER: [&str; 10] = [
+/// console login and tokens, and how to walk the flow.
+const BANNER: [&str; 11] = [
     "SASE approval server on ",
     "Workflow ",
+    "Web console:",
     "Admin token:",
     "Device token:",
     "Grant key:",
