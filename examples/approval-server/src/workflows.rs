@@ -1039,6 +1039,15 @@ impl Workflows {
             at: at.to_owned(),
             message,
         };
+        if process_code.trim().is_empty() {
+            return Err(bad(
+                "process_code",
+                "required: the form's process code (`PROC-…`)".into(),
+            ));
+        }
+        if app.as_ref().is_some_and(|a| a.client_id.trim().is_empty()) {
+            return Err(bad("dingtalk.client_id", "required: the app's Client ID".into()));
+        }
         let client = match app {
             None => {
                 let id =

@@ -950,5 +950,26 @@ async fn the_live_form_is_read_with_the_typed_or_the_stored_app() {
     );
     let (status, answer) = form(json!({"process_code": CODE2, "workflow": "wf-nope"})).await;
     assert_eq!(status, 400, "{answer}");
+    // Nothing to ask DingTalk about: refused before any call (schemathesis sent these).
+    let before = mock.journal().len();
+    for (body, at) in [
+        (
+            json!({"process_code": "", "workflow": "wf-dingtalk"}),
+            "process_code",
+        ),
+        (
+            json!({"process_code": CODE2, "dingtalk": {"client_id": "", "client_secret": "x"}}),
+            "dingtalk.client_id",
+        ),
+    ] {
+        let (status, answer) = form(body).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some("bad_body")),
+            "{answer}"
+        );
+        assert!(answer["message"].as_str().unwrap().contains(at), "{answer}");
+    }
+    assert_eq!(mock.journal().len(), before, "no DingTalk call");
     server.shutdown().await.unwrap();
 }
