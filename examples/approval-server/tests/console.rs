@@ -41,14 +41,6 @@ async fn log_in(browser: &Browser, agent: &Agent) {
     browser.wait_for_path("/console/requests").await;
 }
 
-/// The checks every page gets, and its screenshot.
-async fn page_checks(browser: &Browser, name: &str) {
-    browser.assert_no_errors(name).await;
-    browser.assert_labelled(name).await;
-    browser.shot(name).await;
-    browser.assert_keyboard(name).await;
-}
-
 #[tokio::test]
 async fn an_admin_follows_a_request_from_filing_to_revocation_in_the_browser() {
     let Some(browser) =
@@ -83,7 +75,7 @@ async fn an_admin_follows_a_request_from_filing_to_revocation_in_the_browser() {
         "Log in",
         "the browser's language: English"
     );
-    page_checks(&browser, "login").await;
+    browser.page_checks("login").await;
     browser.fill("#name", "ada").await;
     browser.fill("#password", "a wrong password").await;
     browser.find("button[type=submit]").await.click().await.unwrap();
@@ -100,7 +92,7 @@ async fn an_admin_follows_a_request_from_filing_to_revocation_in_the_browser() {
     browser.wait_for_text("table", &id).await;
     browser.wait_for_text(".pager", "Total 1").await;
     assert!(browser.text("table").await.contains("reinstalling the OS"));
-    page_checks(&browser, "workflow-instance").await;
+    browser.page_checks("workflow-instance").await;
 
     // Filtered by another device: none.
     browser
@@ -116,7 +108,7 @@ async fn an_admin_follows_a_request_from_filing_to_revocation_in_the_browser() {
         browser.text("main").await.contains(&instance),
         "the DingTalk instance id"
     );
-    page_checks(&browser, "workflow-instance-detail").await;
+    browser.page_checks("workflow-instance-detail").await;
     mock.approve(&instance, None, Some("ok")).unwrap();
     browser.wait_for_text("#facts", "Approved").await;
     browser.wait_for_text(".timeline", "DingTalk").await;
@@ -130,7 +122,7 @@ async fn an_admin_follows_a_request_from_filing_to_revocation_in_the_browser() {
     browser.wait_for_text(".timeline", "device reassigned").await;
     assert!(browser.text(".timeline").await.contains("ada"));
     browser.assert_no_errors("after revoking").await;
-    page_checks(&browser, "workflow-instance-revoked").await;
+    browser.page_checks("workflow-instance-revoked").await;
     let (status, refused) = alice
         .post("/api/agent/grants/consume", &json!({"grant": grant}))
         .await;
@@ -199,7 +191,7 @@ async fn an_admin_creates_a_dingtalk_workflow_from_its_live_form_in_the_browser(
     let url = server.request_url("wf-dingtalk").unwrap().to_owned();
     assert!(browser.text("table").await.contains(&url), "the Request URL");
     browser.find("button[data-copy]").await.click().await.unwrap();
-    page_checks(&browser, "workflow-management").await;
+    browser.page_checks("workflow-management").await;
 
     // A new DingTalk workflow on the second app, its mapping chosen from the live form.
     browser.goto(&format!("{base}/console/workflows/new")).await;
@@ -252,7 +244,7 @@ async fn an_admin_creates_a_dingtalk_workflow_from_its_live_form_in_the_browser(
     );
     browser.fill("#w-f-device", "设备").await;
     browser.fill("#w-f-reason", "原因说明").await;
-    page_checks(&browser, "workflow-editor").await;
+    browser.page_checks("workflow-editor").await;
     // The page was loaded again by the keyboard check: the editor is filled anew.
     browser.fill("#w-id", "wf-second").await;
     browser.fill("#w-name", "Uninstall (second app)").await;

@@ -24,14 +24,6 @@ mod support;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// The checks every page gets, and its screenshot.
-async fn page_checks(browser: &Browser, name: &str) {
-    browser.assert_no_errors(name).await;
-    browser.assert_labelled(name).await;
-    browser.assert_keyboard(name).await;
-    browser.shot(name).await;
-}
-
 /// Creates the admin `name` with `role` through the API (the configured admin token).
 async fn create_admin(http: &reqwest::Client, base: &str, name: &str, role: &str) {
     let (status, body) = json(
@@ -225,14 +217,14 @@ async fn an_admin_enrolls_tags_and_revokes_a_device_audits_it_and_manages_admins
         "nothing left to change"
     );
     assert_eq!(check_with(&http, &base, &token).await, 401);
-    page_checks(&browser, "devices").await;
+    browser.page_checks("devices").await;
 
     // The audit log: the chain is intact, and what ada just did is there, filtered.
     browser.goto(&format!("{base}/console/audit")).await;
     browser.wait_for_text("h1", "Audit log").await;
     browser.wait_for_text("section.chain", "intact").await;
     browser.wait_for_text("table.audit", "device.revoke").await;
-    page_checks(&browser, "audit-log").await;
+    browser.page_checks("audit-log").await;
     browser.fill("#f-actor", "ada").await;
     browser.fill("#f-action", "device.").await;
     browser
@@ -292,7 +284,7 @@ async fn an_admin_enrolls_tags_and_revokes_a_device_audits_it_and_manages_admins
     browser.wait_for_text("table.admins", "brook").await;
     let (_, brook) = console(&http, &base, Method::GET, "/api/console/admins/brook").await;
     assert_eq!(brook["role"], "approver", "{brook}");
-    page_checks(&browser, "admins").await;
+    browser.page_checks("admins").await;
 
     let row = "tr[data-admin=brook]";
     let delete = format!("{row} form.delete");
@@ -413,7 +405,7 @@ async fn a_viewer_sees_the_devices_without_their_forms_and_neither_the_audit_log
         nav.contains("Devices") && !nav.contains("Admins") && !nav.contains("Audit log"),
         "{nav}"
     );
-    page_checks(&browser, "devices-viewer").await;
+    browser.page_checks("devices-viewer").await;
 
     // The admins and the audit log: the page saying the role cannot see them.
     for page in ["admins", "audit"] {

@@ -22,20 +22,6 @@ mod support;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// The checks every page gets, and its screenshot (from the top: tabbing scrolled the page).
-async fn page_checks(browser: &Browser, name: &str) {
-    browser.assert_no_errors(name).await;
-    browser.assert_labelled(name).await;
-    browser.assert_keyboard(name).await;
-    browser
-        .client
-        .execute("document.activeElement.blur(); window.scrollTo(0, 0);", vec![])
-        .await
-        .unwrap();
-    settle().await;
-    browser.shot(name).await;
-}
-
 /// Logs `name` in through the login page, which then goes to `next`.
 async fn log_in(browser: &Browser, base: &str, name: &str, next: &str) {
     browser.goto(&format!("{base}{next}")).await;
@@ -44,12 +30,6 @@ async fn log_in(browser: &Browser, base: &str, name: &str, next: &str) {
     browser.fill("#password", PASSWORD).await;
     browser.find("button[type=submit]").await.click().await.unwrap();
     browser.wait_for_path(next).await;
-}
-
-/// Lets headless Chromium paint a scrolled page before a screenshot (it may capture the frame
-/// before).
-async fn settle() {
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 }
 
 async fn click(browser: &Browser, css: &str) {
@@ -110,7 +90,7 @@ async fn an_admin_creates_edits_and_deletes_policies_after_previewing_each_chang
         table.contains("wf-dingtalk"),
         "where employees' requests go: {table}"
     );
-    page_checks(&browser, "policy-list").await;
+    browser.page_checks("policy-list").await;
 
     // A new policy for contractors, first with mistakes: the API's problems are listed with
     // their paths, and the fields they name are marked.
@@ -210,7 +190,7 @@ async fn an_admin_creates_edits_and_deletes_policies_after_previewing_each_chang
     click(&browser, "a[href='/console/policies/employees']").await;
     browser.wait_for_path("/console/policies/employees").await;
     browser.wait_for_text("#policy-whitelist", "it-admin").await;
-    page_checks(&browser, "policy-editor").await;
+    browser.page_checks("policy-editor").await;
     // The prompt's fields and their live preview, on their own.
     let prompt = browser.find("section[aria-labelledby=prompt]").await;
     std::fs::write(
@@ -269,7 +249,7 @@ async fn an_admin_creates_edits_and_deletes_policies_after_previewing_each_chang
     browser.wait_for_text("main", "wf-dingtalk").await;
     assert!(!has(&browser, "form").await, "no form on the policy");
     assert!(browser.text("#preview-en-US").await.contains("File for Approval"));
-    page_checks(&browser, "policy-viewer").await;
+    browser.page_checks("policy-viewer").await;
     click(&browser, "a.lang").await;
     browser.wait_for_text("main", "生效范围").await;
     browser.wait_for_text("nav", "防卸载策略").await;

@@ -163,6 +163,19 @@ impl Browser {
         path
     }
 
+    /// The checks every console page gets, and its screenshot: no browser errors, every
+    /// control labelled, the page from its top as `{name}.png`, then the keyboard walk.
+    pub(crate) async fn page_checks(&self, name: &str) {
+        self.assert_no_errors(name).await;
+        self.assert_labelled(name).await;
+        self.client
+            .execute("document.activeElement.blur();", vec![])
+            .await
+            .unwrap();
+        self.shot(name).await;
+        self.assert_keyboard(name).await;
+    }
+
     /// The browser's console messages since the last call (ChromeDriver's log endpoint).
     pub(crate) async fn log(&self) -> Vec<Value> {
         let answer = self.client.issue_cmd(BrowserLog).await.unwrap();
