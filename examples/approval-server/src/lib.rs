@@ -220,23 +220,56 @@ impl Server {
         }
     }
 
-    /// Runs until the process gets ctrl-c (SIGINT) or SIGTERM, then shuts down gracefully.
+    /// Runs until `signals` reports SIGINT or SIGTERM, then shuts down gracefully.
     ///
     /// # Errors
-    /// If the signal handler cannot be installed, or as [`shutdown`](Self::shutdown).
-    pub async fn run_until_signal(self) -> Result<(), Error> {
+    /// As [`shutdown`](Self::shutdown).
+    pub async fn run_until(self, mut signals: StopSignals) -> Result<(), Error> {
+        signals.recv().await;
+        self.shutdown().await
+    }
+}
+
+/// The process's SIGINT and SIGTERM, caught from [`install`](Self::install) on.
+///
+/// Install them before the server says it is ready: a signal that arrives before its
+/// handler exists takes the default action, which kills the process without a graceful
+/// shutdown (a supervisor that stops the server right after its banner saw exactly that).
+#[derive(Debug)]
+pub struct StopSignals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers now. Needs a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::Signal`] if a handler cannot be installed.
+    pub fn install() -> Result<Self, Error> {
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .map_err(Error::Signal)?;
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt()).map_err(Error::Signal)?,
+                terminate: signal(SignalKind::terminate()).map_err(Error::Signal)?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// Waits for the next SIGINT or SIGTERM (ctrl-c where there are no Unix signals).
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
-        self.shutdown().await
     }
 }
 

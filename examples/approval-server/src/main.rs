@@ -97,6 +97,14 @@ async fn main() {
     // Tokens are printed only on the mock DingTalk (demo), never with real credentials.
     #[cfg(feature = "demo")]
     let print_tokens = config.mock_only();
+    // Before the banner: a supervisor may stop the server as soon as it has printed it.
+    let signals = match sase_approval_server::StopSignals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed to start");
+            std::process::exit(1);
+        }
+    };
     let server = match sase_approval_server::start(config).await {
         Ok(s) => s,
         Err(e) => {
@@ -130,7 +138,7 @@ async fn main() {
         print_walk(&server);
     }
 
-    if let Err(e) = server.run_until_signal().await {
+    if let Err(e) = server.run_until(signals).await {
         tracing::error!(error = %e, "server failed");
         std::process::exit(1);
     }

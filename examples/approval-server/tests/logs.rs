@@ -581,6 +581,22 @@ fn real_credentials_print_no_tokens() {
     );
 }
 
+/// A SIGTERM that arrives while the server is still starting (here: right after it made its
+/// grant key, seconds before it listens) stops it gracefully once it is up, never by the
+/// signal's default action. The handlers used to be installed after the banner, so a
+/// supervisor stopping the server early killed it (seen in CI).
+#[test]
+fn a_sigterm_while_starting_is_a_graceful_stop() {
+    let config = support::production_toml();
+    let mut server = Process::spawn(&[], &[], Some(&config));
+    server.wait_for("the grant key", |l| l.contains("created a grant signing key"));
+    let output = server.stop();
+    assert!(
+        output.iter().any(|l| l.starts_with("SASE approval server on ")),
+        "{output:#?}"
+    );
+}
+
 /// With `audit_log_lines`, each audit entry is also a log line, with its hash, for a SIEM.
 #[tokio::test]
 async fn audit_entries_are_log_lines_when_asked() {
