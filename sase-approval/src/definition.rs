@@ -4,11 +4,12 @@
 use crate::error::{Error, Result};
 use dingtalk_sdk::ProcessCode;
 use sase_policy::ids::{UserId, WorkflowId};
+use sase_policy::Action;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The system fields of the built-in "app uninstall" template.
+/// The system fields of the built-in templates ("app uninstall" and "app logoff").
 pub const APP_UNINSTALL_FIELDS: [&str; 5] = ["requester", "device", "reason", "app_version", "requested_at"];
 
 /// A template: a kind of request and the system fields it carries.
@@ -27,11 +28,40 @@ pub struct Template {
 }
 
 impl Template {
-    /// The built-in "app uninstall" template.
+    /// The built-in "app uninstall" template (the anti-uninstall switch).
     pub fn app_uninstall() -> Self {
+        Self::built_in("app_uninstall", "App uninstall")
+    }
+
+    /// The built-in "app logoff" template (the anti-logoff switch): the same system fields,
+    /// usually its own DingTalk form so approvers see which it is.
+    pub fn app_logoff() -> Self {
+        Self::built_in("app_logoff", "App logoff")
+    }
+
+    /// The id of the template a request for `action` files under: `app_` and the action's
+    /// name.
+    ///
+    /// ```
+    /// use sase_approval::definition::Template;
+    /// use sase_policy::Action;
+    ///
+    /// assert_eq!(Template::id_for(Action::Logoff), "app_logoff");
+    /// assert_eq!(Template::id_for(Action::Uninstall), Template::app_uninstall().id);
+    /// ```
+    pub fn id_for(action: Action) -> String {
+        format!("app_{}", action.as_str())
+    }
+
+    /// Every built-in template, in the order a console offers them.
+    pub fn all_built_in() -> Vec<Self> {
+        vec![Self::app_uninstall(), Self::app_logoff()]
+    }
+
+    fn built_in(id: &str, name: &str) -> Self {
         Self {
-            id: "app_uninstall".to_owned(),
-            name: "App uninstall".to_owned(),
+            id: id.to_owned(),
+            name: name.to_owned(),
             fields: APP_UNINSTALL_FIELDS.iter().map(|f| (*f).to_owned()).collect(),
             required: vec!["reason".to_owned()],
         }

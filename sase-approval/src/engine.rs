@@ -23,7 +23,7 @@ mod reconcile;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SubmitRequest {
-    /// The template (`app_uninstall`).
+    /// The template (`app_uninstall`, `app_logoff`).
     pub template: String,
     /// The workflow the policy named.
     pub workflow: WorkflowId,
@@ -45,12 +45,24 @@ impl SubmitRequest {
         device: DeviceId,
         reason: impl Into<String>,
     ) -> Self {
+        Self::new(Action::Uninstall, workflow, requester, device, reason)
+    }
+
+    /// A request for `action` with a reason, under that action's template
+    /// ([`Template::id_for`]).
+    pub fn new(
+        action: Action,
+        workflow: WorkflowId,
+        requester: UserId,
+        device: DeviceId,
+        reason: impl Into<String>,
+    ) -> Self {
         Self {
-            template: Template::app_uninstall().id,
+            template: Template::id_for(action),
             workflow,
             requester,
             device,
-            action: Action::Uninstall,
+            action,
             fields: [("reason".to_owned(), reason.into())].into(),
         }
     }
@@ -265,7 +277,7 @@ impl EngineBuilder {
         self
     }
 
-    /// Adds a template (the built-in `app_uninstall` is always there).
+    /// Adds a template (the built-in `app_uninstall` and `app_logoff` are always there).
     pub fn template(mut self, template: Template) -> Self {
         self.templates.push(template);
         self
@@ -415,7 +427,7 @@ impl Engine {
         EngineBuilder {
             store,
             signer,
-            templates: vec![Template::app_uninstall()],
+            templates: Template::all_built_in(),
             workflows: Vec::new(),
             grant_ttl: Duration::from_secs(3600),
             expire_after: None,
@@ -548,6 +560,20 @@ impl Engine {
                 reason: format!("unknown template `{}`", submit.template),
             });
         };
+        // A DingTalk workflow creates instances only on the forms it maps: refused here,
+        // before anything is stored, rather than a request that can never be created.
+        let registry = self.registry();
+        if let Some(definition) = registry.get(&submit.workflow).map(|r| &r.definition) {
+            if definition.dingtalk().is_some() && definition.mapping(&template.id).is_none() {
+                return Err(Error::InvalidRequest {
+                    field: "template".into(),
+                    reason: format!(
+                        "workflow `{}` maps no DingTalk form for template `{}`",
+                        submit.workflow, template.id
+                    ),
+                });
+            }
+        }
         if let Some(field) = submit.fields.keys().find(|f| !template.fields.contains(f)) {
             return Err(Error::InvalidRequest {
                 field: field.clone(),

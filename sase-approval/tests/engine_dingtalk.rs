@@ -963,3 +963,53 @@ async fn a_burst_of_filings_stays_under_dingtalks_qps_limit() {
     assert!(creates.refused_qps <= 2, "a 403 storm: {creates:?}");
     assert_eq!(client.usage().throttled, creates.refused_qps);
 }
+
+/// A DingTalk workflow files only under the templates it maps a form for: a logoff request
+/// on a workflow with only the uninstall form is refused before anything is stored (it could
+/// never be created in DingTalk); with a logoff form it is created on that form.
+#[tokio::test]
+async fn a_request_is_filed_only_under_a_template_the_workflow_maps() {
+    let env = env(Arc::new(MemoryStore::new())).await;
+    let logoff = |user: &str| {
+        SubmitRequest::new(
+            Action::Logoff,
+            WorkflowId::new("wf-dingtalk"),
+            UserId::new(user),
+            DeviceId::new("LAPTOP-7F3K2"),
+            "handing the laptop back",
+        )
+    };
+    let refused = env.engine.file(logoff("alice")).await.unwrap_err();
+    assert!(
+        matches!(&refused, Error::InvalidRequest { field, reason }
+            if field == "template" && reason.contains("maps no DingTalk form for template `app_logoff`")),
+        "{refused:?}"
+    );
+    assert!(env.mock.instance_ids().is_empty(), "nothing created");
+    assert_eq!(
+        env.engine
+            .open_request(
+                &UserId::new("alice"),
+                &DeviceId::new("LAPTOP-7F3K2"),
+                Action::Logoff
+            )
+            .await
+            .unwrap(),
+        None,
+        "nothing stored"
+    );
+
+    // The same app's logoff form, mapped: created there.
+    let mut wf = workflow();
+    let mut logoff_form = wf.mappings[0].clone();
+    logoff_form.template = "app_logoff".into();
+    wf.mappings.push(logoff_form);
+    let engine = engine_on(client_of(&env.mock), wf);
+    let request = engine.file(logoff("alice")).await.unwrap().into_request();
+    assert_eq!(
+        (request.template.as_str(), request.action),
+        ("app_logoff", Action::Logoff)
+    );
+    let id = request.external_id.unwrap();
+    assert_eq!(env.instance(&id)["status"], "RUNNING", "{}", env.instance(&id));
+}

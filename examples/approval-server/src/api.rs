@@ -455,8 +455,12 @@ async fn uninstall_check(
 /// `POST /api/agent/requests`.
 #[derive(Deserialize, ToSchema)]
 struct FileBody {
-    /// Why the user wants to uninstall (shown to the approver).
+    /// Why the user wants to do it (shown to the approver).
     reason: String,
+    /// What the user wants to do (`uninstall` by default): filed under that action's
+    /// template, on the workflow's form for it.
+    #[serde(default)]
+    action: Option<Action>,
     /// The SASE App's version, if the form maps it.
     #[serde(default)]
     app_version: Option<String>,
@@ -482,8 +486,8 @@ fn agent_view(r: &ApprovalRequest) -> AgentRequest {
     }
 }
 
-/// Files a request to uninstall on this device, as the policy says (its workflow); while one
-/// is open, answers that one instead (200).
+/// Files a request to uninstall (or log off) on this device, as the policy says (its
+/// workflow); while one is open for that action, answers that one instead (200).
 #[utoipa::path(post, path = "/api/agent/requests", operation_id = "file_request", tag = "agent",
     security(("device_token" = [])),
     request_body = FileBody,
@@ -500,11 +504,12 @@ async fn file_request(State(state): State<AppState>, headers: HeaderMap, b: Json
         (Err(r), _) | (_, Err(r)) => return r,
     };
     // The policy decides whether filing is possible, and where to.
+    let action = b.action.unwrap_or(Action::Uninstall);
     let subject = dev.subject();
     let policies = state.policies.current();
     let decision = policies.evaluate(
         &subject,
-        Action::Uninstall,
+        action,
         &Context {
             now_ms: state.engine.clock().now_ms(),
             locale: "en-US",
@@ -521,17 +526,18 @@ async fn file_request(State(state): State<AppState>, headers: HeaderMap, b: Json
             ),
         );
     };
-    let mut submit =
-        SubmitRequest::uninstall(workflow.clone(), dev.user.clone(), dev.device.clone(), b.reason);
+    let mut submit = SubmitRequest::new(
+        action,
+        workflow.clone(),
+        dev.user.clone(),
+        dev.device.clone(),
+        b.reason,
+    );
     if let Some(v) = b.app_version {
         submit = submit.field("app_version", v);
     }
     // Filing again while a request is open answers that request (200), not a new one (201).
-    match state
-        .engine
-        .open_request(&dev.user, &dev.device, Action::Uninstall)
-        .await
-    {
+    match state.engine.open_request(&dev.user, &dev.device, action).await {
         Ok(Some(open)) => return Json(agent_view(&open)).into_response(),
         Ok(None) => {}
         Err(e) => return engine_error(&e),

@@ -106,6 +106,7 @@ pub(crate) fn validate_workflows(
                 ("dingtalk", w.dingtalk.is_some()),
                 ("process_code", w.process_code.is_some()),
                 ("fields", !w.fields.is_empty()),
+                ("mappings", !w.mappings.is_empty()),
             ];
             if let Some((k, _)) = form.iter().find(|(_, set)| *set) {
                 return Err(invalid(
@@ -120,6 +121,21 @@ pub(crate) fn validate_workflows(
                 key("approvers"),
                 "only a built-in workflow (type = \"builtin\") names approvers: a DingTalk form names its own",
             ));
+        }
+        for (j, m) in w.mappings.iter().enumerate() {
+            let at = |k: &str| key(&format!("mappings[{j}].{k}"));
+            if m.process_code.trim().is_empty() {
+                return Err(invalid(
+                    at("process_code"),
+                    "the template's DingTalk form (`PROC-…`)",
+                ));
+            }
+            if m.fields.is_empty() {
+                return Err(invalid(
+                    at("fields"),
+                    "map system fields to the form's labels, e.g. reason = \"退出原因\"",
+                ));
+            }
         }
         let Some(app) = &w.dingtalk else {
             if mode == Mode::Production {
@@ -423,6 +439,10 @@ pub struct WorkflowConfig {
     /// mock's form is built from them (or from a default uninstall form).
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// The forms of the other templates (`app_logoff`), each a DingTalk form of the same app.
+    /// `process_code` and `fields` above are the `app_uninstall` form's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mappings: Vec<MappingConfig>,
     /// The DingTalk app; unset = the mock DingTalk in-process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dingtalk: Option<DingTalkConfig>,
@@ -430,6 +450,34 @@ pub struct WorkflowConfig {
 
 fn http_push() -> Delivery {
     Delivery::HttpPush
+}
+
+/// The DingTalk form one template's requests are filed on, and how its fields are filled.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MappingConfig {
+    /// The template: `app_logoff` (`app_uninstall` is the workflow's own `process_code`).
+    pub template: String,
+    /// The DingTalk form (`PROC-…`).
+    pub process_code: String,
+    /// System field → form label, e.g. `reason = "退出原因"`.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl MappingConfig {
+    /// `template`'s requests on the form `process_code`, its fields mapped by `fields`.
+    pub fn new(
+        template: impl Into<String>,
+        process_code: impl Into<String>,
+        fields: impl IntoIterator<Item = (impl Into<String>, impl Into<String>)>,
+    ) -> Self {
+        Self {
+            template: template.into(),
+            process_code: process_code.into(),
+            fields: fields.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        }
+    }
 }
 
 /// Where a workflow's requests are decided.
@@ -458,6 +506,7 @@ impl WorkflowConfig {
             callback_id: None,
             process_code: None,
             fields: BTreeMap::new(),
+            mappings: Vec::new(),
             dingtalk: None,
         }
     }
@@ -473,6 +522,13 @@ impl WorkflowConfig {
         self.dingtalk = Some(app);
         self.process_code = Some(process_code.into());
         self.fields = fields.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        self
+    }
+
+    /// Another form of the same app, for another template (`app_logoff`).
+    #[must_use]
+    pub fn mapping(mut self, mapping: MappingConfig) -> Self {
+        self.mappings.push(mapping);
         self
     }
 
@@ -1233,6 +1289,46 @@ aes_key = "kYd8sJ2pQ7wE4rT9uV1xZ3cB6nM0aL5gH8jK2fD4sAx""#;
         );
         let ok = "process_code = \"P\"\nfields = { reason = \"r\" }";
         parse(&format!("{COMPLETE}{}", two(&real("a", ok), &real("b", ok)))).unwrap();
+        // The forms of other templates: each needs its process code and fields.
+        let logoff = |form: &str| {
+            real(
+                "a",
+                &format!("{ok}\n[[workflows.mappings]]\ntemplate = \"app_logoff\"\n{form}"),
+            )
+        };
+        assert_eq!(
+            key(parse(&format!(
+                "[[workflows]]\n{}",
+                logoff("process_code = \" \"\nfields = { reason = \"r\" }")
+            ))
+            .unwrap_err()),
+            "workflows[0].mappings[0].process_code"
+        );
+        assert_eq!(
+            key(parse(&format!(
+                "[[workflows]]\n{}",
+                logoff("process_code = \"L\"\nfields = {}")
+            ))
+            .unwrap_err()),
+            "workflows[0].mappings[0].fields"
+        );
+        let parsed = parse(&format!(
+            "{COMPLETE}[[workflows]]\n{}",
+            logoff("process_code = \"L\"\nfields = { reason = \"r\" }")
+        ))
+        .unwrap();
+        assert_eq!(
+            parsed.workflows[0].mappings,
+            [MappingConfig::new("app_logoff", "L", [("reason", "r")])]
+        );
+        assert_eq!(
+            key(parse(
+                "[[workflows]]\nid = \"b\"\ntype = \"builtin\"\napprovers = [\"x\"]\n[[workflows.mappings]]\ntemplate = \"app_logoff\"\nprocess_code = \"L\"\nfields = { reason = \"r\" }"
+            )
+            .unwrap_err()),
+            "workflows[0].mappings",
+            "a built-in workflow has no form"
+        );
         assert_eq!(
             key(parse(&two(
                 &real("a", ok),

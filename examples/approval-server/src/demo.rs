@@ -87,15 +87,22 @@ pub(crate) fn on_mock(mock: &MockDingTalk, w: &WorkflowConfig, callback_id: Stri
     } else {
         w.fields.clone()
     };
-    mock.register_process(MockProcess::new(
-        &process_code,
-        w.name.as_deref().unwrap_or(&w.id),
-        fields
-            .iter()
-            .map(|(field, label)| MockFormField::new(label, "TextField", field == "reason"))
-            .collect(),
-        vec!["approver1".into()],
-    ));
+    // A form of text fields, one per mapped system field (the reason required), for each
+    // template the workflow maps.
+    let name = w.name.as_deref().unwrap_or(&w.id);
+    let forms = std::iter::once((process_code.as_str(), &fields))
+        .chain(w.mappings.iter().map(|m| (m.process_code.as_str(), &m.fields)));
+    for (code, fields) in forms {
+        mock.register_process(MockProcess::new(
+            code,
+            name,
+            fields
+                .iter()
+                .map(|(field, label)| MockFormField::new(label, "TextField", field == "reason"))
+                .collect(),
+            vec!["approver1".into()],
+        ));
+    }
     let app = MockApp::new(&client_id, &secret).events(&token, &aes_key);
     let settings = DingTalkSettings {
         client_id: client_id.clone(),

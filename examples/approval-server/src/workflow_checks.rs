@@ -60,15 +60,20 @@ fn list(problems: &[Problem]) -> String {
 }
 
 /// A library path (`workflows.wf.mappings[0].fields.reason`) as the configuration names it:
-/// a workflow of `server.toml` has one mapping, its `process_code` and `fields` at its top.
+/// a workflow of `server.toml` has its `app_uninstall` form's `process_code` and `fields` at
+/// its top and its other forms in `mappings`, so the library's mapping `k` is the
+/// configuration's `mappings[k-1]`.
 pub(crate) fn config_path(problem: Problem) -> Problem {
-    Problem {
-        path: problem
-            .path
-            .replacen(".mappings[0].", ".", 1)
-            .replacen(".mappings[0]", "", 1),
-        ..problem
-    }
+    const MAPPINGS: &str = ".mappings[";
+    let path = match problem.path.split_once(MAPPINGS).and_then(|(head, rest)| {
+        let (index, tail) = rest.split_once(']')?;
+        Some((head, index.parse::<usize>().ok()?, tail))
+    }) {
+        Some((head, 0, tail)) => format!("{head}{tail}"),
+        Some((head, k, tail)) => format!("{head}{MAPPINGS}{}]{tail}", k - 1),
+        None => problem.path,
+    };
+    Problem { path, ..problem }
 }
 
 /// Logs a check's outcome.
@@ -133,4 +138,41 @@ pub(crate) fn recheck_unverified(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(library: &str) -> String {
+        config_path(Problem {
+            path: library.to_owned(),
+            reason: String::new(),
+        })
+        .path
+    }
+
+    /// The library's mapping 0 is the configuration's top-level form; mapping k its
+    /// `mappings[k-1]`; other paths are left alone.
+    #[test]
+    fn library_paths_become_the_configurations() {
+        assert_eq!(
+            path("workflows.wf.mappings[0].fields.reason"),
+            "workflows.wf.fields.reason"
+        );
+        assert_eq!(path("workflows.wf.mappings[0]"), "workflows.wf");
+        assert_eq!(
+            path("workflows.wf.mappings[1].process_code"),
+            "workflows.wf.mappings[0].process_code"
+        );
+        assert_eq!(
+            path("workflows.wf.mappings[3].fields"),
+            "workflows.wf.mappings[2].fields"
+        );
+        assert_eq!(path("workflows.wf.mappings"), "workflows.wf.mappings");
+        assert_eq!(
+            path("workflows.wf.dingtalk.client_secret"),
+            "workflows.wf.dingtalk.client_secret"
+        );
+    }
 }

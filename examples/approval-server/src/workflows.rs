@@ -6,7 +6,7 @@
 //! replica then rebuilds what it serves from the stored workflows: the engine's workflows, the
 //! Request URLs, the Stream connections, the DingTalk apps and the catalog policies name.
 
-use crate::config::{self, ConfigError, DingTalkConfig, Mode, WorkflowConfig, WorkflowType};
+use crate::config::{self, ConfigError, DingTalkConfig, MappingConfig, Mode, WorkflowConfig, WorkflowType};
 use crate::metrics::Metrics;
 use crate::secrets::{SecretsError, SecretsKey};
 use crate::workflow_checks::{self, Checked, WorkflowChecks, WorkflowProblems};
@@ -24,7 +24,7 @@ use dingtalk_sdk::ProcessCode;
 use sase_approval::backend::BuiltinBackend;
 use sase_approval::clock::Clock;
 use sase_approval::definition::{
-    new_callback_id, Delivery, DingTalkSettings, Mapping, Problem, Workflow, WorkflowKind,
+    new_callback_id, Delivery, DingTalkSettings, Mapping, Problem, Template, Workflow, WorkflowKind,
 };
 use sase_approval::dingtalk::{verify_workflow, DingTalkBackend, StoreCounters, Verification};
 use sase_approval::engine::Engine;
@@ -109,6 +109,9 @@ struct Stored {
     callback_id: String,
     process_code: Option<String>,
     fields: BTreeMap<String, String>,
+    /// Absent before workflows had forms for more than one template.
+    #[serde(default)]
+    mappings: Vec<MappingConfig>,
     dingtalk: Option<StoredApp>,
 }
 
@@ -143,6 +146,7 @@ fn seal(key: &SecretsKey, w: &WorkflowConfig, callback_id: &str) -> Result<Store
         callback_id: callback_id.to_owned(),
         process_code: w.process_code.clone(),
         fields: w.fields.clone(),
+        mappings: w.mappings.clone(),
         dingtalk: w
             .dingtalk
             .as_ref()
@@ -192,6 +196,7 @@ fn open(key: &SecretsKey, document: &Document) -> Result<WorkflowConfig, Workflo
     config.callback_id = Some(stored.callback_id);
     config.process_code = stored.process_code;
     config.fields = stored.fields;
+    config.mappings = stored.mappings;
     config.dingtalk = dingtalk;
     Ok(config)
 }
@@ -230,19 +235,19 @@ pub(crate) struct WorkflowView {
     pub(crate) client_id: Option<String>,
     /// Whom DingTalk's encrypted events are addressed to (the Client ID by default).
     pub(crate) receiver_id: Option<String>,
-    /// The DingTalk form (`PROC-…`); empty for a built-in workflow.
+    /// The `app_uninstall` form (`PROC-…`); empty for a built-in workflow.
     pub(crate) process_code: String,
-    /// System field → form label.
+    /// System field → form label, of the `app_uninstall` form.
     pub(crate) fields: BTreeMap<String, String>,
-    /// Template → form mappings.
+    /// Every template → form mapping, the `app_uninstall` form's first.
     pub(crate) mappings: Vec<Mapping>,
     /// The Request URL's path (HTTP push).
     pub(crate) callback_path: Option<String>,
     /// The Request URL to paste into DingTalk's developer console (HTTP push, once the
     /// server's public URL is known).
     pub(crate) request_url: Option<String>,
-    /// The event subscription to add in DingTalk's developer console.
-    pub(crate) event_subscription: Option<String>,
+    /// The event subscriptions to add in DingTalk's developer console, one per form.
+    pub(crate) event_subscriptions: Vec<String>,
     /// The secrets set (write-only: by name, never their values).
     pub(crate) secrets: Vec<&'static str>,
     /// The app's DingTalk call budget.
@@ -489,9 +494,7 @@ impl Workflows {
             let Some(resolved) = self.resolve(config, document, &mut clients, at_start)? else {
                 continue;
             };
-            let own = resolved
-                .workflow
-                .problems(&[sase_approval::definition::Template::app_uninstall()]);
+            let own = resolved.workflow.problems(&Template::all_built_in());
             if !own.is_empty() {
                 for problem in own {
                     report(workflow_checks::config_path(problem), &document.id);
@@ -875,8 +878,19 @@ impl Workflows {
             delivery: settings.map(|s| s.delivery),
             client_id: settings.map(|s| s.client_id.clone()),
             receiver_id: settings.map(|s| s.receiver_id.clone()),
-            event_subscription: settings
-                .map(|_| format!("/v1.0/event/bpms_instance_change/processCode/{process_code}/type/*")),
+            event_subscriptions: if settings.is_some() {
+                w.mappings
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "/v1.0/event/bpms_instance_change/processCode/{}/type/*",
+                            m.process_code
+                        )
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
             process_code,
             fields: s.config.fields.clone(),
             mappings: w.mappings.clone(),
@@ -976,9 +990,7 @@ impl Workflows {
         let Some(candidate) = self.resolve(config.clone(), &document, &mut clients, false)? else {
             return Err(WorkflowError::Invalid(Vec::new()));
         };
-        let own = candidate
-            .workflow
-            .problems(&[sase_approval::definition::Template::app_uninstall()]);
+        let own = candidate.workflow.problems(&Template::all_built_in());
         if !own.is_empty() {
             return Err(WorkflowError::Invalid(
                 own.into_iter()
@@ -1237,7 +1249,8 @@ fn store_error(e: WorkflowError) -> crate::Error {
 }
 
 /// What a workflow's configuration says besides its DingTalk app: its id, name and Request
-/// URL id, and the one template it maps.
+/// URL id, and its forms: the `app_uninstall` one (`process_code`, `fields`) first, then
+/// those of its other templates.
 pub(crate) fn definition(
     w: &WorkflowConfig,
     callback_id: String,
@@ -1245,15 +1258,22 @@ pub(crate) fn definition(
     process_code: String,
     fields: BTreeMap<String, String>,
 ) -> Workflow {
+    let uninstall = Mapping {
+        template: Template::app_uninstall().id,
+        process_code: ProcessCode::new(process_code),
+        fields,
+    };
     Workflow {
         id: WorkflowId::new(&w.id),
         name: w.name.clone().unwrap_or_else(|| w.id.clone()),
         kind: WorkflowKind::DingTalk(settings),
-        mappings: vec![Mapping {
-            template: "app_uninstall".into(),
-            process_code: ProcessCode::new(process_code),
-            fields,
-        }],
+        mappings: std::iter::once(uninstall)
+            .chain(w.mappings.iter().map(|m| Mapping {
+                template: m.template.clone(),
+                process_code: ProcessCode::new(&m.process_code),
+                fields: m.fields.clone(),
+            }))
+            .collect(),
         callback_id,
     }
 }

@@ -16,7 +16,7 @@ use dingtalk_sdk::mock::{MockApp, MockFormField, MockProcess};
 use reqwest::Method;
 use serde_json::json;
 use std::time::Duration;
-use support::browser::Browser;
+use support::browser::{screenshots, Browser};
 use support::{credentialed_config, json, mock, mock_builder, start_with, Agent, ADMIN};
 
 mod support;
@@ -155,6 +155,8 @@ const SECRET2: &str = "second-app-secret-9f8e7d6c5b4a";
 const TOKEN2: &str = "secondsignaturetoken";
 const AES2: &str = "Zx8cV7bN6mQ5wE4rT3yU2iO1pA0sD9fG8hJ7kL6zXcV";
 const CODE2: &str = "PROC-SECOND";
+/// Its logoff form.
+const CODE3: &str = "PROC-SECOND-LOGOFF";
 
 #[tokio::test]
 async fn an_admin_creates_a_dingtalk_workflow_from_its_live_form_in_the_browser() {
@@ -173,6 +175,12 @@ async fn an_admin_creates_a_dingtalk_workflow_from_its_live_form_in_the_browser(
                 MockFormField::new("设备", "TextField", false),
                 MockFormField::new("原因说明", "TextareaField", true),
             ],
+            vec!["approver2".into()],
+        ))
+        .process(MockProcess::new(
+            CODE3,
+            "客户端退出登录",
+            vec![MockFormField::new("退出原因", "TextareaField", true)],
             vec!["approver2".into()],
         ))
         .terminate_grace(Duration::ZERO)
@@ -219,7 +227,7 @@ async fn an_admin_creates_a_dingtalk_workflow_from_its_live_form_in_the_browser(
     browser.fill("#w-aes-key", AES2).await;
     browser.find("details summary").await.click().await.unwrap();
     browser.fill("#w-api-base", &mock.base_url()).await;
-    browser.fill("#w-process-code", CODE2).await;
+    browser.fill("#w-process-code-u", CODE2).await;
     browser
         .find("button[data-live-form]")
         .await
@@ -232,7 +240,7 @@ async fn an_admin_creates_a_dingtalk_workflow_from_its_live_form_in_the_browser(
     let offered = browser
         .client
         .execute(
-            "return Array.from(document.querySelectorAll('#form-labels option')).map(o => o.value);",
+            "return Array.from(document.querySelectorAll('#form-labels-u option')).map(o => o.value);",
             vec![],
         )
         .await
@@ -242,8 +250,8 @@ async fn an_admin_creates_a_dingtalk_workflow_from_its_live_form_in_the_browser(
         json!(["设备", "原因说明"]),
         "the live form's text fields"
     );
-    browser.fill("#w-f-device", "设备").await;
-    browser.fill("#w-f-reason", "原因说明").await;
+    browser.fill("#w-f-u-device", "设备").await;
+    browser.fill("#w-f-u-reason", "原因说明").await;
     browser.page_checks("workflow-editor").await;
     // The page was loaded again by the keyboard check: the editor is filled anew.
     browser.fill("#w-id", "wf-second").await;
@@ -254,9 +262,9 @@ async fn an_admin_creates_a_dingtalk_workflow_from_its_live_form_in_the_browser(
     browser.fill("#w-aes-key", AES2).await;
     browser.find("details summary").await.click().await.unwrap();
     browser.fill("#w-api-base", &mock.base_url()).await;
-    browser.fill("#w-process-code", CODE2).await;
-    browser.fill("#w-f-device", "设备").await;
-    browser.fill("#w-f-reason", "原因说明").await;
+    browser.fill("#w-process-code-u", CODE2).await;
+    browser.fill("#w-f-u-device", "设备").await;
+    browser.fill("#w-f-u-reason", "原因说明").await;
     // A mistyped secret: refused when saved, with DingTalk's reason.
     browser
         .find("form.editor button[type=submit]")
@@ -298,6 +306,42 @@ async fn an_admin_creates_a_dingtalk_workflow_from_its_live_form_in_the_browser(
     // Editing keeps the secrets (write-only, left empty) and the Request URL.
     browser.goto(&format!("{base}/console/workflows/wf-second")).await;
     browser.fill("#w-name", "Uninstall, second app").await;
+    // "Add a form" twice, the first added removed again: the logoff form, mapped from its
+    // live form, is the one that remains.
+    click(&browser, "button[data-add-mapping]").await;
+    click(&browser, "button[data-add-mapping]").await;
+    assert_eq!(count(&browser, ".mappings section.mapping").await, 3);
+    click(
+        &browser,
+        ".mappings section.mapping:nth-child(2) button[data-remove-mapping]",
+    )
+    .await;
+    assert_eq!(count(&browser, ".mappings section.mapping").await, 2);
+    let added = ".mappings section.mapping:last-child";
+    browser
+        .assert_labelled("workflow-editor-with-a-second-form")
+        .await;
+    assert_eq!(
+        browser
+            .find(&format!("{added} select"))
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("app_logoff")
+    );
+    browser.fill(&format!("{added} [data-process-code]"), CODE3).await;
+    click(&browser, &format!("{added} button[data-live-form]")).await;
+    browser
+        .wait_for_text(&format!("{added} output.live-form"), "客户端退出登录: 退出原因 *")
+        .await;
+    browser
+        .fill(&format!("{added} input[name$='.fields.reason']"), "退出原因")
+        .await;
+    // The forms part, looked at: the page's own screenshot shows its top.
+    let forms = browser.find(".mappings").await.screenshot().await.unwrap();
+    std::fs::write(screenshots().join("workflow-editor-two-forms.png"), forms).unwrap();
     browser
         .find("form.editor button[type=submit]")
         .await
@@ -314,6 +358,27 @@ async fn an_admin_creates_a_dingtalk_workflow_from_its_live_form_in_the_browser(
         "the stored secret kept: {saved}"
     );
     assert_eq!(
+        saved["mappings"][1],
+        json!({"template": "app_logoff", "process_code": CODE3, "fields": {"reason": "退出原因"}}),
+        "{saved}"
+    );
+    assert_eq!(saved["mappings"].as_array().map(Vec::len), Some(2), "{saved}");
+    // Shown again in the editor.
+    browser.goto(&format!("{base}/console/workflows/wf-second")).await;
+    assert_eq!(
+        browser
+            .find(added)
+            .await
+            .find(fantoccini::Locator::Css("[data-process-code]"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(CODE3)
+    );
+    assert_eq!(
         saved["request_url"],
         json!(second_url),
         "the same Request URL: {saved}"
@@ -327,6 +392,16 @@ async fn an_admin_creates_a_dingtalk_workflow_from_its_live_form_in_the_browser(
 /// Clicks the element `css` finds.
 async fn click(browser: &Browser, css: &str) {
     browser.find(css).await.click().await.unwrap();
+}
+
+/// How many elements `css` finds.
+async fn count(browser: &Browser, css: &str) -> usize {
+    browser
+        .client
+        .find_all(fantoccini::Locator::Css(css))
+        .await
+        .unwrap()
+        .len()
 }
 
 /// The seed's steps, as the issue lists them, in the browser but for what happens in DingTalk
@@ -370,11 +445,11 @@ async fn the_seed_is_walked_end_to_end_in_the_browser() {
     browser.fill("#w-aes-key", AES2).await;
     click(&browser, "details summary").await;
     browser.fill("#w-api-base", &mock.base_url()).await;
-    browser.fill("#w-process-code", CODE2).await;
+    browser.fill("#w-process-code-u", CODE2).await;
     click(&browser, "button[data-live-form]").await;
     browser.wait_for_text("output.live-form", "原因说明").await;
-    browser.fill("#w-f-device", "设备").await;
-    browser.fill("#w-f-reason", "原因说明").await;
+    browser.fill("#w-f-u-device", "设备").await;
+    browser.fill("#w-f-u-reason", "原因说明").await;
     click(&browser, "form.editor button[type=submit]").await;
     browser.wait_for_path("/console/workflows").await;
     browser.wait_for_text("table", "HR uninstall").await;

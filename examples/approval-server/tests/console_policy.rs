@@ -37,6 +37,20 @@ async fn click(browser: &Browser, css: &str) {
 }
 
 /// Whether the page has an element `css` finds (not waiting).
+/// The workflows the policy editor offers (the ids of its visible choices).
+async fn offered(browser: &Browser) -> Vec<String> {
+    let ids = browser
+        .client
+        .execute(
+            "return Array.from(document.querySelectorAll('#approval-workflow option'))
+                 .filter(o => o.value !== '' && !o.hidden).map(o => o.value);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(ids).unwrap()
+}
+
 async fn has(browser: &Browser, css: &str) -> bool {
     browser.client.find(Locator::Css(css)).await.is_ok()
 }
@@ -70,6 +84,15 @@ async fn an_admin_creates_edits_and_deletes_policies_after_previewing_each_chang
         .await;
         assert_eq!(status, 201, "{body}");
     }
+    // A built-in workflow beside server.toml's DingTalk one.
+    let (status, body) = json(
+        carl.http
+            .put(format!("{base}/api/console/workflows/wf-desk"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"version": 0, "workflow": {"id": "wf-desk", "type": "builtin", "approvers": ["ada"]}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
     assert_eq!(
         carl.check().await["effect"],
         "allow",
@@ -128,8 +151,36 @@ async fn an_admin_creates_edits_and_deletes_policies_after_previewing_each_chang
     )
     .unwrap();
 
-    // Put right; the dialog's live preview follows the typing.
+    // Put right; the dialog's live preview follows the typing. Approval in DingTalk (the
+    // default) offers only DingTalk workflows; built-in only the console's.
     browser.fill("#scope-groups", "contractors").await;
+    assert_eq!(offered(&browser).await, ["wf-dingtalk"]);
+    browser
+        .find("#approval-kind")
+        .await
+        .select_by_value("builtin")
+        .await
+        .unwrap();
+    assert_eq!(offered(&browser).await, ["wf-desk"]);
+    click(&browser, "#approval-workflow option[value='wf-desk']").await;
+    browser
+        .find("#approval-kind")
+        .await
+        .select_by_value("dingtalk")
+        .await
+        .unwrap();
+    assert_eq!(offered(&browser).await, ["wf-dingtalk"]);
+    assert_eq!(
+        browser
+            .find("#approval-workflow")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(""),
+        "a built-in workflow chosen before is dropped"
+    );
     click(&browser, "#approval-workflow option[value='wf-dingtalk']").await;
     for (locale, title, content, primary, secondary) in [
         (

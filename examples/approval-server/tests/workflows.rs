@@ -183,12 +183,12 @@ async fn an_admin_sets_up_a_workflow_a_policy_and_a_device_on_a_running_server()
         (
             &created["version"],
             &created["verification"]["status"],
-            &created["event_subscription"]
+            &created["event_subscriptions"]
         ),
         (
             &json!(1),
             &json!("verified"),
-            &json!("/v1.0/event/bpms_instance_change/processCode/PROC-SECOND/type/*")
+            &json!(["/v1.0/event/bpms_instance_change/processCode/PROC-SECOND/type/*"])
         ),
         "{created}"
     );
@@ -971,5 +971,190 @@ async fn the_live_form_is_read_with_the_typed_or_the_stored_app() {
         assert!(answer["message"].as_str().unwrap().contains(at), "{answer}");
     }
     assert_eq!(mock.journal().len(), before, "no DingTalk call");
+    server.shutdown().await.unwrap();
+}
+
+/// The second app's logoff form.
+const CODE3: &str = "PROC-SECOND-LOGOFF";
+
+/// A workflow maps a form per template: the `app_uninstall` form and, added, the
+/// `app_logoff` form of the same app. Each form is checked against DingTalk with its own path;
+/// a logoff request is created on the logoff form; a workflow without one refuses logoff
+/// filings clearly instead of storing a request it can never create.
+#[tokio::test]
+async fn a_workflow_maps_a_second_form_for_logoff_requests() {
+    let mock = mock2().await;
+    mock.register_process(MockProcess::new(
+        CODE3,
+        "客户端退出登录",
+        vec![
+            MockFormField::new("设备", "TextField", false),
+            MockFormField::new("退出原因", "TextareaField", true),
+        ],
+        vec!["approver3".into()],
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(&mock, credentialed_config(&mock, &dir.path().join("l.sqlite"))).await;
+    let console = Console::new(&server);
+    let with_logoff = |fields: Value, template: &str| {
+        let mut w = second(&mock);
+        w["mappings"] = json!([{"template": template, "process_code": CODE3, "fields": fields}]);
+        w
+    };
+
+    // Each form is checked on its own, its problems named by its place in `mappings`.
+    let (status, answer) = console
+        .put(&with_logoff(json!({"reason": "退出原由"}), "app_logoff"), 0)
+        .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(
+        problems(&answer),
+        [
+            "workflow.mappings[0].fields.reason",
+            "workflow.mappings[0].fields"
+        ],
+        "{answer}"
+    );
+    for (template, reason) in [
+        ("app_uninstall", "mapped twice"),
+        ("app_reboot", "unknown template"),
+    ] {
+        let (status, answer) = console
+            .put(&with_logoff(json!({"reason": "退出原因"}), template), 0)
+            .await;
+        assert_eq!(
+            (status, problems(&answer)),
+            (422, vec!["workflow.mappings[0].template".to_owned()]),
+            "{answer}"
+        );
+        assert!(answer.to_string().contains(reason), "{answer}");
+    }
+    let (status, created) = console
+        .put(
+            &with_logoff(json!({"reason": "退出原因", "device": "设备"}), "app_logoff"),
+            0,
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["verification"]["status"], "verified", "{created}");
+    let templates: Vec<&Value> = created["mappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["template"])
+        .collect();
+    assert_eq!(templates, [&json!("app_uninstall"), &json!("app_logoff")]);
+    assert_eq!(
+        created["event_subscriptions"],
+        json!([
+            format!("/v1.0/event/bpms_instance_change/processCode/{CODE2}/type/*"),
+            format!("/v1.0/event/bpms_instance_change/processCode/{CODE3}/type/*"),
+        ]),
+        "one subscription per form: {created}"
+    );
+    let request_url = created["request_url"].as_str().unwrap().to_owned();
+    let app = MockApp::new(APP2, SECRET2)
+        .events(TOKEN2, AES2)
+        .request_url(&request_url);
+    assert!(mock.register_app(app).await.unwrap().ok);
+
+    // Logging off needs approval too, on this workflow.
+    let mut policy = contractors("wf-second");
+    policy["switches"]["anti_logoff"] = json!(true);
+    let (status, answer) = console
+        .call(
+            reqwest::Method::PUT,
+            "/api/console/policies/contractors",
+            Some(json!({"policy": policy, "version": 0})),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let (_, code) = console
+        .call(
+            reqwest::Method::POST,
+            "/api/console/enrollment-codes",
+            Some(json!({"user_id": "dora", "groups": ["contractors"]})),
+        )
+        .await;
+    let (status, enrolled) = json(
+        console
+            .http
+            .post(format!("{}/api/agent/enroll", console.base))
+            .json(&json!({"code": code["code"], "device_id": "LAPTOP-DORA"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{enrolled}");
+    let token: &'static str = Box::leak(
+        enrolled["device_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+            .into_boxed_str(),
+    );
+    let dora = Agent::new(&server, token);
+    let (status, logoff) = dora
+        .post(
+            "/api/agent/requests",
+            &json!({"reason": "handing the laptop back", "action": "logoff"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{logoff}");
+    let logoff = logoff["id"].as_str().unwrap().to_owned();
+    let instance = dora.external_id(&logoff).await;
+    let shown = mock.instance(&instance).unwrap();
+    assert_eq!(
+        (&shown["title"], &shown["approverUserIds"]),
+        (&json!("dora提交的客户端退出登录"), &json!(["approver3"])),
+        "the logoff form: {shown}"
+    );
+    assert!(shown.to_string().contains("退出原因"), "{shown}");
+    // An uninstall request is another action: its own request, on the uninstall form.
+    let uninstall = dora.filed("and uninstall").await;
+    assert_ne!(uninstall, logoff);
+    let shown = mock.instance(&dora.external_id(&uninstall).await).unwrap();
+    assert_eq!(shown["title"], "dora提交的客户端卸载", "{shown}");
+    mock.approve(&instance, None, None).unwrap();
+    let approved = dora.poll(&logoff, "approved").await;
+    assert_eq!(approved["grant"]["grant"]["action"], "logoff", "{approved}");
+
+    // The test configuration's workflow maps only the uninstall form: a logoff filing on it
+    // is refused, and nothing is stored.
+    let mut on_first = contractors("wf-dingtalk");
+    on_first["id"] = json!("first");
+    on_first["priority"] = json!(9);
+    on_first["switches"]["anti_logoff"] = json!(true);
+    let (status, answer) = console
+        .call(
+            reqwest::Method::PUT,
+            "/api/console/policies/first",
+            Some(json!({"policy": on_first, "version": 0})),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    let (_, before) = console
+        .call(reqwest::Method::GET, "/api/console/requests", None)
+        .await;
+    let (status, refused) = dora
+        .post(
+            "/api/agent/requests",
+            &json!({"reason": "again", "action": "logoff"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &refused["error"]),
+        (400, &json!("invalid_request")),
+        "{refused}"
+    );
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("maps no DingTalk form for template `app_logoff`"),
+        "{refused}"
+    );
+    let (_, after) = console
+        .call(reqwest::Method::GET, "/api/console/requests", None)
+        .await;
+    assert_eq!(before["total"], after["total"], "nothing stored: {after}");
     server.shutdown().await.unwrap();
 }

@@ -87,6 +87,8 @@ struct Texts {
     choose: &'static str,
     built_in: &'static str,
     dingtalk: &'static str,
+    approval_kind: &'static str,
+    approval_kind_note: &'static str,
     not_in_force: &'static str,
     prompt: &'static str,
     prompt_note: &'static str,
@@ -171,6 +173,8 @@ static ZH: Texts = Texts {
     choose: "— 请选择 —",
     built_in: "内置",
     dingtalk: "钉钉",
+    approval_kind: "审批方式",
+    approval_kind_note: "钉钉审批：只列出关联钉钉的审批流；内置审批：只列出在控制台审批的审批流。",
     not_in_force: "未生效",
     prompt: "提示语",
     prompt_note: "终端弹窗显示的文字，中英文都需填写。",
@@ -255,6 +259,8 @@ static EN: Texts = Texts {
     choose: "— choose —",
     built_in: "Built-in",
     dingtalk: "DingTalk",
+    approval_kind: "Approved in",
+    approval_kind_note: "DingTalk: only the workflows associated with DingTalk are offered; built-in: only those decided in this console.",
     not_in_force: "not in force",
     prompt: "Prompt",
     prompt_note: "What the agent's dialog says, in Chinese and in English.",
@@ -374,6 +380,15 @@ fn kind(t: &Texts, w: &Workflow) -> &'static str {
         t.dingtalk
     } else {
         t.built_in
+    }
+}
+
+/// A workflow's kind as the editor's "approved in" choice names it.
+fn kind_value(w: &Workflow) -> &'static str {
+    if w.dingtalk().is_some() {
+        "dingtalk"
+    } else {
+        "builtin"
     }
 }
 
@@ -597,6 +612,9 @@ fn editor(viewer: &Viewer, p: &Policy, stored: Option<&Stored>, workflows: &[Wor
     let extra = serde_json::to_string(&extra).unwrap_or_else(|_| "{}".to_owned());
     let named = p.approval.workflow.as_ref();
     let missing = named.filter(|id| !workflows.iter().any(|w| w.id == **id));
+    let named_builtin = named
+        .and_then(|id| workflows.iter().find(|w| w.id == *id))
+        .is_some_and(|w| kind_value(w) == "builtin");
     let checkbox = |id: &str, name: &str, checked: bool, label: &str| {
         html! {
             label.check for=(id) {
@@ -672,12 +690,22 @@ fn editor(viewer: &Viewer, p: &Policy, stored: Option<&Stored>, workflows: &[Wor
             section.panel aria-labelledby="approval" {
                 h2 #approval { (t.approval) }
                 (checkbox("approval-filing", "policy.approval.allow_filing", p.approval.allow_filing, t.allow_filing))
+                // First where requests are decided, then only the workflows of that kind
+                // (policy.js hides the others).
+                div.field {
+                    label for="approval-kind" { (t.approval_kind) }
+                    select #approval-kind aria-describedby="approval-kind-note" {
+                        option value="dingtalk" selected[!named_builtin] { (t.dingtalk) }
+                        option value="builtin" selected[named_builtin] { (t.built_in) }
+                    }
+                    span.note #approval-kind-note { (t.approval_kind_note) }
+                }
                 div.field {
                     label for="approval-workflow" { (t.workflow) }
                     select #approval-workflow name="policy.approval.workflow" aria-describedby="approval-workflow-note" {
                         option value="" { (t.choose) }
                         @for w in workflows {
-                            option value=(w.id) selected[named == Some(&w.id)] {
+                            option value=(w.id) selected[named == Some(&w.id)] data-kind=(kind_value(w)) {
                                 (w.name)
                                 @if w.name != w.id.as_str() { " (" (w.id) ")" }
                                 " · " (kind(t, w))

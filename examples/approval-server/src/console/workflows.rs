@@ -10,7 +10,7 @@ use super::time::utc;
 use super::{html_page, not_found, viewer};
 use crate::admins::Role;
 use crate::api::AppState;
-use crate::config::{WorkflowConfig, WorkflowType};
+use crate::config::{MappingConfig, WorkflowConfig, WorkflowType};
 use crate::workflows::WorkflowView;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -18,8 +18,9 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use maud::{html, Markup};
-use sase_approval::definition::{Delivery, APP_UNINSTALL_FIELDS};
+use sase_approval::definition::{Delivery, Template, APP_UNINSTALL_FIELDS};
 use sase_approval::dingtalk::Verification;
+use std::collections::BTreeMap;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -68,6 +69,10 @@ struct Texts {
     reconcile_share: &'static str,
     mapping: &'static str,
     mapping_hint: &'static str,
+    template: &'static str,
+    template_names: [(&'static str, &'static str); 2],
+    add_form: &'static str,
+    remove_form: &'static str,
     process_code: &'static str,
     load_fields: &'static str,
     system_field: &'static str,
@@ -115,7 +120,11 @@ static ZH: Texts = Texts {
     calls_per_month: "每月调用数",
     reconcile_share: "对账可用比例 (%)",
     mapping: "表单映射",
-    mapping_hint: "模板“应用卸载”的系统字段 → 钉钉表单的字段。点击“读取表单字段”从钉钉读取该表单。",
+    mapping_hint: "每个模板（申请类型）对应同一应用的一个钉钉表单：模板的系统字段 → 表单的字段。点击“读取表单字段”从钉钉读取该表单；“添加表单”为另一个模板映射表单。",
+    template: "模板",
+    template_names: [("app_uninstall", "应用卸载"), ("app_logoff", "退出登录")],
+    add_form: "添加表单",
+    remove_form: "移除此表单",
     process_code: "表单 Process Code",
     load_fields: "读取表单字段",
     system_field: "系统字段",
@@ -162,8 +171,12 @@ static EN: Texts = Texts {
     qps: "Calls a second to one API",
     calls_per_month: "Calls a month",
     reconcile_share: "Reconciliation's share (%)",
-    mapping: "Form mapping",
-    mapping_hint: "The \u{201c}App uninstall\u{201d} template's system fields → the DingTalk form's fields. \u{201c}Load form fields\u{201d} reads the form from DingTalk.",
+    mapping: "Form mappings",
+    mapping_hint: "Each template (kind of request) is filed on a DingTalk form of the same app: the template's system fields → the form's fields. \u{201c}Load form fields\u{201d} reads the form from DingTalk; \u{201c}Add a form\u{201d} maps a form for another template.",
+    template: "Template",
+    template_names: [("app_uninstall", "App uninstall"), ("app_logoff", "App logoff")],
+    add_form: "Add a form",
+    remove_form: "Remove this form",
     process_code: "Form process code",
     load_fields: "Load form fields",
     system_field: "System field",
@@ -252,7 +265,7 @@ async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Re
                                 } @else if v.delivery == Some(Delivery::Stream) {
                                     div.note { (w.stream_no_url) }
                                 }
-                                @if let Some(sub) = &v.event_subscription {
+                                @for sub in &v.event_subscriptions {
                                     div { (copyable(w, w.event_subscription, sub)) }
                                 }
                             }
@@ -315,7 +328,7 @@ async fn edit(
             dl.facts {
                 dt { (w.status) } dd { (status(w, &view)) }
                 @if let Some(url) = &view.request_url { dt { (w.request_url) } dd { (copyable(w, w.request_url, url)) } }
-                @if let Some(sub) = &view.event_subscription { dt { (w.event_subscription) } dd { (copyable(w, w.event_subscription, sub)) } }
+                @for sub in &view.event_subscriptions { dt { (w.event_subscription) } dd { (copyable(w, w.event_subscription, sub)) } }
             }
         }
         @if viewer.identity.role.allows(Role::Admin) {
@@ -336,12 +349,7 @@ fn editor(viewer: &Viewer, existing: Option<(&WorkflowView, &WorkflowConfig)>) -
     let version = existing.map_or(0, |(v, _)| v.version);
     let builtin = config.is_some_and(|c| c.kind == WorkflowType::Builtin);
     let stream = config.is_some_and(|c| c.delivery == Delivery::Stream);
-    let field = |name: &str| {
-        config
-            .and_then(|c| c.fields.get(name))
-            .cloned()
-            .unwrap_or_default()
-    };
+    let live = existing.map_or("", |(v, _)| v.id.as_str());
     let secret_placeholder = if app.is_some() { w.unchanged } else { "" };
     html! {
         form.stack.editor data-api="/api/console/workflows/{workflow.id}" data-method="PUT" data-then="/console/workflows" {
@@ -424,28 +432,21 @@ fn editor(viewer: &Viewer, existing: Option<(&WorkflowView, &WorkflowConfig)>) -
             fieldset data-when="workflow.type=dingtalk" {
                 legend { (w.mapping) }
                 p.note { (w.mapping_hint) }
-                div.field {
-                    label for="w-process-code" { (w.process_code) }
-                    input #w-process-code name="workflow.process_code" required value=[config.and_then(|c| c.process_code.as_deref())];
-                }
-                button.secondary type="button" data-live-form=(existing.map_or("", |(v, _)| v.id.as_str())) { (w.load_fields) }
-                output.note.live-form aria-live="polite" {}
-                datalist #form-labels {
-                    @for label in config.map(|c| c.fields.values().cloned().collect::<Vec<_>>()).unwrap_or_default() {
-                        option value=(label) {}
+                div.mappings {
+                    (form_mapping(w, live, &FormRow::Uninstall {
+                        process_code: config.and_then(|c| c.process_code.as_deref()).unwrap_or(""),
+                        fields: config.map(|c| &c.fields),
+                    }))
+                    @for (i, m) in config.map(|c| c.mappings.as_slice()).unwrap_or_default().iter().enumerate() {
+                        (form_mapping(w, live, &FormRow::Other { index: i.to_string(), mapping: Some(m) }))
                     }
                 }
-                table {
-                    thead { tr { th scope="col" { (w.system_field) } th scope="col" { (w.form_field) } } }
-                    tbody {
-                        @for f in APP_UNINSTALL_FIELDS {
-                            tr {
-                                td { label.mono for=(format!("w-f-{f}")) { (f) } }
-                                td { input id=(format!("w-f-{f}")) name=(format!("workflow.fields.{f}")) list="form-labels" value=(field(f)); }
-                            }
-                        }
-                    }
+                // What "Add a form" copies, its index filled in (an inert <template>: no ids
+                // in the page until added).
+                template #mapping-row {
+                    (form_mapping(w, live, &FormRow::Other { index: "__i__".into(), mapping: None }))
                 }
+                button.secondary type="button" data-add-mapping { (w.add_form) }
             }
             button type="submit" { (w.save) }
             output.message role="alert" {}
@@ -455,6 +456,90 @@ fn editor(viewer: &Viewer, existing: Option<(&WorkflowView, &WorkflowConfig)>) -
                 p.note { (w.delete_hint) }
                 button.danger type="submit" { (w.delete) }
                 output.message role="alert" {}
+            }
+        }
+    }
+}
+
+/// One form of the editor: the `app_uninstall` form (the workflow's own `process_code` and
+/// `fields`) or another template's (`workflow.mappings[index]`; `__i__` in the row "Add a
+/// form" copies).
+enum FormRow<'a> {
+    Uninstall {
+        process_code: &'a str,
+        fields: Option<&'a BTreeMap<String, String>>,
+    },
+    Other {
+        index: String,
+        mapping: Option<&'a MappingConfig>,
+    },
+}
+
+/// A form's template, process code, "Load form fields" (for the saved workflow `live`, or the
+/// credentials typed in) and its `system field → form field` rows, each input labelled.
+fn form_mapping(w: &Texts, live: &str, row: &FormRow<'_>) -> Markup {
+    let (prefix, slot, process_code, fields, template) = match row {
+        FormRow::Uninstall { process_code, fields } => (
+            "workflow".to_owned(),
+            "u".to_owned(),
+            *process_code,
+            *fields,
+            Template::app_uninstall().id,
+        ),
+        FormRow::Other { index, mapping } => (
+            format!("workflow.mappings[{index}]"),
+            index.clone(),
+            mapping.map_or("", |m| m.process_code.as_str()),
+            mapping.map(|m| &m.fields),
+            mapping.map_or_else(|| Template::app_logoff().id, |m| m.template.clone()),
+        ),
+    };
+    let name_of = |id: &str| {
+        w.template_names
+            .iter()
+            .find(|(t, _)| *t == id)
+            .map_or_else(|| id.to_owned(), |(_, n)| (*n).to_owned())
+    };
+    let labels = format!("form-labels-{slot}");
+    // Every built-in template has the same system fields.
+    html! {
+        section.mapping {
+            div.field {
+                label for=(format!("w-template-{slot}")) { (w.template) }
+                @if let FormRow::Uninstall { .. } = row {
+                    input id=(format!("w-template-{slot}")) value=(name_of(&template)) readonly;
+                } @else {
+                    select id=(format!("w-template-{slot}")) name=(format!("{prefix}.template")) {
+                        @for t in Template::all_built_in().into_iter().skip(1) {
+                            option value=(t.id) selected[t.id == template] { (name_of(&t.id)) }
+                        }
+                    }
+                }
+            }
+            div.field {
+                label for=(format!("w-process-code-{slot}")) { (w.process_code) }
+                input id=(format!("w-process-code-{slot}")) name=(format!("{prefix}.process_code")) required value=(process_code) data-process-code;
+            }
+            button.secondary type="button" data-live-form=(live) data-labels=(labels) { (w.load_fields) }
+            output.note.live-form aria-live="polite" {}
+            datalist id=(labels) {
+                @for label in fields.map(|f| f.values().cloned().collect::<Vec<_>>()).unwrap_or_default() {
+                    option value=(label) {}
+                }
+            }
+            table {
+                thead { tr { th scope="col" { (w.system_field) } th scope="col" { (w.form_field) } } }
+                tbody {
+                    @for f in APP_UNINSTALL_FIELDS {
+                        tr {
+                            td { label.mono for=(format!("w-f-{slot}-{f}")) { (f) } }
+                            td { input id=(format!("w-f-{slot}-{f}")) name=(format!("{prefix}.fields.{f}")) list=(labels) value=(fields.and_then(|m| m.get(f)).map_or("", String::as_str)); }
+                        }
+                    }
+                }
+            }
+            @if let FormRow::Other { .. } = row {
+                button.secondary type="button" data-remove-mapping { (w.remove_form) }
             }
         }
     }

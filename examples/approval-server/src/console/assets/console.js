@@ -38,15 +38,31 @@
     return raw === "" ? undefined : raw;
   }
 
-  // `a.b.c` names build nested objects.
+  // `a.b.c` names build nested objects, `a.list[2].b` arrays of them.
   function put(target, path, value) {
-    const keys = path.split(".");
+    const keys = [];
+    path.split(".").forEach((part) => {
+      const item = /^(.+)\[(\d+)\]$/.exec(part);
+      if (item) keys.push(item[1], Number(item[2]));
+      else keys.push(part);
+    });
     let at = target;
-    keys.slice(0, -1).forEach((k) => {
-      if (typeof at[k] !== "object" || at[k] === null) at[k] = {};
+    keys.slice(0, -1).forEach((k, i) => {
+      if (typeof at[k] !== "object" || at[k] === null) {
+        at[k] = typeof keys[i + 1] === "number" ? [] : {};
+      }
       at = at[k];
     });
     at[keys[keys.length - 1]] = value;
+  }
+
+  // Arrays without the holes a removed row leaves (JSON would send them as null).
+  function compact(value) {
+    if (Array.isArray(value)) return value.filter(() => true).map(compact);
+    if (typeof value === "object" && value !== null) {
+      Object.keys(value).forEach((k) => { value[k] = compact(value[k]); });
+    }
+    return value;
   }
 
   function bodyOf(form) {
@@ -56,7 +72,7 @@
       const value = valueOf(field);
       if (value !== undefined) put(body, field.name, value);
     });
-    return body;
+    return compact(body);
   }
 
   function say(form, text) {
@@ -168,17 +184,19 @@
     }
   }
 
-  // [data-live-form]: reads the form named by the editor's process code from DingTalk, with
-  // the app typed in (or the saved workflow's stored secret), and offers its text fields for
-  // the mapping (the <datalist id="form-labels">).
+  // [data-live-form]: reads the form named by its row's process code from DingTalk, with the
+  // app typed in (or the saved workflow's stored secret), and offers its text fields for that
+  // row's mapping (the <datalist> named by data-labels).
   async function liveForm(button) {
     const form = button.closest("form");
+    const row = button.closest(".mapping") || form;
     const value = (name) => {
       const f = form.querySelector(`[name="${name}"]`);
       return f && f.value !== "" ? f.value : undefined;
     };
+    const code = row.querySelector("[data-process-code]");
     const body = {
-      process_code: value("workflow.process_code") || "",
+      process_code: code ? code.value : "",
       workflow: button.dataset.liveForm || undefined,
       dingtalk: {
         client_id: value("workflow.dingtalk.client_id") || "",
@@ -186,22 +204,52 @@
         api_base: value("workflow.dingtalk.api_base"),
       },
     };
-    const out = form.querySelector("output.live-form");
+    const out = row.querySelector("output.live-form");
     const { ok, answer } = await call("POST", "/api/console/dingtalk/form", body);
     if (!ok) {
       if (out) out.textContent = (answer && answer.message) || "error";
       return;
     }
-    const list = document.getElementById("form-labels");
-    list.replaceChildren(...answer.fields.filter((f) => f.holds_text).map((f) => {
-      const option = document.createElement("option");
-      option.value = f.label;
-      return option;
-    }));
+    const list = document.getElementById(button.dataset.labels);
+    if (list) {
+      list.replaceChildren(...answer.fields.filter((f) => f.holds_text).map((f) => {
+        const option = document.createElement("option");
+        option.value = f.label;
+        return option;
+      }));
+    }
     if (out) {
       const fields = answer.fields.map((f) => f.label + (f.required ? " *" : "")).join(", ");
       out.textContent = `${answer.name || body.process_code}: ${fields}`;
     }
+  }
+
+  // [data-add-mapping]: another form row from <template id="mapping-row">, its `__i__`
+  // (names, ids, labels) replaced by a fresh index; [data-remove-mapping] removes its row.
+  let added = 0;
+  function addMapping(button) {
+    const template = document.getElementById("mapping-row");
+    const rows = button.parentElement.querySelector(".mappings");
+    if (!template || !rows) return;
+    const index = rows.querySelectorAll(".mapping").length + added;
+    added += 1;
+    const row = template.content.firstElementChild.cloneNode(true);
+    row.querySelectorAll("*").forEach((el) => {
+      ["id", "for", "name", "list", "data-labels"].forEach((attr) => {
+        const v = el.getAttribute(attr);
+        if (v !== null) el.setAttribute(attr, v.replaceAll("__i__", String(index)));
+      });
+    });
+    rows.appendChild(row);
+    const first = row.querySelector("select, input");
+    if (first) first.focus();
+  }
+
+  function removeMapping(button) {
+    const row = button.closest(".mapping");
+    const add = row && row.closest("fieldset") && row.closest("fieldset").querySelector("[data-add-mapping]");
+    if (row) row.remove();
+    if (add) add.focus();
   }
 
   document.addEventListener("change", conditions);
@@ -211,6 +259,10 @@
     if (copyButton) copy(copyButton);
     const formButton = event.target.closest("button[data-live-form]");
     if (formButton) liveForm(formButton).catch(() => {});
+    const addButton = event.target.closest("button[data-add-mapping]");
+    if (addButton) addMapping(addButton);
+    const removeButton = event.target.closest("button[data-remove-mapping]");
+    if (removeButton) removeMapping(removeButton);
   });
   document.addEventListener("submit", submit);
   document.addEventListener("click", async (event) => {

@@ -252,10 +252,24 @@
     }
   });
 
-  // The workflow is only meaningful when employees may file.
+  // The workflow is only meaningful when employees may file, and only workflows of the
+  // kind chosen first (DingTalk or built-in) are offered: a choice of the other kind is
+  // dropped. A workflow no longer in force (no data-kind) stays offered.
   const filing = field("policy.approval.allow_filing");
   const workflow = field("policy.approval.workflow");
-  const sync = () => { if (filing && workflow) workflow.disabled = !filing.checked; };
+  const kind = document.getElementById("approval-kind");
+  const sync = () => {
+    if (filing && workflow) workflow.disabled = !filing.checked;
+    if (kind) kind.disabled = Boolean(filing) && !filing.checked;
+    if (!kind || !workflow) return;
+    workflow.querySelectorAll("option[data-kind]").forEach((o) => {
+      o.hidden = o.dataset.kind !== kind.value;
+      o.disabled = o.hidden;
+    });
+    const chosen = workflow.selectedOptions[0];
+    if (chosen && chosen.disabled) workflow.value = "";
+  };
   if (filing) filing.addEventListener("change", sync);
+  if (kind) kind.addEventListener("change", sync);
   sync();
 })();
