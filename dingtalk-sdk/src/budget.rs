@@ -20,7 +20,8 @@
 //!   API's slots: background work never delays a foreground call by more than the slots it
 //!   leaves free, and never overtakes one that is waiting.
 //! - **Month**: calls are counted when they are sent (each attempt, retries included; token
-//!   requests are not counted) per calendar month in UTC, on the clock given to
+//!   requests, sign-in and contacts calls are not counted: DingTalk exempts them from the
+//!   org's quota, so they are paced by QPS only) per calendar month in UTC, on the clock given to
 //!   [`budget_clock`](crate::client::DingTalkClientBuilder::budget_clock) (the system time by
 //!   default). A foreground call is refused, without a network call, once
 //!   [`calls_per_month`](CallBudget::calls_per_month) calls were made this month; a background
@@ -282,6 +283,17 @@ pub struct CounterAdd {
     pub added: bool,
 }
 
+/// Whether an API's calls count toward the org's monthly quota. Every API is paced by QPS;
+/// token, auth and contacts APIs are exempt from the month (PROTOCOL e.1).
+#[cfg(feature = "client")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Metering {
+    /// Paced and counted toward the month (the workflow API).
+    Monthly,
+    /// Paced only: the month neither counts nor refuses it (sign-in, contacts).
+    QpsOnly,
+}
+
 /// A calendar month in UTC.
 #[cfg(feature = "client")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -322,7 +334,9 @@ pub(crate) use engine::Budget;
 
 #[cfg(feature = "client")]
 mod engine {
-    use super::{BudgetClock, BudgetUsage, CallBudget, CounterAdd, Month, Priority, SharedCounters};
+    use super::{
+        BudgetClock, BudgetUsage, CallBudget, CounterAdd, Metering, Month, Priority, SharedCounters,
+    };
     use crate::error::{Error, ErrorKind, Result};
     use std::collections::{HashMap, VecDeque};
     use std::fmt;
@@ -468,12 +482,15 @@ mod engine {
             config: &CallBudget,
             operation: &'static str,
             priority: Priority,
+            metering: Metering,
             now: Instant,
             notes: &mut Notes,
         ) -> Step {
-            if let Some(error) = self.refusal(config, operation, priority) {
-                self.refused += 1;
-                return Step::Refuse(error);
+            if metering == Metering::Monthly {
+                if let Some(error) = self.refusal(config, operation, priority) {
+                    self.refused += 1;
+                    return Step::Refuse(error);
+                }
             }
             match self.paused_until {
                 Some(until) if until > now => return Step::Wait(until - now),
@@ -495,7 +512,9 @@ mod engine {
                 }
                 window.sent.push_back(now);
             }
-            self.count(config, priority, notes);
+            if metering == Metering::Monthly {
+                self.count(config, priority, notes);
+            }
             Step::Go
         }
 
@@ -749,8 +768,16 @@ mod engine {
         }
 
         /// Refuses a call at once, without waiting, if the month's budget does not allow it
-        /// (before a token is fetched or anything is sent).
-        pub(crate) fn check(&self, operation: &'static str, priority: Priority) -> Result<()> {
+        /// (before a token is fetched or anything is sent). Calls exempt from the month go.
+        pub(crate) fn check(
+            &self,
+            operation: &'static str,
+            priority: Priority,
+            metering: Metering,
+        ) -> Result<()> {
+            if metering == Metering::QpsOnly {
+                return Ok(());
+            }
             let month = self.month_now();
             let mut notes = Notes::default();
             let refusal = {
@@ -767,8 +794,14 @@ mod engine {
         }
 
         /// Waits until the app is not paused and `operation` has a slot for `priority`, then
-        /// counts the call, which the caller sends at once; or refuses it.
-        pub(crate) async fn acquire(&self, operation: &'static str, priority: Priority) -> Result<()> {
+        /// counts the call (unless exempt from the month), which the caller sends at once; or
+        /// refuses it.
+        pub(crate) async fn acquire(
+            &self,
+            operation: &'static str,
+            priority: Priority,
+            metering: Metering,
+        ) -> Result<()> {
             let _waiting = (priority == Priority::Foreground).then(|| Waiting::new(self, operation));
             loop {
                 let month = self.month_now();
@@ -776,10 +809,18 @@ mod engine {
                 let step = {
                     let mut state = self.lock();
                     state.roll(month, &mut notes);
-                    state.step(&self.config, operation, priority, Instant::now(), &mut notes)
+                    state.step(
+                        &self.config,
+                        operation,
+                        priority,
+                        metering,
+                        Instant::now(),
+                        &mut notes,
+                    )
                 };
                 self.log(notes);
                 match step {
+                    Step::Go if metering == Metering::QpsOnly => return Ok(()),
                     Step::Go => return self.share(month, operation, priority).await,
                     Step::Refuse(error) => return Err(error),
                     Step::Wait(delay) => {
@@ -896,19 +937,41 @@ mod engine {
             let mut notes = Notes::default();
             let t0 = Instant::now();
             for _ in 0..3 {
-                assert!(go(state.step(&config, "A", Priority::Foreground, t0, &mut notes)));
+                assert!(go(state.step(
+                    &config,
+                    "A",
+                    Priority::Foreground,
+                    Metering::Monthly,
+                    t0,
+                    &mut notes
+                )));
             }
             let at = t0 + Duration::from_millis(400);
             assert_eq!(
-                wait(state.step(&config, "A", Priority::Foreground, at, &mut notes)),
+                wait(state.step(
+                    &config,
+                    "A",
+                    Priority::Foreground,
+                    Metering::Monthly,
+                    at,
+                    &mut notes
+                )),
                 Some(Duration::from_millis(600))
             );
             // Another API has its own slots.
-            assert!(go(state.step(&config, "B", Priority::Foreground, at, &mut notes)));
+            assert!(go(state.step(
+                &config,
+                "B",
+                Priority::Foreground,
+                Metering::Monthly,
+                at,
+                &mut notes
+            )));
             assert!(go(state.step(
                 &config,
                 "A",
                 Priority::Foreground,
+                Metering::Monthly,
                 t0 + WINDOW,
                 &mut notes
             )));
@@ -922,25 +985,54 @@ mod engine {
             let mut notes = Notes::default();
             let t0 = Instant::now();
             for _ in 0..2 {
-                assert!(go(state.step(&config, "A", Priority::Background, t0, &mut notes)));
+                assert!(go(state.step(
+                    &config,
+                    "A",
+                    Priority::Background,
+                    Metering::Monthly,
+                    t0,
+                    &mut notes
+                )));
             }
             // Half of 4 slots are used: background waits, foreground goes.
             assert_eq!(
-                wait(state.step(&config, "A", Priority::Background, t0, &mut notes)),
+                wait(state.step(
+                    &config,
+                    "A",
+                    Priority::Background,
+                    Metering::Monthly,
+                    t0,
+                    &mut notes
+                )),
                 Some(WINDOW)
             );
-            assert!(go(state.step(&config, "A", Priority::Foreground, t0, &mut notes)));
+            assert!(go(state.step(
+                &config,
+                "A",
+                Priority::Foreground,
+                Metering::Monthly,
+                t0,
+                &mut notes
+            )));
             // A foreground caller waiting: background stands aside although a slot is free.
             let later = t0 + WINDOW;
             state.apis.entry("A").or_default().foreground_waiting = 1;
             assert_eq!(
-                wait(state.step(&config, "A", Priority::Background, later, &mut notes)),
+                wait(state.step(
+                    &config,
+                    "A",
+                    Priority::Background,
+                    Metering::Monthly,
+                    later,
+                    &mut notes
+                )),
                 Some(STAND_ASIDE)
             );
             assert!(go(state.step(
                 &config,
                 "A",
                 Priority::Foreground,
+                Metering::Monthly,
                 later,
                 &mut notes
             )));
@@ -949,6 +1041,7 @@ mod engine {
                 &config,
                 "A",
                 Priority::Background,
+                Metering::Monthly,
                 later,
                 &mut notes
             )));
@@ -962,9 +1055,23 @@ mod engine {
             let mut notes = Notes::default();
             let t0 = Instant::now();
             for _ in 0..2 {
-                assert!(go(state.step(&config, "A", Priority::Background, t0, &mut notes)));
+                assert!(go(state.step(
+                    &config,
+                    "A",
+                    Priority::Background,
+                    Metering::Monthly,
+                    t0,
+                    &mut notes
+                )));
             }
-            let refused = state.step(&config, "A", Priority::Background, t0, &mut notes);
+            let refused = state.step(
+                &config,
+                "A",
+                Priority::Background,
+                Metering::Monthly,
+                t0,
+                &mut notes,
+            );
             assert!(matches!(
                 refused,
                 Step::Refuse(Error::BudgetExhausted {
@@ -976,12 +1083,33 @@ mod engine {
                 })
             ));
             assert!(notes.warn_at.is_none());
-            assert!(go(state.step(&config, "A", Priority::Foreground, t0, &mut notes)));
+            assert!(go(state.step(
+                &config,
+                "A",
+                Priority::Foreground,
+                Metering::Monthly,
+                t0,
+                &mut notes
+            )));
             assert_eq!(notes.warn_at, None, "3 of 4 is 75 %");
-            assert!(go(state.step(&config, "A", Priority::Foreground, t0, &mut notes)));
+            assert!(go(state.step(
+                &config,
+                "A",
+                Priority::Foreground,
+                Metering::Monthly,
+                t0,
+                &mut notes
+            )));
             assert_eq!(notes.warn_at, Some((DEC, 4, 4)));
             assert!(matches!(
-                state.step(&config, "A", Priority::Foreground, t0, &mut notes),
+                state.step(
+                    &config,
+                    "A",
+                    Priority::Foreground,
+                    Metering::Monthly,
+                    t0,
+                    &mut notes
+                ),
                 Step::Refuse(_)
             ));
             assert_eq!(state.refused, 2);
@@ -989,6 +1117,57 @@ mod engine {
             state.roll(jan, &mut notes);
             assert_eq!(notes.new_month, Some((DEC, jan, 4)));
             assert_eq!((state.calls, state.refused, state.warned), (0, 0, false));
+        }
+
+        #[test]
+        fn calls_exempt_from_the_month_are_paced_but_neither_counted_nor_refused() {
+            let config = budget(2, 1);
+            let mut state = State::new(DEC);
+            let mut notes = Notes::default();
+            let t0 = Instant::now();
+            assert!(go(state.step(
+                &config,
+                "W",
+                Priority::Foreground,
+                Metering::Monthly,
+                t0,
+                &mut notes
+            )));
+            // The month is spent: a workflow call is refused, a contacts call goes...
+            assert!(matches!(
+                state.step(
+                    &config,
+                    "W",
+                    Priority::Foreground,
+                    Metering::Monthly,
+                    t0,
+                    &mut notes
+                ),
+                Step::Refuse(_)
+            ));
+            for _ in 0..2 {
+                assert!(go(state.step(
+                    &config,
+                    "C",
+                    Priority::Foreground,
+                    Metering::QpsOnly,
+                    t0,
+                    &mut notes
+                )));
+            }
+            // ...within its API's QPS, and without being counted.
+            assert_eq!(
+                wait(state.step(
+                    &config,
+                    "C",
+                    Priority::Foreground,
+                    Metering::QpsOnly,
+                    t0,
+                    &mut notes
+                )),
+                Some(WINDOW)
+            );
+            assert_eq!((state.calls, state.foreground, state.background), (1, 1, 0));
         }
 
         #[test]

@@ -15,8 +15,10 @@
 //! # Ok(()) }
 //! ```
 
-use crate::budget::{self, Budget, BudgetClock, BudgetUsage, CallBudget, Priority, SharedCounters};
+use crate::budget::{self, Budget, BudgetClock, BudgetUsage, CallBudget, Metering, Priority, SharedCounters};
+use crate::contacts::Contacts;
 use crate::error::{Error, ErrorKind, Result};
+use crate::oauth::{OAuth, UserAccessToken};
 use crate::retry::RetryPolicy;
 use crate::token::{CachedTokenProvider, Credentials, TokenProvider};
 use crate::transport;
@@ -30,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument as _;
 
-pub use crate::transport::DEFAULT_API_BASE;
+pub use crate::transport::{DEFAULT_API_BASE, DEFAULT_OAPI_BASE};
 const TOKEN_HEADER: &str = "x-acs-dingtalk-access-token";
 
 /// A DingTalk OpenAPI client. Cheap to clone; clones share the HTTP client, the token cache
@@ -45,7 +47,10 @@ pub struct DingTalkClient {
 struct Inner {
     http: reqwest::Client,
     api_base: String,
+    oapi_base: String,
+    credentials: Credentials,
     tokens: Arc<dyn TokenProvider>,
+    oapi_tokens: Arc<dyn TokenProvider>,
     retry: RetryPolicy,
     timeout: Duration,
     budget: Budget,
@@ -55,7 +60,10 @@ impl fmt::Debug for DingTalkClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DingTalkClient")
             .field("api_base", &self.inner.api_base)
+            .field("oapi_base", &self.inner.oapi_base)
+            .field("credentials", &self.inner.credentials)
             .field("tokens", &self.inner.tokens)
+            .field("oapi_tokens", &self.inner.oapi_tokens)
             .field("retry", &self.inner.retry)
             .field("timeout", &self.inner.timeout)
             .field("budget", self.inner.budget.config())
@@ -68,8 +76,10 @@ impl fmt::Debug for DingTalkClient {
 pub struct DingTalkClientBuilder {
     credentials: Credentials,
     api_base: String,
+    oapi_base: String,
     http: Option<reqwest::Client>,
     tokens: Option<Arc<dyn TokenProvider>>,
+    oapi_tokens: Option<Arc<dyn TokenProvider>>,
     retry: RetryPolicy,
     timeout: Duration,
     connect_timeout: Duration,
@@ -84,8 +94,10 @@ impl fmt::Debug for DingTalkClientBuilder {
         f.debug_struct("DingTalkClientBuilder")
             .field("credentials", &self.credentials)
             .field("api_base", &self.api_base)
+            .field("oapi_base", &self.oapi_base)
             .field("http", &self.http)
             .field("tokens", &self.tokens)
+            .field("oapi_tokens", &self.oapi_tokens)
             .field("retry", &self.retry)
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
@@ -104,6 +116,14 @@ impl DingTalkClientBuilder {
         self
     }
 
+    /// Base URL of the old API (default `https://oapi.dingtalk.com`), which serves the
+    /// directory ([`contacts`](DingTalkClient::contacts)) and its token (`/gettoken`); point
+    /// it at a mock in tests (the mock serves both APIs on one address).
+    pub fn oapi_base(mut self, url: impl Into<String>) -> Self {
+        self.oapi_base = transport::trim_base(&url.into());
+        self
+    }
+
     /// Use this reqwest client (proxies, TLS, pools). The per-request timeout still applies.
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
@@ -114,6 +134,13 @@ impl DingTalkClientBuilder {
     /// instead of the in-memory one.
     pub fn token_provider(mut self, provider: Arc<dyn TokenProvider>) -> Self {
         self.tokens = Some(provider);
+        self
+    }
+
+    /// Use this provider of the old API's token (the directory calls) instead of the
+    /// in-memory one fetching `GET /gettoken`.
+    pub fn oapi_token_provider(mut self, provider: Arc<dyn TokenProvider>) -> Self {
+        self.oapi_tokens = Some(provider);
         self
     }
 
@@ -174,6 +201,7 @@ impl DingTalkClientBuilder {
     /// built, or a budget with a QPS of 0 or a background share outside `[0, 1]`.
     pub fn build(self) -> Result<DingTalkClient> {
         transport::check_base(&self.api_base)?;
+        transport::check_base(&self.oapi_base)?;
         self.budget
             .validate()
             .map_err(|reason| Error::Config { reason })?;
@@ -189,7 +217,14 @@ impl DingTalkClientBuilder {
         };
         let tokens = self.tokens.unwrap_or_else(|| {
             Arc::new(
-                CachedTokenProvider::new(http.clone(), &self.api_base, self.credentials)
+                CachedTokenProvider::new(http.clone(), &self.api_base, self.credentials.clone())
+                    .timeout(self.timeout)
+                    .retry(self.retry),
+            )
+        });
+        let oapi_tokens = self.oapi_tokens.unwrap_or_else(|| {
+            Arc::new(
+                CachedTokenProvider::oapi(http.clone(), &self.oapi_base, self.credentials.clone())
                     .timeout(self.timeout)
                     .retry(self.retry),
             )
@@ -198,7 +233,10 @@ impl DingTalkClientBuilder {
             inner: Arc::new(Inner {
                 http,
                 api_base: self.api_base,
+                oapi_base: self.oapi_base,
+                credentials: self.credentials,
                 tokens,
+                oapi_tokens,
                 retry: self.retry,
                 timeout: self.timeout,
                 budget,
@@ -213,10 +251,35 @@ impl DingTalkClientBuilder {
 pub(crate) struct Op {
     pub(crate) name: &'static str,
     pub(crate) method: Method,
+    /// The v1.0 API or the old one.
+    pub(crate) host: Host,
     pub(crate) path: &'static str,
     /// Safe to repeat: reads. Writes are retried only after rate limits, which DingTalk
     /// rejects before acting.
     pub(crate) idempotent: bool,
+    /// Whether the call counts toward the org's monthly quota.
+    pub(crate) metering: Metering,
+}
+
+/// Which API an [`Op`] calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Host {
+    /// `api.dingtalk.com` (v1.0): errors as non-2xx statuses, the token in a header.
+    Api,
+    /// `oapi.dingtalk.com` (old API): errors as HTTP 200 with an `errcode`, the token in the
+    /// `access_token` query parameter.
+    Oapi,
+}
+
+/// Whose token a call carries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Bearer<'a> {
+    /// The app's token for the op's host; refreshed once after an authentication error.
+    App,
+    /// A signed-in user's token (v1.0 header); never refreshed here.
+    User(&'a UserAccessToken),
+    /// None: the call authenticates with its body (the user-token exchange).
+    Nobody,
 }
 
 impl DingTalkClient {
@@ -225,8 +288,10 @@ impl DingTalkClient {
         DingTalkClientBuilder {
             credentials,
             api_base: DEFAULT_API_BASE.to_owned(),
+            oapi_base: DEFAULT_OAPI_BASE.to_owned(),
             http: None,
             tokens: None,
+            oapi_tokens: None,
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
@@ -283,19 +348,59 @@ impl DingTalkClient {
         Workflow::new(self)
     }
 
+    /// Sign-in: the user-token exchange and the signed-in user's profile.
+    pub fn oauth(&self) -> OAuth<'_> {
+        OAuth::new(self)
+    }
+
+    /// The directory: users, departments and their parent chains (old API).
+    pub fn contacts(&self) -> Contacts<'_> {
+        Contacts::new(self)
+    }
+
     /// The v1.0 API base URL in use.
     pub fn api_base(&self) -> &str {
         &self.inner.api_base
     }
 
-    /// Sends one v1.0 call: within the budget (each attempt waits for the app's pause and a
-    /// QPS slot, and is counted; [`Error::BudgetExhausted`] once the month's budget is used),
-    /// token header, JSON body, typed errors, retries per the policy, one refresh-and-retry on
-    /// an authentication error, and [`Error::OutcomeUnknown`] for a non-idempotent call whose
-    /// fate is unknown.
+    /// The old API base URL in use.
+    pub fn oapi_base(&self) -> &str {
+        &self.inner.oapi_base
+    }
+
+    /// The app's credentials (for the user-token exchange).
+    pub(crate) fn credentials(&self) -> &Credentials {
+        &self.inner.credentials
+    }
+
+    fn app_tokens(&self, host: Host) -> &Arc<dyn TokenProvider> {
+        match host {
+            Host::Api => &self.inner.tokens,
+            Host::Oapi => &self.inner.oapi_tokens,
+        }
+    }
+
+    /// Sends one call with the app's token. See [`send_as`](Self::send_as).
     pub(crate) async fn send<T: DeserializeOwned>(
         &self,
         op: Op,
+        query: &[(&str, &str)],
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<T> {
+        self.send_as(op, Bearer::App, query, body).await
+    }
+
+    /// Sends one call: within the budget (each attempt waits for the app's pause and a QPS
+    /// slot, and is counted unless the API is exempt from the month;
+    /// [`Error::BudgetExhausted`] once the month's budget is used), the bearer's token (v1.0
+    /// header, or the old API's `access_token` query), JSON body, typed errors (the old API's
+    /// `errcode` included), retries per the policy, one refresh-and-retry on an
+    /// authentication error of the app's token, and [`Error::OutcomeUnknown`] for a
+    /// non-idempotent call whose fate is unknown.
+    pub(crate) async fn send_as<T: DeserializeOwned>(
+        &self,
+        op: Op,
+        bearer: Bearer<'_>,
         query: &[(&str, &str)],
         body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<T> {
@@ -306,35 +411,58 @@ impl DingTalkClient {
             })?),
             None => None,
         };
-        let url = format!("{}{}", inner.api_base, op.path);
+        let base = match op.host {
+            Host::Api => &inner.api_base,
+            Host::Oapi => &inner.oapi_base,
+        };
+        let url = format!("{base}{}", op.path);
         // Refused at once, before a token is fetched, when the month's budget is used.
-        inner.budget.check(op.name, self.priority)?;
+        inner.budget.check(op.name, self.priority, op.metering)?;
         let mut refreshed = false;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let token = inner.tokens.token().await?;
-            let token_value = HeaderValue::from_str(token.secret()).map_err(|_| Error::Config {
-                reason: "access token is not a valid header value".to_owned(),
-            })?;
-            inner.budget.acquire(op.name, self.priority).await?;
+            let app_token = match bearer {
+                Bearer::App => Some(self.app_tokens(op.host).token().await?),
+                Bearer::User(_) | Bearer::Nobody => None,
+            };
+            let secret = match (bearer, &app_token) {
+                (Bearer::User(user), _) => Some(user.secret()),
+                (_, Some(app)) => Some(app.secret()),
+                _ => None,
+            };
+            inner.budget.acquire(op.name, self.priority, op.metering).await?;
             let mut request = inner
                 .http
                 .request(op.method.clone(), &url)
                 .timeout(inner.timeout)
-                .header(TOKEN_HEADER, token_value)
                 .query(query);
+            match (op.host, secret) {
+                (Host::Api, Some(secret)) => {
+                    let mut value = HeaderValue::from_str(secret).map_err(|_| Error::Config {
+                        reason: "access token is not a valid header value".to_owned(),
+                    })?;
+                    value.set_sensitive(true);
+                    request = request.header(TOKEN_HEADER, value);
+                }
+                (Host::Oapi, Some(secret)) => request = request.query(&[("access_token", secret)]),
+                (_, None) => {}
+            }
             if let Some(body) = &body {
                 request = request
                     .header(CONTENT_TYPE, "application/json; charset=utf-8")
                     .body(body.clone());
             }
             let span = tracing::debug_span!("dingtalk_api", api = op.name, attempt);
-            let error = match transport::execute(op.name, request)
+            let answer = transport::execute(op.name, request)
                 .instrument(span.clone())
                 .await
-            {
-                Ok(bytes) => return transport::decode(op.name, &bytes),
+                .and_then(|bytes| match op.host {
+                    Host::Api => transport::decode(op.name, &bytes),
+                    Host::Oapi => transport::decode_oapi(op.name, &bytes),
+                });
+            let error = match answer {
+                Ok(value) => return Ok(value),
                 Err(error) => error,
             };
             tracing::debug!(parent: &span, error = %error, kind = ?error.kind(), "DingTalk call failed");
@@ -342,9 +470,9 @@ impl DingTalkClient {
                 .budget
                 .observe(op.name, &error, inner.retry.throttle_delay)
                 .await;
-            if error.kind() == ErrorKind::Auth && !refreshed {
+            if let (ErrorKind::Auth, false, Some(token)) = (error.kind(), refreshed, &app_token) {
                 refreshed = true;
-                inner.tokens.invalidate(&token).await;
+                self.app_tokens(op.host).invalidate(token).await;
                 continue;
             }
             let ambiguous = match &error {

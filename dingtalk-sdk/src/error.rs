@@ -243,12 +243,39 @@ pub enum ErrorKind {
     /// The app's monthly call budget is used up ([`Error::BudgetExhausted`]): not retryable
     /// now; calls go again next month (UTC) or with a larger budget.
     QuotaExhausted,
+    /// The user or department asked for does not exist (the old API's `60121` user not found,
+    /// `60003` department not found, `33012` invalid userid): a client error that retrying
+    /// will not fix, told apart so a directory sync can treat it as "gone".
+    NotFound,
 }
+
+/// The old API's (`oapi.dingtalk.com`, HTTP 200 with an `errcode`) codes, by kind
+/// (`docs/dingtalk-directory.md` b.6; PROTOCOL e.2).
+const OAPI_THROTTLING: [&str; 2] = ["90018", "90002"];
+const OAPI_AUTH: [&str; 6] = ["40014", "42001", "40001", "33001", "40000", "88"];
+const OAPI_NOT_FOUND: [&str; 3] = ["60121", "60003", "33012"];
 
 impl Error {
     /// Classifies the error from its HTTP status and DingTalk code (never from message text).
     pub fn kind(&self) -> ErrorKind {
         match self {
+            // The old API answers HTTP 200 with its errcode (`Error::Api` keeps it as `code`).
+            Error::Api {
+                status: 200, code, ..
+            } => {
+                let code = code.as_str();
+                if OAPI_THROTTLING.contains(&code) {
+                    ErrorKind::Throttling
+                } else if OAPI_AUTH.contains(&code) {
+                    ErrorKind::Auth
+                } else if OAPI_NOT_FOUND.contains(&code) {
+                    ErrorKind::NotFound
+                } else if code == "-1" {
+                    ErrorKind::Server
+                } else {
+                    ErrorKind::Client
+                }
+            }
             Error::Api { status, code, .. } => {
                 if code.starts_with("Forbidden.AccessDenied.Qps") {
                     ErrorKind::Throttling

@@ -25,7 +25,7 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::ids::{CorpId, ProcessCode, ProcessInstanceId, UserId};
+use crate::ids::{CorpId, DeptId, ProcessCode, ProcessInstanceId, UserId};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
@@ -38,6 +38,20 @@ pub const CHECK_URL: &str = "check_url";
 pub const BPMS_INSTANCE_CHANGE: &str = "bpms_instance_change";
 /// Event type of approval-task changes.
 pub const BPMS_TASK_CHANGE: &str = "bpms_task_change";
+/// Event type of users joining the organisation.
+pub const USER_ADD_ORG: &str = "user_add_org";
+/// Event type of users changing (departments, name, …).
+pub const USER_MODIFY_ORG: &str = "user_modify_org";
+/// Event type of users leaving the organisation.
+pub const USER_LEAVE_ORG: &str = "user_leave_org";
+/// Event type of users activating DingTalk after joining.
+pub const USER_ACTIVE_ORG: &str = "user_active_org";
+/// Event type of departments created.
+pub const ORG_DEPT_CREATE: &str = "org_dept_create";
+/// Event type of departments changed.
+pub const ORG_DEPT_MODIFY: &str = "org_dept_modify";
+/// Event type of departments removed.
+pub const ORG_DEPT_REMOVE: &str = "org_dept_remove";
 
 /// A DingTalk event, from HTTP push or Stream mode.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +63,12 @@ pub enum Event {
     InstanceChange(InstanceChange),
     /// An approval task started, finished, was cancelled or commented on.
     TaskChange(TaskChange),
+    /// Users joined, changed, left or activated (`user_add_org`, `user_modify_org`,
+    /// `user_leave_org`, `user_active_org`).
+    UserChange(UserChange),
+    /// Departments were created, changed or removed (`org_dept_create`, `org_dept_modify`,
+    /// `org_dept_remove`).
+    DeptChange(DeptChange),
     /// Any other event, kept raw.
     Unknown(UnknownEvent),
 }
@@ -213,6 +233,140 @@ pub struct TaskChange {
     pub extra: Map<String, Value>,
 }
 
+/// What happened to the users of a [`UserChange`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UserChangeType {
+    /// `user_add_org`: they joined.
+    Add,
+    /// `user_modify_org`: their details or departments changed.
+    Modify,
+    /// `user_leave_org`: they left (reading them now answers "user not found").
+    Leave,
+    /// `user_active_org`: they activated DingTalk after joining.
+    Active,
+}
+
+/// What happened to the departments of a [`DeptChange`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DeptChangeType {
+    /// `org_dept_create`.
+    Create,
+    /// `org_dept_modify`.
+    Modify,
+    /// `org_dept_remove`.
+    Remove,
+}
+
+/// A contact-change event about users. It carries ids only: read the users to learn what
+/// changed (`docs/dingtalk-directory.md` c).
+///
+/// ```
+/// use dingtalk_sdk::event::{Event, UserChangeType};
+///
+/// // The historical HTTP-push body (DingTalk's archived server docs).
+/// let event = Event::from_json(r#"{"EventType":"user_leave_org","TimeStamp":"1608017258073",
+///     "UserId":["0119296xxx"],"OptStaffId":"WB8351xx","CorpId":"dinge8a5xxxx"}"#)?;
+/// let Event::UserChange(change) = &event else { panic!("not a user change") };
+/// assert_eq!(change.change, UserChangeType::Leave);
+/// assert_eq!(change.user_ids, ["0119296xxx"]);
+/// assert_eq!(event.idempotency_key(), "user_leave_org:0119296xxx:1608017258073");
+/// # Ok::<(), dingtalk_sdk::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct UserChange {
+    /// Event metadata.
+    pub meta: EventMeta,
+    /// What happened.
+    pub change: UserChangeType,
+    /// The users concerned (`userId` / historical `UserId`).
+    pub user_ids: Vec<UserId>,
+    /// When, Unix ms (`timeStamp` / `TimeStamp`).
+    pub time_stamp: Option<i64>,
+    /// Who made the change (historical `OptStaffId`).
+    pub operator: Option<UserId>,
+    /// Keys this SDK does not model, kept as sent.
+    pub extra: Map<String, Value>,
+}
+
+/// A contact-change event about departments. It carries ids only.
+///
+/// ```
+/// use dingtalk_sdk::event::{DeptChangeType, Event};
+/// use dingtalk_sdk::DeptId;
+///
+/// // The current HTTP-push body (open.dingtalk.com "通讯录企业部门创建").
+/// let event = Event::from_json(r#"{"EventType":"org_dept_create","EventTime":1663143335567,
+///     "CorpId":"ding9f50b15bxxxx16741","BizId":"1663**35567","eventId":"c7c7120f2c07419**ebdba0318c8",
+///     "deptId":[432825033]}"#)?;
+/// let Event::DeptChange(change) = &event else { panic!("not a department change") };
+/// assert_eq!((change.change, change.dept_ids.as_slice()), (DeptChangeType::Create, &[DeptId::new(432825033)][..]));
+/// # Ok::<(), dingtalk_sdk::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct DeptChange {
+    /// Event metadata.
+    pub meta: EventMeta,
+    /// What happened.
+    pub change: DeptChangeType,
+    /// The departments concerned (`deptId` / historical `DeptId`).
+    pub dept_ids: Vec<DeptId>,
+    /// When, Unix ms (historical `TimeStamp`; the current format has none).
+    pub time_stamp: Option<i64>,
+    /// Keys this SDK does not model, kept as sent.
+    pub extra: Map<String, Value>,
+}
+
+impl UserChangeType {
+    fn of(event_type: &str) -> Option<Self> {
+        Some(match event_type {
+            USER_ADD_ORG => Self::Add,
+            USER_MODIFY_ORG => Self::Modify,
+            USER_LEAVE_ORG => Self::Leave,
+            USER_ACTIVE_ORG => Self::Active,
+            _ => return None,
+        })
+    }
+
+    /// The event type.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Self::Add => USER_ADD_ORG,
+            Self::Modify => USER_MODIFY_ORG,
+            Self::Leave => USER_LEAVE_ORG,
+            Self::Active => USER_ACTIVE_ORG,
+        }
+    }
+}
+
+impl DeptChangeType {
+    fn of(event_type: &str) -> Option<Self> {
+        Some(match event_type {
+            ORG_DEPT_CREATE => Self::Create,
+            ORG_DEPT_MODIFY => Self::Modify,
+            ORG_DEPT_REMOVE => Self::Remove,
+            _ => return None,
+        })
+    }
+
+    /// The event type.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Self::Create => ORG_DEPT_CREATE,
+            Self::Modify => ORG_DEPT_MODIFY,
+            Self::Remove => ORG_DEPT_REMOVE,
+        }
+    }
+}
+
+/// Whether an event type is a contact change this module types.
+fn is_contact_change(event_type: &str) -> bool {
+    UserChangeType::of(event_type).is_some() || DeptChangeType::of(event_type).is_some()
+}
+
 /// An event type this SDK does not model, kept raw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -292,7 +446,7 @@ impl Event {
             unified_app_id: headers.event_unified_app_id.clone(),
         };
         match meta.event_type.as_str() {
-            BPMS_INSTANCE_CHANGE | BPMS_TASK_CHANGE => {
+            t if t == BPMS_INSTANCE_CHANGE || t == BPMS_TASK_CHANGE || is_contact_change(t) => {
                 let fields: Fields<'_> = serde_json::from_str(data).map_err(Error::bad_event)?;
                 Self::build(meta, fields, data)
             }
@@ -345,10 +499,33 @@ impl Event {
                 extra: std::mem::take(&mut f.extra),
                 meta,
             }),
-            _ => Event::Unknown(UnknownEvent {
-                meta,
-                raw: raw.to_owned(),
-            }),
+            t => {
+                if let Some(change) = UserChangeType::of(t) {
+                    let extra = &mut f.extra;
+                    Event::UserChange(UserChange {
+                        change,
+                        user_ids: take_ids(extra, &["userId", "UserId"], UserId::new)?,
+                        time_stamp: take_millis(extra, &["timeStamp", "TimeStamp"])?,
+                        operator: take_text(extra, "OptStaffId")?.map(UserId::new),
+                        extra: std::mem::take(extra),
+                        meta,
+                    })
+                } else if let Some(change) = DeptChangeType::of(t) {
+                    let extra = &mut f.extra;
+                    Event::DeptChange(DeptChange {
+                        change,
+                        dept_ids: take_dept_ids(extra)?,
+                        time_stamp: take_millis(extra, &["timeStamp", "TimeStamp"])?,
+                        extra: std::mem::take(extra),
+                        meta,
+                    })
+                } else {
+                    Event::Unknown(UnknownEvent {
+                        meta,
+                        raw: raw.to_owned(),
+                    })
+                }
+            }
         })
     }
 
@@ -358,6 +535,8 @@ impl Event {
             Event::CheckUrl(meta) => meta,
             Event::InstanceChange(e) => &e.meta,
             Event::TaskChange(e) => &e.meta,
+            Event::UserChange(e) => &e.meta,
+            Event::DeptChange(e) => &e.meta,
             Event::Unknown(e) => &e.meta,
         }
     }
@@ -368,8 +547,8 @@ impl Event {
     }
 
     /// A key to de-duplicate deliveries: the `eventId` where there is one; otherwise (the
-    /// historical format) instance + type + result (+ task id) for approval events, and
-    /// `BizId` or the event type for the rest.
+    /// historical format) instance + type + result (+ task id) for approval events, type +
+    /// ids + time stamp for contact changes, and `BizId` or the event type for the rest.
     pub fn idempotency_key(&self) -> String {
         let meta = self.meta();
         if let Some(id) = meta.event_id.as_deref().filter(|id| !id.is_empty()) {
@@ -395,8 +574,85 @@ impl Event {
                 e.change.as_ref().map_or("", TaskChangeType::as_str),
                 e.result.as_ref().map_or("", TaskResult::as_str)
             ),
+            Event::UserChange(e) => contact_key(
+                &e.meta.event_type,
+                e.user_ids.iter().map(UserId::as_str),
+                e.time_stamp,
+            ),
+            Event::DeptChange(e) => contact_key(
+                &e.meta.event_type,
+                e.dept_ids.iter().map(DeptId::to_string),
+                e.time_stamp,
+            ),
             _ => meta.biz_id.clone().unwrap_or_else(|| meta.event_type.clone()),
         }
+    }
+}
+
+/// `type:id1,id2:time_stamp`, the de-duplication key of a contact change without an `eventId`.
+fn contact_key<S: AsRef<str>>(
+    event_type: &str,
+    ids: impl Iterator<Item = S>,
+    time_stamp: Option<i64>,
+) -> String {
+    let ids: Vec<S> = ids.collect();
+    let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
+    let time = time_stamp.map(|t| t.to_string()).unwrap_or_default();
+    format!("{event_type}:{}:{time}", ids.join(","))
+}
+
+/// Removes the first of `keys` present in `extra` (contact events spell their keys
+/// `userId`/`UserId` depending on the format).
+fn take_any(extra: &mut Map<String, Value>, keys: &[&'static str]) -> Option<(&'static str, Value)> {
+    keys.iter().find_map(|key| extra.remove(*key).map(|v| (*key, v)))
+}
+
+/// An id list: an array of strings or numbers, or a single one (third-party apps' events).
+fn take_ids<T>(
+    extra: &mut Map<String, Value>,
+    keys: &[&'static str],
+    wrap: impl Fn(String) -> T,
+) -> Result<Vec<T>> {
+    let Some((key, value)) = take_any(extra, keys) else {
+        return Ok(Vec::new());
+    };
+    let one = |v: Value| match v {
+        Value::String(s) => Ok(wrap(s)),
+        Value::Number(n) => Ok(wrap(n.to_string())),
+        _ => Err(Error::bad_event(format_args!("field `{key}`: expected ids"))),
+    };
+    match value {
+        Value::Array(items) => items.into_iter().map(one).collect(),
+        Value::Null => Ok(Vec::new()),
+        single => one(single).map(|id| vec![id]),
+    }
+}
+
+fn take_dept_ids(extra: &mut Map<String, Value>) -> Result<Vec<DeptId>> {
+    take_ids(extra, &["deptId", "DeptId"], |s| s)?
+        .into_iter()
+        .map(|s| {
+            s.parse()
+                .map(DeptId::new)
+                .map_err(|_| Error::bad_event(format_args!("field `deptId`: `{s}` is not a department id")))
+        })
+        .collect()
+}
+
+fn take_millis(extra: &mut Map<String, Value>, keys: &[&'static str]) -> Result<Option<i64>> {
+    match take_any(extra, keys) {
+        None | Some((_, Value::Null)) => Ok(None),
+        Some((key, value)) => {
+            millis_opt(value).map_err(|e| Error::bad_event(format_args!("field `{key}`: {e}")))
+        }
+    }
+}
+
+fn take_text(extra: &mut Map<String, Value>, key: &'static str) -> Result<Option<String>> {
+    match extra.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(Error::bad_event(format_args!("field `{key}`: expected a string"))),
     }
 }
 

@@ -88,3 +88,77 @@ string_id!(
     /// A DingTalk organisation id (`corpId`).
     CorpId
 );
+string_id!(
+    /// A user's `unionId`: the same for every app of one developer account, unlike the
+    /// organisation's [`UserId`]. Sign-in (`users/me`) yields it; map it with
+    /// [`Contacts::user_id_by_union_id`](crate::contacts::Contacts::user_id_by_union_id).
+    UnionId
+);
+
+/// A department id (`dept_id`). The root department of every organisation is
+/// [`DeptId::ROOT`] (1). Serialized as a number; read from a number or a digit string (the
+/// historical contact events send strings).
+///
+/// ```
+/// use dingtalk_sdk::DeptId;
+///
+/// let ids: Vec<DeptId> = serde_json::from_str(r#"[1, "432825033"]"#)?;
+/// assert_eq!(ids, [DeptId::ROOT, DeptId::new(432_825_033)]);
+/// assert_eq!(serde_json::to_string(&ids)?, "[1,432825033]");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = i64))]
+#[serde(transparent)]
+pub struct DeptId(i64);
+
+impl DeptId {
+    /// The root department (the organisation itself).
+    pub const ROOT: DeptId = DeptId(1);
+
+    /// Wraps a raw id.
+    pub const fn new(id: i64) -> Self {
+        Self(id)
+    }
+
+    /// The id as a number.
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Debug for DeptId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for DeptId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl From<i64> for DeptId {
+    fn from(id: i64) -> Self {
+        Self(id)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeptId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Number(i64),
+            Text(String),
+        }
+        match Wire::deserialize(d)? {
+            Wire::Number(n) => Ok(DeptId(n)),
+            Wire::Text(s) => s
+                .parse()
+                .map(DeptId)
+                .map_err(|_| serde::de::Error::custom(format_args!("expected a department id, got `{s}`"))),
+        }
+    }
+}

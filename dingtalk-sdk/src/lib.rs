@@ -4,8 +4,9 @@
 //!
 //! - [`crypto`]: event-subscription crypto ([`EventCrypto`](crypto::EventCrypto)) — verify
 //!   signatures in constant time, decrypt, encrypt and sign replies. Synchronous, no runtime.
-//! - [`event`]: typed events (`check_url`, `bpms_instance_change`, `bpms_task_change`, unknown
-//!   kept raw), normalising HTTP push (current and historical) and Stream shapes.
+//! - [`event`]: typed events (`check_url`, `bpms_instance_change`, `bpms_task_change`, the
+//!   contact changes `user_*_org` and `org_dept_*`, unknown kept raw), normalising HTTP push
+//!   (current and historical) and Stream shapes.
 //! - [`callback`]: a framework-agnostic HTTP-push callback handler with a replay window and a
 //!   body-size limit and its own error type ([`CallbackError`](callback::CallbackError)); the
 //!   `axum` feature adds a ready router.
@@ -16,6 +17,10 @@
 //! - [`budget`]: the per-app call budget the client keeps (DingTalk's per-API QPS and an
 //!   org's monthly quota), with foreground and background priorities and a usage report.
 //! - [`workflow`]: the OA approval API's wire types and (feature `client`) calls.
+//! - [`oauth`]: sign-in with DingTalk — the authorize URL, the redirect back, and (feature
+//!   `client`) the user-token exchange and the signed-in user's profile.
+//! - [`contacts`]: the directory (users, departments, parent chains, paged user lists) on the
+//!   old API, wire types and (feature `client`) calls.
 //! - `mock` (feature `mock`): a mock DingTalk for tests, on loopback.
 //!
 //! ```
@@ -46,6 +51,7 @@ pub mod callback;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
+pub mod contacts;
 pub mod crypto;
 mod error;
 pub mod event;
@@ -53,6 +59,7 @@ mod ids;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
+pub mod oauth;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod retry;
@@ -65,4 +72,4 @@ mod transport;
 pub mod workflow;
 
 pub use error::{Error, ErrorKind, Result};
-pub use ids::{CorpId, ProcessCode, ProcessInstanceId, UserId};
+pub use ids::{CorpId, DeptId, ProcessCode, ProcessInstanceId, UnionId, UserId};

@@ -1,6 +1,8 @@
-//! Access tokens for the v1.0 API: fetched with the app's credentials, cached until shortly
-//! before they expire, refreshed by one request however many callers need one at once, and
-//! dropped when DingTalk says they are invalid.
+//! Access tokens for the v1.0 API and for the old API (`oapi.dingtalk.com`, the directory
+//! calls): fetched with the app's credentials, each from its own endpoint (whether one works
+//! for the other is not confirmed), cached until shortly before they expire, refreshed by one
+//! request however many callers need one at once, and dropped when DingTalk says they are
+//! invalid.
 //!
 //! [`TokenProvider`] is the seam for deployments with several replicas: implement it over a
 //! shared cache (Redis, a database) so the replicas do not each fetch their own token.
@@ -103,13 +105,31 @@ struct TokenResponse {
     expire_in: u64,
 }
 
-/// The default provider: `POST /v1.0/oauth2/accessToken`, cached in memory.
+/// The old API's token answer (`GET /gettoken`, PROTOCOL c.2).
+#[derive(Deserialize)]
+struct OapiTokenResponse {
+    access_token: String,
+    expires_in: u64,
+}
+
+/// Where a [`CachedTokenProvider`] fetches its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    /// `POST /v1.0/oauth2/accessToken` with `{appKey, appSecret}`.
+    V1,
+    /// `GET /gettoken?appkey=&appsecret=` (old API, HTTP 200 with an `errcode`).
+    Oapi,
+}
+
+/// The default provider: `POST /v1.0/oauth2/accessToken` ([`new`](Self::new)) or the old
+/// API's `GET /gettoken` ([`oapi`](Self::oapi)), cached in memory.
 ///
 /// Concurrent callers wait on one lock while the first fetches, so any number of them cause
 /// exactly one token request. The token is refreshed 5 minutes before `expireIn` (as the
 /// official Stream SDK does; half the lifetime for very short ones).
 pub struct CachedTokenProvider {
     http: reqwest::Client,
+    endpoint: Endpoint,
     url: String,
     credentials: Credentials,
     timeout: Duration,
@@ -120,6 +140,7 @@ pub struct CachedTokenProvider {
 impl fmt::Debug for CachedTokenProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CachedTokenProvider")
+            .field("endpoint", &self.endpoint)
             .field("url", &self.url)
             .field("credentials", &self.credentials)
             .field("timeout", &self.timeout)
@@ -132,9 +153,31 @@ impl CachedTokenProvider {
     /// A provider fetching from `api_base` (e.g. `https://api.dingtalk.com`), with a 10 s
     /// timeout per attempt and the default [`RetryPolicy`].
     pub fn new(http: reqwest::Client, api_base: &str, credentials: Credentials) -> Self {
+        Self::at(
+            http,
+            Endpoint::V1,
+            format!("{}/v1.0/oauth2/accessToken", transport::trim_base(api_base)),
+            credentials,
+        )
+    }
+
+    /// A provider of the old API's token, fetching `GET /gettoken` from `oapi_base` (e.g.
+    /// `https://oapi.dingtalk.com`), with a 10 s timeout per attempt and the default
+    /// [`RetryPolicy`]. The directory calls ([`contacts`](crate::contacts)) use it.
+    pub fn oapi(http: reqwest::Client, oapi_base: &str, credentials: Credentials) -> Self {
+        Self::at(
+            http,
+            Endpoint::Oapi,
+            format!("{}/gettoken", transport::trim_base(oapi_base)),
+            credentials,
+        )
+    }
+
+    fn at(http: reqwest::Client, endpoint: Endpoint, url: String, credentials: Credentials) -> Self {
         Self {
             http,
-            url: format!("{}/v1.0/oauth2/accessToken", transport::trim_base(api_base)),
+            endpoint,
+            url,
             credentials,
             timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
@@ -176,21 +219,34 @@ impl CachedTokenProvider {
     }
 
     async fn fetch_once(&self) -> Result<AccessToken> {
-        const OPERATION: &str = "GetAccessToken";
-        let body = serde_json::json!({
-            "appKey": self.credentials.client_id(),
-            "appSecret": self.credentials.client_secret(),
-        });
-        let request = self.http.post(&self.url).timeout(self.timeout).json(&body);
-        let bytes = transport::execute(OPERATION, request).await?;
-        let parsed: TokenResponse = transport::decode(OPERATION, &bytes)?;
-        let lifetime = Duration::from_secs(parsed.expire_in);
+        let (access_token, expire_in) = match self.endpoint {
+            Endpoint::V1 => {
+                const OPERATION: &str = "GetAccessToken";
+                let body = serde_json::json!({
+                    "appKey": self.credentials.client_id(),
+                    "appSecret": self.credentials.client_secret(),
+                });
+                let request = self.http.post(&self.url).timeout(self.timeout).json(&body);
+                let bytes = transport::execute(OPERATION, request).await?;
+                let parsed: TokenResponse = transport::decode(OPERATION, &bytes)?;
+                (parsed.access_token, parsed.expire_in)
+            }
+            Endpoint::Oapi => {
+                const OPERATION: &str = "GetOapiAccessToken";
+                let query = [
+                    ("appkey", self.credentials.client_id()),
+                    ("appsecret", self.credentials.client_secret()),
+                ];
+                let request = self.http.get(&self.url).timeout(self.timeout).query(&query);
+                let bytes = transport::execute(OPERATION, request).await?;
+                let parsed: OapiTokenResponse = transport::decode_oapi(OPERATION, &bytes)?;
+                (parsed.access_token, parsed.expires_in)
+            }
+        };
+        let lifetime = Duration::from_secs(expire_in);
         let margin = Duration::from_secs(300).min(lifetime / 2);
-        tracing::debug!(expire_in = parsed.expire_in, "fetched a DingTalk access token");
-        Ok(AccessToken::new(
-            parsed.access_token,
-            Instant::now() + lifetime - margin,
-        ))
+        tracing::debug!(expire_in, endpoint = ?self.endpoint, "fetched a DingTalk access token");
+        Ok(AccessToken::new(access_token, Instant::now() + lifetime - margin))
     }
 }
 

@@ -11,6 +11,9 @@ use std::time::Duration;
 /// `connections/open`).
 pub const DEFAULT_API_BASE: &str = "https://api.dingtalk.com";
 
+/// The production host of the old API (`topapi/…`, `gettoken`): the directory calls.
+pub const DEFAULT_OAPI_BASE: &str = "https://oapi.dingtalk.com";
+
 /// `User-Agent` of the built-in HTTP clients (and the Stream client's `ua`).
 pub(crate) const USER_AGENT: &str = concat!("dingtalk-sdk-rust/", env!("CARGO_PKG_VERSION"));
 
@@ -93,8 +96,51 @@ fn transport_error(operation: &'static str, e: reqwest::Error) -> Error {
         operation,
         // A connection that never opened cannot have reached DingTalk.
         sent: !e.is_connect(),
-        source: Box::new(e),
+        // Without the URL: the old API carries the access token in its query.
+        source: Box::new(e.without_url()),
     }
+}
+
+/// The status part of an old-API (`oapi.dingtalk.com`) answer: HTTP 200 with `errcode` 0 on
+/// success; for `errcode` 88 the meaningful code is `sub_code` (PROTOCOL e.2).
+#[derive(Deserialize)]
+struct OapiStatus {
+    #[serde(default)]
+    errcode: i64,
+    #[serde(default)]
+    errmsg: Option<String>,
+    #[serde(default)]
+    sub_code: Option<serde_json::Value>,
+    #[serde(default)]
+    sub_msg: Option<String>,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+/// Decodes an old-API answer: [`Error::Api`] (status 200, `code` the errcode, or the
+/// `sub_code` of an `88`) when `errcode` is not 0, else the body as `T`, naming the JSON path
+/// that failed.
+pub(crate) fn decode_oapi<T: DeserializeOwned>(operation: &'static str, bytes: &[u8]) -> Result<T> {
+    let status: OapiStatus = decode(operation, bytes)?;
+    if status.errcode == 0 {
+        return decode(operation, bytes);
+    }
+    let sub_code = match status.sub_code {
+        Some(serde_json::Value::String(code)) if !code.is_empty() => Some(code),
+        Some(serde_json::Value::Number(code)) => Some(code.to_string()),
+        _ => None,
+    };
+    let (code, message) = match sub_code {
+        Some(code) if status.errcode == 88 => (code, status.sub_msg.or(status.errmsg)),
+        _ => (status.errcode.to_string(), status.errmsg),
+    };
+    Err(Error::Api {
+        operation,
+        status: 200,
+        code,
+        message: message.unwrap_or_default(),
+        request_id: status.request_id,
+    })
 }
 
 /// Decodes a JSON body, naming the JSON path that failed.
@@ -141,6 +187,31 @@ mod tests {
         assert_eq!(e.request_id(), Some("r"));
         let e = api_error("Op", 502, b"<html>bad gateway</html>");
         assert_eq!((e.code(), e.http_status()), (Some("HTTP502"), Some(502)));
+    }
+
+    #[test]
+    fn oapi_errors_carry_the_errcode_or_the_sub_code_of_an_88() {
+        #[derive(Deserialize, Debug)]
+        struct Token {
+            access_token: String,
+        }
+        let ok: Token = decode_oapi("Op", br#"{"errcode":0,"errmsg":"ok","access_token":"t"}"#).unwrap();
+        assert_eq!(ok.access_token, "t");
+        // PROTOCOL e.2 (PROBE P8): an invalid token.
+        let e = decode_oapi::<Token>(
+            "Op",
+            r#"{"errcode":88,"sub_code":"40014","sub_msg":"不合法的access_token","errmsg":"ding talk error[subcode=40014]","request_id":"r1"}"#.as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!((e.code(), e.request_id()), (Some("40014"), Some("r1")));
+        assert_eq!(e.kind(), crate::ErrorKind::Auth);
+        let e =
+            decode_oapi::<Token>("Op", r#"{"errcode":60003,"errmsg":"部门不存在"}"#.as_bytes()).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::NotFound);
+        assert_eq!(
+            e.to_string(),
+            "Op: DingTalk answered HTTP 200: 部门不存在 (code 60003)"
+        );
     }
 
     #[test]

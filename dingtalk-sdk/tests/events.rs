@@ -133,14 +133,13 @@ fn every_field_but_the_event_type_is_optional() {
 
 #[test]
 fn unknown_events_are_kept_raw_and_malformed_ones_are_typed_errors() {
-    let text =
-        r#"{"EventType":"user_add_org","TimeStamp":"1685501863357","UserId":["015"],"type":{"odd":true}}"#;
+    let text = r#"{"EventType":"label_user_change","TimeStamp":"1685501863357","UserId":["015"],"type":{"odd":true}}"#;
     let Event::Unknown(u) = Event::from_json(text).unwrap() else {
         panic!()
     };
     assert_eq!(
         (u.meta.event_type.as_str(), u.raw.as_str()),
-        ("user_add_org", text)
+        ("label_user_change", text)
     );
 
     for bad in [
@@ -229,7 +228,13 @@ fn stream_frames_normalise_to_the_same_events_as_http_push() {
                 assert_eq!(e.result, Some(TaskResult::Refuse));
                 assert_eq!(e.remark.as_deref(), seen["data"]["remark"].as_str());
             }
-            Event::Unknown(u) => assert_eq!(u.raw, data),
+            // A contact change (recorded from the official Python SDK): typed now.
+            Event::UserChange(e) => {
+                let data: serde_json::Value = serde_json::from_str(data).unwrap();
+                assert_eq!(e.change, dingtalk_sdk::event::UserChangeType::Add);
+                assert_eq!(e.user_ids, [data["userId"][0].as_str().unwrap()]);
+                assert_eq!(e.time_stamp, Some(1_685_501_863_357));
+            }
             other => panic!("unexpected {other:?}"),
         }
         checked += 1;

@@ -114,9 +114,10 @@ fn event_frames_yield_typed_events_and_others_none() {
         frame(&v, "event_bpms_task_change").event().unwrap(),
         Some(Event::TaskChange(_))
     ));
+    // A contact change, typed since the directory support (it was `Unknown` before).
     assert!(matches!(
         frame(&v, "event_handler_returns_later").event().unwrap(),
-        Some(Event::Unknown(_))
+        Some(Event::UserChange(_))
     ));
     assert!(frame(&v, "system_ping").event().unwrap().is_none());
     let disconnect = frame(&v, "system_disconnect");

@@ -6,7 +6,8 @@ use super::{
     ListProcessInstanceIdsResponse, ProcessInstance, StartProcessInstanceRequest,
     StartProcessInstanceResponse, TerminateProcessInstanceRequest,
 };
-use crate::client::{DingTalkClient, Op};
+use crate::budget::Metering;
+use crate::client::{DingTalkClient, Host, Op};
 use crate::error::Result;
 use crate::ids::{ProcessCode, ProcessInstanceId};
 use futures_util::Stream;
@@ -39,8 +40,10 @@ impl<'a> Workflow<'a> {
         let op = Op {
             name: "StartProcessInstance",
             method: Method::POST,
+            host: Host::Api,
             path: "/v1.0/workflow/processInstances",
             idempotent: false,
+            metering: Metering::Monthly,
         };
         let response: StartProcessInstanceResponse = self.client.send(op, &[], Some(request)).await?;
         Ok(response.instance_id)
@@ -55,8 +58,10 @@ impl<'a> Workflow<'a> {
         let op = Op {
             name: "GetProcessInstance",
             method: Method::GET,
+            host: Host::Api,
             path: "/v1.0/workflow/processInstances",
             idempotent: true,
+            metering: Metering::Monthly,
         };
         let response: GetProcessInstanceResponse = self
             .client
@@ -75,8 +80,10 @@ impl<'a> Workflow<'a> {
         let op = Op {
             name: "TerminateProcessInstance",
             method: Method::POST,
+            host: Host::Api,
             path: "/v1.0/workflow/processInstances/terminate",
             idempotent: false,
+            metering: Metering::Monthly,
         };
         self.client.send(op, &[], Some(request)).await
     }
@@ -90,8 +97,10 @@ impl<'a> Workflow<'a> {
         let op = Op {
             name: "ExecuteProcessInstance",
             method: Method::POST,
+            host: Host::Api,
             path: "/v1.0/workflow/processInstances/execute",
             idempotent: false,
+            metering: Metering::Monthly,
         };
         self.client.send(op, &[], Some(request)).await
     }
@@ -105,8 +114,10 @@ impl<'a> Workflow<'a> {
         let op = Op {
             name: "AddProcessInstanceComment",
             method: Method::POST,
+            host: Host::Api,
             path: "/v1.0/workflow/processInstances/comments",
             idempotent: false,
+            metering: Metering::Monthly,
         };
         self.client.send(op, &[], Some(request)).await
     }
@@ -122,9 +133,11 @@ impl<'a> Workflow<'a> {
         let op = Op {
             name: "ListProcessInstanceIds",
             method: Method::POST,
+            host: Host::Api,
             path: "/v1.0/workflow/processes/instanceIds/query",
             // A read, although it is a POST.
             idempotent: true,
+            metering: Metering::Monthly,
         };
         let response: ListProcessInstanceIdsResponse = self.client.send(op, &[], Some(request)).await?;
         Ok(response.result)
@@ -168,8 +181,10 @@ impl<'a> Workflow<'a> {
         let op = Op {
             name: "QuerySchemaByProcessCode",
             method: Method::GET,
+            host: Host::Api,
             path: "/v1.0/workflow/forms/schemas/processCodes",
             idempotent: true,
+            metering: Metering::Monthly,
         };
         let response: FormSchemaResponse = self
             .client
