@@ -18,6 +18,7 @@ mod workflows;
 use crate::admins::{Admins, Identity};
 use crate::audit_log::AuditLog;
 use crate::devices::{Devices, Enrolled};
+use crate::directory::Directory;
 use crate::filing_limit::FilingLimit;
 use crate::login_throttle::LoginThrottle;
 use crate::metrics::Metrics;
@@ -55,6 +56,8 @@ pub(crate) struct AppState {
     pub(crate) policies: Policies,
     admin_token: Arc<str>,
     pub(crate) devices: Devices,
+    /// The organisation's directory: users' names and departments.
+    pub(crate) directory: Directory,
     /// Every key a grant may be signed with (the engine's first).
     grant_keys: Arc<[GrantVerifier]>,
     filings: FilingLimit,
@@ -88,6 +91,7 @@ pub(crate) struct Parts {
     /// The configured admin token: the bootstrap identity.
     pub(crate) admin_token: String,
     pub(crate) devices: Devices,
+    pub(crate) directory: Directory,
     /// Every key a grant may be signed with (the engine's first).
     pub(crate) grant_keys: Vec<GrantVerifier>,
     pub(crate) filings_per_hour: usize,
@@ -104,6 +108,7 @@ impl AppState {
             policies: parts.policies,
             admin_token: parts.admin_token.into(),
             devices: parts.devices,
+            directory: parts.directory,
             grant_keys: parts.grant_keys.into(),
             filings: FilingLimit::new(parts.filings_per_hour),
             workflows: parts.workflows,
@@ -227,7 +232,7 @@ async fn device(state: &AppState, headers: &HeaderMap) -> Result<Enrolled, Respo
         )
     })?;
     match state.devices.authenticate(token).await {
-        Ok(Some(device)) => Ok(Enrolled::new(&device)),
+        Ok(Some(device)) => Ok(Enrolled::new(&device, &state.directory.snapshot())),
         Ok(None) => Err(error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

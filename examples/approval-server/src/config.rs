@@ -677,6 +677,63 @@ pub struct Config {
     pub tls_key_file: Option<PathBuf>,
     /// How log lines are written: `text` (the default) or `json` (one object a line).
     pub log_format: LogFormat,
+    /// The organisation's directory, read from this DingTalk app's contacts: users'
+    /// departments scope policies, and a user who leaves loses their devices and requests.
+    /// Unset: devices keep the departments they were enrolled with.
+    pub directory: Option<DirectoryConfig>,
+}
+
+/// The DingTalk app whose contacts are the directory (`[directory]`). Its contact-change
+/// events arrive through the event subscription of a workflow of the same app (HTTP push or
+/// Stream); the whole directory is read again every
+/// [`sync_every_secs`](Self::sync_every_secs), so a lost event is made up for. `Debug`
+/// redacts the secret.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DirectoryConfig {
+    /// Client ID (AppKey); the app needs the contacts read permission.
+    pub client_id: String,
+    /// Client secret.
+    pub client_secret: String,
+    /// Where DingTalk's new API is (unset: DingTalk itself).
+    #[serde(default)]
+    pub api_base: Option<String>,
+    /// Where DingTalk's old API (`oapi`, the contacts calls) is (unset: DingTalk itself).
+    #[serde(default)]
+    pub oapi_base: Option<String>,
+    /// How often the whole directory is read, seconds. Default 3,600.
+    #[serde(default = "hourly")]
+    pub sync_every_secs: u64,
+}
+
+fn hourly() -> u64 {
+    3600
+}
+
+impl DirectoryConfig {
+    /// The directory of the app `client_id`.
+    pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            api_base: None,
+            oapi_base: None,
+            sync_every_secs: hourly(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DirectoryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectoryConfig")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("api_base", &self.api_base)
+            .field("oapi_base", &self.oapi_base)
+            .field("sync_every_secs", &self.sync_every_secs)
+            .finish()
+    }
 }
 
 /// How the server writes its log lines (`log_format`, `SASE_LOG_FORMAT`, `--log-format`).
@@ -728,6 +785,7 @@ impl std::fmt::Debug for Config {
             .field("tls_cert_file", &self.tls_cert_file)
             .field("tls_key_file", &self.tls_key_file)
             .field("log_format", &self.log_format)
+            .field("directory", &self.directory)
             .finish()
     }
 }
@@ -769,6 +827,7 @@ impl Default for Config {
             tls_cert_file: None,
             tls_key_file: None,
             log_format: LogFormat::Text,
+            directory: None,
         }
     }
 }
@@ -799,6 +858,11 @@ impl Config {
     /// [`reload_every_secs`](Self::reload_every_secs) (at least 1 s).
     pub fn reload_every(&self) -> Duration {
         Duration::from_secs(self.reload_every_secs.max(1))
+    }
+
+    /// How often the whole directory is read from DingTalk.
+    pub fn directory_sync_every(&self) -> Duration {
+        Duration::from_secs(self.directory.as_ref().map_or(3600, |d| d.sync_every_secs))
     }
 
     /// How often the reconciler runs.
@@ -998,6 +1062,23 @@ impl Config {
             ));
         }
         self.validate_tls()?;
+        if let Some(d) = &self.directory {
+            if d.client_id.trim().is_empty() || d.client_secret.is_empty() {
+                return Err(invalid(
+                    "directory",
+                    "name the DingTalk app whose contacts are the directory: client_id and client_secret",
+                ));
+            }
+            if d.sync_every_secs < 60 {
+                return Err(invalid(
+                    "directory.sync_every_secs",
+                    format!(
+                        "{}: at least 60 (each read walks the whole organisation)",
+                        d.sync_every_secs
+                    ),
+                ));
+            }
+        }
         if !self.recheck_after_secs.is_sorted() {
             return Err(invalid(
                 "recheck_after_secs",

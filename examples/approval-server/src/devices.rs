@@ -4,6 +4,7 @@
 //! refused at once, on every replica. Enrollment codes are stored the same way.
 
 use crate::config::DeviceConfig;
+use crate::directory::Snapshot;
 use rand::distributions::{Alphanumeric, DistString as _};
 use sase_approval::clock::Clock;
 use sase_approval::store::{ApprovalStore, Document};
@@ -63,12 +64,17 @@ pub(crate) struct Enrolled {
 }
 
 impl Enrolled {
-    pub(crate) fn new(d: &Device) -> Self {
+    /// `d`'s subject: its user's departments (with those above them) as `directory` has
+    /// them, or, for a user it does not know, those the device was enrolled with.
+    pub(crate) fn new(d: &Device, directory: &Snapshot) -> Self {
+        let departments = directory
+            .departments_of(&d.owner.user_id)
+            .unwrap_or_else(|| d.owner.departments.clone());
         Self {
             user: UserId::new(&d.owner.user_id),
             device: DeviceId::new(&d.device_id),
             groups: d.owner.groups.iter().map(GroupId::new).collect(),
-            departments: d.owner.departments.iter().map(DeptId::new).collect(),
+            departments: departments.iter().map(DeptId::new).collect(),
             tags: d.owner.tags.iter().map(DeviceTag::new).collect(),
         }
     }

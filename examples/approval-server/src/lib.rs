@@ -30,6 +30,7 @@ mod console;
 #[cfg(feature = "demo")]
 mod demo;
 mod devices;
+mod directory;
 mod filing_limit;
 pub mod grant_keys;
 mod login_throttle;
@@ -46,8 +47,10 @@ pub mod tls;
 pub use config::Config;
 
 use config::{ConfigError, DeviceConfig};
+use dingtalk_sdk::client::DingTalkClient;
 #[cfg(feature = "demo")]
 use dingtalk_sdk::mock::MockDingTalk;
+use dingtalk_sdk::token::Credentials;
 use dingtalk_sdk::ProcessCode;
 use sase_approval::clock::{Clock, SystemClock};
 use sase_approval::definition::{new_callback_id, Delivery};
@@ -330,6 +333,15 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
     let shutdown = CancellationToken::new();
     // Whatever started (Stream connections) stops if the start fails after it.
     let stop_on_failure = shutdown.clone().drop_guard();
+    let registry = devices::Devices::new(Arc::clone(&store), Arc::clone(&clock));
+    let directory = directory::Directory::open(directory::Parts {
+        app: config.directory.as_ref().map(directory_client).transpose()?,
+        store: Arc::clone(&store),
+        clock: Arc::clone(&clock),
+        engine: Arc::clone(&engine),
+        devices: registry.clone(),
+    })
+    .await?;
     let catalog = workflows::CatalogCell::default();
     let workflows = workflows::Workflows::new(workflows::Parts {
         store: Arc::clone(&store),
@@ -341,13 +353,13 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         public_url,
         #[cfg(feature = "demo")]
         mock: mock.clone(),
+        directory: directory.clone(),
         shutdown: shutdown.clone(),
     });
     workflows.start(&config.workflows, &callback_ids).await?;
     let policies = policies::Policies::new(Arc::clone(&store), Arc::clone(&clock), catalog);
     seed_policies(&config, &policies).await?;
     let (admin_token, devices) = enroll(&config)?;
-    let registry = devices::Devices::new(Arc::clone(&store), Arc::clone(&clock));
     registry.seed(&devices).await?;
 
     let admins = admins::Admins::new(Arc::clone(&store), Arc::clone(&clock));
@@ -367,6 +379,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         policies: policies.clone(),
         admin_token: admin_token.clone(),
         devices: registry,
+        directory: directory.clone(),
         grant_keys: keys.verifiers,
         filings_per_hour: config.filings_per_hour,
         workflows: workflows.clone(),
@@ -385,6 +398,11 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
     let endpoints = workflows.endpoints();
     let background = vec![
         policies.follow(config.reload_every(), shutdown.clone()),
+        directory.follow(
+            config.reload_every(),
+            config.directory_sync_every(),
+            shutdown.clone(),
+        ),
         workflows.follow(config.reload_every(), config.workflow_check_every()),
         start_reconciler(
             Arc::clone(&engine),
@@ -438,6 +456,18 @@ pub async fn create_first_admin(config: &Config, name: &str, password: &str) -> 
 pub async fn verify_audit(config: &Config) -> Result<Result<u64, sase_approval::audit::ChainBreak>, Error> {
     let store = open_store(config).await?;
     Ok(audit_log::verify_chain(store.as_ref()).await?)
+}
+
+/// The client of the directory's DingTalk app.
+fn directory_client(d: &config::DirectoryConfig) -> Result<(String, DingTalkClient), Error> {
+    let mut client = DingTalkClient::builder(Credentials::new(&d.client_id, &d.client_secret));
+    if let Some(base) = &d.api_base {
+        client = client.api_base(base);
+    }
+    if let Some(base) = &d.oapi_base {
+        client = client.oapi_base(base);
+    }
+    Ok((d.client_id.clone(), client.build()?))
 }
 
 /// The store `database` names: a PostgreSQL URL (shared by replicas), or a SQLite file.

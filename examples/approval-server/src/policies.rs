@@ -6,6 +6,7 @@
 //! it sees the counter move ([`Policies::follow`]).
 
 use crate::devices::{Device, Enrolled};
+use crate::directory::Snapshot;
 use crate::workflows::CatalogCell;
 use sase_approval::clock::Clock;
 use sase_approval::store::{ApprovalStore, Document};
@@ -272,7 +273,12 @@ impl Policies {
     ///
     /// # Errors
     /// [`PolicyError::Invalid`] when the changed policy is not valid.
-    pub(crate) fn preview(&self, change: &Change, devices: &[Device]) -> Result<Preview, PolicyError> {
+    pub(crate) fn preview(
+        &self,
+        change: &Change,
+        devices: &[Device],
+        directory: &Snapshot,
+    ) -> Result<Preview, PolicyError> {
         let before = self.current();
         let mut policies: Vec<Policy> = before.policies().to_vec();
         match change {
@@ -296,7 +302,7 @@ impl Policies {
         };
         for device in devices.iter().filter(|d| d.revoked_at_ms.is_none()) {
             preview.devices += 1;
-            let subject = Enrolled::new(device);
+            let subject = Enrolled::new(device, directory);
             let (was, will) = (
                 Outcome::of(&before, &subject, now_ms),
                 Outcome::of(&after, &subject, now_ms),
@@ -318,6 +324,7 @@ impl Policies {
             preview.changes.push(DeviceChange {
                 device_id: device.device_id.clone(),
                 user_id: device.owner.user_id.clone(),
+                user_name: directory.name_of(&device.owner.user_id).map(str::to_owned),
                 change,
                 before: was,
                 after: will,
@@ -351,6 +358,8 @@ pub(crate) struct Preview {
 pub(crate) struct DeviceChange {
     pub(crate) device_id: String,
     pub(crate) user_id: String,
+    /// The user's name, from the directory.
+    pub(crate) user_name: Option<String>,
     pub(crate) change: Protection,
     pub(crate) before: Outcome,
     pub(crate) after: Outcome,

@@ -7,6 +7,7 @@
 //! Request URLs, the Stream connections, the DingTalk apps and the catalog policies name.
 
 use crate::config::{self, ConfigError, DingTalkConfig, MappingConfig, Mode, WorkflowConfig, WorkflowType};
+use crate::directory::Directory;
 use crate::metrics::Metrics;
 use crate::secrets::{SecretsError, SecretsKey};
 use crate::workflow_checks::{self, Checked, WorkflowChecks, WorkflowProblems};
@@ -16,6 +17,7 @@ use dingtalk_sdk::budget::{BudgetClock, CallBudget};
 use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
 use dingtalk_sdk::client::DingTalkClient;
 use dingtalk_sdk::crypto::EventCrypto;
+use dingtalk_sdk::event::Event;
 #[cfg(feature = "demo")]
 use dingtalk_sdk::mock::{MockApp, MockDingTalk};
 use dingtalk_sdk::stream::client::StreamClient;
@@ -35,6 +37,8 @@ use sase_policy::{Catalog, WorkflowKind as PolicyWorkflowKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -318,6 +322,7 @@ struct Inner {
     public_url: String,
     #[cfg(feature = "demo")]
     mock: Option<Arc<MockDingTalk>>,
+    directory: Directory,
     current: RwLock<Arc<Current>>,
     /// The Stream connections; held while the workflows are rebuilt, so rebuilds take turns.
     streams: tokio::sync::Mutex<HashMap<String, StreamTask>>,
@@ -335,6 +340,8 @@ pub(crate) struct Parts {
     pub(crate) public_url: String,
     #[cfg(feature = "demo")]
     pub(crate) mock: Option<Arc<MockDingTalk>>,
+    /// Takes the contact-change events of its app.
+    pub(crate) directory: Directory,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -373,6 +380,7 @@ impl Workflows {
             public_url: parts.public_url,
             #[cfg(feature = "demo")]
             mock: parts.mock,
+            directory: parts.directory,
             current: RwLock::new(Arc::new(Current::default())),
             streams: tokio::sync::Mutex::new(HashMap::new()),
             shutdown: parts.shutdown,
@@ -381,6 +389,36 @@ impl Workflows {
 
     fn current(&self) -> Arc<Current> {
         Arc::clone(&self.0.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The handler of the app `client_id`'s events (its Request URL's and its Stream
+    /// client's): contact changes to the directory when it follows this app, the rest to the
+    /// engine, counted. An `Err` makes DingTalk deliver the event again.
+    fn event_handler(
+        &self,
+        client_id: &str,
+    ) -> impl Fn(Event) -> Pin<Box<dyn Future<Output = sase_approval::Result<()>> + Send>>
+           + Clone
+           + Send
+           + Sync
+           + 'static {
+        let approvals = crate::metrics::event_handler(&self.0.metrics, &self.0.engine, client_id);
+        let directory = (self.0.directory.app() == Some(client_id)).then(|| self.0.directory.clone());
+        move |event: Event| match (&directory, &event) {
+            (Some(directory), Event::UserChange(_) | Event::DeptChange(_)) => {
+                let directory = directory.clone();
+                Box::pin(async move {
+                    directory
+                        .on_event(&event)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| StoreError::Store {
+                            reason: e.to_string(),
+                        })
+                })
+            }
+            _ => approvals(event),
+        }
     }
 
     /// Writes the workflows `server.toml` declares over stored ones of the same id (the file
@@ -730,7 +768,7 @@ impl Workflows {
                     let route = callback_route(
                         CallbackHandler::builder(crypto).build(),
                         // Events verified by this app's crypto decide only its workflows' requests.
-                        crate::metrics::event_handler(&self.0.metrics, &self.0.engine, &settings.client_id),
+                        self.event_handler(&settings.client_id),
                     );
                     callbacks.insert(s.workflow.callback_id.clone(), route);
                 }
@@ -760,7 +798,7 @@ impl Workflows {
                 stream = stream.api_base(base);
             }
             let stream = stream.build()?;
-            let on_event = crate::metrics::event_handler(&self.0.metrics, &self.0.engine, &app);
+            let on_event = self.event_handler(&app);
             let stop = self.0.shutdown.child_token();
             let until = stop.clone();
             let task = tokio::spawn(async move { stream.run(on_event, until.cancelled_owned()).await });

@@ -282,7 +282,10 @@ pub(super) async fn preview(State(state): State<AppState>, b: JsonBody<Value>) -
         Ok(devices) => devices,
         Err(e) => return engine_error(&e),
     };
-    match state.policies.preview(&change, &devices) {
+    match state
+        .policies
+        .preview(&change, &devices, &state.directory.snapshot())
+    {
         Ok(preview) => Json(preview).into_response(),
         Err(e) => policy_error(&e),
     }

@@ -9,6 +9,7 @@ use super::{failed, html_page, viewer};
 use crate::admins::Role;
 use crate::api::AppState;
 use crate::devices::{Device, CODE_TTL_MAX_SECS, CODE_TTL_SECS};
+use crate::directory::Snapshot;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
@@ -196,6 +197,7 @@ async fn page(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Re
     };
     let now = state.audit.clock().now_ms();
     let admin = viewer.identity.role.allows(Role::Admin);
+    let directory = state.directory.snapshot();
     let t = texts(viewer.lang);
     let content = html! {
         section.panel aria-labelledby="codes" {
@@ -281,7 +283,7 @@ async fn page(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Re
                         @if admin { th scope="col" { (t.actions) } }
                     } }
                     tbody {
-                        @for d in &devices { (row(t, d, admin)) }
+                        @for d in &devices { (row(t, d, admin, &directory)) }
                     }
                 }
             }
@@ -294,16 +296,26 @@ async fn page(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Re
 }
 
 /// A device's row; with `admin`, its tags form and revoke button (unrevoked devices).
-fn row(t: &Texts, d: &Device, admin: bool) -> Markup {
+fn row(t: &Texts, d: &Device, admin: bool, directory: &Snapshot) -> Markup {
     let id = d.device_id.as_str();
     let api = format!("/api/console/devices/{}", segment(id));
     let editable = admin && d.revoked_at_ms.is_none();
     html! {
         tr data-device=(id) {
             th.mono.id scope="row" { (id) }
-            td { (d.owner.user_id) }
+            td {
+                @if let Some(name) = directory.name_of(&d.owner.user_id) {
+                    (name) div.note.mono { (d.owner.user_id) }
+                } @else { (d.owner.user_id) }
+            }
             td { (chips(&d.owner.groups)) }
-            td { (chips(&d.owner.departments)) }
+            td {
+                // The directory's departments (with their names) for a user it knows.
+                @match directory.departments_of(&d.owner.user_id) {
+                    Some(ids) => (chips(&ids.iter().map(|id| directory.department_name(id).map_or_else(|| id.clone(), |n| format!("{n} ({id})"))).collect::<Vec<_>>())),
+                    None => (chips(&d.owner.departments)),
+                }
+            }
             td.tags {
                 (chips(&d.owner.tags))
                 @if editable {

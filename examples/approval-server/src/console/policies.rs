@@ -10,6 +10,7 @@ use super::time::utc;
 use super::{failed, html_page, not_found, viewer};
 use crate::admins::Role;
 use crate::api::AppState;
+use crate::directory::Snapshot;
 use crate::policies::Stored;
 use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -383,6 +384,16 @@ fn kind(t: &Texts, w: &Workflow) -> &'static str {
     }
 }
 
+/// The directory's names of the ids the policy lists (those it knows).
+fn names<'a>(ids: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> Markup {
+    let known: Vec<(&str, &str)> = ids.filter_map(|(id, name)| Some((id, name?))).collect();
+    html! {
+        @if !known.is_empty() {
+            ul.names.note { @for (id, name) in known { li { span.mono { (id) } " · " (name) } } }
+        }
+    }
+}
+
 /// A workflow's kind as the editor's "approved in" choice names it.
 fn kind_value(w: &Workflow) -> &'static str {
     if w.dingtalk().is_some() {
@@ -528,7 +539,7 @@ async fn create(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> 
             &viewer,
             Section::Policy,
             t.new_policy,
-            editor(&viewer, &policy, None, &workflows),
+            editor(&viewer, &policy, None, &workflows, &state.directory.snapshot()),
         ),
     )
 }
@@ -551,7 +562,13 @@ async fn edit(
     };
     let workflows = state.engine.workflows();
     let content = if viewer.identity.role.allows(Role::Admin) {
-        editor(&viewer, &stored.policy, Some(&stored), &workflows)
+        editor(
+            &viewer,
+            &stored.policy,
+            Some(&stored),
+            &workflows,
+            &state.directory.snapshot(),
+        )
     } else {
         read_only(&viewer, &stored, &workflows)
     };
@@ -599,7 +616,13 @@ fn locale_name(locale: &str, lang: Lang) -> String {
 }
 
 /// The editor: `stored` is the policy as saved (none: a new one).
-fn editor(viewer: &Viewer, p: &Policy, stored: Option<&Stored>, workflows: &[Workflow]) -> Markup {
+fn editor(
+    viewer: &Viewer,
+    p: &Policy,
+    stored: Option<&Stored>,
+    workflows: &[Workflow],
+    directory: &Snapshot,
+) -> Markup {
     let t = texts(viewer.lang);
     let version = stored.map_or(0, |s| s.version);
     let is_new = stored.is_none();
@@ -678,6 +701,7 @@ fn editor(viewer: &Viewer, p: &Policy, stored: Option<&Stored>, workflows: &[Wor
                         }
                     }
                 }
+                (names(p.scope.departments.iter().map(|d| (d.as_str(), directory.department_name(d.as_str())))))
             }
             section.panel aria-labelledby="whitelist" {
                 h2 #whitelist { (t.whitelist) }
@@ -686,6 +710,7 @@ fn editor(viewer: &Viewer, p: &Policy, stored: Option<&Stored>, workflows: &[Wor
                     textarea #policy-whitelist name="policy.whitelist" data-type="lines" aria-describedby="whitelist-note" spellcheck="false" { (lines(&p.whitelist, "\n")) }
                     span.note #whitelist-note { (t.whitelist_note) }
                 }
+                (names(p.whitelist.iter().map(|u| (u.as_str(), directory.name_of(u.as_str())))))
             }
             section.panel aria-labelledby="approval" {
                 h2 #approval { (t.approval) }

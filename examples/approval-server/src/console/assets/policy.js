@@ -163,7 +163,7 @@
       const body = el("tbody");
       changes.forEach((c) => {
         const row = el("tr");
-        row.append(el("td", "mono", c.device_id), el("td", "mono", c.user_id));
+        row.append(el("td", "mono", c.device_id), el("td", "", c.user_name ? `${c.user_name} (${c.user_id})` : c.user_id));
         const change = el("td");
         change.append(el("span", `change ${c.change}`, (T.changes && T.changes[c.change]) || c.change));
         row.append(change, outcome(c.before), outcome(c.after));

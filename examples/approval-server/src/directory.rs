@@ -1,0 +1,479 @@
+//! The organisation as DingTalk has it: departments (with their parents) and users (with
+//! their departments), read from DingTalk's contacts API on a schedule and kept in step by
+//! its contact-change events. A user's departments, with every department above them, are
+//! their policy subject's departments (so a policy on a department covers its
+//! sub-departments); a user who leaves loses their devices, their open requests and their
+//! unused grants.
+//!
+//! The directory is one document in the store (kind `directory`): every replica reads it on
+//! its reload tick; one replica at a time (a lease) reads DingTalk on the schedule.
+
+use crate::devices::Devices;
+use dingtalk_sdk::client::DingTalkClient;
+use dingtalk_sdk::contacts::ListUsersRequest;
+use dingtalk_sdk::event::{DeptChange, DeptChangeType, Event, UserChange, UserChangeType};
+use dingtalk_sdk::{DeptId, ErrorKind};
+use futures_util::TryStreamExt as _;
+use sase_approval::clock::Clock;
+use sase_approval::engine::Engine;
+use sase_approval::state::RequestState;
+use sase_approval::store::{ApprovalStore, Document, ListFilter};
+use sase_approval::Error as StoreError;
+use sase_policy::ids::UserId;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const KIND: &str = "directory";
+const ID: &str = "dingtalk";
+/// Who revokes a leaver's requests, in their history.
+pub(crate) const ACTOR: &str = "directory";
+
+/// A department: its name and the department above it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Dept {
+    pub(crate) name: String,
+    pub(crate) parent: Option<i64>,
+}
+
+/// A user: their name and the departments they are in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Member {
+    pub(crate) name: String,
+    pub(crate) departments: Vec<i64>,
+}
+
+/// The directory as last read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Snapshot {
+    pub(crate) departments: BTreeMap<i64, Dept>,
+    pub(crate) users: BTreeMap<String, Member>,
+    /// The last full read of DingTalk, Unix ms (0: never).
+    pub(crate) synced_at_ms: i64,
+    /// The stored version (not in the body).
+    #[serde(skip)]
+    version: u64,
+}
+
+impl Snapshot {
+    /// `user`'s departments and every department above them, as policies name them (the
+    /// decimal id), or `None` for a user the directory does not know.
+    pub(crate) fn departments_of(&self, user: &str) -> Option<Vec<String>> {
+        let member = self.users.get(user)?;
+        let mut seen = BTreeSet::new();
+        for &dept in &member.departments {
+            let mut at = Some(dept);
+            // A parent chain visits each department once: a cycle in bad data ends here.
+            while let Some(id) = at.filter(|id| seen.insert(*id)) {
+                at = self.departments.get(&id).and_then(|d| d.parent);
+            }
+        }
+        Some(seen.into_iter().map(|id| id.to_string()).collect())
+    }
+
+    /// `user`'s name, if the directory knows them.
+    pub(crate) fn name_of(&self, user: &str) -> Option<&str> {
+        self.users.get(user).map(|m| m.name.as_str())
+    }
+
+    /// The name of the department policies name `id`.
+    pub(crate) fn department_name(&self, id: &str) -> Option<&str> {
+        let id: i64 = id.parse().ok()?;
+        self.departments.get(&id).map(|d| d.name.as_str())
+    }
+}
+
+/// What went wrong reading DingTalk or keeping the directory.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DirectoryError {
+    /// DingTalk refused or could not be reached.
+    #[error("reading DingTalk's directory: {0}")]
+    DingTalk(#[from] dingtalk_sdk::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A full read would remove most users at once: more likely the wrong app or
+    /// organisation than an exodus, so nothing is applied.
+    #[error("a read of DingTalk's directory would remove {removed} of {known} users: not applied")]
+    Implausible { removed: usize, known: usize },
+}
+
+/// The directory: its snapshot, and (with a DingTalk app) what keeps it in step.
+#[derive(Clone)]
+pub(crate) struct Directory(Arc<Inner>);
+
+struct Inner {
+    /// The app whose contacts are read and whose contact events are applied; `None`: no
+    /// directory (devices keep the departments they were enrolled with).
+    app: Option<(String, DingTalkClient)>,
+    store: Arc<dyn ApprovalStore>,
+    clock: Arc<dyn Clock>,
+    engine: Arc<Engine>,
+    devices: Devices,
+    snapshot: RwLock<Arc<Snapshot>>,
+}
+
+/// What the directory needs.
+pub(crate) struct Parts {
+    /// The DingTalk app (Client ID and its client), if the directory follows DingTalk.
+    pub(crate) app: Option<(String, DingTalkClient)>,
+    pub(crate) store: Arc<dyn ApprovalStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) devices: Devices,
+}
+
+impl Directory {
+    /// The directory, as stored (empty until first read).
+    pub(crate) async fn open(parts: Parts) -> Result<Self, StoreError> {
+        let directory = Self(Arc::new(Inner {
+            app: parts.app,
+            store: parts.store,
+            clock: parts.clock,
+            engine: parts.engine,
+            devices: parts.devices,
+            snapshot: RwLock::default(),
+        }));
+        directory.reload().await?;
+        Ok(directory)
+    }
+
+    /// The directory as last read.
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.0.snapshot.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The Client ID of the app the directory follows.
+    pub(crate) fn app(&self) -> Option<&str> {
+        self.0.app.as_ref().map(|(id, _)| id.as_str())
+    }
+
+    fn client(&self) -> Option<&DingTalkClient> {
+        self.0.app.as_ref().map(|(_, client)| client)
+    }
+
+    fn set(&self, snapshot: Snapshot) {
+        *self.0.snapshot.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
+    }
+
+    /// Reads the stored directory if it changed (another replica wrote it).
+    pub(crate) async fn reload(&self) -> Result<(), StoreError> {
+        let Some(document) = self.0.store.get_document(KIND, ID).await? else {
+            return Ok(());
+        };
+        if document.version == self.snapshot().version {
+            return Ok(());
+        }
+        let mut snapshot: Snapshot = crate::devices::decode(&document)?;
+        snapshot.version = document.version;
+        self.set(snapshot);
+        Ok(())
+    }
+
+    /// Changes the stored directory as `change` says (read again and retried when another
+    /// replica wrote it meanwhile); the directory as written.
+    async fn update(&self, change: impl Fn(&mut Snapshot)) -> Result<Arc<Snapshot>, StoreError> {
+        loop {
+            self.reload().await?;
+            let mut snapshot = (*self.snapshot()).clone();
+            change(&mut snapshot);
+            let document = Document::new(KIND, ID, snapshot.version, crate::devices::body(&snapshot)?)
+                .at(self.0.clock.now_ms());
+            match self.0.store.put_document(&document).await {
+                Ok(version) => {
+                    snapshot.version = version;
+                    self.set(snapshot);
+                    return Ok(self.snapshot());
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads the whole directory from DingTalk (departments from the root down, then each
+    /// department's users) and applies it: users no longer there are offboarded. Nothing is
+    /// applied if a call fails or the read would remove most users.
+    pub(crate) async fn sync(&self) -> Result<(), DirectoryError> {
+        let Some(client) = self.client() else {
+            return Ok(());
+        };
+        let contacts = client.contacts();
+        let mut departments = BTreeMap::new();
+        let root = contacts.department(DeptId::ROOT).await?;
+        departments.insert(
+            root.dept_id.get(),
+            Dept {
+                name: root.name,
+                parent: None,
+            },
+        );
+        let mut queue = VecDeque::from([DeptId::ROOT]);
+        while let Some(dept) = queue.pop_front() {
+            for sub in contacts.sub_departments(dept).await? {
+                if departments.contains_key(&sub.dept_id.get()) {
+                    continue;
+                }
+                queue.push_back(sub.dept_id);
+                departments.insert(
+                    sub.dept_id.get(),
+                    Dept {
+                        name: sub.name,
+                        parent: Some(sub.parent_id.unwrap_or(dept).get()),
+                    },
+                );
+            }
+        }
+        let mut users = BTreeMap::new();
+        for &dept in departments.keys() {
+            let members: Vec<_> = contacts
+                .users(ListUsersRequest::new(DeptId::new(dept)))
+                .try_collect()
+                .await?;
+            for user in members {
+                users.insert(user.user_id.as_str().to_owned(), member(user));
+            }
+        }
+        let before = self.snapshot();
+        let left: Vec<String> = before
+            .users
+            .keys()
+            .filter(|u| !users.contains_key(*u))
+            .cloned()
+            .collect();
+        if before.users.len() >= 4 && left.len() * 2 > before.users.len() {
+            return Err(DirectoryError::Implausible {
+                removed: left.len(),
+                known: before.users.len(),
+            });
+        }
+        let now = self.0.clock.now_ms();
+        self.update(|s| {
+            s.departments.clone_from(&departments);
+            s.users.clone_from(&users);
+            s.synced_at_ms = now;
+        })
+        .await?;
+        tracing::info!(
+            departments = departments.len(),
+            users = users.len(),
+            left = left.len(),
+            "directory read from DingTalk"
+        );
+        for user in left {
+            self.offboard(&user).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies a contact-change event of the directory's app; other events are not the
+    /// directory's (`false`).
+    pub(crate) async fn on_event(&self, event: &Event) -> Result<bool, DirectoryError> {
+        match event {
+            Event::UserChange(change) if self.client().is_some() => self.users_changed(change).await?,
+            Event::DeptChange(change) if self.client().is_some() => self.departments_changed(change).await?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    async fn users_changed(&self, change: &UserChange) -> Result<(), DirectoryError> {
+        let Some(client) = self.client() else {
+            return Ok(());
+        };
+        for user in &change.user_ids {
+            let read = if change.change == UserChangeType::Leave {
+                None
+            } else {
+                match client.contacts().user(user).await {
+                    Ok(read) => Some(read),
+                    // Reading a user who left answers "not found".
+                    Err(e) if e.kind() == ErrorKind::NotFound => None,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            let id = user.as_str().to_owned();
+            match read {
+                Some(read) => {
+                    let read = member(read);
+                    self.update(|s| {
+                        s.users.insert(id.clone(), read.clone());
+                    })
+                    .await?;
+                    tracing::info!(user = %id, "directory: user changed");
+                }
+                None => {
+                    self.update(|s| {
+                        s.users.remove(&id);
+                    })
+                    .await?;
+                    self.offboard(&id).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn departments_changed(&self, change: &DeptChange) -> Result<(), DirectoryError> {
+        let Some(client) = self.client() else {
+            return Ok(());
+        };
+        for &dept in &change.dept_ids {
+            let read = if change.change == DeptChangeType::Remove {
+                None
+            } else {
+                match client.contacts().department(dept).await {
+                    Ok(read) => Some(read),
+                    Err(e) if e.kind() == ErrorKind::NotFound => None,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            let id = dept.get();
+            let read = read.map(|d| Dept {
+                name: d.name,
+                parent: d.parent_id.map(DeptId::get),
+            });
+            self.update(|s| match &read {
+                Some(d) => {
+                    s.departments.insert(id, d.clone());
+                }
+                None => {
+                    s.departments.remove(&id);
+                }
+            })
+            .await?;
+            tracing::info!(department = id, "directory: department changed");
+        }
+        Ok(())
+    }
+
+    /// A user left the organisation: their devices are revoked (their tokens refused from
+    /// now on) and their open and approved requests revoked (written back to DingTalk; an
+    /// approved one's grant is refused at consume).
+    async fn offboard(&self, user: &str) -> Result<(), StoreError> {
+        for device in self.0.devices.list().await? {
+            if device.owner.user_id == user && device.revoked_at_ms.is_none() {
+                self.0.devices.revoke(&device.device_id, device.version).await?;
+                tracing::warn!(user, device = %device.device_id, "directory: the user left; device revoked");
+            }
+        }
+        let open = ListFilter::default().requester(UserId::new(user)).states(vec![
+            RequestState::Submitted,
+            RequestState::Pending,
+            RequestState::Approved,
+        ]);
+        for request in self.0.engine.list(&open).await? {
+            match self
+                .0
+                .engine
+                .revoke(&request.id, ACTOR, Some("the requester left the organisation"))
+                .await
+            {
+                Ok(_) => {
+                    tracing::warn!(user, request = %request.id, "directory: the user left; request revoked")
+                }
+                // Decided meanwhile: nothing left to revoke.
+                Err(StoreError::IllegalTransition { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads DingTalk every `sync_every` (one replica at a time) and the stored directory
+    /// every `reload_every`, until `shutdown`.
+    pub(crate) fn follow(
+        &self,
+        reload_every: Duration,
+        sync_every: Duration,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()> {
+        let directory = self.clone();
+        tokio::spawn(async move {
+            let holder = format!("{:032x}", rand::random::<u128>());
+            let mut last_sync: Option<tokio::time::Instant> = None;
+            loop {
+                if directory.client().is_some() && last_sync.is_none_or(|t| t.elapsed() >= sync_every) {
+                    last_sync = Some(tokio::time::Instant::now());
+                    let now = directory.0.clock.now_ms();
+                    let ttl = i64::try_from(sync_every.as_millis()).unwrap_or(i64::MAX);
+                    match directory
+                        .0
+                        .store
+                        .try_lease("directory-sync", &holder, now, ttl)
+                        .await
+                    {
+                        Ok(true) => {
+                            if let Err(e) = directory.sync().await {
+                                tracing::error!(error = %e, "directory not read from DingTalk; tried again at the next sync");
+                            }
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::error!(error = %e, "directory sync lease"),
+                    }
+                }
+                if let Err(e) = directory.reload().await {
+                    tracing::error!(error = %e, "directory not reloaded");
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(reload_every) => {}
+                }
+            }
+        })
+    }
+}
+
+fn member(user: dingtalk_sdk::contacts::User) -> Member {
+    Member {
+        name: user.name,
+        departments: user.dept_id_list.iter().map(|d| d.get()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dept(name: &str, parent: Option<i64>) -> Dept {
+        Dept {
+            name: name.to_owned(),
+            parent,
+        }
+    }
+
+    /// A user's departments include every department above theirs, once; a cycle in bad
+    /// data ends the walk.
+    #[test]
+    fn a_users_departments_include_those_above() {
+        let mut s = Snapshot::default();
+        s.departments.insert(1, dept("Company", None));
+        s.departments.insert(2, dept("R&D", Some(1)));
+        s.departments.insert(3, dept("Platform", Some(2)));
+        s.departments.insert(7, dept("Loop a", Some(8)));
+        s.departments.insert(8, dept("Loop b", Some(7)));
+        s.users.insert(
+            "u1".into(),
+            Member {
+                name: "Ada".into(),
+                departments: vec![3, 2],
+            },
+        );
+        s.users.insert(
+            "u2".into(),
+            Member {
+                name: "Bo".into(),
+                departments: vec![7],
+            },
+        );
+        assert_eq!(s.departments_of("u1").unwrap(), ["1", "2", "3"]);
+        assert_eq!(s.departments_of("u2").unwrap(), ["7", "8"]);
+        assert_eq!(s.departments_of("nobody"), None);
+        assert_eq!(s.name_of("u1"), Some("Ada"));
+        assert_eq!(s.department_name("2"), Some("R&D"));
+        assert_eq!(s.department_name("x"), None);
+    }
+}
