@@ -13,12 +13,14 @@ mod export;
 mod openapi;
 mod policies;
 mod rejection;
+mod sign_in;
 mod workflows;
 
 use crate::admins::{Admins, Identity};
 use crate::audit_log::AuditLog;
 use crate::devices::{Devices, Enrolled};
 use crate::directory::Directory;
+use crate::sign_in::SignIn;
 use crate::filing_limit::FilingLimit;
 use crate::login_throttle::LoginThrottle;
 use crate::metrics::Metrics;
@@ -58,6 +60,8 @@ pub(crate) struct AppState {
     pub(crate) devices: Devices,
     /// The organisation's directory: users' names and departments.
     pub(crate) directory: Directory,
+    /// Enrollment by signing in with DingTalk, when configured.
+    pub(crate) sign_in: Option<SignIn>,
     /// Every key a grant may be signed with (the engine's first).
     grant_keys: Arc<[GrantVerifier]>,
     filings: FilingLimit,
@@ -92,6 +96,7 @@ pub(crate) struct Parts {
     pub(crate) admin_token: String,
     pub(crate) devices: Devices,
     pub(crate) directory: Directory,
+    pub(crate) sign_in: Option<SignIn>,
     /// Every key a grant may be signed with (the engine's first).
     pub(crate) grant_keys: Vec<GrantVerifier>,
     pub(crate) filings_per_hour: usize,
@@ -109,6 +114,7 @@ impl AppState {
             admin_token: parts.admin_token.into(),
             devices: parts.devices,
             directory: parts.directory,
+            sign_in: parts.sign_in,
             grant_keys: parts.grant_keys.into(),
             filings: FilingLimit::new(parts.filings_per_hour),
             workflows: parts.workflows,
@@ -282,6 +288,8 @@ pub(crate) fn router(state: AppState) -> Router {
     routes
         // DingTalk's wire format, not ours: the one route the document leaves out.
         .route("/dingtalk/callback/{id}", axum::routing::any(workflows::callback))
+        // Where DingTalk sends the browser back after signing in: an HTML page.
+        .route(crate::sign_in::REDIRECT_PATH, axum::routing::get(sign_in::redirected))
         // The web console's HTML pages: for browsers, not part of the JSON API's document.
         .merge(crate::console::routes())
         .method_not_allowed_fallback(rejection::method_not_allowed)
@@ -312,6 +320,12 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
     // Without a metrics token there is no such route: a 404 like any unknown path.
     if state.exposition.is_some() {
         routes = routes.routes(routes!(scrape));
+    }
+    // Likewise sign-in enrollment, without a configured organisation.
+    if state.sign_in.is_some() {
+        routes = routes
+            .routes(routes!(sign_in::start))
+            .routes(routes!(sign_in::collect));
     }
     routes
 }

@@ -67,6 +67,14 @@ fn html_page(status: StatusCode, markup: Markup) -> Response {
     response
 }
 
+/// A page with one message, outside the console (no sign-in): what the sign-in redirect shows.
+pub(crate) fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
+    html_page(
+        status,
+        layout::bare(Lang::Zh, title, "/dingtalk/sign-in", html! { p.message { (message) } }),
+    )
+}
+
 /// The signed-in admin looking at `uri`, or the answer to give instead: the login page for
 /// no or an ended session, a page saying so for a role below `needed`.
 async fn viewer(state: &AppState, headers: &HeaderMap, uri: &Uri, needed: Role) -> Result<Viewer, Response> {

@@ -44,7 +44,7 @@ pub(crate) struct Device {
     #[serde(flatten)]
     pub(crate) owner: Owner,
     pub(crate) enrolled_at_ms: i64,
-    /// Where it came from: `config` or `enrollment_code` (the code's id).
+    /// Where it came from: `config`, an enrollment code's id, or `dingtalk_sign_in`.
     pub(crate) enrolled_by: String,
     /// Set once revoked: its token is refused from then on.
     #[serde(default)]
@@ -260,12 +260,23 @@ impl Devices {
             Err(StoreError::Conflict { .. }) => return Err(EnrollError::Unknown),
             Err(e) => return Err(e.into()),
         }
+        Ok(self.enroll_as(device_id, code.owner, &code.id).await?)
+    }
+
+    /// Enrolls `device_id` for `owner` with a fresh token (a device enrolled again gets a new
+    /// token; its old one is refused); `by` says how (an enrollment code's id, or a sign-in).
+    pub(crate) async fn enroll_as(
+        &self,
+        device_id: &str,
+        owner: Owner,
+        by: &str,
+    ) -> Result<(String, Device), StoreError> {
         let token = secret();
         let device = Device {
             device_id: device_id.to_owned(),
-            owner: code.owner,
+            owner,
             enrolled_at_ms: self.clock.now_ms(),
-            enrolled_by: code.id,
+            enrolled_by: by.to_owned(),
             revoked_at_ms: None,
             version: 0,
         };

@@ -37,6 +37,7 @@ mod login_throttle;
 mod metrics;
 mod policies;
 mod secrets;
+mod sign_in;
 mod workflow_checks;
 mod workflows;
 
@@ -334,14 +335,33 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
     // Whatever started (Stream connections) stops if the start fails after it.
     let stop_on_failure = shutdown.clone().drop_guard();
     let registry = devices::Devices::new(Arc::clone(&store), Arc::clone(&clock));
+    let directory_app = config.directory.as_ref().map(directory_client).transpose()?;
     let directory = directory::Directory::open(directory::Parts {
-        app: config.directory.as_ref().map(directory_client).transpose()?,
+        app: directory_app.clone(),
         store: Arc::clone(&store),
         clock: Arc::clone(&clock),
         engine: Arc::clone(&engine),
         devices: registry.clone(),
     })
     .await?;
+    let sign_in = match (&config.directory, directory_app) {
+        (Some(d), Some((client_id, client))) if d.corp_id.is_some() => {
+            let sign_in = sign_in::SignIn::new(sign_in::Parts {
+                client_id,
+                client,
+                corp_id: d.corp_id.clone().unwrap_or_default(),
+                login_base: d.login_base.clone(),
+                public_url: public_url.clone(),
+                store: Arc::clone(&store),
+                clock: Arc::clone(&clock),
+                devices: registry.clone(),
+                directory: directory.clone(),
+            });
+            tracing::info!(redirect_uri = sign_in.redirect_uri(), "enrollment by DingTalk sign-in: list this redirect URL in the app");
+            Some(sign_in)
+        }
+        _ => None,
+    };
     let catalog = workflows::CatalogCell::default();
     let workflows = workflows::Workflows::new(workflows::Parts {
         store: Arc::clone(&store),
@@ -380,6 +400,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         admin_token: admin_token.clone(),
         devices: registry,
         directory: directory.clone(),
+        sign_in,
         grant_keys: keys.verifiers,
         filings_per_hour: config.filings_per_hour,
         workflows: workflows.clone(),

@@ -61,9 +61,29 @@ pub(super) struct EnrolledDevice {
     grant_keys: Vec<String>,
 }
 
+/// A device just enrolled (with a code or by signing in), logged and audited: what its agent
+/// keeps.
+pub(super) async fn enrolled(state: &AppState, token: String, device: Device) -> EnrolledDevice {
+    tracing::info!(device = %device.device_id, user = %device.owner.user_id, by = %device.enrolled_by, "device enrolled");
+    state
+        .audit
+        .record(
+            &format!("device:{}", device.device_id),
+            "device.enroll",
+            format!("device/{}", device.device_id),
+            json!({"after": device_view(&device)}),
+        )
+        .await;
+    EnrolledDevice {
+        device: DeviceView::from(device),
+        device_token: token,
+        grant_keys: state.grant_keys.iter().map(GrantVerifier::to_hex).collect(),
+    }
+}
+
 /// A name an admin or agent gives (a user, device, group, department or tag id): not empty,
 /// at most 128 characters, no control characters.
-fn check_name(what: &str, value: &str) -> Result<(), Response> {
+pub(super) fn check_name(what: &str, value: &str) -> Result<(), Response> {
     if value.is_empty() || value.chars().count() > 128 || value.chars().any(char::is_control) {
         return Err(error(
             StatusCode::BAD_REQUEST,
@@ -178,24 +198,7 @@ pub(super) async fn enroll(State(state): State<AppState>, b: JsonBody<EnrollBody
         return r;
     }
     match state.devices.enroll(&b.code, &b.device_id).await {
-        Ok((token, device)) => {
-            tracing::info!(device = %device.device_id, user = %device.owner.user_id, code = %device.enrolled_by, "device enrolled");
-            state
-                .audit
-                .record(
-                    &format!("device:{}", device.device_id),
-                    "device.enroll",
-                    format!("device/{}", device.device_id),
-                    json!({"after": device_view(&device)}),
-                )
-                .await;
-            let enrolled = EnrolledDevice {
-                device: DeviceView::from(device),
-                device_token: token,
-                grant_keys: state.grant_keys.iter().map(GrantVerifier::to_hex).collect(),
-            };
-            (StatusCode::CREATED, Json(enrolled)).into_response()
-        }
+        Ok((token, device)) => (StatusCode::CREATED, Json(enrolled(&state, token, device).await)).into_response(),
         Err(e @ (EnrollError::Unknown | EnrollError::Expired)) => {
             tracing::warn!(device = %b.device_id, reason = %e, "enrollment refused");
             error(StatusCode::UNAUTHORIZED, "enrollment_refused", e)

@@ -1,0 +1,130 @@
+//! Enrollment by signing in with DingTalk (`crate::sign_in`): the agent starts an attempt
+//! and collects its device token; DingTalk sends the browser back to the redirect page.
+
+use super::devices::{check_name, enrolled, EnrolledDevice};
+use super::{body, engine_error, error, path, ApiError, AppState, JsonBody, PathParams};
+use crate::sign_in::{Collected, SignIn};
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `POST /api/agent/sign-in`.
+#[derive(Deserialize, ToSchema)]
+pub(super) struct StartBody {
+    /// The device to enroll.
+    device_id: String,
+}
+
+/// A sign-in attempt: what the agent keeps and shows.
+#[derive(Serialize, ToSchema)]
+pub(super) struct SignInStarted {
+    /// The attempt's secret: collect the outcome with it (`GET /api/agent/sign-in/{attempt}`).
+    attempt: String,
+    /// DingTalk's sign-in page, to open in a browser or show as a QR code.
+    sign_in_url: String,
+    /// Until when the attempt waits, Unix ms.
+    expires_at_ms: i64,
+}
+
+/// Not signed in yet.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Waiting {
+    /// Always `waiting`.
+    status: &'static str,
+}
+
+fn configured(state: &AppState) -> Result<&SignIn, Response> {
+    state.sign_in.as_ref().ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "sign-in with DingTalk is not configured (directory.corp_id)",
+        )
+    })
+}
+
+/// Starts enrolling this device by signing in with DingTalk: the sign-in URL to show, and the
+/// attempt's secret to collect the device token with once the employee has signed in.
+#[utoipa::path(post, path = "/api/agent/sign-in", operation_id = "start_sign_in", tag = "agent",
+    request_body = StartBody,
+    responses((status = 201, description = "Started", body = SignInStarted)))]
+pub(super) async fn start(State(state): State<AppState>, b: JsonBody<StartBody>) -> Response {
+    let b = match body(b) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_name("device_id", &b.device_id) {
+        return r;
+    }
+    let sign_in = match configured(&state) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match sign_in.start(&b.device_id).await {
+        Ok(started) => (
+            StatusCode::CREATED,
+            Json(SignInStarted {
+                attempt: started.attempt,
+                sign_in_url: started.url,
+                expires_at_ms: started.expires_at_ms,
+            }),
+        )
+            .into_response(),
+        Err(e) => engine_error(&e),
+    }
+}
+
+/// The attempt's outcome: still waiting (202), the device enrolled (201: its token, shown this
+/// once, and the grant keys), or the sign-in refused (403, saying why).
+#[utoipa::path(get, path = "/api/agent/sign-in/{attempt}", operation_id = "collect_sign_in", tag = "agent",
+    params(("attempt" = String, Path, description = "The attempt's secret")),
+    responses(
+        (status = 201, description = "Enrolled", body = EnrolledDevice),
+        (status = 202, description = "Not signed in yet: ask again", body = Waiting),
+        (status = 403, description = "`sign_in_refused`: another organisation's account, a user not in the directory, a code DingTalk refused", body = ApiError),
+        (status = 404, description = "No such attempt: unknown, expired or collected", body = ApiError),
+    ))]
+pub(super) async fn collect(State(state): State<AppState>, attempt: PathParams<String>) -> Response {
+    let attempt = match path(attempt) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let sign_in = match configured(&state) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match sign_in.collect(&attempt).await {
+        Ok(Collected::Waiting) => (StatusCode::ACCEPTED, Json(Waiting { status: "waiting" })).into_response(),
+        Ok(Collected::Enrolled(token, device)) => {
+            (StatusCode::CREATED, Json(enrolled(&state, token, device).await)).into_response()
+        }
+        Ok(Collected::Refused(reason)) => error(StatusCode::FORBIDDEN, "sign_in_refused", reason),
+        Ok(Collected::Unknown) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such sign-in attempt: unknown, expired or collected already",
+        ),
+        Err(e) => engine_error(&e),
+    }
+}
+
+/// `GET /dingtalk/sign-in`: where DingTalk sends the browser back; a page saying who signed
+/// in (return to the SASE App) or why not.
+pub(super) async fn redirected(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let sign_in = match configured(&state) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match sign_in.redirected(query.as_deref().unwrap_or_default()).await {
+        Ok((name, user_id)) => crate::console::message_page(
+            StatusCode::OK,
+            "Signed in",
+            &format!("已登录：{name}（{user_id}）。请返回 SASE 客户端。 Signed in as {name} ({user_id}): return to the SASE App."),
+        ),
+        Err(crate::sign_in::SignInError::Store(e)) => engine_error(&e),
+        Err(e) => crate::console::message_page(StatusCode::FORBIDDEN, "Sign-in refused", &e.to_string()),
+    }
+}

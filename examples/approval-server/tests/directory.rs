@@ -1,0 +1,165 @@
+//! The directory follows DingTalk, over real HTTP on 127.0.0.1 with the mock DingTalk's
+//! directory: a user's departments (with those above them) scope policies, kept in step by
+//! contact-change events pushed to the workflow's Request URL and by the scheduled read when
+//! an event is lost; a user who leaves cannot uninstall: their devices are refused, their
+//! open requests revoked in DingTalk, their approved grants revoked.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first unexpected value"
+)]
+
+use dingtalk_sdk::mock::{MockDingTalk, Notify};
+use sase_approval_server::config::DirectoryConfig;
+use sase_approval_server::{Config, Server};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::{credentialed_config, device, mock, start_with, Agent, APP, SECRET};
+
+mod support;
+
+/// The mock's organisation (its default directory).
+const CORP: &str = "dingmockcorp0000000000";
+
+/// The test configuration plus bob's two devices, a policy on Engineering (department 2,
+/// with Platform, 4, under it) and the directory read from the mock's app every
+/// `sync_every_secs`.
+fn config(mock: &MockDingTalk, database: &std::path::Path, sync_every_secs: u64) -> Config {
+    let mut config = credentialed_config(mock, database);
+    let mut second = device("tok-bob2", "bob", "staff");
+    second.device_id = "dev-bob-2".into();
+    config.devices.extend([device("tok-bob", "bob", "staff"), second]);
+    let engineering: sase_policy::Policy = serde_json::from_value(json!({
+        "id": "engineering", "name": "Engineering", "priority": 50,
+        "switches": {"anti_uninstall": true},
+        "scope": {"departments": ["2"]},
+        "approval": {"allow_filing": true, "workflow": "wf-dingtalk"},
+        "prompt": {
+            "zh-CN": {"title": "需要审批", "content": "c", "primary_button": "提交", "secondary_button": "取消"},
+            "en-US": {"title": "Approval needed", "content": "c", "primary_button": "File", "secondary_button": "Cancel"},
+        },
+    }))
+    .unwrap();
+    config.policies.as_mut().unwrap().policies.push(engineering);
+    let mut directory = DirectoryConfig::new(APP, SECRET);
+    directory.api_base = Some(mock.base_url());
+    directory.oapi_base = Some(mock.base_url());
+    directory.sync_every_secs = sync_every_secs;
+    config.directory = Some(directory);
+    config.reload_every_secs = 1;
+    config
+}
+
+/// Waits up to 20 s for `agent`'s uninstall check to answer `effect`.
+async fn effect_becomes(agent: &Agent, effect: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (status, answer) = agent
+            .post("/api/agent/uninstall-check", &json!({"locale": "en-US"}))
+            .await;
+        let now = if status == 200 {
+            answer["effect"].as_str().unwrap_or_default().to_owned()
+        } else {
+            format!("HTTP {status}")
+        };
+        if now == effect {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still {now}, not {effect}: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn request(agent: &Agent, id: &str) -> Value {
+    agent
+        .console(reqwest::Method::GET, &format!("/api/console/requests/{id}"))
+        .await
+        .1
+}
+
+#[tokio::test]
+async fn departments_follow_dingtalks_events_and_a_lost_event_is_made_up_by_the_read() {
+    let mock = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A read every 2 s: the lost event below is made up within seconds.
+    let server: Server = start_with(&mock, config(&mock, &dir.path().join("d.sqlite"), 2)).await;
+    let bob = Agent::new(&server, "tok-bob");
+
+    // Bob is in Engineering: the policy on Engineering protects his device.
+    effect_becomes(&bob, "require_approval").await;
+
+    // He moves to Security: the event arrives, the policy no longer covers him.
+    mock.move_user(CORP, "bob", &[3], Notify::Deliver).unwrap();
+    effect_becomes(&bob, "allow").await;
+
+    // He moves to Platform (under Engineering), but the event is lost: the scheduled read
+    // makes it up, and a policy on a department covers its sub-departments.
+    mock.move_user(CORP, "bob", &[4], Notify::Skip).unwrap();
+    effect_becomes(&bob, "require_approval").await;
+
+    // The policy-change preview names him, from the directory: deleting the policy on
+    // Engineering would leave his devices unprotected.
+    let (status, preview) = support::json(
+        bob.http
+            .post(format!("{}/api/console/policies/preview", bob.base))
+            .bearer_auth(support::ADMIN)
+            .json(&json!({"delete": "engineering"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{preview}");
+    let named: Vec<&Value> = preview["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["user_id"] == "bob")
+        .map(|c| &c["user_name"])
+        .collect();
+    assert_eq!(named, [&json!("Bob"), &json!("Bob")], "{preview}");
+
+    // Alice leaves, and that event is lost too: the next read revokes her device.
+    let alice = Agent::new(&server, "tok-alice");
+    assert_eq!(alice.check().await["effect"], "require_approval");
+    mock.remove_user(CORP, "alice", Notify::Skip).unwrap();
+    effect_becomes(&alice, "HTTP 401").await;
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_user_who_leaves_cannot_uninstall() {
+    let mock = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    // No scheduled read during the test: the leave event alone does it.
+    let server: Server = start_with(&mock, config(&mock, &dir.path().join("l.sqlite"), 3600)).await;
+    let (bob, bob2) = (Agent::new(&server, "tok-bob"), Agent::new(&server, "tok-bob2"));
+    effect_becomes(&bob, "require_approval").await;
+
+    // One device holds an approved grant, the other a pending request.
+    let approved = bob.filed("handing it over").await;
+    mock.approve(&bob.external_id(&approved).await, None, None)
+        .unwrap();
+    let grant: sase_policy::SignedGrant =
+        serde_json::from_value(bob.poll(&approved, "approved").await["grant"].clone()).unwrap();
+    let pending = bob2.filed("a second laptop").await;
+    let instance = bob2.external_id(&pending).await;
+
+    mock.remove_user(CORP, "bob", Notify::Deliver).unwrap();
+    effect_becomes(&bob, "HTTP 401").await;
+    effect_becomes(&bob2, "HTTP 401").await;
+    let (status, _) = bob.consume(&grant).await;
+    assert_eq!(status, 401, "the device is refused");
+    for id in [&approved, &pending] {
+        let r = request(&bob, id).await;
+        assert_eq!(r["state"], "revoked", "{r}");
+        let last = r["history"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["actor"], "directory", "{r}");
+    }
+    assert_eq!(
+        mock.instance(&instance).unwrap()["status"],
+        "TERMINATED",
+        "the pending request is revoked in DingTalk too"
+    );
+    server.shutdown().await.unwrap();
+}
