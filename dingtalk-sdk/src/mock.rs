@@ -8,8 +8,14 @@
 //!   DingTalk's redelivery schedule); DingTalk's quotas (QPS per app and API, calls per month)
 //!   on an injectable clock, with per-app, per-API usage counts; fault injection; a request
 //!   journal.
-//! - [`control`]: the control API, under `/__mock/`, to act as approvers would, push chosen
-//!   events, set quotas and read the usage.
+//! - Sign-in and the directory (`docs/dingtalk-directory.md`): a sign-in page at
+//!   `/oauth2/auth` (point the login base there), single-use codes, user tokens and
+//!   `users/me`; the old API's `/gettoken` and directory calls over a configurable
+//!   [`MockDirectory`] of several organisations; directory changes that push contact-change
+//!   events.
+//! - [`control`]: the control API, under `/__mock/`, to act as approvers and administrators
+//!   would, push chosen events, change the directory, sign users in, set quotas and read the
+//!   usage.
 //! - [`gateway`]: the Stream gateway, also usable on its own.
 //!
 //! The standalone binary `dingtalk-mock` serves the same for test authors in any language.
@@ -22,18 +28,27 @@ mod api;
 mod config;
 pub mod control;
 mod delivery;
+mod directory;
 pub mod gateway;
+#[expect(
+    clippy::result_large_err,
+    reason = "handlers return ready axum responses as their errors; their size does not matter in a mock"
+)]
+mod oapi;
 mod quota;
 mod server;
+mod signin;
 mod state;
 
 pub use config::{
-    MockApp, MockConfig, MockFaults, MockFormField, MockProcess, MockQuotas, MockStream,
+    MockApp, MockConfig, MockFaults, MockFormField, MockProcess, MockQuotas, MockStream, DEFAULT_CORP_ID,
     DINGTALK_REDELIVERY_MS,
 };
 pub use delivery::{Channel, Delivery, MockEvent, Via};
+pub use directory::{MockDepartment, MockDirectory, MockUser, OTHER_CORP_ID};
 pub use quota::{ApiUsage, AppUsage, MockUsage};
-pub use server::{JournalEntry, MockClock, MockDingTalk, MockDingTalkBuilder};
+pub use server::{JournalEntry, MockClock, MockDingTalk, MockDingTalkBuilder, Notify};
+pub use signin::{MockSignIn, MockSignInCode, CODE_TTL_MS};
 
 /// Milliseconds since the Unix epoch by the system clock: the default of the mock's clock
 /// ([`MockDingTalkBuilder::clock`]), and the time of event pushes and Stream frame headers.

@@ -6,8 +6,11 @@
 //!
 //! `--config` takes a JSON or TOML file (by extension) with `apps`, `processes`,
 //! `token_ttl_secs`, `terminate_grace_secs`, `[quotas]` (`qps_per_app_and_api`,
-//! `calls_per_month`; off unless set) and `[stream]` (`redelivery_ms`, default
-//! `[10000, 30000, 60000, 120000]`); see `dingtalk_sdk::mock::MockConfig`.
+//! `calls_per_month`; off unless set), `[stream]` (`redelivery_ms`, default
+//! `[10000, 30000, 60000, 120000]`) and `[directory]` (`[[directory.departments]]` with `id`,
+//! `name`, `parent`, `corp_id`; `[[directory.users]]` with `user_id`, `name`, `dept_ids`,
+//! `corp_id`, `union_id`; default: a small company and another corp); see
+//! `dingtalk_sdk::mock::MockConfig`.
 
 use dingtalk_sdk::mock::{MockConfig, MockDingTalk};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -28,13 +28,17 @@ pub struct MockApp {
     /// Deliver events over the Stream gateway instead of (or as well as) HTTP push.
     #[serde(default)]
     pub stream: bool,
-    /// The organisation's corpId, sent in events.
+    /// The organisation's corpId, sent in events; its directory is the one the app reads.
     #[serde(default = "default_corp_id")]
     pub corp_id: String,
+    /// The redirect URLs sign-in may send users back to (prefixes, as DingTalk checks the
+    /// registered domain); empty: any http(s) URL.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
 }
 
-/// The corpId of apps that do not set one.
-pub(crate) const DEFAULT_CORP_ID: &str = "dingmockcorp0000000000";
+/// The corpId of apps (and directory entries) that do not set one: the mock's organisation.
+pub const DEFAULT_CORP_ID: &str = "dingmockcorp0000000000";
 
 fn default_corp_id() -> String {
     DEFAULT_CORP_ID.to_owned()
@@ -51,6 +55,7 @@ impl std::fmt::Debug for MockApp {
             .field("request_url", &self.request_url)
             .field("stream", &self.stream)
             .field("corp_id", &self.corp_id)
+            .field("redirect_uris", &self.redirect_uris)
             .finish()
     }
 }
@@ -67,7 +72,15 @@ impl MockApp {
             request_url: None,
             stream: false,
             corp_id: default_corp_id(),
+            redirect_uris: Vec::new(),
         }
+    }
+
+    /// Allows sign-in to send users back to URLs starting with `prefix` (once any is set,
+    /// others are refused).
+    pub fn redirect_uri(mut self, prefix: impl Into<String>) -> Self {
+        self.redirect_uris.push(prefix.into());
+        self
     }
 
     /// Subscribes to events with this token and aes_key (receiver id = Client ID).
@@ -268,4 +281,7 @@ pub struct MockConfig {
     pub quotas: MockQuotas,
     /// Stream-mode settings (`[stream]`): the redelivery schedule.
     pub stream: MockStream,
+    /// The directory (`[directory]`: departments and users of each corp); `None`:
+    /// [`MockDirectory::default`](super::MockDirectory).
+    pub directory: Option<super::MockDirectory>,
 }

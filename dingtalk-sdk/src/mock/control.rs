@@ -13,22 +13,36 @@
 //! | `GET /__mock/journal` | | every OpenAPI request received |
 //! | `GET /__mock/deliveries` | | every event delivery attempt |
 //! | `PUT /__mock/faults` | [`MockFaults`] | sets the injected faults |
-//! | `POST /__mock/tokens/revoke` | | invalidates every access token |
+//! | `POST /__mock/tokens/revoke` | | invalidates every access token (v1.0, old API, users') |
 //! | `POST /__mock/apps` | [`MockApp`] | registers an app (sends `check_url` to its Request URL) |
 //! | `POST /__mock/processes` | [`MockProcess`] | registers a process |
 //! | `POST /__mock/events` | [`MockEvent`]: `{"app", "eventType", "processInstanceId"?, "eventId"?, "fields"?, "via"?: "http_push"\|"stream"}` | pushes that event (same encryption and frames as real ones); answers `{"ok": true, "deliveries": [Delivery…]}` |
 //! | `GET /__mock/stream/journal` | | what the Stream gateway did with each event: `pushed`, `redelivered`, `consumed`, `later`, `warning` (an ACK off the protocol), `dropped` |
 //! | `PUT /__mock/quotas` / `GET /__mock/quotas` | [`MockQuotas`]: `{"qps_per_app_and_api"?, "calls_per_month"?}` | sets (or shows) the enforced quotas |
 //! | `GET /__mock/usage` | | calls per app and API in the clock's month, with refusals: [`MockUsage`](super::MockUsage) |
+//! | `GET /__mock/directory` | | the directory: [`MockDirectory`](super::MockDirectory) |
+//! | `POST /__mock/directory/users[?deliver=false]` | [`MockUser`]: `{"user_id", "name", "dept_ids", "corp_id"?, "union_id"?, "mobile"?, "email"?}` | a user joins; `user_add_org` to the apps of the user's corp |
+//! | `PUT /__mock/directory/users/{userId}/departments[?corpId=&deliver=false]` | `{"deptIds": [2, 3]}` | the user moves; `user_modify_org` |
+//! | `DELETE /__mock/directory/users/{userId}[?corpId=&deliver=false]` | | the user leaves; `user_leave_org` |
+//! | `POST /__mock/directory/departments[?deliver=false]` | [`MockDepartment`]: `{"id", "name", "parent", "corp_id"?}` | a department is created; `org_dept_create` |
+//! | `PUT /__mock/directory/departments/{id}[?corpId=&deliver=false]` | `{"name"}` | it is renamed; `org_dept_modify` |
+//! | `DELETE /__mock/directory/departments/{id}[?corpId=&deliver=false]` | | an empty department is removed; `org_dept_remove` |
+//! | `POST /__mock/oauth/code` | [`MockSignIn`]: `{"userId", "redirectUri", "state"?, "clientId"?, "corpId"?}` | signs the user in without a browser: `{"authCode", "location"}` |
+//!
+//! Directory changes answer `{"ok": true}` and deliver their event like every other event
+//! (HTTP push and/or Stream, in order, after the answer); `deliver=false` changes the directory
+//! silently, as when DingTalk's event is lost. `corpId` defaults to the mock's organisation.
 
 use super::api_error;
 use super::config::{MockApp, MockFaults, MockProcess, MockQuotas};
 use super::delivery::{self, Delivery, MockEvent};
-use super::server::Shared;
-use axum::extract::{Path, State};
+use super::directory::{Change, MockDepartment, MockUser};
+use super::server::{Notify, Shared};
+use super::signin::{self, MockSignIn};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -110,6 +124,26 @@ pub(crate) async fn push_event(shared: &Arc<Shared>, event: MockEvent) -> Result
     Ok(delivery::deliver(shared, event.into_draft()).await)
 }
 
+/// Changes the directory and, unless `notify` says to skip it, queues the contact-change
+/// event for every app of the corp concerned.
+pub(crate) fn change_directory(shared: &Shared, change: Change, notify: Notify) -> Result<(), Refused> {
+    let now = shared.now();
+    let events = {
+        let mut store = shared.lock();
+        let touched = store.directory.apply(change)?;
+        store
+            .apps
+            .values()
+            .filter(|app| app.corp_id == touched.corp_id())
+            .map(|app| touched.draft(&app.client_id, now))
+            .collect::<Vec<_>>()
+    };
+    if notify == Notify::Deliver {
+        shared.emit(events);
+    }
+    Ok(())
+}
+
 /// Registers (or replaces) an app; a Request URL gets `check_url` first.
 pub(crate) async fn register_app(shared: &Arc<Shared>, app: MockApp) -> Option<Delivery> {
     shared.gateway.register_mock_app(&app);
@@ -139,6 +173,137 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/__mock/stream/journal", get(stream_journal))
         .route("/__mock/quotas", put(set_quotas).get(get_quotas))
         .route("/__mock/usage", get(usage))
+        .route("/__mock/directory", get(directory))
+        .route("/__mock/directory/users", post(add_user))
+        .route("/__mock/directory/users/{id}", delete(remove_user))
+        .route("/__mock/directory/users/{id}/departments", put(move_user))
+        .route("/__mock/directory/departments", post(add_department))
+        .route(
+            "/__mock/directory/departments/{id}",
+            put(rename_department).delete(remove_department),
+        )
+        .route("/__mock/oauth/code", post(sign_in_code))
+}
+
+/// `?corpId=&deliver=` of the directory routes.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct Target {
+    corp_id: Option<String>,
+    deliver: Option<bool>,
+}
+
+impl Target {
+    fn corp_id(&self) -> String {
+        self.corp_id
+            .clone()
+            .unwrap_or_else(|| super::config::DEFAULT_CORP_ID.to_owned())
+    }
+
+    fn notify(&self) -> Notify {
+        if self.deliver == Some(false) {
+            Notify::Skip
+        } else {
+            Notify::Deliver
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Move {
+    dept_ids: Vec<i64>,
+}
+
+#[derive(Deserialize)]
+struct Rename {
+    name: String,
+}
+
+fn changed(result: Result<(), Refused>) -> Response {
+    match result {
+        Ok(()) => Json(json!({"ok": true})).into_response(),
+        Err((code, message)) => api_error(StatusCode::BAD_REQUEST, &code, &message),
+    }
+}
+
+async fn directory(State(s): State<Arc<Shared>>) -> Response {
+    Json(s.lock().directory.clone()).into_response()
+}
+
+async fn add_user(
+    State(s): State<Arc<Shared>>,
+    Query(t): Query<Target>,
+    Json(user): Json<MockUser>,
+) -> Response {
+    changed(change_directory(&s, Change::AddUser(user), t.notify()))
+}
+
+async fn move_user(
+    State(s): State<Arc<Shared>>,
+    Path(user_id): Path<String>,
+    Query(t): Query<Target>,
+    Json(m): Json<Move>,
+) -> Response {
+    let change = Change::MoveUser {
+        corp_id: t.corp_id(),
+        user_id,
+        dept_ids: m.dept_ids,
+    };
+    changed(change_directory(&s, change, t.notify()))
+}
+
+async fn remove_user(
+    State(s): State<Arc<Shared>>,
+    Path(user_id): Path<String>,
+    Query(t): Query<Target>,
+) -> Response {
+    let change = Change::RemoveUser {
+        corp_id: t.corp_id(),
+        user_id,
+    };
+    changed(change_directory(&s, change, t.notify()))
+}
+
+async fn add_department(
+    State(s): State<Arc<Shared>>,
+    Query(t): Query<Target>,
+    Json(dept): Json<MockDepartment>,
+) -> Response {
+    changed(change_directory(&s, Change::AddDepartment(dept), t.notify()))
+}
+
+async fn rename_department(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<i64>,
+    Query(t): Query<Target>,
+    Json(r): Json<Rename>,
+) -> Response {
+    let change = Change::RenameDepartment {
+        corp_id: t.corp_id(),
+        id,
+        name: r.name,
+    };
+    changed(change_directory(&s, change, t.notify()))
+}
+
+async fn remove_department(
+    State(s): State<Arc<Shared>>,
+    Path(id): Path<i64>,
+    Query(t): Query<Target>,
+) -> Response {
+    let change = Change::RemoveDepartment {
+        corp_id: t.corp_id(),
+        id,
+    };
+    changed(change_directory(&s, change, t.notify()))
+}
+
+async fn sign_in_code(State(s): State<Arc<Shared>>, Json(sign_in): Json<MockSignIn>) -> Response {
+    match signin::issue_code(&s, sign_in) {
+        Ok(issued) => Json(issued).into_response(),
+        Err((code, message)) => api_error(StatusCode::BAD_REQUEST, &code, &message),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -241,7 +406,7 @@ async fn get_faults(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn revoke_tokens(State(s): State<Arc<Shared>>) -> Response {
-    s.lock().tokens.clear();
+    s.lock().revoke_tokens();
     Json(json!({"ok": true})).into_response()
 }
 

@@ -5,8 +5,10 @@
 //!   one-second window of the mock's clock (`clock_ms / 1000`); over the limit → 403
 //!   `Forbidden.AccessDenied.QpsLimitForAppkeyAndApi`.
 //! - Monthly: per organisation (apps sharing a corpId), calls in the current calendar month
-//!   (UTC) of the clock, token requests exempt; over the limit → 403
+//!   (UTC) of the clock, token, sign-in and contacts requests exempt; over the limit → 403
 //!   `Forbidden.AccessDenied.ApiCountLimitForOrg`.
+//! - The old API (`/gettoken`, `/topapi/…`) answers the same refusals its way: HTTP 200 with
+//!   `errcode` 90018 (QPS) or 90020 (month).
 //!
 //! A refused call is not executed. Counts restart when the clock enters a new month.
 
@@ -53,7 +55,8 @@ pub struct AppUsage {
     pub month: String,
     /// Every call received this month, refused and exempt ones included.
     pub calls: u64,
-    /// The calls counted against `calls_per_month`: executed, token requests excluded.
+    /// The calls counted against `calls_per_month`: executed, exempt ones (token, sign-in and
+    /// contacts requests) excluded.
     pub quota_used: u64,
     /// By API, `"<METHOD> <path>"` (e.g. `POST /v1.0/workflow/processInstances`).
     pub by_api: BTreeMap<String, ApiUsage>,
@@ -80,9 +83,41 @@ pub(crate) struct QuotaState {
     windows: BTreeMap<(String, String), (i64, u32)>,
 }
 
-/// Whether calls of this path are exempt from the monthly quota (token requests).
+/// Whether calls of this path are exempt from the monthly quota: token and sign-in
+/// requests, and the contacts APIs (PROTOCOL e.1).
 pub(crate) fn is_exempt(path: &str) -> bool {
-    matches!(path, "/v1.0/oauth2/accessToken" | "/gettoken")
+    matches!(
+        path,
+        "/v1.0/oauth2/accessToken" | "/gettoken" | "/v1.0/oauth2/userAccessToken"
+    ) || [
+        "/v1.0/contact/",
+        "/topapi/user/",
+        "/topapi/v2/user/",
+        "/topapi/v2/department/",
+    ]
+    .iter()
+    .any(|prefix| path.starts_with(prefix))
+}
+
+/// Why a call was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Over the per-app, per-API QPS.
+    Qps,
+    /// Over the org's monthly quota.
+    Month,
+}
+
+impl Refusal {
+    /// DingTalk's answer: 403 with the v1.0 code, or the old API's HTTP 200 with its errcode.
+    pub(crate) fn response(self, old_api: bool) -> Response {
+        match (self, old_api) {
+            (Refusal::Qps, false) => api_error(StatusCode::FORBIDDEN, QPS_CODE, QPS_MESSAGE),
+            (Refusal::Month, false) => api_error(StatusCode::FORBIDDEN, MONTHLY_CODE, MONTHLY_MESSAGE),
+            (Refusal::Qps, true) => super::oapi::oapi_error(90018, QPS_MESSAGE),
+            (Refusal::Month, true) => super::oapi::oapi_error(90020, MONTHLY_MESSAGE),
+        }
+    }
 }
 
 /// `yyyy-MM` (UTC) of a Unix-ms time.
@@ -90,15 +125,15 @@ fn month_of(now_ms: i64) -> String {
     minute_utc(now_ms).chars().take(7).collect()
 }
 
-/// Counts a call of `api` by `client_id` at `now_ms` and applies the quotas: `Some` is the
-/// 403 to answer instead of executing the call.
+/// Counts a call of `api` by `client_id` at `now_ms` and applies the quotas: `Some` is why
+/// it is refused instead of executed.
 pub(crate) fn admit(
     store: &mut Store,
     client_id: &str,
     api: &str,
     exempt: bool,
     now_ms: i64,
-) -> Option<Response> {
+) -> Option<Refusal> {
     let month = month_of(now_ms);
     let corp_id = store
         .apps
@@ -138,11 +173,11 @@ pub(crate) fn admit(
     }
     if limits.qps_per_app_and_api.is_some_and(|qps| window.1 >= qps) {
         per_api.refused_qps += 1;
-        return Some(api_error(StatusCode::FORBIDDEN, QPS_CODE, QPS_MESSAGE));
+        return Some(Refusal::Qps);
     }
     if !exempt && limits.calls_per_month.is_some_and(|max| org_used >= max) {
         per_api.refused_quota += 1;
-        return Some(api_error(StatusCode::FORBIDDEN, MONTHLY_CODE, MONTHLY_MESSAGE));
+        return Some(Refusal::Month);
     }
     window.1 += 1;
     if !exempt {

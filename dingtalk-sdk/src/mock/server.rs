@@ -5,8 +5,10 @@ use super::api_error;
 use super::config::{MockApp, MockConfig, MockFaults, MockProcess, MockQuotas};
 use super::control;
 use super::delivery::{self, Delivery, MockEvent};
+use super::directory::{Change, MockDepartment, MockDirectory, MockUser};
 use super::gateway::{MockGateway, StreamJournalEntry};
 use super::quota::{self, MockUsage, QuotaState};
+use super::signin::{self, Grant, MockSignIn, MockSignInCode, Session};
 use super::state::{EventDraft, Instance, Refusal};
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
@@ -34,7 +36,9 @@ pub struct JournalEntry {
     pub path: String,
     /// Raw query string, if any.
     pub query: Option<String>,
-    /// Whether an `x-acs-dingtalk-access-token` header was sent (its value is not recorded).
+    /// Whether an access token was sent, in the `x-acs-dingtalk-access-token` header or the
+    /// old API's `access_token` query (its value is not recorded: `query` shows
+    /// `access_token=<redacted>`, and `appsecret` likewise).
     pub token_present: bool,
     /// The JSON body, if any.
     pub body: Option<Value>,
@@ -54,9 +58,23 @@ pub(crate) struct Store {
     pub(crate) deliveries: Vec<Delivery>,
     pub(crate) counter: u64,
     pub(crate) quotas: QuotaState,
+    pub(crate) directory: MockDirectory,
+    /// Issued `authCode`s (kept once used, so a replay is refused like an unknown one).
+    pub(crate) auth_codes: HashMap<String, Grant>,
+    pub(crate) user_tokens: HashMap<String, Session>,
+    pub(crate) refresh_tokens: HashMap<String, Session>,
+    /// The old API's tokens (`/gettoken`), apart from the v1.0 ones.
+    pub(crate) oapi_tokens: HashMap<String, (String, Instant)>,
 }
 
 impl Store {
+    /// Forgets every access token: v1.0, old API and users'.
+    pub(crate) fn revoke_tokens(&mut self) {
+        self.tokens.clear();
+        self.oapi_tokens.clear();
+        self.user_tokens.clear();
+    }
+
     pub(crate) fn next(&mut self) -> u64 {
         self.counter += 1;
         self.counter
@@ -94,6 +112,18 @@ impl Shared {
             let _ = self.events.send(event);
         }
     }
+}
+
+/// Whether a directory change is announced to the apps (the contact-change event), or made
+/// silently, as when DingTalk's event is lost and only a scheduled sync would notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[non_exhaustive]
+pub enum Notify {
+    /// Deliver the event, like every other event (HTTP push and/or Stream).
+    #[default]
+    Deliver,
+    /// Change the directory without delivering anything.
+    Skip,
 }
 
 impl From<Refusal> for Response {
@@ -173,6 +203,13 @@ impl MockDingTalkBuilder {
         self
     }
 
+    /// The directory: departments and users of each organisation, for sign-in and the
+    /// contacts endpoints. Default: [`MockDirectory::default`].
+    pub fn directory(mut self, directory: MockDirectory) -> Self {
+        self.config.directory = Some(directory);
+        self
+    }
+
     /// Takes apps, processes and settings from a configuration (e.g. a file).
     pub fn config(mut self, config: MockConfig) -> Self {
         self.config = config;
@@ -226,8 +263,13 @@ impl MockDingTalkBuilder {
     /// Starts the server. Apps with a Request URL get a `check_url` event first.
     ///
     /// # Errors
-    /// If the address cannot be bound.
+    /// If the address cannot be bound, or the directory is inconsistent (a department whose
+    /// parent does not exist, a user in no or an unknown department, duplicates).
     pub async fn start(self) -> std::io::Result<MockDingTalk> {
+        let directory = self.config.directory.clone().unwrap_or_default();
+        directory.validate().map_err(|(_, message)| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("directory: {message}"))
+        })?;
         let addr = self.addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -245,6 +287,7 @@ impl MockDingTalkBuilder {
                 .insert(process.process_code.clone(), process.clone());
         }
         store.quotas.limits = self.config.quotas;
+        store.directory = directory;
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
             clock: self.clock.unwrap_or_else(|| Arc::new(super::now_ms)),
@@ -260,6 +303,8 @@ impl MockDingTalkBuilder {
                 .unwrap_or_default(),
         });
         let app = super::api::router()
+            .merge(signin::router())
+            .merge(super::oapi::router())
             .layer(middleware::from_fn_with_state(
                 Arc::clone(&shared),
                 journal_and_faults,
@@ -284,17 +329,25 @@ impl MockDingTalkBuilder {
     }
 }
 
-/// The app a call is made for: the Client ID of its (valid) access token, or the `appKey` of a
-/// token request for a registered app.
+/// The app a call is made for: the Client ID of its (valid) access token (the app's, a
+/// signed-in user's, or the old API's), or of a token request for a registered app (`appKey`,
+/// `clientId` in the body; `appkey` in the query of `/gettoken`).
 fn caller(
     store: &Store,
     path: &str,
+    query: &HashMap<String, String>,
     headers: &axum::http::HeaderMap,
     body: Option<&Value>,
 ) -> Option<String> {
-    if quota::is_exempt(path) {
-        let key = body?.get("appKey")?.as_str()?;
-        return store.apps.contains_key(key).then(|| key.to_owned());
+    let registered = |key: &str| store.apps.contains_key(key).then(|| key.to_owned());
+    match path {
+        "/v1.0/oauth2/accessToken" => return registered(body?.get("appKey")?.as_str()?),
+        "/v1.0/oauth2/userAccessToken" => return registered(body?.get("clientId")?.as_str()?),
+        "/gettoken" => return registered(query.get("appkey")?),
+        _ => {}
+    }
+    if let Some(token) = query.get("access_token") {
+        return super::oapi::token_app(store, token);
     }
     let token = headers.get(TOKEN_HEADER)?.to_str().ok()?;
     store
@@ -302,6 +355,19 @@ fn caller(
         .get(token)
         .filter(|(_, expires)| Instant::now() < *expires)
         .map(|(client_id, _)| client_id.clone())
+        .or_else(|| signin::token_app(store, token))
+}
+
+/// The query with secrets (`access_token`, `appsecret`) replaced by `<redacted>`.
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key @ ("access_token" | "appsecret"), _)) => format!("{key}=<redacted>"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Records every OpenAPI request in the journal and applies the injected latency, the quotas
@@ -316,11 +382,15 @@ async fn journal_and_faults(State(shared): State<Arc<Shared>>, request: Request,
         );
     };
     let path = parts.uri.path().to_owned();
+    let query: HashMap<String, String> =
+        form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
     let mut entry = JournalEntry {
         method: parts.method.to_string(),
         path: path.clone(),
-        query: parts.uri.query().map(str::to_owned),
-        token_present: parts.headers.contains_key(TOKEN_HEADER),
+        query: parts.uri.query().map(redact_query),
+        token_present: parts.headers.contains_key(TOKEN_HEADER) || query.contains_key("access_token"),
         body: serde_json::from_slice(&bytes).ok(),
         status: 0,
     };
@@ -331,10 +401,11 @@ async fn journal_and_faults(State(shared): State<Arc<Shared>>, request: Request,
     let now = shared.now();
     let refused = {
         let mut store = shared.lock();
-        match caller(&store, &path, &parts.headers, entry.body.as_ref()) {
+        match caller(&store, &path, &query, &parts.headers, entry.body.as_ref()) {
             Some(client_id) => {
                 let api = format!("{} {path}", parts.method);
                 quota::admit(&mut store, &client_id, &api, quota::is_exempt(&path), now)
+                    .map(|refusal| refusal.response(path == "/gettoken" || path.starts_with("/topapi/")))
             }
             None => None,
         }
@@ -445,9 +516,10 @@ impl MockDingTalk {
         self.shared.gateway.journal()
     }
 
-    /// Revokes every access token issued so far (callers get `InvalidAuthentication`).
+    /// Revokes every access token issued so far: the apps' (callers get
+    /// `InvalidAuthentication`, or `88`/`40014` on the old API) and the signed-in users'.
     pub fn revoke_tokens(&self) {
-        self.shared.lock().tokens.clear();
+        self.shared.lock().revoke_tokens();
     }
 
     /// Every OpenAPI request received, in order.
@@ -511,6 +583,99 @@ impl MockDingTalk {
     /// `processInstanceNotExist` for an unknown instance.
     pub fn comment(&self, instance_id: &str, user: &str, text: &str) -> Result<(), (String, String)> {
         control::comment(&self.shared, instance_id, user, text)
+    }
+
+    /// The directory as it is now.
+    pub fn directory(&self) -> MockDirectory {
+        self.shared.lock().directory.clone()
+    }
+
+    /// A user joins (`user_add_org` to the apps of the user's corp, unless `notify` is
+    /// [`Notify::Skip`]).
+    ///
+    /// # Errors
+    /// `invalidParameter` when the user exists or a department does not.
+    pub fn add_user(&self, user: MockUser, notify: Notify) -> Result<(), (String, String)> {
+        control::change_directory(&self.shared, Change::AddUser(user), notify)
+    }
+
+    /// A user of `corp_id` moves to these departments (`user_modify_org`).
+    ///
+    /// # Errors
+    /// `invalidParameter` for an unknown user or department.
+    pub fn move_user(
+        &self,
+        corp_id: &str,
+        user_id: &str,
+        dept_ids: &[i64],
+        notify: Notify,
+    ) -> Result<(), (String, String)> {
+        let change = Change::MoveUser {
+            corp_id: corp_id.to_owned(),
+            user_id: user_id.to_owned(),
+            dept_ids: dept_ids.to_vec(),
+        };
+        control::change_directory(&self.shared, change, notify)
+    }
+
+    /// A user of `corp_id` leaves (`user_leave_org`); reading them answers `60121` from now.
+    ///
+    /// # Errors
+    /// `invalidParameter` for an unknown user.
+    pub fn remove_user(&self, corp_id: &str, user_id: &str, notify: Notify) -> Result<(), (String, String)> {
+        let change = Change::RemoveUser {
+            corp_id: corp_id.to_owned(),
+            user_id: user_id.to_owned(),
+        };
+        control::change_directory(&self.shared, change, notify)
+    }
+
+    /// A department is created (`org_dept_create`).
+    ///
+    /// # Errors
+    /// `invalidParameter` when it exists or its parent does not.
+    pub fn add_department(&self, department: MockDepartment, notify: Notify) -> Result<(), (String, String)> {
+        control::change_directory(&self.shared, Change::AddDepartment(department), notify)
+    }
+
+    /// A department of `corp_id` is renamed (`org_dept_modify`).
+    ///
+    /// # Errors
+    /// `invalidParameter` for an unknown department.
+    pub fn rename_department(
+        &self,
+        corp_id: &str,
+        id: i64,
+        name: &str,
+        notify: Notify,
+    ) -> Result<(), (String, String)> {
+        let change = Change::RenameDepartment {
+            corp_id: corp_id.to_owned(),
+            id,
+            name: name.to_owned(),
+        };
+        control::change_directory(&self.shared, change, notify)
+    }
+
+    /// An empty department of `corp_id` is removed (`org_dept_remove`).
+    ///
+    /// # Errors
+    /// `invalidParameter` for an unknown, root or non-empty department.
+    pub fn remove_department(&self, corp_id: &str, id: i64, notify: Notify) -> Result<(), (String, String)> {
+        let change = Change::RemoveDepartment {
+            corp_id: corp_id.to_owned(),
+            id,
+        };
+        control::change_directory(&self.shared, change, notify)
+    }
+
+    /// Signs a user in without a browser: the `authCode` the sign-in page would issue and the
+    /// URL it would redirect to.
+    ///
+    /// # Errors
+    /// `invalidParameter` for an unknown app or user, or a redirect URL the app does not allow.
+    pub fn sign_in_code(&self, sign_in: MockSignIn) -> Result<MockSignInCode, (String, String)> {
+        signin::issue_code(&self.shared, sign_in)
     }
 
     /// Waits until `condition` holds (polling every 10 ms) or `timeout` passes.
