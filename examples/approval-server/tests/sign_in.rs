@@ -1,0 +1,217 @@
+//! Enrollment by signing in with DingTalk, over real HTTP on 127.0.0.1 against the mock
+//! DingTalk's sign-in page: the agent starts, the employee signs in, DingTalk sends the
+//! browser back, the agent collects its device token, and the device's policy follows the
+//! user's departments. Refused with a clear message: a replayed redirect, a replayed code, a
+//! sign-in of another organisation's account, a stale state.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on the first unexpected value"
+)]
+
+use dingtalk_sdk::mock::{MockSignIn, OTHER_CORP_ID};
+use sase_approval::clock::ManualClock;
+use sase_approval_server::config::DirectoryConfig;
+use sase_approval_server::Server;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use support::{credentialed_config, mock, start_on_clock, Agent, APP, SECRET};
+
+mod support;
+
+const CORP: &str = "dingmockcorp0000000000";
+
+/// A browser that does not follow redirects (each hop is looked at).
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The agent's side: start, collect.
+struct Enrolling {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Enrolling {
+    /// Starts an attempt for `device`: (its secret, the sign-in URL, its state).
+    async fn start(&self, device: &str) -> (String, reqwest::Url, String) {
+        let (status, started) = support::json(
+            self.http
+                .post(format!("{}/api/agent/sign-in", self.base))
+                .json(&json!({"device_id": device})),
+        )
+        .await;
+        assert_eq!(status, 201, "{started}");
+        let url = reqwest::Url::parse(started["sign_in_url"].as_str().unwrap()).unwrap();
+        let state = url
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .unwrap()
+            .1
+            .into_owned();
+        (started["attempt"].as_str().unwrap().to_owned(), url, state)
+    }
+
+    async fn collect(&self, attempt: &str) -> (u16, Value) {
+        support::json(
+            self.http
+                .get(format!("{}/api/agent/sign-in/{attempt}", self.base)),
+        )
+        .await
+    }
+}
+
+/// Opens `url` (our redirect page): its status and text.
+async fn open(url: &str) -> (u16, String) {
+    let page = browser().get(url).send().await.unwrap();
+    (page.status().as_u16(), page.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn an_employee_enrolls_a_device_by_signing_in_with_dingtalk() {
+    let mock = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::starting_now());
+    let mut config = credentialed_config(&mock, &dir.path().join("s.sqlite"));
+    let engineering: sase_policy::Policy = serde_json::from_value(json!({
+        "id": "engineering", "name": "Engineering", "priority": 50,
+        "switches": {"anti_uninstall": true},
+        "scope": {"departments": ["2"]},
+        "approval": {"allow_filing": true, "workflow": "wf-dingtalk"},
+        "prompt": {
+            "zh-CN": {"title": "需要审批", "content": "c", "primary_button": "提交", "secondary_button": "取消"},
+            "en-US": {"title": "Approval needed", "content": "c", "primary_button": "File", "secondary_button": "Cancel"},
+        },
+    }))
+    .unwrap();
+    config.policies.as_mut().unwrap().policies.push(engineering);
+    let mut directory = DirectoryConfig::new(APP, SECRET);
+    directory.api_base = Some(mock.base_url());
+    directory.oapi_base = Some(mock.base_url());
+    directory.login_base = Some(mock.base_url());
+    directory.corp_id = Some(CORP.into());
+    config.directory = Some(directory);
+    let server: Server = start_on_clock(&mock, config, clock.clone()).await;
+    let base = format!("http://{}", server.addr);
+    let agent = Enrolling {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+    };
+
+    // The agent starts; the sign-in URL is DingTalk's (here the mock's) for our app and corp.
+    let (attempt, url, state) = agent.start("LAPTOP-NEW").await;
+    let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    for (key, value) in [
+        ("client_id", APP.to_owned()),
+        ("response_type", "code".to_owned()),
+        ("scope", "openid corpid".to_owned()),
+        ("redirect_uri", format!("{base}/dingtalk/sign-in")),
+        ("corpId", CORP.to_owned()),
+    ] {
+        assert!(query.contains(&(key.to_owned(), value.clone())), "{key}={value}: {url}");
+    }
+    assert_eq!(agent.collect(&attempt).await.0, 202, "waiting");
+
+    // The employee opens it and signs in as alice: the mock's page, its form, the 303 back.
+    let page = browser().get(url.clone()).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("id=\"user-alice\""));
+    let consent = browser()
+        .post(format!("{}/oauth2/auth/consent", mock.base_url()))
+        .form(&[
+            ("client_id", APP),
+            ("redirect_uri", &format!("{base}/dingtalk/sign-in")),
+            ("state", &state),
+            ("user_id", "alice"),
+            ("corp_id", CORP),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(consent.status(), 303);
+    let back = consent.headers()["location"].to_str().unwrap().to_owned();
+    assert!(back.starts_with(&format!("{base}/dingtalk/sign-in?")), "{back}");
+    let (status, text) = open(&back).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("Signed in as Alice (alice)"), "{text}");
+
+    // The agent collects its token (once) and the grant keys.
+    let (status, enrolled) = agent.collect(&attempt).await;
+    assert_eq!(status, 201, "{enrolled}");
+    assert_eq!(
+        (&enrolled["device_id"], &enrolled["user_id"], &enrolled["enrolled_by"]),
+        (&json!("LAPTOP-NEW"), &json!("alice"), &json!("dingtalk_sign_in")),
+        "{enrolled}"
+    );
+    assert!(!enrolled["grant_keys"].as_array().unwrap().is_empty());
+    assert_eq!(agent.collect(&attempt).await.0, 404, "collected once");
+    let token: &'static str = Box::leak(
+        enrolled["device_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+            .into_boxed_str(),
+    );
+    // Alice is in Platform, under Engineering: the policy on Engineering protects the device.
+    let device = Agent::new(&server, token);
+    assert_eq!(device.check().await["effect"], "require_approval");
+
+    // The same redirect again (a replayed link): refused, nothing enrolled.
+    let (status, text) = open(&back).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("not valid or was used already"), "{text}");
+
+    // Alice's code again, with a fresh attempt's state: DingTalk refuses the used code.
+    let (attempt, _, state) = agent.start("LAPTOP-REPLAY").await;
+    let code = reqwest::Url::parse(&back)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "authCode")
+        .unwrap()
+        .1
+        .into_owned();
+    let (status, text) = open(&format!("{base}/dingtalk/sign-in?authCode={code}&state={state}")).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("DingTalk refused the sign-in code"), "{text}");
+    let (status, refused) = agent.collect(&attempt).await;
+    assert_eq!((status, &refused["error"]), (403, &json!("sign_in_refused")), "{refused}");
+
+    // Mallory, of another organisation, signs in: refused, saying so.
+    let (attempt, _, state) = agent.start("LAPTOP-MALLORY").await;
+    let issued = mock
+        .sign_in_code(
+            MockSignIn::new(APP, "mallory", format!("{base}/dingtalk/sign-in"))
+                .state(state)
+                .corp_id(OTHER_CORP_ID),
+        )
+        .unwrap();
+    let (status, text) = open(&issued.location).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("another organisation"), "{text}");
+    let (status, refused) = agent.collect(&attempt).await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains(OTHER_CORP_ID),
+        "{refused}"
+    );
+
+    // A state older than the attempt's ten minutes: refused as expired.
+    let (attempt, _, state) = agent.start("LAPTOP-LATE").await;
+    clock.advance(Duration::from_secs(11 * 60));
+    let issued = mock
+        .sign_in_code(MockSignIn::new(APP, "bob", format!("{base}/dingtalk/sign-in")).state(state))
+        .unwrap();
+    let (status, text) = open(&issued.location).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("expired"), "{text}");
+    assert_eq!(agent.collect(&attempt).await.0, 403);
+
+    // A state never issued: refused.
+    let (status, text) = open(&format!("{base}/dingtalk/sign-in?authCode=x&state=forged")).await;
+    assert_eq!(status, 403, "{text}");
+    server.shutdown().await.unwrap();
+}
