@@ -118,7 +118,7 @@ async fn a_policy_saved_in_the_console_decides_at_once_after_a_preview_of_who_it
     assert_eq!(
         preview,
         json!({"devices": 4, "gains_protection": 1, "loses_protection": 0, "changes": [{
-            "device_id": "dev-carl", "user_id": "carl", "change": "gains_protection",
+            "device_id": "dev-carl", "user_id": "carl", "user_name": null, "change": "gains_protection",
             "before": {"effect": "allow", "reason": "out_of_scope", "policy": null, "workflow": null},
             "after": {"effect": "require_approval", "reason": "approval_required",
                       "policy": "contractors", "workflow": WORKFLOW},
