@@ -20,11 +20,11 @@ use crate::admins::{Admins, Identity};
 use crate::audit_log::AuditLog;
 use crate::devices::{Devices, Enrolled};
 use crate::directory::Directory;
-use crate::sign_in::SignIn;
 use crate::filing_limit::FilingLimit;
 use crate::login_throttle::LoginThrottle;
 use crate::metrics::Metrics;
 use crate::policies::Policies;
+use crate::sign_in::SignIn;
 use crate::workflows::Workflows;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -289,7 +289,10 @@ pub(crate) fn router(state: AppState) -> Router {
         // DingTalk's wire format, not ours: the one route the document leaves out.
         .route("/dingtalk/callback/{id}", axum::routing::any(workflows::callback))
         // Where DingTalk sends the browser back after signing in: an HTML page.
-        .route(crate::sign_in::REDIRECT_PATH, axum::routing::get(sign_in::redirected))
+        .route(
+            crate::sign_in::REDIRECT_PATH,
+            axum::routing::get(sign_in::redirected),
+        )
         // The web console's HTML pages: for browsers, not part of the JSON API's document.
         .merge(crate::console::routes())
         .method_not_allowed_fallback(rejection::method_not_allowed)

@@ -71,7 +71,12 @@ fn html_page(status: StatusCode, markup: Markup) -> Response {
 pub(crate) fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
     html_page(
         status,
-        layout::bare(Lang::Zh, title, "/dingtalk/sign-in", html! { p.message { (message) } }),
+        layout::bare(
+            Lang::Zh,
+            title,
+            "/dingtalk/sign-in",
+            html! { p.message { (message) } },
+        ),
     )
 }
 

@@ -357,7 +357,10 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
                 devices: registry.clone(),
                 directory: directory.clone(),
             });
-            tracing::info!(redirect_uri = sign_in.redirect_uri(), "enrollment by DingTalk sign-in: list this redirect URL in the app");
+            tracing::info!(
+                redirect_uri = sign_in.redirect_uri(),
+                "enrollment by DingTalk sign-in: list this redirect URL in the app"
+            );
             Some(sign_in)
         }
         _ => None,

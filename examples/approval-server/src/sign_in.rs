@@ -76,7 +76,9 @@ pub(crate) enum SignInError {
     #[error("DingTalk refused the sign-in code (used already or expired): start again from the SASE App")]
     CodeRefused,
     /// The account belongs to another organisation.
-    #[error("you signed in with an account of another organisation ({corp}): sign in with your work account")]
+    #[error(
+        "you signed in with an account of another organisation ({corp}): sign in with your work account"
+    )]
     ForeignCorp { corp: String },
     /// The organisation's directory has no such user.
     #[error("your DingTalk account is not in the organisation's directory")]
@@ -206,12 +208,7 @@ impl SignIn {
     pub(crate) async fn redirected(&self, query: &str) -> Result<(String, String), SignInError> {
         let redirect = Redirect::parse(query)?;
         let state = redirect.state.clone().unwrap_or_default();
-        let document = match self
-            .0
-            .store
-            .find_document(KIND, &devices::hash(&state))
-            .await?
-        {
+        let document = match self.0.store.find_document(KIND, &devices::hash(&state)).await? {
             Some(d) => d,
             None => return Err(SignInError::UnknownState),
         };
@@ -240,8 +237,8 @@ impl SignIn {
                 reason: e.to_string(),
             },
         });
-        let recorded = Document::new(KIND, &document.id, version, devices::body(&attempt)?)
-            .at(self.0.clock.now_ms());
+        let recorded =
+            Document::new(KIND, &document.id, version, devices::body(&attempt)?).at(self.0.clock.now_ms());
         self.0.store.put_document(&recorded).await?;
         match outcome {
             Ok((user_id, name, _)) => {
@@ -257,7 +254,10 @@ impl SignIn {
 
     /// Who signed in with `code`: their user id, name and departments (as the directory has
     /// them, else as DingTalk answers), if they are of the configured organisation.
-    async fn who(&self, code: &dingtalk_sdk::oauth::AuthCode) -> Result<(String, String, Vec<String>), SignInError> {
+    async fn who(
+        &self,
+        code: &dingtalk_sdk::oauth::AuthCode,
+    ) -> Result<(String, String, Vec<String>), SignInError> {
         let oauth = self.0.client.oauth();
         let token = match oauth.exchange_code(code).await {
             Ok(token) => token,
@@ -266,11 +266,18 @@ impl SignIn {
             }
             Err(e) => return Err(SignInError::DingTalk(e)),
         };
-        let corp = token.corp_id.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default();
+        let corp = token
+            .corp_id
+            .as_ref()
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default();
         if corp != self.0.corp_id {
             return Err(SignInError::ForeignCorp { corp });
         }
-        let me = oauth.me(&token.access_token).await.map_err(SignInError::DingTalk)?;
+        let me = oauth
+            .me(&token.access_token)
+            .await
+            .map_err(SignInError::DingTalk)?;
         let contacts = self.0.client.contacts();
         let user_id = match contacts.user_id_by_union_id(&me.union_id).await {
             Ok(found) => found.user_id,
@@ -305,9 +312,7 @@ impl SignIn {
             None => Ok(Collected::Waiting),
             Some(Outcome::Refused { reason }) => Ok(Collected::Refused(reason)),
             Some(Outcome::SignedIn {
-                user_id,
-                departments,
-                ..
+                user_id, departments, ..
             }) => {
                 match self
                     .0

@@ -6,6 +6,7 @@
 
 #![expect(
     clippy::unwrap_used,
+    clippy::indexing_slicing,
     reason = "a test fails loudly on the first unexpected value"
 )]
 
@@ -112,7 +113,10 @@ async fn an_employee_enrolls_a_device_by_signing_in_with_dingtalk() {
         ("redirect_uri", format!("{base}/dingtalk/sign-in")),
         ("corpId", CORP.to_owned()),
     ] {
-        assert!(query.contains(&(key.to_owned(), value.clone())), "{key}={value}: {url}");
+        assert!(
+            query.contains(&(key.to_owned(), value.clone())),
+            "{key}={value}: {url}"
+        );
     }
     assert_eq!(agent.collect(&attempt).await.0, 202, "waiting");
 
@@ -143,7 +147,11 @@ async fn an_employee_enrolls_a_device_by_signing_in_with_dingtalk() {
     let (status, enrolled) = agent.collect(&attempt).await;
     assert_eq!(status, 201, "{enrolled}");
     assert_eq!(
-        (&enrolled["device_id"], &enrolled["user_id"], &enrolled["enrolled_by"]),
+        (
+            &enrolled["device_id"],
+            &enrolled["user_id"],
+            &enrolled["enrolled_by"]
+        ),
         (&json!("LAPTOP-NEW"), &json!("alice"), &json!("dingtalk_sign_in")),
         "{enrolled}"
     );
@@ -178,7 +186,11 @@ async fn an_employee_enrolls_a_device_by_signing_in_with_dingtalk() {
     assert_eq!(status, 403, "{text}");
     assert!(text.contains("DingTalk refused the sign-in code"), "{text}");
     let (status, refused) = agent.collect(&attempt).await;
-    assert_eq!((status, &refused["error"]), (403, &json!("sign_in_refused")), "{refused}");
+    assert_eq!(
+        (status, &refused["error"]),
+        (403, &json!("sign_in_refused")),
+        "{refused}"
+    );
 
     // Mallory, of another organisation, signs in: refused, saying so.
     let (attempt, _, state) = agent.start("LAPTOP-MALLORY").await;

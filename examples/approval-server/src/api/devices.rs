@@ -198,7 +198,9 @@ pub(super) async fn enroll(State(state): State<AppState>, b: JsonBody<EnrollBody
         return r;
     }
     match state.devices.enroll(&b.code, &b.device_id).await {
-        Ok((token, device)) => (StatusCode::CREATED, Json(enrolled(&state, token, device).await)).into_response(),
+        Ok((token, device)) => {
+            (StatusCode::CREATED, Json(enrolled(&state, token, device).await)).into_response()
+        }
         Err(e @ (EnrollError::Unknown | EnrollError::Expired)) => {
             tracing::warn!(device = %b.device_id, reason = %e, "enrollment refused");
             error(StatusCode::UNAUTHORIZED, "enrollment_refused", e)
