@@ -120,6 +120,44 @@ async fn departments_follow_dingtalks_events_and_a_lost_event_is_made_up_by_the_
         .collect();
     assert_eq!(named, [&json!("Bob"), &json!("Bob")], "{preview}");
 
+    // The console's device list names them with their departments, from the directory.
+    let (status, _) = support::json(
+        bob.http
+            .post(format!("{}/api/console/admins", bob.base))
+            .bearer_auth(support::ADMIN)
+            .json(&json!({"name": "ada", "role": "viewer", "password": "a long console password"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, headers, _) = support::send(
+        bob.http
+            .post(format!("{}/api/console/login", bob.base))
+            .json(&json!({"name": "ada", "password": "a long console password"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let cookie = headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = bob
+        .http
+        .get(format!("{}/console/devices", bob.base))
+        .header("cookie", cookie)
+        .header("accept-language", "en")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for shown in ["Bob", "Platform (4)", "Engineering (2)", "Company (1)", "Alice"] {
+        assert!(page.contains(shown), "{shown}: {page}");
+    }
+
     // Alice leaves, and that event is lost too: the next read revokes her device.
     let alice = Agent::new(&server, "tok-alice");
     assert_eq!(alice.check().await["effect"], "require_approval");
@@ -162,5 +200,35 @@ async fn a_user_who_leaves_cannot_uninstall() {
         "TERMINATED",
         "the pending request is revoked in DingTalk too"
     );
+    server.shutdown().await.unwrap();
+}
+
+/// Contact-change events over Stream mode reach the directory as over HTTP push.
+#[tokio::test]
+async fn contact_events_arrive_over_stream_too() {
+    let mock = dingtalk_sdk::mock::MockDingTalk::builder()
+        .app(
+            dingtalk_sdk::mock::MockApp::new(APP, SECRET)
+                .events(support::TOKEN, support::AES_KEY)
+                .stream(true),
+        )
+        .process(support::mock_builder_form())
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&mock, &dir.path().join("s.sqlite"), 3600);
+    config.workflows[0].delivery = sase_approval::definition::Delivery::Stream;
+    let server = sase_approval_server::start(config).await.unwrap();
+    assert!(
+        mock.gateway()
+            .wait_for(Duration::from_secs(5), |g| g.connection_count() == 1)
+            .await,
+        "the app's Stream connection opened"
+    );
+    let bob = Agent::new(&server, "tok-bob");
+    effect_becomes(&bob, "require_approval").await;
+    mock.move_user(CORP, "bob", &[3], Notify::Deliver).unwrap();
+    effect_becomes(&bob, "allow").await;
     server.shutdown().await.unwrap();
 }

@@ -110,15 +110,20 @@ groups = ["{group}"]"#
 pub(crate) fn mock_builder() -> MockDingTalkBuilder {
     MockDingTalk::builder()
         .app(MockApp::new(APP, SECRET))
-        .process(MockProcess::new(
-            CODE,
-            "卸载申请",
-            vec![
-                MockFormField::new("设备名称", "TextField", true),
-                MockFormField::new("卸载原因", "TextareaField", true),
-            ],
-            vec!["approver1".into()],
-        ))
+        .process(mock_builder_form())
+}
+
+/// The test app's uninstall form.
+pub(crate) fn mock_builder_form() -> MockProcess {
+    MockProcess::new(
+        CODE,
+        "卸载申请",
+        vec![
+            MockFormField::new("设备名称", "TextField", true),
+            MockFormField::new("卸载原因", "TextareaField", true),
+        ],
+        vec!["approver1".into()],
+    )
 }
 
 /// The [`mock_builder`]'s mock started, an instance terminable at once.
