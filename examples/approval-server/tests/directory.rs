@@ -232,3 +232,33 @@ async fn contact_events_arrive_over_stream_too() {
     effect_becomes(&bob, "allow").await;
     server.shutdown().await.unwrap();
 }
+
+/// The README's `[directory]` example, as written, with DingTalk's addresses pointed at the
+/// mock: it starts, reads the mock's directory, and offers sign-in.
+#[tokio::test]
+async fn the_readme_directory_example_starts() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let (_, after) = readme.split_once("organisation's app:\n\n```toml\n").unwrap();
+    let (block, _) = after.split_once("```").unwrap();
+    let from_readme = Config::from_toml(block, "README.md").unwrap().directory.unwrap();
+    let mock = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&mock, &dir.path().join("r.sqlite"), 3600);
+    let mut directory = from_readme;
+    // The README's app is the test app here, on the mock: the rest is as the README has it.
+    directory.client_id = APP.into();
+    directory.client_secret = SECRET.into();
+    directory.corp_id = Some(CORP.into());
+    directory.api_base = Some(mock.base_url());
+    directory.oapi_base = Some(mock.base_url());
+    directory.login_base = Some(mock.base_url());
+    config.directory = Some(directory);
+    let server: Server = start_with(&mock, config).await;
+    let bob = Agent::new(&server, "tok-bob");
+    effect_becomes(&bob, "require_approval").await;
+    let (status, started) = bob
+        .post("/api/agent/sign-in", &json!({"device_id": "LAPTOP-R"}))
+        .await;
+    assert_eq!(status, 201, "{started}");
+    server.shutdown().await.unwrap();
+}

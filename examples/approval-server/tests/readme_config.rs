@@ -65,13 +65,15 @@ async fn the_readme_server_toml_starts_a_server() {
 }
 
 /// Every configuration example in the README is one a test starts: this one (above), the
-/// TLS and reverse-proxy ones (`tests/tls.rs`) and the PostgreSQL one (`tests/replicas.rs`).
+/// TLS and reverse-proxy ones (`tests/tls.rs`), the PostgreSQL one (`tests/replicas.rs`) and
+/// the directory's (`tests/directory.rs`).
 /// A new example fails here until it is.
 #[test]
 fn every_readme_configuration_example_is_started_by_a_test() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
-    const STARTED: [&str; 4] = [
+    const STARTED: [&str; 5] = [
         "Write `server.toml`:",
+        "organisation's app:",
         "To have the server terminate TLS itself, add to `server.toml`:",
         "Behind a reverse proxy, give `server.toml` the public URL:",
         "give each the same configuration with",
