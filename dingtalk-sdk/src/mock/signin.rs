@@ -207,7 +207,7 @@ fn escape(text: &str) -> String {
 
 fn error_page(message: &str) -> Response {
     let page = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>DingTalk sign-in (mock)</title></head>\
+        "<!doctype html><html><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>DingTalk sign-in (mock)</title></head>\
          <body><h1>Sign-in refused</h1><p id=\"error\">{}</p></body></html>",
         escape(message)
     );
@@ -244,7 +244,7 @@ async fn authorize(State(shared): State<Arc<Shared>>, Query(q): Query<HashMap<St
         )
     };
     let mut page = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>DingTalk sign-in (mock)</title></head><body>\
+        "<!doctype html><html><head><meta charset=\"utf-8\"><link rel=\"icon\" href=\"data:,\"><title>DingTalk sign-in (mock)</title></head><body>\
          <h1>Sign in with DingTalk (mock)</h1><ul>",
     );
     for user in users {

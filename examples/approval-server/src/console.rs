@@ -69,15 +69,7 @@ fn html_page(status: StatusCode, markup: Markup) -> Response {
 
 /// A page with one message, outside the console (no sign-in): what the sign-in redirect shows.
 pub(crate) fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
-    html_page(
-        status,
-        layout::bare(
-            Lang::Zh,
-            title,
-            "/dingtalk/sign-in",
-            html! { p.message { (message) } },
-        ),
-    )
+    html_page(status, layout::notice(title, html! { p.message { (message) } }))
 }
 
 /// The signed-in admin looking at `uri`, or the answer to give instead: the login page for

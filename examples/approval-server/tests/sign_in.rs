@@ -17,6 +17,7 @@ use sase_approval_server::Server;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
+use support::browser::Browser;
 use support::{credentialed_config, mock, start_on_clock, Agent, APP, SECRET};
 
 mod support;
@@ -72,12 +73,14 @@ async fn open(url: &str) -> (u16, String) {
     (page.status().as_u16(), page.text().await.unwrap())
 }
 
-#[tokio::test]
-async fn an_employee_enrolls_a_device_by_signing_in_with_dingtalk() {
-    let mock = mock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::starting_now());
-    let mut config = credentialed_config(&mock, &dir.path().join("s.sqlite"));
+/// The test configuration with a policy on Engineering (department 2) and sign-in for the
+/// mock's organisation, started on `clock`.
+async fn server(
+    mock: &dingtalk_sdk::mock::MockDingTalk,
+    dir: &std::path::Path,
+    clock: Arc<ManualClock>,
+) -> (Server, String) {
+    let mut config = credentialed_config(mock, &dir.join("s.sqlite"));
     let engineering: sase_policy::Policy = serde_json::from_value(json!({
         "id": "engineering", "name": "Engineering", "priority": 50,
         "switches": {"anti_uninstall": true},
@@ -96,8 +99,17 @@ async fn an_employee_enrolls_a_device_by_signing_in_with_dingtalk() {
     directory.login_base = Some(mock.base_url());
     directory.corp_id = Some(CORP.into());
     config.directory = Some(directory);
-    let server: Server = start_on_clock(&mock, config, clock.clone()).await;
+    let server: Server = start_on_clock(mock, config, clock).await;
     let base = format!("http://{}", server.addr);
+    (server, base)
+}
+
+#[tokio::test]
+async fn an_employee_enrolls_a_device_by_signing_in_with_dingtalk() {
+    let mock = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::starting_now());
+    let (server, base) = server(&mock, dir.path(), clock.clone()).await;
     let agent = Enrolling {
         http: reqwest::Client::new(),
         base: base.clone(),
@@ -225,5 +237,36 @@ async fn an_employee_enrolls_a_device_by_signing_in_with_dingtalk() {
     // A state never issued: refused.
     let (status, text) = open(&format!("{base}/dingtalk/sign-in?authCode=x&state=forged")).await;
     assert_eq!(status, 403, "{text}");
+    server.shutdown().await.unwrap();
+}
+
+/// The employee's side in a real browser: the mock's sign-in page, a click, and our page
+/// saying who signed in; the agent then collects its token.
+#[tokio::test]
+async fn an_employee_signs_in_in_the_browser() {
+    let Some(browser) = Browser::start("sign_in::an_employee_signs_in_in_the_browser").await else {
+        return;
+    };
+    let mock = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, base) = server(&mock, dir.path(), Arc::new(ManualClock::starting_now())).await;
+    let agent = Enrolling {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+    };
+    let (attempt, url, _) = agent.start("LAPTOP-BROWSER").await;
+    browser.goto(url.as_str()).await;
+    browser.find("#user-alice").await.click().await.unwrap();
+    browser.wait_for_path("/dingtalk/sign-in").await;
+    browser.wait_for_text("main", "Signed in as Alice (alice)").await;
+    browser.assert_no_errors("sign-in").await;
+    browser.shot("sign-in").await;
+    let (status, enrolled) = agent.collect(&attempt).await;
+    assert_eq!(
+        (status, &enrolled["user_id"]),
+        (201, &json!("alice")),
+        "{enrolled}"
+    );
+    browser.client.close().await.unwrap();
     server.shutdown().await.unwrap();
 }

@@ -121,10 +121,14 @@ pub(super) async fn redirected(State(state): State<AppState>, RawQuery(query): R
     match sign_in.redirected(query.as_deref().unwrap_or_default()).await {
         Ok((name, user_id)) => crate::console::message_page(
             StatusCode::OK,
-            "Signed in",
+            "已登录 · Signed in",
             &format!("已登录：{name}（{user_id}）。请返回 SASE 客户端。 Signed in as {name} ({user_id}): return to the SASE App."),
         ),
         Err(crate::sign_in::SignInError::Store(e)) => engine_error(&e),
-        Err(e) => crate::console::message_page(StatusCode::FORBIDDEN, "Sign-in refused", &e.to_string()),
+        Err(e) => crate::console::message_page(
+            StatusCode::FORBIDDEN,
+            "登录被拒绝 · Sign-in refused",
+            &e.to_string(),
+        ),
     }
 }

@@ -141,6 +141,23 @@ pub(crate) fn bare(lang: Lang, title: &str, here: &str, content: Markup) -> Mark
     )
 }
 
+/// A page for employees, not admins (where DingTalk's sign-in sends the browser back): the
+/// product's name, no console navigation or language switch, the message in both languages.
+pub(crate) fn notice(title: &str, content: Markup) -> Markup {
+    frame(
+        Lang::Zh,
+        title,
+        None,
+        html! {
+            header.top { span.brand { "SASE" } }
+            main #main.narrow {
+                h1 { (title) }
+                (content)
+            }
+        },
+    )
+}
+
 fn frame(lang: Lang, title: &str, csrf: Option<&str>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
