@@ -3,7 +3,7 @@
 //! configured.
 
 use crate::admins::{AdminError, Admins, Role};
-use crate::config::{Config, DeviceConfig, WorkflowConfig, WorkflowType};
+use crate::config::{Config, DeviceConfig, DirectoryConfig, WorkflowConfig, WorkflowType};
 use crate::workflows::definition;
 use crate::Error;
 use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockFormField, MockProcess};
@@ -62,6 +62,19 @@ pub(crate) async fn start_mock(config: &Config) -> Result<Option<Arc<MockDingTal
         mock.base_url()
     );
     Ok(Some(Arc::new(mock)))
+}
+
+/// The demo's directory and sign-in: the mock's organisation (its default directory), read
+/// through an app of its own on `mock`.
+pub(crate) async fn directory(mock: &MockDingTalk) -> DirectoryConfig {
+    let (client_id, secret) = ("dingmock-directory".to_owned(), random(24));
+    mock.register_app(MockApp::new(&client_id, &secret)).await;
+    let mut directory = DirectoryConfig::new(client_id, secret);
+    directory.api_base = Some(mock.base_url());
+    directory.oapi_base = Some(mock.base_url());
+    directory.login_base = Some(mock.base_url());
+    directory.corp_id = Some(dingtalk_sdk::mock::DEFAULT_CORP_ID.to_owned());
+    directory
 }
 
 /// A workflow on the mock DingTalk, and its app there.
@@ -131,7 +144,8 @@ pub(crate) fn device() -> DeviceConfig {
     }
 }
 
-/// The demo policy: employees need approval (via `workflow`) to uninstall; `it-admin` is exempt.
+/// The demo policy: employees (the group, and everyone in the mock organisation's root
+/// department and under it) need approval (via `workflow`) to uninstall; `it-admin` is exempt.
 pub(crate) fn policies(workflow: &str) -> Result<PolicyDocument, Error> {
     toml::from_str(&format!(
         r#"
@@ -140,7 +154,7 @@ pub(crate) fn policies(workflow: &str) -> Result<PolicyDocument, Error> {
         name = "Employees need approval to uninstall"
         priority = 10
         switches = {{ anti_uninstall = true, auto_start = true }}
-        scope = {{ groups = ["employees"] }}
+        scope = {{ groups = ["employees"], departments = ["1"] }}
         whitelist = ["it-admin"]
         approval = {{ allow_filing = true, workflow = "{workflow}" }}
         [policies.prompt.zh-CN]

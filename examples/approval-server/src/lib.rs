@@ -335,7 +335,16 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
     // Whatever started (Stream connections) stops if the start fails after it.
     let stop_on_failure = shutdown.clone().drop_guard();
     let registry = devices::Devices::new(Arc::clone(&store), Arc::clone(&clock));
-    let directory_app = config.directory.as_ref().map(directory_client).transpose()?;
+    // The demo on the mock alone follows the mock's directory, and offers sign-in there.
+    #[cfg(feature = "demo")]
+    let demo_directory = match &mock {
+        Some(mock) if config.mock_only() && config.directory.is_none() => Some(demo::directory(mock).await),
+        _ => None,
+    };
+    #[cfg(not(feature = "demo"))]
+    let demo_directory: Option<config::DirectoryConfig> = None;
+    let directory_config = config.directory.as_ref().or(demo_directory.as_ref());
+    let directory_app = directory_config.map(directory_client).transpose()?;
     let directory = directory::Directory::open(directory::Parts {
         app: directory_app.clone(),
         store: Arc::clone(&store),
@@ -344,7 +353,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         devices: registry.clone(),
     })
     .await?;
-    let sign_in = match (&config.directory, directory_app) {
+    let sign_in = match (directory_config, directory_app) {
         (Some(d), Some((client_id, client))) if d.corp_id.is_some() => {
             let sign_in = sign_in::SignIn::new(sign_in::Parts {
                 client_id,

@@ -182,6 +182,8 @@ fn print_walk(server: &sase_approval_server::Server) {
          Grant key:    {grant_key} (pin it in the agent's configuration at enrollment)\n\n\
          Walk the flow with the agent simulator (then approve on the mock, below):\n\
          cargo run -p sase-approval-server --bin agent-simulator -- --server http://{local} --token {} --user {} --device {} --grant-key {grant_key} --locale en-US --reason 'reinstalling the OS'\n\n\
+         or enroll another device by signing in with DingTalk (open the URL it prints: the mock's sign-in page):\n\
+         cargo run -p sase-approval-server --bin agent-simulator -- --server http://{local} --sign-in --device LAPTOP-2 --locale en-US --reason 'reinstalling the OS'\n\n\
          or by hand:\n\
          curl -s -X POST http://{local}/api/agent/uninstall-check -H 'authorization: Bearer {}' -H 'content-type: application/json' -d '{{\"locale\":\"en-US\"}}'\n\
          curl -s -X POST http://{local}/api/agent/requests -H 'authorization: Bearer {}' -H 'content-type: application/json' -d '{{\"reason\":\"reinstalling the OS\"}}'\n\

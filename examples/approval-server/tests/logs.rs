@@ -25,7 +25,7 @@ const REASON: &str = "reinstalling the OS";
 
 /// Lines the binary prints on stdout itself (not through the log): the address, the demo's
 /// console login and tokens, and how to walk the flow.
-const BANNER: [&str; 11] = [
+const BANNER: [&str; 12] = [
     "SASE approval server on ",
     "Workflow ",
     "Web console:",
@@ -35,6 +35,7 @@ const BANNER: [&str; 11] = [
     "Walk the flow",
     "cargo run ",
     "or by hand:",
+    "or enroll another device",
     "curl ",
     "(no device enrolled)",
 ];

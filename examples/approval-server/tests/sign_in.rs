@@ -270,3 +270,97 @@ async fn an_employee_signs_in_in_the_browser() {
     browser.client.close().await.unwrap();
     server.shutdown().await.unwrap();
 }
+
+/// The demo (the mock DingTalk alone), as its banner says: the agent simulator enrolls a new
+/// device by signing in on the mock's page, then files; approved on the mock, it may
+/// uninstall.
+#[cfg(feature = "demo")]
+#[tokio::test]
+async fn the_demo_enrolls_a_device_by_sign_in_with_the_agent_simulator() {
+    use tokio::io::AsyncBufReadExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = sase_approval_server::Config::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.database = dir.path().join("demo.sqlite").display().to_string();
+    let server = sase_approval_server::start(config).await.unwrap();
+    let mock = server.mock.clone().unwrap();
+    let base = format!("http://{}", server.addr);
+    let mut simulator = tokio::process::Command::new(env!("CARGO_BIN_EXE_agent-simulator"))
+        .args(["--server", &base, "--sign-in", "--device", "LAPTOP-2"])
+        .args([
+            "--locale",
+            "en-US",
+            "--reason",
+            "handing it back",
+            "--wait-secs",
+            "60",
+        ])
+        .arg("--used-grants")
+        .arg(dir.path().join("used.json"))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(simulator.stdout.take().unwrap()).lines();
+    let mut said = String::new();
+    let mut next_until = async |what: &str| {
+        while !said.contains(what) {
+            let line = lines.next_line().await.unwrap().expect("the simulator goes on");
+            said.push_str(&line);
+            said.push('\n');
+        }
+        said.clone()
+    };
+    let shown = next_until("Sign in with DingTalk to enroll this device: ").await;
+    let url = shown
+        .split("Sign in with DingTalk to enroll this device: ")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    let url = reqwest::Url::parse(&url).unwrap();
+    let param = |key: &str| url.query_pairs().find(|(k, _)| k == key).unwrap().1.into_owned();
+    // The employee signs in as alice on the mock's page.
+    let page = browser().get(url.clone()).send().await.unwrap();
+    assert!(page.text().await.unwrap().contains("id=\"user-alice\""));
+    let consent = browser()
+        .post(format!("{}/oauth2/auth/consent", mock.base_url()))
+        .form(&[
+            ("client_id", param("client_id").as_str()),
+            ("redirect_uri", param("redirect_uri").as_str()),
+            ("state", param("state").as_str()),
+            ("user_id", "alice"),
+            ("corp_id", CORP),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let back = consent.headers()["location"].to_str().unwrap().to_owned();
+    let (status, text) = open(&back).await;
+    assert_eq!(status, 200, "{text}");
+
+    let said = next_until("Filed request ").await;
+    assert!(said.contains("Enrolled device LAPTOP-2 of user alice"), "{said}");
+    let id = said
+        .split("Filed request ")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_, request) = support::json(
+        reqwest::Client::new()
+            .get(format!("{base}/api/console/requests/{id}"))
+            .bearer_auth(&server.admin_token),
+    )
+    .await;
+    mock.approve(request["external_id"].as_str().unwrap(), None, None)
+        .unwrap();
+    let said = next_until("uninstall may").await;
+    assert!(said.contains("uninstall may proceed."), "{said}");
+    assert!(simulator.wait().await.unwrap().success());
+    server.shutdown().await.unwrap();
+}

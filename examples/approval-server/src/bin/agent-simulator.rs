@@ -11,6 +11,10 @@
 //! Or enroll first with a code an admin made (`POST /api/console/enrollment-codes`): the
 //! device token, user and grant keys then come from the enrollment:
 //! `… --bin agent-simulator -- --enroll-code <code> --device <device>`
+//!
+//! Or enroll by signing in with DingTalk (a server with `[directory] corp_id`): it prints the
+//! sign-in URL to open, then waits for the sign-in:
+//! `… --bin agent-simulator -- --sign-in --device <device>`
 
 #![expect(
     clippy::indexing_slicing,
@@ -39,21 +43,25 @@ struct Args {
     #[arg(
         long,
         value_name = "TOKEN",
-        required_unless_present = "enroll_code",
-        conflicts_with = "enroll_code"
+        required_unless_present_any = ["enroll_code", "sign_in"],
+        conflicts_with_all = ["enroll_code", "sign_in"]
     )]
     token: Option<String>,
     /// Enroll this device first with a single-use code an admin made: the device token, the
     /// user and (unless --grant-key is given) the grant keys come from the enrollment.
-    #[arg(long = "enroll-code", value_name = "CODE")]
+    #[arg(long = "enroll-code", value_name = "CODE", conflicts_with = "sign_in")]
     enroll_code: Option<String>,
+    /// Enroll this device first by signing in with DingTalk: prints the sign-in URL, waits
+    /// (up to --wait-secs) for the sign-in, then the token, user and grant keys come from it.
+    #[arg(long = "sign-in")]
+    sign_in: bool,
     /// The server's grant verifying key (Ed25519 public key, hex), pinned from enrollment /
     /// the agent's own configuration: never fetched from the server when a grant is checked.
     /// Repeat it to pin the old and the new key across a rotation.
-    #[arg(long = "grant-key", value_name = "HEX", required_unless_present = "enroll_code", value_parser = parse_grant_key)]
+    #[arg(long = "grant-key", value_name = "HEX", required_unless_present_any = ["enroll_code", "sign_in"], value_parser = parse_grant_key)]
     grant_keys: Vec<GrantVerifier>,
     /// This agent's user id (from enrollment); a grant for anyone else is refused.
-    #[arg(long, value_name = "USER", required_unless_present = "enroll_code")]
+    #[arg(long, value_name = "USER", required_unless_present_any = ["enroll_code", "sign_in"])]
     user: Option<String>,
     /// This agent's device id (from enrollment); a grant for another device is refused.
     #[arg(long, value_name = "DEVICE")]
@@ -131,24 +139,28 @@ async fn main() {
     }
 }
 
-/// The identity the command line gives, or the one an enrollment with its code answers.
+/// The identity the command line gives, or the one an enrollment answers (with its code, or
+/// by signing in with DingTalk).
 async fn identity(http: &reqwest::Client, a: &Args) -> Result<Identity, String> {
-    let Some(code) = &a.enroll_code else {
+    let enrolled = if a.sign_in {
+        signed_in(http, a).await?
+    } else if let Some(code) = &a.enroll_code {
+        call(
+            http,
+            a,
+            None,
+            reqwest::Method::POST,
+            "/api/agent/enroll",
+            Some(json!({"code": code, "device_id": a.device})),
+        )
+        .await?
+    } else {
         return Ok(Identity {
             token: a.token.clone().unwrap_or_default(),
             user: a.user.clone().unwrap_or_default(),
             grant_keys: a.grant_keys.clone(),
         });
     };
-    let enrolled = call(
-        http,
-        a,
-        None,
-        reqwest::Method::POST,
-        "/api/agent/enroll",
-        Some(json!({"code": code, "device_id": a.device})),
-    )
-    .await?;
     let grant_keys = if a.grant_keys.is_empty() {
         enrolled["grant_keys"]
             .as_array()
@@ -165,10 +177,48 @@ async fn identity(http: &reqwest::Client, a: &Args) -> Result<Identity, String> 
         grant_keys,
     };
     println!(
-        "Enrolled device {} of user {}; its token (keep it, the code is used): {}",
+        "Enrolled device {} of user {}; its token (keep it, the enrollment is used): {}",
         a.device, identity.user, identity.token
     );
     Ok(identity)
+}
+
+/// Signs in with DingTalk: starts an attempt, prints its sign-in URL, and waits for the
+/// enrollment (the server's 202 while nobody has signed in).
+async fn signed_in(http: &reqwest::Client, a: &Args) -> Result<Value, String> {
+    let started = call(
+        http,
+        a,
+        None,
+        reqwest::Method::POST,
+        "/api/agent/sign-in",
+        Some(json!({"device_id": a.device})),
+    )
+    .await?;
+    let attempt = started["attempt"].as_str().unwrap_or_default().to_owned();
+    println!(
+        "Sign in with DingTalk to enroll this device: {}",
+        started["sign_in_url"].as_str().unwrap_or_default()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(a.wait_secs);
+    loop {
+        let answer = call(
+            http,
+            a,
+            None,
+            reqwest::Method::GET,
+            &format!("/api/agent/sign-in/{attempt}"),
+            None,
+        )
+        .await?;
+        if answer["device_token"].is_string() {
+            return Ok(answer);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("nobody signed in within {} s", a.wait_secs));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 async fn run() -> Result<(), String> {
