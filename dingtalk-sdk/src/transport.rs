@@ -12,6 +12,7 @@ use std::time::Duration;
 pub const DEFAULT_API_BASE: &str = "https://api.dingtalk.com";
 
 /// The production host of the old API (`topapi/…`, `gettoken`): the directory calls.
+#[cfg(feature = "client")]
 pub const DEFAULT_OAPI_BASE: &str = "https://oapi.dingtalk.com";
 
 /// `User-Agent` of the built-in HTTP clients (and the Stream client's `ua`).
@@ -103,6 +104,7 @@ fn transport_error(operation: &'static str, e: reqwest::Error) -> Error {
 
 /// The status part of an old-API (`oapi.dingtalk.com`) answer: HTTP 200 with `errcode` 0 on
 /// success; for `errcode` 88 the meaningful code is `sub_code` (PROTOCOL e.2).
+#[cfg(feature = "client")]
 #[derive(Deserialize)]
 struct OapiStatus {
     #[serde(default)]
@@ -120,6 +122,7 @@ struct OapiStatus {
 /// Decodes an old-API answer: [`Error::Api`] (status 200, `code` the errcode, or the
 /// `sub_code` of an `88`) when `errcode` is not 0, else the body as `T`, naming the JSON path
 /// that failed.
+#[cfg(feature = "client")]
 pub(crate) fn decode_oapi<T: DeserializeOwned>(operation: &'static str, bytes: &[u8]) -> Result<T> {
     let status: OapiStatus = decode(operation, bytes)?;
     if status.errcode == 0 {
