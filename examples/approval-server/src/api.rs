@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 pub(crate) use auth::{cookie, SESSION_COOKIE};
 mod devices;
+mod directory;
 mod export;
 mod openapi;
 mod policies;
@@ -342,6 +343,8 @@ fn console_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(devices::get_device))
         .routes(routes!(devices::set_tags))
         .routes(routes!(devices::revoke))
+        .routes(routes!(directory::get))
+        .routes(routes!(directory::sync))
         .routes(routes!(workflows::list))
         .routes(routes!(workflows::get, workflows::put, workflows::delete))
         .routes(routes!(export::export))

@@ -37,6 +37,9 @@ pub(crate) const ACTOR: &str = "directory";
 pub(crate) struct Dept {
     pub(crate) name: String,
     pub(crate) parent: Option<i64>,
+    /// When an event last changed it, Unix ms (0: as a full read found it).
+    #[serde(default)]
+    changed_at_ms: i64,
 }
 
 /// A user: their name and the departments they are in.
@@ -44,6 +47,9 @@ pub(crate) struct Dept {
 pub(crate) struct Member {
     pub(crate) name: String,
     pub(crate) departments: Vec<i64>,
+    /// When an event last changed them, Unix ms (0: as a full read found them).
+    #[serde(default)]
+    changed_at_ms: i64,
 }
 
 /// The directory as last read.
@@ -53,6 +59,10 @@ pub(crate) struct Snapshot {
     pub(crate) users: BTreeMap<String, Member>,
     /// The last full read of DingTalk, Unix ms (0: never).
     pub(crate) synced_at_ms: i64,
+    /// Users an event removed, and when: a full read that began before does not bring them
+    /// back (pruned by the next read that begins after).
+    #[serde(default)]
+    removed: BTreeMap<String, i64>,
     /// The stored version (not in the body).
     #[serde(skip)]
     version: u64,
@@ -202,64 +212,88 @@ impl Directory {
             return Ok(());
         };
         let contacts = client.contacts();
+        // What events change while the read runs is newer than the read: it is kept.
+        let started = self.0.clock.now_ms();
         let mut departments = BTreeMap::new();
         let root = contacts.department(DeptId::ROOT).await?;
-        departments.insert(
-            root.dept_id.get(),
-            Dept {
-                name: root.name,
-                parent: None,
-            },
-        );
+        departments.insert(root.dept_id.get(), dept(root.name, None, 0));
         let mut queue = VecDeque::from([DeptId::ROOT]);
-        while let Some(dept) = queue.pop_front() {
-            for sub in contacts.sub_departments(dept).await? {
+        while let Some(at) = queue.pop_front() {
+            for sub in contacts.sub_departments(at).await? {
                 if departments.contains_key(&sub.dept_id.get()) {
                     continue;
                 }
                 queue.push_back(sub.dept_id);
-                departments.insert(
-                    sub.dept_id.get(),
-                    Dept {
-                        name: sub.name,
-                        parent: Some(sub.parent_id.unwrap_or(dept).get()),
-                    },
-                );
+                let parent = sub.parent_id.unwrap_or(at).get();
+                departments.insert(sub.dept_id.get(), dept(sub.name, Some(parent), 0));
             }
         }
         let mut users = BTreeMap::new();
-        for &dept in departments.keys() {
+        for &at in departments.keys() {
             let members: Vec<_> = contacts
-                .users(ListUsersRequest::new(DeptId::new(dept)))
+                .users(ListUsersRequest::new(DeptId::new(at)))
                 .try_collect()
                 .await?;
             for user in members {
-                users.insert(user.user_id.as_str().to_owned(), member(user));
+                users.insert(user.user_id.as_str().to_owned(), member(user, 0));
             }
         }
+        let merged = |s: &Snapshot| {
+            let mut next = Snapshot {
+                departments: departments.clone(),
+                users: users.clone(),
+                synced_at_ms: started,
+                removed: s.removed.clone(),
+                version: s.version,
+            };
+            next.departments.extend(
+                s.departments
+                    .iter()
+                    .filter(|(_, d)| d.changed_at_ms >= started)
+                    .map(|(id, d)| (*id, d.clone())),
+            );
+            next.users.extend(
+                s.users
+                    .iter()
+                    .filter(|(_, m)| m.changed_at_ms >= started)
+                    .map(|(id, m)| (id.clone(), m.clone())),
+            );
+            next.removed.retain(|_, at| *at >= started);
+            for user in next.removed.keys() {
+                next.users.remove(user);
+            }
+            next
+        };
         let before = self.snapshot();
-        let left: Vec<String> = before
+        let preview = merged(&before);
+        let leaving = before
             .users
             .keys()
-            .filter(|u| !users.contains_key(*u))
-            .cloned()
-            .collect();
-        if before.users.len() >= 4 && left.len() * 2 > before.users.len() {
+            .filter(|u| !preview.users.contains_key(*u))
+            .count();
+        if before.users.len() >= 4 && leaving * 2 > before.users.len() {
             return Err(DirectoryError::Implausible {
-                removed: left.len(),
+                removed: leaving,
                 known: before.users.len(),
             });
         }
-        let now = self.0.clock.now_ms();
-        self.update(|s| {
-            s.departments.clone_from(&departments);
-            s.users.clone_from(&users);
-            s.synced_at_ms = now;
-        })
-        .await?;
+        let left = std::sync::Mutex::new(Vec::new());
+        let written = self
+            .update(|s| {
+                let next = merged(s);
+                *left.lock().unwrap_or_else(PoisonError::into_inner) = s
+                    .users
+                    .keys()
+                    .filter(|u| !next.users.contains_key(*u))
+                    .cloned()
+                    .collect();
+                *s = next;
+            })
+            .await?;
+        let left = left.into_inner().unwrap_or_else(PoisonError::into_inner);
         tracing::info!(
-            departments = departments.len(),
-            users = users.len(),
+            departments = written.departments.len(),
+            users = written.users.len(),
             left = left.len(),
             "directory read from DingTalk"
         );
@@ -296,11 +330,19 @@ impl Directory {
                 }
             };
             let id = user.as_str().to_owned();
+            let now = self.0.clock.now_ms();
             match read {
                 Some(read) => {
-                    let read = member(read);
+                    let read = member(read, now);
+                    // A department created just now (its event may come later): read it and
+                    // those above it, so the user's scope is whole at once.
+                    let unknown = self.unknown_departments(&read.departments).await?;
                     self.update(|s| {
                         s.users.insert(id.clone(), read.clone());
+                        s.removed.remove(&id);
+                        for (dept_id, dept) in &unknown {
+                            s.departments.insert(*dept_id, dept.clone());
+                        }
                     })
                     .await?;
                     tracing::info!(user = %id, "directory: user changed");
@@ -308,6 +350,7 @@ impl Directory {
                 None => {
                     self.update(|s| {
                         s.users.remove(&id);
+                        s.removed.insert(id.clone(), now);
                     })
                     .await?;
                     self.offboard(&id).await?;
@@ -315,6 +358,26 @@ impl Directory {
             }
         }
         Ok(())
+    }
+
+    /// `departments` the directory does not know, and those above them, read from DingTalk.
+    async fn unknown_departments(&self, departments: &[i64]) -> Result<Vec<(i64, Dept)>, DirectoryError> {
+        let Some(client) = self.client() else {
+            return Ok(Vec::new());
+        };
+        let known = self.snapshot();
+        let mut read: Vec<(i64, Dept)> = Vec::new();
+        let mut queue: Vec<i64> = departments.to_vec();
+        while let Some(id) = queue.pop() {
+            if known.departments.contains_key(&id) || read.iter().any(|(r, _)| *r == id) {
+                continue;
+            }
+            let found = client.contacts().department(DeptId::new(id)).await?;
+            let parent = found.parent_id.map(DeptId::get);
+            queue.extend(parent);
+            read.push((id, dept(found.name, parent, self.0.clock.now_ms())));
+        }
+        Ok(read)
     }
 
     async fn departments_changed(&self, change: &DeptChange) -> Result<(), DirectoryError> {
@@ -332,10 +395,8 @@ impl Directory {
                 }
             };
             let id = dept.get();
-            let read = read.map(|d| Dept {
-                name: d.name,
-                parent: d.parent_id.map(DeptId::get),
-            });
+            let now = self.0.clock.now_ms();
+            let read = read.map(|d| self::dept(d.name, d.parent_id.map(DeptId::get), now));
             self.update(|s| match &read {
                 Some(d) => {
                     s.departments.insert(id, d.clone());
@@ -427,10 +488,19 @@ impl Directory {
     }
 }
 
-fn member(user: dingtalk_sdk::contacts::User) -> Member {
+fn member(user: dingtalk_sdk::contacts::User, changed_at_ms: i64) -> Member {
     Member {
         name: user.name,
         departments: user.dept_id_list.iter().map(|d| d.get()).collect(),
+        changed_at_ms,
+    }
+}
+
+fn dept(name: String, parent: Option<i64>, changed_at_ms: i64) -> Dept {
+    Dept {
+        name,
+        parent,
+        changed_at_ms,
     }
 }
 
@@ -439,10 +509,7 @@ mod tests {
     use super::*;
 
     fn dept(name: &str, parent: Option<i64>) -> Dept {
-        Dept {
-            name: name.to_owned(),
-            parent,
-        }
+        super::dept(name.to_owned(), parent, 0)
     }
 
     /// A user's departments include every department above theirs, once; a cycle in bad
@@ -460,6 +527,7 @@ mod tests {
             Member {
                 name: "Ada".into(),
                 departments: vec![3, 2],
+                changed_at_ms: 0,
             },
         );
         s.users.insert(
@@ -467,6 +535,7 @@ mod tests {
             Member {
                 name: "Bo".into(),
                 departments: vec![7],
+                changed_at_ms: 0,
             },
         );
         assert_eq!(s.departments_of("u1").unwrap(), ["1", "2", "3"]);

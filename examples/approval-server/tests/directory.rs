@@ -10,7 +10,7 @@
     reason = "a test fails loudly on the first unexpected value"
 )]
 
-use dingtalk_sdk::mock::{MockDingTalk, Notify};
+use dingtalk_sdk::mock::{MockDepartment, MockDingTalk, MockFaults, MockUser, Notify};
 use sase_approval_server::config::DirectoryConfig;
 use sase_approval_server::{Config, Server};
 use serde_json::{json, Value};
@@ -81,6 +81,49 @@ async fn request(agent: &Agent, id: &str) -> Value {
         .1
 }
 
+/// The console's device list as a viewer sees it (a viewer `ada` is made on first use).
+async fn devices_page(agent: &Agent) -> String {
+    let password = "a long console password";
+    let (status, made) = support::json(
+        agent
+            .http
+            .post(format!("{}/api/console/admins", agent.base))
+            .bearer_auth(support::ADMIN)
+            .json(&json!({"name": "ada", "role": "viewer", "password": password})),
+    )
+    .await;
+    assert!(
+        status == 201 || made["error"] == "admin_exists" || status == 409,
+        "{made}"
+    );
+    let (status, headers, _) = support::send(
+        agent
+            .http
+            .post(format!("{}/api/console/login", agent.base))
+            .json(&json!({"name": "ada", "password": password})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let cookie = headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    agent
+        .http
+        .get(format!("{}/console/devices", agent.base))
+        .header("cookie", cookie)
+        .header("accept-language", "en")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn departments_follow_dingtalks_events_and_a_lost_event_is_made_up_by_the_read() {
     let mock = mock().await;
@@ -121,39 +164,7 @@ async fn departments_follow_dingtalks_events_and_a_lost_event_is_made_up_by_the_
     assert_eq!(named, [&json!("Bob"), &json!("Bob")], "{preview}");
 
     // The console's device list names them with their departments, from the directory.
-    let (status, _) = support::json(
-        bob.http
-            .post(format!("{}/api/console/admins", bob.base))
-            .bearer_auth(support::ADMIN)
-            .json(&json!({"name": "ada", "role": "viewer", "password": "a long console password"})),
-    )
-    .await;
-    assert_eq!(status, 201);
-    let (status, headers, _) = support::send(
-        bob.http
-            .post(format!("{}/api/console/login", bob.base))
-            .json(&json!({"name": "ada", "password": "a long console password"})),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let cookie = headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let page = bob
-        .http
-        .get(format!("{}/console/devices", bob.base))
-        .header("cookie", cookie)
-        .header("accept-language", "en")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = devices_page(&bob).await;
     for shown in ["Bob", "Platform (4)", "Engineering (2)", "Company (1)", "Alice"] {
         assert!(page.contains(shown), "{shown}: {page}");
     }
@@ -260,5 +271,97 @@ async fn the_readme_directory_example_starts() {
         .post("/api/agent/sign-in", &json!({"device_id": "LAPTOP-R"}))
         .await;
     assert_eq!(status, 201, "{started}");
+    server.shutdown().await.unwrap();
+}
+
+/// A user who joins, and department changes, follow their events: a new department under
+/// Engineering and a user joining it are in the policy's scope at once; a department renamed
+/// is shown with its new name.
+#[tokio::test]
+async fn joins_and_department_changes_follow_their_events() {
+    let mock = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&mock, &dir.path().join("j.sqlite"), 3600);
+    config.devices.push(device("tok-carol", "carol", "staff"));
+    let server: Server = start_with(&mock, config).await;
+    let carol = Agent::new(&server, "tok-carol");
+    // Not in the directory: her device keeps the departments it was enrolled with (none).
+    effect_becomes(&carol, "allow").await;
+
+    // She joins a department created just now under Engineering; its own event comes after.
+    mock.add_department(MockDepartment::new(5, "SRE", Some(2)), Notify::Skip)
+        .unwrap();
+    mock.add_user(MockUser::new("carol", "Carol", vec![5]), Notify::Deliver)
+        .unwrap();
+    effect_becomes(&carol, "require_approval").await;
+
+    mock.rename_department(CORP, 2, "R&D", Notify::Deliver).unwrap();
+    let started = Instant::now();
+    loop {
+        let page = devices_page(&carol).await;
+        if page.contains("R&amp;D (2)") && page.contains("SRE (5)") && page.contains("Carol") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.shutdown().await.unwrap();
+}
+
+/// Regression: a full read that began before an event must not undo it. Carol joins the
+/// root department just after the first read (slowed down) has listed its users: the read,
+/// which did not see her, used to replace the directory, take her for a leaver and revoke her
+/// device.
+#[tokio::test]
+async fn an_event_during_a_full_read_is_not_undone_by_it() {
+    let mock = mock().await;
+    mock.set_faults(MockFaults {
+        latency_ms: 200,
+        ..MockFaults::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&mock, &dir.path().join("race.sqlite"), 3600);
+    config.devices.push(device("tok-carol", "carol", "staff"));
+    let server: Server = start_with(&mock, config).await;
+    let carol = Agent::new(&server, "tok-carol");
+    let status = || async {
+        carol
+            .console(reqwest::Method::GET, "/api/console/directory")
+            .await
+            .1
+    };
+    // The read lists the departments' users in order: the root's first, three more to go.
+    let listed_root = |m: &MockDingTalk| {
+        m.journal()
+            .iter()
+            .any(|e| e.path == "/topapi/v2/user/list" && e.body.as_ref().is_some_and(|b| b["dept_id"] == 1))
+    };
+    assert!(mock.wait_for(Duration::from_secs(20), listed_root).await);
+    assert_eq!(
+        status().await["synced_at_ms"],
+        0,
+        "the first read is still running"
+    );
+    mock.add_user(MockUser::new("carol", "Carol", vec![1]), Notify::Deliver)
+        .unwrap();
+    let started = Instant::now();
+    while status().await["synced_at_ms"] == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the first read ends");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let known = status().await;
+    assert_eq!(known["users"], 8, "the mock's seven, and carol: {known}");
+    assert_eq!(
+        carol.check().await["effect"],
+        "allow",
+        "her device still works (it is in no policy's scope)"
+    );
+
+    // A read now (an admin's "sync now") finds her in DingTalk too.
+    mock.set_faults(MockFaults::default());
+    let (code, read) = carol
+        .console(reqwest::Method::POST, "/api/console/directory/sync")
+        .await;
+    assert_eq!((code, &read["users"]), (200, &json!(8)), "{read}");
     server.shutdown().await.unwrap();
 }

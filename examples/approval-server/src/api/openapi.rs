@@ -29,9 +29,10 @@ use utoipa::{Modify, OpenApi as _, PartialSchema as _};
         license(name = "MIT OR Apache-2.0"),
     ),
     tags(
-        (name = "agent", description = "Called by the SASE agent on a device, with its device token"),
+        (name = "agent", description = "Called by the SASE agent on a device, with its device token (enrollment: with a code, or by signing in with DingTalk)"),
         (name = "requests", description = "Approval requests, decided by approvers"),
         (name = "devices", description = "Enrollment codes and enrolled devices"),
+        (name = "directory", description = "The organisation's directory, read from DingTalk"),
         (name = "workflows", description = "Approval workflows and their DingTalk apps"),
         (name = "policies", description = "Anti-uninstallation policies"),
         (name = "admins", description = "Named admins, sessions and personal API tokens"),

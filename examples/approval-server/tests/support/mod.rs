@@ -395,6 +395,8 @@ pub(crate) fn console_routes(request: &str) -> Vec<(Method, String, Option<Value
             "viewer",
         ),
         (Method::GET, "/api/console/devices".into(), None, "viewer"),
+        (Method::GET, "/api/console/directory".into(), None, "viewer"),
+        (Method::POST, "/api/console/directory/sync".into(), None, "admin"),
         (
             Method::GET,
             "/api/console/devices/dev-alice".into(),
