@@ -14,7 +14,8 @@ use utoipa::ToSchema;
 /// `POST /api/agent/sign-in`.
 #[derive(Deserialize, ToSchema)]
 pub(super) struct StartBody {
-    /// The device to enroll.
+    /// The device to enroll (1 to 128 characters, no control characters).
+    #[schema(min_length = 1, max_length = 128)]
     device_id: String,
 }
 
