@@ -710,6 +710,10 @@ pub struct DirectoryConfig {
     /// Where DingTalk's sign-in page is (unset: `https://login.dingtalk.com`).
     #[serde(default)]
     pub login_base: Option<String>,
+    /// How many sign-ins may wait at once (anyone may start one; each waits 10 minutes).
+    /// Default 1,000.
+    #[serde(default = "thousand")]
+    pub max_waiting_sign_ins: usize,
     /// How often the whole directory is read, seconds. Default 3,600.
     #[serde(default = "hourly")]
     pub sync_every_secs: u64,
@@ -717,6 +721,10 @@ pub struct DirectoryConfig {
 
 fn hourly() -> u64 {
     3600
+}
+
+fn thousand() -> usize {
+    1000
 }
 
 impl DirectoryConfig {
@@ -729,6 +737,7 @@ impl DirectoryConfig {
             oapi_base: None,
             corp_id: None,
             login_base: None,
+            max_waiting_sign_ins: thousand(),
             sync_every_secs: hourly(),
         }
     }
@@ -743,6 +752,7 @@ impl std::fmt::Debug for DirectoryConfig {
             .field("oapi_base", &self.oapi_base)
             .field("corp_id", &self.corp_id)
             .field("login_base", &self.login_base)
+            .field("max_waiting_sign_ins", &self.max_waiting_sign_ins)
             .field("sync_every_secs", &self.sync_every_secs)
             .finish()
     }

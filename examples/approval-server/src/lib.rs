@@ -361,6 +361,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
                 corp_id: d.corp_id.clone().unwrap_or_default(),
                 login_base: d.login_base.clone(),
                 public_url: public_url.clone(),
+                max_waiting: d.max_waiting_sign_ins,
                 store: Arc::clone(&store),
                 clock: Arc::clone(&clock),
                 devices: registry.clone(),

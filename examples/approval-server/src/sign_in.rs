@@ -114,6 +114,7 @@ struct Inner {
     corp_id: String,
     login_base: Option<String>,
     redirect_uri: String,
+    max_waiting: usize,
     store: Arc<dyn ApprovalStore>,
     clock: Arc<dyn Clock>,
     devices: Devices,
@@ -128,6 +129,8 @@ pub(crate) struct Parts {
     pub(crate) login_base: Option<String>,
     /// The server's public URL: the redirect URI is on it.
     pub(crate) public_url: String,
+    /// How many attempts may wait at once.
+    pub(crate) max_waiting: usize,
     pub(crate) store: Arc<dyn ApprovalStore>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) devices: Devices,
@@ -142,6 +145,7 @@ impl SignIn {
             corp_id: parts.corp_id,
             login_base: parts.login_base,
             redirect_uri: format!("{}{REDIRECT_PATH}", parts.public_url.trim_end_matches('/')),
+            max_waiting: parts.max_waiting,
             store: parts.store,
             clock: parts.clock,
             devices: parts.devices,
@@ -154,10 +158,14 @@ impl SignIn {
         &self.0.redirect_uri
     }
 
-    /// Starts an attempt for `device_id`: its secret and the sign-in URL.
-    pub(crate) async fn start(&self, device_id: &str) -> Result<Started, StoreError> {
+    /// Starts an attempt for `device_id`: its secret and the sign-in URL; `None` while
+    /// [`max_waiting`](Parts::max_waiting) attempts wait already (anyone may start one: this
+    /// bounds what a flood of starts stores).
+    pub(crate) async fn start(&self, device_id: &str) -> Result<Option<Started>, StoreError> {
         let now = self.0.clock.now_ms();
-        self.prune(now).await?;
+        if self.prune(now).await? >= self.0.max_waiting {
+            return Ok(None);
+        }
         let (attempt, state) = (devices::secret(), devices::secret());
         let record = Attempt {
             device_id: device_id.to_owned(),
@@ -176,18 +184,22 @@ impl SignIn {
         if let Some(base) = &self.0.login_base {
             url = url.login_base(base);
         }
-        Ok(Started {
+        Ok(Some(Started {
             attempt,
             url: url.to_string(),
             expires_at_ms: record.expires_at_ms,
-        })
+        }))
     }
 
-    /// Expired attempts are deleted (each start looks), so abandoned ones do not pile up.
-    async fn prune(&self, now: i64) -> Result<(), StoreError> {
+    /// Expired attempts are deleted (each start looks), so abandoned ones do not pile up; the
+    /// attempts still waiting.
+    async fn prune(&self, now: i64) -> Result<usize, StoreError> {
+        let mut waiting = 0;
         for document in self.0.store.list_documents(KIND).await? {
             let attempt: Attempt = devices::decode(&document)?;
-            if attempt.expires_at_ms <= now {
+            if attempt.expires_at_ms > now {
+                waiting += 1;
+            } else {
                 match self
                     .0
                     .store
@@ -199,7 +211,7 @@ impl SignIn {
                 }
             }
         }
-        Ok(())
+        Ok(waiting)
     }
 
     /// DingTalk sent the browser back with `query` (`authCode`, `state`): the attempt's state

@@ -80,6 +80,16 @@ async fn server(
     dir: &std::path::Path,
     clock: Arc<ManualClock>,
 ) -> (Server, String) {
+    server_with(mock, dir, clock, 1000).await
+}
+
+/// [`server`] letting `max_waiting` sign-ins wait at once.
+async fn server_with(
+    mock: &dingtalk_sdk::mock::MockDingTalk,
+    dir: &std::path::Path,
+    clock: Arc<ManualClock>,
+    max_waiting: usize,
+) -> (Server, String) {
     let mut config = credentialed_config(mock, &dir.join("s.sqlite"));
     let engineering: sase_policy::Policy = serde_json::from_value(json!({
         "id": "engineering", "name": "Engineering", "priority": 50,
@@ -98,6 +108,7 @@ async fn server(
     directory.oapi_base = Some(mock.base_url());
     directory.login_base = Some(mock.base_url());
     directory.corp_id = Some(CORP.into());
+    directory.max_waiting_sign_ins = max_waiting;
     config.directory = Some(directory);
     let server: Server = start_on_clock(mock, config, clock).await;
     let base = format!("http://{}", server.addr);
@@ -362,5 +373,32 @@ async fn the_demo_enrolls_a_device_by_sign_in_with_the_agent_simulator() {
     let said = next_until("uninstall may").await;
     assert!(said.contains("uninstall may proceed."), "{said}");
     assert!(simulator.wait().await.unwrap().success());
+    server.shutdown().await.unwrap();
+}
+
+/// Anyone may start a sign-in, so how many wait at once is bounded: past the bound a start is
+/// refused with 429 until some expire.
+#[tokio::test]
+async fn a_flood_of_sign_ins_is_bounded() {
+    let mock = mock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::starting_now());
+    let (server, base) = server_with(&mock, dir.path(), clock.clone(), 2).await;
+    let agent = Enrolling {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+    };
+    agent.start("LAPTOP-1").await;
+    agent.start("LAPTOP-2").await;
+    let (status, headers, body) = support::send(
+        reqwest::Client::new()
+            .post(format!("{base}/api/agent/sign-in"))
+            .json(&json!({"device_id": "LAPTOP-3"})),
+    )
+    .await;
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["retry-after"], "60");
+    clock.advance(Duration::from_secs(11 * 60));
+    agent.start("LAPTOP-3").await;
     server.shutdown().await.unwrap();
 }

@@ -51,7 +51,10 @@ fn configured(state: &AppState) -> Result<&SignIn, Response> {
 /// attempt's secret to collect the device token with once the employee has signed in.
 #[utoipa::path(post, path = "/api/agent/sign-in", operation_id = "start_sign_in", tag = "agent",
     request_body = StartBody,
-    responses((status = 201, description = "Started", body = SignInStarted)))]
+    responses(
+        (status = 201, description = "Started", body = SignInStarted),
+        (status = 429, description = "`rate_limited`: too many sign-ins wait already (`Retry-After`)", body = ApiError),
+    ))]
 pub(super) async fn start(State(state): State<AppState>, b: JsonBody<StartBody>) -> Response {
     let b = match body(b) {
         Ok(b) => b,
@@ -65,7 +68,19 @@ pub(super) async fn start(State(state): State<AppState>, b: JsonBody<StartBody>)
         Err(r) => return r,
     };
     match sign_in.start(&b.device_id).await {
-        Ok(started) => (
+        Ok(None) => {
+            let mut busy = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many sign-ins are waiting; try again in a minute",
+            );
+            busy.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("60"),
+            );
+            busy
+        }
+        Ok(Some(started)) => (
             StatusCode::CREATED,
             Json(SignInStarted {
                 attempt: started.attempt,
