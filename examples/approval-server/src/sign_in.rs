@@ -218,13 +218,16 @@ impl SignIn {
     /// is taken off (single use), the code exchanged, the user found in the organisation; the
     /// attempt records who signed in, or why not. The signed-in user's name and id.
     pub(crate) async fn redirected(&self, query: &str) -> Result<(String, String), SignInError> {
-        let redirect = Redirect::parse(query)?;
-        let state = redirect.state.clone().unwrap_or_default();
+        // The attempt first, by its state: a redirect without a code (the employee declined)
+        // still tells its waiting agent at once.
+        let state = form_urlencoded::parse(query.trim_start_matches('?').as_bytes())
+            .find(|(key, _)| key == "state")
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default();
         let document = match self.0.store.find_document(KIND, &devices::hash(&state)).await? {
             Some(d) => d,
             None => return Err(SignInError::UnknownState),
         };
-        let code = redirect.verify_state(&state)?;
         let mut attempt: Attempt = devices::decode(&document)?;
         // The state is used now, whatever follows: a replayed redirect finds nothing.
         let taken = Document::new(KIND, &document.id, document.version, devices::body(&attempt)?)
@@ -234,10 +237,12 @@ impl SignIn {
             Err(StoreError::Conflict { .. }) => return Err(SignInError::UnknownState),
             Err(e) => return Err(e.into()),
         };
-        let outcome = if self.0.clock.now_ms() >= attempt.expires_at_ms {
-            Err(SignInError::Expired)
-        } else {
-            self.who(&code).await
+        // The state matched by its hash already: the code is what is left to read.
+        let code = Redirect::parse(query).map(|redirect| redirect.auth_code);
+        let outcome = match code {
+            Err(e) => Err(SignInError::Redirect(e)),
+            Ok(_) if self.0.clock.now_ms() >= attempt.expires_at_ms => Err(SignInError::Expired),
+            Ok(code) => self.who(&code).await,
         };
         attempt.outcome = Some(match &outcome {
             Ok((user_id, name, departments)) => Outcome::SignedIn {

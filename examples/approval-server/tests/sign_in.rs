@@ -245,6 +245,22 @@ async fn an_employee_enrolls_a_device_by_signing_in_with_dingtalk() {
     assert!(text.contains("expired"), "{text}");
     assert_eq!(agent.collect(&attempt).await.0, 403);
 
+    // The employee declines on DingTalk's page: the redirect has no code; the waiting agent
+    // learns so at once, not when the attempt expires.
+    let (attempt, _, state) = agent.start("LAPTOP-DECLINED").await;
+    let (status, text) = open(&format!(
+        "{base}/dingtalk/sign-in?error=access_denied&state={state}"
+    ))
+    .await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("access_denied"), "{text}");
+    let (status, refused) = agent.collect(&attempt).await;
+    assert_eq!(
+        (status, &refused["error"]),
+        (403, &json!("sign_in_refused")),
+        "{refused}"
+    );
+
     // A state never issued: refused.
     let (status, text) = open(&format!("{base}/dingtalk/sign-in?authCode=x&state=forged")).await;
     assert_eq!(status, 403, "{text}");
