@@ -7,15 +7,13 @@
 
 pub mod support;
 
-use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
 use dingtalk_sdk::event::{DeptChangeType, Event, StreamEventHeaders, UserChangeType};
 use dingtalk_sdk::mock::{MockApp, MockDepartment, MockDingTalk, MockUser, Notify, DEFAULT_CORP_ID};
-use dingtalk_sdk::stream::client::StreamClient;
 use dingtalk_sdk::{DeptId, Error};
 use serde_json::json;
-use std::sync::{Arc, Mutex};
 
-use support::{crypto, AES_KEY, APP_KEY as APP, APP_SECRET as SECRET, TOKEN, WAIT};
+use support::receivers::{receiver, stream_receiver, Events};
+use support::{AES_KEY, APP_KEY as APP, APP_SECRET as SECRET, TOKEN, WAIT};
 
 // ---- the documented shapes -----------------------------------------------------------------
 
@@ -140,51 +138,6 @@ fn malformed_contact_events_are_typed_errors() {
 }
 
 // ---- the mock delivers them ----------------------------------------------------------------
-
-type Events = Arc<Mutex<Vec<Event>>>;
-
-async fn receiver() -> (String, Events) {
-    let events: Events = Arc::default();
-    let sink = Arc::clone(&events);
-    let route = callback_route(CallbackHandler::builder(crypto()).build(), move |event| {
-        let sink = Arc::clone(&sink);
-        async move {
-            sink.lock().unwrap().push(event);
-            Ok::<(), String>(())
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/dingtalk/events", listener.local_addr().unwrap());
-    tokio::spawn(
-        async move { axum::serve(listener, axum::Router::new().route("/dingtalk/events", route)).await },
-    );
-    (url, events)
-}
-
-async fn stream_receiver(mock: &MockDingTalk) -> (Events, tokio::task::JoinHandle<()>) {
-    let seen: Events = Arc::default();
-    let sink = Arc::clone(&seen);
-    let client = StreamClient::builder(APP, SECRET)
-        .api_base(mock.base_url())
-        .build()
-        .unwrap();
-    let task = tokio::spawn(async move {
-        client
-            .run(
-                move |event: Event| {
-                    let sink = Arc::clone(&sink);
-                    async move {
-                        sink.lock().unwrap().push(event);
-                        Ok::<(), String>(())
-                    }
-                },
-                std::future::pending(),
-            )
-            .await
-    });
-    assert!(mock.gateway().wait_for(WAIT, |g| g.connection_count() == 1).await);
-    (seen, task)
-}
 
 /// The contact changes among `events`: (type, ids).
 fn changes(events: &Events) -> Vec<(String, Vec<String>)> {

@@ -10,37 +10,13 @@
 
 pub mod support;
 
-use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
 use dingtalk_sdk::event::{Event, InstanceChangeType, TaskChangeType};
 use dingtalk_sdk::mock::{Channel, MockApp, MockDingTalk, MockFaults, MockFormField, MockProcess};
-use dingtalk_sdk::stream::client::StreamClient;
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{crypto, AES_KEY, APP_KEY as APP, APP_SECRET as SECRET, PROCESS_CODE as CODE, TOKEN, WAIT};
-
-type Events = Arc<Mutex<Vec<Event>>>;
-
-/// Our own callback route, playing the integrator's Request URL.
-async fn receiver() -> (String, Events) {
-    let events: Events = Arc::default();
-    let sink = Arc::clone(&events);
-    let handler = CallbackHandler::builder(crypto()).build();
-    let route = callback_route(handler, move |event| {
-        let sink = Arc::clone(&sink);
-        async move {
-            sink.lock().unwrap().push(event);
-            Ok::<(), String>(())
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/dingtalk/events", listener.local_addr().unwrap());
-    tokio::spawn(
-        async move { axum::serve(listener, axum::Router::new().route("/dingtalk/events", route)).await },
-    );
-    (url, events)
-}
+use support::receivers::{receiver, stream_receiver, Events};
+use support::{AES_KEY, APP_KEY as APP, APP_SECRET as SECRET, PROCESS_CODE as CODE, TOKEN, WAIT};
 
 fn process() -> MockProcess {
     MockProcess::new(
@@ -509,32 +485,6 @@ async fn faults_are_injected_and_the_journal_records_requests() {
         .await
         .unwrap();
     assert_eq!(http_journal.as_array().unwrap().len(), journal.len());
-}
-
-/// Our Stream client connected to the mock, collecting events; abort the task to stop it.
-async fn stream_receiver(mock: &MockDingTalk) -> (Events, tokio::task::JoinHandle<()>) {
-    let seen: Events = Arc::default();
-    let sink = Arc::clone(&seen);
-    let client = StreamClient::builder(APP, SECRET)
-        .api_base(mock.base_url())
-        .build()
-        .unwrap();
-    let task = tokio::spawn(async move {
-        client
-            .run(
-                move |event: Event| {
-                    let sink = Arc::clone(&sink);
-                    async move {
-                        sink.lock().unwrap().push(event);
-                        Ok::<(), String>(())
-                    }
-                },
-                std::future::pending(),
-            )
-            .await
-    });
-    assert!(mock.gateway().wait_for(WAIT, |g| g.connection_count() == 1).await);
-    (seen, task)
 }
 
 /// Starts an instance of `CODE` through the OpenAPI; returns its id.

@@ -14,17 +14,16 @@
 
 pub mod support;
 
-use dingtalk_sdk::callback::{axum::callback_route, CallbackHandler};
 use dingtalk_sdk::event::Event;
 use dingtalk_sdk::mock::gateway::{StreamEntryKind, StreamJournalEntry};
 use dingtalk_sdk::mock::{Channel, MockApp, MockDingTalk, MockEvent, Via};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{crypto, AES_KEY, APP_KEY as APP, APP_SECRET as SECRET, TOKEN, WAIT};
+use support::receivers::receiver;
+use support::{AES_KEY, APP_KEY as APP, APP_SECRET as SECRET, TOKEN, WAIT};
 
 const CORP: &str = "ding9f50b15bd7a8c4e2aa16741";
 /// A short schedule: re-push 200 ms after the first push, then 400 ms after that; dropped
@@ -284,27 +283,6 @@ async fn frames_carry_the_connection_id_and_the_apps_corp_id() {
     assert!(!other.is_empty());
     assert_ne!(other, connection_id, "another connection, another id");
     assert_eq!(frame["headers"]["eventCorpId"], CORP);
-}
-
-type Events = Arc<Mutex<Vec<Event>>>;
-
-/// Our own callback route, playing the integrator's Request URL.
-async fn receiver() -> (String, Events) {
-    let events: Events = Arc::default();
-    let sink = Arc::clone(&events);
-    let route = callback_route(CallbackHandler::builder(crypto()).build(), move |event| {
-        let sink = Arc::clone(&sink);
-        async move {
-            sink.lock().unwrap().push(event);
-            Ok::<(), String>(())
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/dingtalk/events", listener.local_addr().unwrap());
-    tokio::spawn(
-        async move { axum::serve(listener, axum::Router::new().route("/dingtalk/events", route)).await },
-    );
-    (url, events)
 }
 
 #[tokio::test]

@@ -4,6 +4,9 @@
 
 #![expect(clippy::unwrap_used, reason = "a broken fixture should fail the test at once")]
 
+#[cfg(all(feature = "mock", feature = "axum", feature = "stream"))]
+pub mod receivers;
+
 use dingtalk_sdk::crypto::EventCrypto;
 use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
