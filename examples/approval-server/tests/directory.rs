@@ -11,42 +11,27 @@
 )]
 
 use dingtalk_sdk::mock::{MockDepartment, MockDingTalk, MockFaults, MockUser, Notify};
-use sase_approval_server::config::DirectoryConfig;
 use sase_approval_server::{Config, Server};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{credentialed_config, device, mock, start_with, Agent, APP, SECRET};
+use support::{credentialed_config, device, mock, start_with, with_directory, Agent, APP, SECRET};
 
 mod support;
 
 /// The mock's organisation (its default directory).
-const CORP: &str = "dingmockcorp0000000000";
+use dingtalk_sdk::mock::DEFAULT_CORP_ID as CORP;
 
-/// The test configuration plus bob's two devices, a policy on Engineering (department 2,
-/// with Platform, 4, under it) and the directory read from the mock's app every
-/// `sync_every_secs`.
+/// The test configuration plus bob's two devices, following the mock's directory
+/// ([`with_directory`]), read in full every `sync_every_secs`.
 fn config(mock: &MockDingTalk, database: &std::path::Path, sync_every_secs: u64) -> Config {
     let mut config = credentialed_config(mock, database);
     let mut second = device("tok-bob2", "bob", "staff");
     second.device_id = "dev-bob-2".into();
     config.devices.extend([device("tok-bob", "bob", "staff"), second]);
-    let engineering: sase_policy::Policy = serde_json::from_value(json!({
-        "id": "engineering", "name": "Engineering", "priority": 50,
-        "switches": {"anti_uninstall": true},
-        "scope": {"departments": ["2"]},
-        "approval": {"allow_filing": true, "workflow": "wf-dingtalk"},
-        "prompt": {
-            "zh-CN": {"title": "需要审批", "content": "c", "primary_button": "提交", "secondary_button": "取消"},
-            "en-US": {"title": "Approval needed", "content": "c", "primary_button": "File", "secondary_button": "Cancel"},
-        },
-    }))
-    .unwrap();
-    config.policies.as_mut().unwrap().policies.push(engineering);
-    let mut directory = DirectoryConfig::new(APP, SECRET);
-    directory.api_base = Some(mock.base_url());
-    directory.oapi_base = Some(mock.base_url());
-    directory.sync_every_secs = sync_every_secs;
-    config.directory = Some(directory);
+    with_directory(&mut config, mock);
+    if let Some(directory) = config.directory.as_mut() {
+        directory.sync_every_secs = sync_every_secs;
+    }
     config.reload_every_secs = 1;
     config
 }

@@ -12,17 +12,16 @@
 
 use dingtalk_sdk::mock::{MockSignIn, OTHER_CORP_ID};
 use sase_approval::clock::ManualClock;
-use sase_approval_server::config::DirectoryConfig;
 use sase_approval_server::Server;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use support::browser::Browser;
-use support::{credentialed_config, mock, start_on_clock, Agent, APP, SECRET};
+use support::{credentialed_config, mock, start_on_clock, with_directory, Agent, APP};
 
 mod support;
 
-const CORP: &str = "dingmockcorp0000000000";
+use dingtalk_sdk::mock::DEFAULT_CORP_ID as CORP;
 
 /// A browser that does not follow redirects (each hop is looked at).
 fn browser() -> reqwest::Client {
@@ -73,8 +72,8 @@ async fn open(url: &str) -> (u16, String) {
     (page.status().as_u16(), page.text().await.unwrap())
 }
 
-/// The test configuration with a policy on Engineering (department 2) and sign-in for the
-/// mock's organisation, started on `clock`.
+/// The test configuration following the mock's directory, with sign-in
+/// ([`with_directory`]), started on `clock`.
 async fn server(
     mock: &dingtalk_sdk::mock::MockDingTalk,
     dir: &std::path::Path,
@@ -91,25 +90,10 @@ async fn server_with(
     max_waiting: usize,
 ) -> (Server, String) {
     let mut config = credentialed_config(mock, &dir.join("s.sqlite"));
-    let engineering: sase_policy::Policy = serde_json::from_value(json!({
-        "id": "engineering", "name": "Engineering", "priority": 50,
-        "switches": {"anti_uninstall": true},
-        "scope": {"departments": ["2"]},
-        "approval": {"allow_filing": true, "workflow": "wf-dingtalk"},
-        "prompt": {
-            "zh-CN": {"title": "需要审批", "content": "c", "primary_button": "提交", "secondary_button": "取消"},
-            "en-US": {"title": "Approval needed", "content": "c", "primary_button": "File", "secondary_button": "Cancel"},
-        },
-    }))
-    .unwrap();
-    config.policies.as_mut().unwrap().policies.push(engineering);
-    let mut directory = DirectoryConfig::new(APP, SECRET);
-    directory.api_base = Some(mock.base_url());
-    directory.oapi_base = Some(mock.base_url());
-    directory.login_base = Some(mock.base_url());
-    directory.corp_id = Some(CORP.into());
-    directory.max_waiting_sign_ins = max_waiting;
-    config.directory = Some(directory);
+    with_directory(&mut config, mock);
+    if let Some(directory) = config.directory.as_mut() {
+        directory.max_waiting_sign_ins = max_waiting;
+    }
     let server: Server = start_on_clock(mock, config, clock).await;
     let base = format!("http://{}", server.addr);
     (server, base)

@@ -113,6 +113,34 @@ impl Console {
         .await
     }
 
+    /// An enrollment code for dora (a contractor), exchanged for `LAPTOP-DORA`'s token: her
+    /// agent.
+    async fn enroll_dora(&self, server: &Server) -> Agent {
+        let (status, code) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/console/enrollment-codes",
+                Some(json!({"user_id": "dora", "groups": ["contractors"]})),
+            )
+            .await;
+        assert_eq!(status, 201, "{code}");
+        let (status, enrolled) = json(
+            self.http
+                .post(format!("{}/api/agent/enroll", self.base))
+                .json(&json!({"code": code["code"], "device_id": "LAPTOP-DORA"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{enrolled}");
+        let token: &'static str = Box::leak(
+            enrolled["device_token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+                .into_boxed_str(),
+        );
+        Agent::new(server, token)
+    }
+
     fn answers(&self) -> String {
         self.answers.lock().unwrap().join("\n")
     }
@@ -218,30 +246,7 @@ async fn an_admin_sets_up_a_workflow_a_policy_and_a_device_on_a_running_server()
         )
         .await;
     assert_eq!(status, 201, "{policy}");
-    let (status, code) = console
-        .call(
-            reqwest::Method::POST,
-            "/api/console/enrollment-codes",
-            Some(json!({"user_id": "dora", "groups": ["contractors"]})),
-        )
-        .await;
-    assert_eq!(status, 201, "{code}");
-    let (status, enrolled) = json(
-        console
-            .http
-            .post(format!("{}/api/agent/enroll", console.base))
-            .json(&json!({"code": code["code"], "device_id": "LAPTOP-DORA"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{enrolled}");
-    let token: &'static str = Box::leak(
-        enrolled["device_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-            .into_boxed_str(),
-    );
-    let dora = Agent::new(&server, token);
+    let dora = console.enroll_dora(&server).await;
 
     // 5. Dora files: the instance is on the second app's form, the reason in its field.
     assert_eq!(dora.check().await["effect"], "require_approval");
@@ -1069,29 +1074,7 @@ async fn a_workflow_maps_a_second_form_for_logoff_requests() {
         )
         .await;
     assert_eq!(status, 201, "{answer}");
-    let (_, code) = console
-        .call(
-            reqwest::Method::POST,
-            "/api/console/enrollment-codes",
-            Some(json!({"user_id": "dora", "groups": ["contractors"]})),
-        )
-        .await;
-    let (status, enrolled) = json(
-        console
-            .http
-            .post(format!("{}/api/agent/enroll", console.base))
-            .json(&json!({"code": code["code"], "device_id": "LAPTOP-DORA"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{enrolled}");
-    let token: &'static str = Box::leak(
-        enrolled["device_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-            .into_boxed_str(),
-    );
-    let dora = Agent::new(&server, token);
+    let dora = console.enroll_dora(&server).await;
     let (status, logoff) = dora
         .post(
             "/api/agent/requests",

@@ -17,7 +17,7 @@
 use dingtalk_sdk::mock::{MockApp, MockDingTalk, MockDingTalkBuilder, MockFormField, MockProcess};
 use reqwest::Method;
 use sase_approval::clock::{Clock, SystemClock};
-use sase_approval_server::config::{Config, DeviceConfig, DingTalkConfig, WorkflowConfig};
+use sase_approval_server::config::{Config, DeviceConfig, DingTalkConfig, DirectoryConfig, WorkflowConfig};
 use sase_approval_server::{self as server, Server};
 use sase_policy::{GrantVerifier, PolicyDocument, SignedGrant};
 use serde_json::{json, Value};
@@ -164,6 +164,30 @@ pub(crate) fn credentialed_config(mock: &MockDingTalk, database: &std::path::Pat
         device("tok-kiosk", "kiosk1", "kiosk"),
     ];
     config
+}
+
+/// `config` (a [`credentialed_config`]) following the mock's directory through the test app
+/// (sign-in too, for the mock's organisation), with a policy protecting Engineering
+/// (department 2, with Platform, 4, under it).
+pub(crate) fn with_directory(config: &mut Config, mock: &MockDingTalk) {
+    let engineering: sase_policy::Policy = serde_json::from_value(json!({
+        "id": "engineering", "name": "Engineering", "priority": 50,
+        "switches": {"anti_uninstall": true},
+        "scope": {"departments": ["2"]},
+        "approval": {"allow_filing": true, "workflow": WORKFLOW},
+        "prompt": {
+            "zh-CN": {"title": "需要审批", "content": "c", "primary_button": "提交", "secondary_button": "取消"},
+            "en-US": {"title": "Approval needed", "content": "c", "primary_button": "File", "secondary_button": "Cancel"},
+        },
+    }))
+    .unwrap();
+    config.policies.as_mut().unwrap().policies.push(engineering);
+    let mut directory = DirectoryConfig::new(APP, SECRET);
+    directory.api_base = Some(mock.base_url());
+    directory.oapi_base = Some(mock.base_url());
+    directory.login_base = Some(mock.base_url());
+    directory.corp_id = Some(dingtalk_sdk::mock::DEFAULT_CORP_ID.into());
+    config.directory = Some(directory);
 }
 
 /// Starts `config` (a [`credentialed_config`]) and saves its Request URL on the mock.
