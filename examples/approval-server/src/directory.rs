@@ -264,12 +264,12 @@ impl Directory {
             }
             next
         };
+        // Who the read would take for leavers: known before it began, and not in it.
         let before = self.snapshot();
-        let preview = merged(&before);
         let leaving = before
             .users
-            .keys()
-            .filter(|u| !preview.users.contains_key(*u))
+            .iter()
+            .filter(|(user, m)| m.changed_at_ms < started && !users.contains_key(*user))
             .count();
         if before.users.len() >= 4 && leaving * 2 > before.users.len() {
             return Err(DirectoryError::Implausible {
@@ -307,17 +307,24 @@ impl Directory {
     /// directory's (`false`).
     pub(crate) async fn on_event(&self, event: &Event) -> Result<bool, DirectoryError> {
         match event {
-            Event::UserChange(change) if self.client().is_some() => self.users_changed(change).await?,
-            Event::DeptChange(change) if self.client().is_some() => self.departments_changed(change).await?,
+            Event::UserChange(change) => match self.client() {
+                Some(client) => self.users_changed(client, change).await?,
+                None => return Ok(false),
+            },
+            Event::DeptChange(change) => match self.client() {
+                Some(client) => self.departments_changed(client, change).await?,
+                None => return Ok(false),
+            },
             _ => return Ok(false),
         }
         Ok(true)
     }
 
-    async fn users_changed(&self, change: &UserChange) -> Result<(), DirectoryError> {
-        let Some(client) = self.client() else {
-            return Ok(());
-        };
+    async fn users_changed(
+        &self,
+        client: &DingTalkClient,
+        change: &UserChange,
+    ) -> Result<(), DirectoryError> {
         for user in &change.user_ids {
             let read = if change.change == UserChangeType::Leave {
                 None
@@ -336,7 +343,7 @@ impl Directory {
                     let read = member(read, now);
                     // A department created just now (its event may come later): read it and
                     // those above it, so the user's scope is whole at once.
-                    let unknown = self.unknown_departments(&read.departments).await?;
+                    let unknown = self.unknown_departments(client, &read.departments).await?;
                     self.update(|s| {
                         s.users.insert(id.clone(), read.clone());
                         s.removed.remove(&id);
@@ -361,10 +368,11 @@ impl Directory {
     }
 
     /// `departments` the directory does not know, and those above them, read from DingTalk.
-    async fn unknown_departments(&self, departments: &[i64]) -> Result<Vec<(i64, Dept)>, DirectoryError> {
-        let Some(client) = self.client() else {
-            return Ok(Vec::new());
-        };
+    async fn unknown_departments(
+        &self,
+        client: &DingTalkClient,
+        departments: &[i64],
+    ) -> Result<Vec<(i64, Dept)>, DirectoryError> {
         let known = self.snapshot();
         let mut read: Vec<(i64, Dept)> = Vec::new();
         let mut queue: Vec<i64> = departments.to_vec();
@@ -380,10 +388,11 @@ impl Directory {
         Ok(read)
     }
 
-    async fn departments_changed(&self, change: &DeptChange) -> Result<(), DirectoryError> {
-        let Some(client) = self.client() else {
-            return Ok(());
-        };
+    async fn departments_changed(
+        &self,
+        client: &DingTalkClient,
+        change: &DeptChange,
+    ) -> Result<(), DirectoryError> {
         for &dept in &change.dept_ids {
             let read = if change.change == DeptChangeType::Remove {
                 None
