@@ -127,13 +127,14 @@ impl Console {
         let (status, enrolled) = json(
             self.http
                 .post(format!("{}/api/agent/enroll", self.base))
-                .json(&json!({"code": code["code"], "device_id": "LAPTOP-DORA"})),
+                .json(&json!({"code": code.get("code"), "device_id": "LAPTOP-DORA"})),
         )
         .await;
         assert_eq!(status, 201, "{enrolled}");
         let token: &'static str = Box::leak(
-            enrolled["device_token"]
-                .as_str()
+            enrolled
+                .get("device_token")
+                .and_then(Value::as_str)
                 .unwrap()
                 .to_owned()
                 .into_boxed_str(),
