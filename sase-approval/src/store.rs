@@ -286,8 +286,14 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
     /// Adds `delta` to the counter `key` (0 when it does not exist) unless that would take it
     /// over `limit` (`None`: no limit), in one atomic step among every server sharing the
     /// store; a `delta` of 0 reads it. The DingTalk call budget of an app is counted here, so
-    /// its monthly limit holds across replicas.
+    /// its monthly limit holds across replicas. A read writes nothing (a missing counter
+    /// stays missing), so reading counters keyed by untrusted input cannot grow the store.
     async fn add_to_counter(&self, key: &str, delta: u64, limit: Option<u64>) -> Result<Counted>;
+
+    /// Deletes the counters whose keys are in `from..to` (bytewise, `from` included, `to`
+    /// not); returns how many. Counters keyed by a time window end this way once their
+    /// window is over.
+    async fn remove_counters(&self, from: &str, to: &str) -> Result<u64>;
 
     /// Writes `document` if the stored one is at `document.version` (0: there is none yet);
     /// returns the version written (`document.version + 1`). Its `updated_at_ms` is kept.

@@ -82,6 +82,10 @@ impl ApprovalStore for CrashBeforeLinking {
         self.0.add_to_counter(key, delta, limit).await
     }
 
+    async fn remove_counters(&self, from: &str, to: &str) -> sase_approval::Result<u64> {
+        self.0.remove_counters(from, to).await
+    }
+
     async fn put_document(&self, document: &sase_approval::store::Document) -> sase_approval::Result<u64> {
         self.0.put_document(document).await
     }

@@ -135,6 +135,51 @@ async fn shared_values_and_leases(store: &dyn ApprovalStore) {
         1,
         "counters are independent"
     );
+
+    // Reads write nothing: a missing counter read (with or without a limit) stays missing,
+    // so counters keyed by what an unauthenticated caller sends cannot grow the store.
+    for key in ["login/a", "login/b"] {
+        assert_eq!(store.add_to_counter(key, 0, None).await.unwrap().value, 0);
+        assert_eq!(store.add_to_counter(key, 0, Some(0)).await.unwrap().value, 0);
+    }
+    assert_eq!(
+        store.remove_counters("login/", "login0").await.unwrap(),
+        0,
+        "reading counters created none"
+    );
+    // `W/02/x` sorts inside the range by a language's collation (PostgreSQL's en-US), not
+    // bytewise.
+    for key in ["w/01/x", "w/01/y", "w/02/x", "w/03/x", "w0", "v/01/x", "W/02/x"] {
+        store.add_to_counter(key, 1, None).await.unwrap();
+    }
+    assert_eq!(
+        store.remove_counters("w/", "w/03/").await.unwrap(),
+        3,
+        "the range's counters, its end excluded"
+    );
+    for (key, value) in [
+        ("w/01/x", 0),
+        ("w/02/x", 0),
+        ("w/03/x", 1),
+        ("w0", 1),
+        ("v/01/x", 1),
+        ("W/02/x", 1),
+    ] {
+        assert_eq!(
+            store.add_to_counter(key, 0, None).await.unwrap().value,
+            value,
+            "{key}"
+        );
+    }
+    assert_eq!(
+        store
+            .add_to_counter("calls/2026-12", 0, None)
+            .await
+            .unwrap()
+            .value,
+        8,
+        "other counters are kept"
+    );
 }
 
 /// The store's requests by state, sorted by state name.

@@ -104,6 +104,7 @@ pub(crate) struct Parts {
     pub(crate) workflows: Workflows,
     pub(crate) admins: Admins,
     pub(crate) audit: AuditLog,
+    pub(crate) logins: LoginThrottle,
 }
 
 impl AppState {
@@ -119,8 +120,7 @@ impl AppState {
             grant_keys: parts.grant_keys.into(),
             filings: FilingLimit::new(parts.filings_per_hour),
             workflows: parts.workflows,
-            // Counted where the audit chain is, on its clock.
-            logins: LoginThrottle::new(Arc::clone(audit.store()), Arc::clone(audit.clock())),
+            logins: parts.logins,
             admins: parts.admins,
             audit,
             secure_cookies: false,

@@ -407,6 +407,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
     } else {
         None
     };
+    let logins = login_throttle::LoginThrottle::new(Arc::clone(&store), Arc::clone(&clock));
     let state = api::AppState::new(api::Parts {
         engine: Arc::clone(&engine),
         policies: policies.clone(),
@@ -419,6 +420,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         workflows: workflows.clone(),
         admins: admins.clone(),
         audit: audit_log::AuditLog::new(Arc::clone(&store), Arc::clone(&clock), config.audit_log_lines),
+        logins: logins.clone(),
     })
     .with_secure_cookies(scheme == "https")
     .with_metrics(Arc::clone(&metrics), store, config.metrics_token.clone());
@@ -441,7 +443,7 @@ pub async fn start_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<S
         start_reconciler(
             Arc::clone(&engine),
             workflows,
-            admins,
+            Housekeeping { admins, logins },
             metrics,
             config.reconcile_every(),
             config.reconciler_lease(),
@@ -628,17 +630,41 @@ fn serve(
     })
 }
 
+/// What the reconciliation lease holder also deletes on each pass.
+struct Housekeeping {
+    /// Its admin sessions that expired unseen.
+    admins: admins::Admins,
+    /// Its failed-login counts of windows that are over.
+    logins: login_throttle::LoginThrottle,
+}
+
+impl Housekeeping {
+    async fn run(&self) {
+        match self.admins.prune_sessions().await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "expired admin sessions deleted"),
+            Err(e) => tracing::warn!(error = %e, "cannot delete expired admin sessions"),
+        }
+        match self.logins.prune().await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "past windows' failed-login counts deleted"),
+            Err(e) => tracing::warn!(error = %e, "cannot delete past failed-login counts"),
+        }
+    }
+}
+
 /// How often each DingTalk app's calls this month are logged (when they changed).
 const USAGE_LOG_EVERY: Duration = Duration::from_secs(3600);
 
 /// Reconciles every `every` (instances whose events never came) and deletes the admin
-/// sessions that expired unseen (while this replica holds the lease) until `shutdown`, and logs
+/// sessions that expired unseen and the failed-login counts of windows that are over (while
+/// this replica holds the lease) until `shutdown`, and logs
 /// each DingTalk app's calls this month once an hour when they changed. `metrics` counts the
 /// passes and shows whether this replica holds the lease.
 fn start_reconciler(
     engine: Arc<Engine>,
     workflows: workflows::Workflows,
-    admins: admins::Admins,
+    housekeeping: Housekeeping,
     metrics: Arc<metrics::Metrics>,
     every: Duration,
     lease: Duration,
@@ -693,12 +719,7 @@ fn start_reconciler(
             if !holding {
                 continue;
             }
-            // The lease holder also sweeps the sessions that expired unseen.
-            match admins.prune_sessions().await {
-                Ok(0) => {}
-                Ok(pruned) => tracing::info!(pruned, "expired admin sessions deleted"),
-                Err(e) => tracing::warn!(error = %e, "cannot delete expired admin sessions"),
-            }
+            housekeeping.run().await;
             // A pass in progress finishes: it records what it found before the server stops.
             let pass = engine.reconcile(every).await;
             metrics.reconciled(pass.as_ref().ok().map(|r| r.changed));

@@ -294,6 +294,11 @@ impl ApprovalStore for MemoryStore {
 
     async fn add_to_counter(&self, key: &str, delta: u64, limit: Option<u64>) -> Result<Counted> {
         let mut shared = unpoison(&self.shared);
+        if delta == 0 {
+            let value = shared.counters.get(key).copied().unwrap_or(0);
+            let added = limit.is_none_or(|limit| value <= limit);
+            return Ok(Counted { value, added });
+        }
         let value = shared.counters.entry(key.to_owned()).or_default();
         let after = value.saturating_add(delta);
         let added = limit.is_none_or(|limit| after <= limit);
@@ -301,6 +306,15 @@ impl ApprovalStore for MemoryStore {
             *value = after;
         }
         Ok(Counted { value: *value, added })
+    }
+
+    async fn remove_counters(&self, from: &str, to: &str) -> Result<u64> {
+        let mut shared = unpoison(&self.shared);
+        let before = shared.counters.len();
+        shared
+            .counters
+            .retain(|key, _| !(from..to).contains(&key.as_str()));
+        Ok((before - shared.counters.len()) as u64)
     }
 
     async fn put_document(&self, document: &Document) -> Result<u64> {

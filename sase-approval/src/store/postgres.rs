@@ -426,6 +426,16 @@ impl PostgresStore {
             .map_err(store_err)?;
         row.as_ref().map(Self::decode).transpose()
     }
+
+    /// The counter `key`'s value, 0 when there is none; read without writing.
+    async fn counter(&self, key: &str) -> Result<u64> {
+        let value: Option<i64> = sqlx::query_scalar("SELECT value FROM counters WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_err)?;
+        stored_counter(key, value.unwrap_or(0))
+    }
 }
 
 /// The key an open request holds: its requester, device and action, as a JSON array (as the
@@ -691,6 +701,13 @@ impl ApprovalStore for PostgresStore {
     }
 
     async fn add_to_counter(&self, key: &str, delta: u64, limit: Option<u64>) -> Result<Counted> {
+        if delta == 0 {
+            let value = self.counter(key).await?;
+            return Ok(Counted {
+                value,
+                added: limit.is_none_or(|limit| value <= limit),
+            });
+        }
         // One statement adds within the limit (no row when it would pass it); then a read.
         let added: Option<i64> = sqlx::query_scalar(
             "INSERT INTO counters (key, value) SELECT $1, $2::BIGINT WHERE $3::BIGINT IS NULL OR $2 <= $3
@@ -710,15 +727,22 @@ impl ApprovalStore for PostgresStore {
                 added: true,
             });
         }
-        let value: Option<i64> = sqlx::query_scalar("SELECT value FROM counters WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_err)?;
         Ok(Counted {
-            value: stored_counter(key, value.unwrap_or(0))?,
+            value: self.counter(key).await?,
             added: false,
         })
+    }
+
+    async fn remove_counters(&self, from: &str, to: &str) -> Result<u64> {
+        // Bytewise, as the other stores compare (the column has the database's collation).
+        let removed =
+            sqlx::query(r#"DELETE FROM counters WHERE key COLLATE "C" >= $1 AND key COLLATE "C" < $2"#)
+                .bind(from)
+                .bind(to)
+                .execute(&self.pool)
+                .await
+                .map_err(store_err)?;
+        Ok(removed.rows_affected())
     }
 
     async fn put_document(&self, document: &Document) -> Result<u64> {

@@ -247,6 +247,16 @@ impl SqliteStore {
             .map_err(store_err)?;
         row.as_ref().map(Self::decode).transpose()
     }
+
+    /// The counter `key`'s value, 0 when there is none; read without writing.
+    async fn counter(&self, key: &str) -> Result<u64> {
+        let value: Option<i64> = sqlx::query_scalar("SELECT value FROM counters WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(store_err)?;
+        stored_counter(key, value.unwrap_or(0))
+    }
 }
 
 /// Writes `request` over its stored copy if that is still at `request.version`; `false` if
@@ -499,6 +509,13 @@ impl ApprovalStore for SqliteStore {
     }
 
     async fn add_to_counter(&self, key: &str, delta: u64, limit: Option<u64>) -> Result<Counted> {
+        if delta == 0 {
+            let value = self.counter(key).await?;
+            return Ok(Counted {
+                value,
+                added: limit.is_none_or(|limit| value <= limit),
+            });
+        }
         // One statement adds within the limit (no row when it would pass it); then a read.
         let added: Option<i64> = sqlx::query_scalar(
             "INSERT INTO counters (key, value) SELECT ?1, ?2 WHERE ?3 IS NULL OR ?2 <= ?3
@@ -518,15 +535,20 @@ impl ApprovalStore for SqliteStore {
                 added: true,
             });
         }
-        let value: Option<i64> = sqlx::query_scalar("SELECT value FROM counters WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(store_err)?;
         Ok(Counted {
-            value: stored_counter(key, value.unwrap_or(0))?,
+            value: self.counter(key).await?,
             added: false,
         })
+    }
+
+    async fn remove_counters(&self, from: &str, to: &str) -> Result<u64> {
+        let removed = sqlx::query("DELETE FROM counters WHERE key >= ?1 AND key < ?2")
+            .bind(from)
+            .bind(to)
+            .execute(&self.writer)
+            .await
+            .map_err(store_err)?;
+        Ok(removed.rows_affected())
     }
 
     async fn put_document(&self, document: &Document) -> Result<u64> {

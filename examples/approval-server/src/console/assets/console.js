@@ -1,7 +1,8 @@
 // The SASE approval console's script: forms send JSON to the console API (with the session's
 // CSRF token) and then redraw the page, go to another, or show a field of the answer; a page
 // can follow a resource and refresh itself when it changes; the logout button ends the
-// session. Hand-written, no dependencies; pages carry no inline script.
+// session; a page's own script calls the API through `window.saseConsole.call`. Hand-written,
+// no dependencies; pages carry no inline script.
 "use strict";
 
 (function () {
@@ -25,6 +26,8 @@
     }
     return { ok: response.ok, status: response.status, answer };
   }
+  // A page's own script (loaded after this one, both deferred) calls the API through it.
+  window.saseConsole = Object.freeze({ call });
 
   // A field's value by its data-type: number, bool (a checkbox), lines (one item a line),
   // json, or text (empty text is left out).

@@ -15,26 +15,8 @@
   const previewBody = document.getElementById("change-preview-body");
   const confirmDelete = document.getElementById("confirm-delete");
 
-  const csrf = () => {
-    const meta = document.querySelector('meta[name="csrf-token"]');
-    return meta ? meta.content : "";
-  };
-
-  async function call(method, url, body) {
-    const headers = { "X-CSRF-Token": csrf() };
-    const init = { method, headers, credentials: "same-origin" };
-    if (body !== undefined) {
-      headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    const response = await fetch(url, init);
-    let answer = null;
-    const text = await response.text();
-    if (text) {
-      try { answer = JSON.parse(text); } catch (_) { answer = { message: text }; }
-    }
-    return { ok: response.ok, status: response.status, answer };
-  }
+  // The API call with the session's CSRF token, as every console page makes it (console.js).
+  const call = window.saseConsole.call;
 
   const field = (name) => {
     const f = form.elements.namedItem(name);
