@@ -292,7 +292,7 @@ pub(crate) fn router(state: AppState) -> Router {
         // Where DingTalk sends the browser back after signing in: an HTML page.
         .route(
             crate::sign_in::REDIRECT_PATH,
-            axum::routing::get(sign_in::redirected),
+            axum::routing::get(sign_in::redirected).post(sign_in::confirmed),
         )
         // The web console's HTML pages: for browsers, not part of the JSON API's document.
         .merge(crate::console::routes())

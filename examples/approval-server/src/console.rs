@@ -67,9 +67,14 @@ fn html_page(status: StatusCode, markup: Markup) -> Response {
     response
 }
 
+/// A page outside the console (no sign-in), as the sign-in redirect shows.
+pub(crate) fn notice_page(status: StatusCode, title: &str, content: Markup) -> Response {
+    html_page(status, layout::notice(title, content))
+}
+
 /// A page with one message, outside the console (no sign-in): what the sign-in redirect shows.
 pub(crate) fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
-    html_page(status, layout::notice(title, html! { p.message { (message) } }))
+    notice_page(status, title, html! { p.message { (message) } })
 }
 
 /// The signed-in admin looking at `uri`, or the answer to give instead: the login page for

@@ -2,12 +2,18 @@
 //! URL (a QR code on the phone, or the browser); DingTalk sends the browser back to our
 //! redirect URI with a code; we exchange it once, learn who signed in (`users/me`, then the
 //! organisation's user id and departments), check they belong to the configured
-//! organisation, and the waiting agent collects its device token.
+//! organisation, and ask them to confirm the device by its name; then the waiting agent
+//! collects its device token.
+//!
+//! The confirmation is what keeps a sign-in link from enrolling someone else's device: anyone
+//! can start an attempt and send its link to an employee; signed in, the employee sees which
+//! device would become theirs and enrolls it only if they started it (the device
+//! authorization grant's remote-phishing advice, RFC 8628 section 5.4).
 //!
 //! An attempt is one document (kind `sign_in`) whose id is the hash of the agent's secret and
-//! whose lookup is the hash of the `state` given to DingTalk: the state is single-use (taken
-//! off before the code is exchanged) and expires; the device token is made only when the
-//! agent collects it, so nothing secret is stored.
+//! whose lookup is the hash of the `state` given to DingTalk, then of the confirmation's
+//! secret: each is single-use (taken off before it is acted on) and expires with the attempt;
+//! the device token is made only when the agent collects it, so nothing secret is stored.
 
 use crate::devices::{self, Device, Devices, Owner};
 use crate::directory::Directory;
@@ -30,6 +36,13 @@ pub(crate) const REDIRECT_PATH: &str = "/dingtalk/sign-in";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 enum Outcome {
+    /// Signed in; the employee has not confirmed the device yet.
+    Confirming {
+        user_id: String,
+        name: String,
+        departments: Vec<String>,
+    },
+    /// Signed in and the device confirmed.
     SignedIn {
         user_id: String,
         name: String,
@@ -60,6 +73,24 @@ pub(crate) struct Started {
     pub(crate) expires_at_ms: i64,
 }
 
+/// Signed in: who, and the device to confirm with the secret of the confirmation form.
+#[derive(Debug)]
+pub(crate) struct ToConfirm {
+    pub(crate) user_id: String,
+    pub(crate) name: String,
+    pub(crate) device_id: String,
+    /// The confirmation's secret, single-use, carried by the confirmation form.
+    pub(crate) confirm: String,
+}
+
+/// A device enrolled as its employee's once the agent collects it.
+#[derive(Debug)]
+pub(crate) struct Confirmed {
+    pub(crate) user_id: String,
+    pub(crate) name: String,
+    pub(crate) device_id: String,
+}
+
 /// Why a sign-in is refused, in words the person at the browser (and the agent) can act on.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SignInError {
@@ -83,6 +114,9 @@ pub(crate) enum SignInError {
     /// The organisation's directory has no such user.
     #[error("your DingTalk account is not in the organisation's directory")]
     NotInDirectory,
+    /// The employee signed in but did not enroll the device.
+    #[error("the device was not enrolled: the employee who signed in did not confirm it")]
+    NotConfirmed,
     /// DingTalk failed.
     #[error("DingTalk could not be asked: {0}")]
     DingTalk(dingtalk_sdk::Error),
@@ -94,7 +128,7 @@ pub(crate) enum SignInError {
 /// What collecting an attempt answers.
 #[derive(Debug)]
 pub(crate) enum Collected {
-    /// Not signed in yet.
+    /// Not signed in, or the device not confirmed, yet.
     Waiting,
     /// Enrolled: the device token (shown this once) and the device.
     Enrolled(String, Device),
@@ -216,8 +250,9 @@ impl SignIn {
 
     /// DingTalk sent the browser back with `query` (`authCode`, `state`): the attempt's state
     /// is taken off (single use), the code exchanged, the user found in the organisation; the
-    /// attempt records who signed in, or why not. The signed-in user's name and id.
-    pub(crate) async fn redirected(&self, query: &str) -> Result<(String, String), SignInError> {
+    /// attempt records who signed in (to be confirmed, [`confirmed`](Self::confirmed)), or
+    /// why not.
+    pub(crate) async fn redirected(&self, query: &str) -> Result<ToConfirm, SignInError> {
         // The attempt first, by its state: a redirect without a code (the employee declined)
         // still tells its waiting agent at once.
         let state = form_urlencoded::parse(query.trim_start_matches('?').as_bytes())
@@ -244,8 +279,9 @@ impl SignIn {
             Ok(_) if self.0.clock.now_ms() >= attempt.expires_at_ms => Err(SignInError::Expired),
             Ok(code) => self.who(&code).await,
         };
+        let confirm = devices::secret();
         attempt.outcome = Some(match &outcome {
-            Ok((user_id, name, departments)) => Outcome::SignedIn {
+            Ok((user_id, name, departments)) => Outcome::Confirming {
                 user_id: user_id.clone(),
                 name: name.clone(),
                 departments: departments.clone(),
@@ -254,16 +290,81 @@ impl SignIn {
                 reason: e.to_string(),
             },
         });
-        let recorded =
+        let mut recorded =
             Document::new(KIND, &document.id, version, devices::body(&attempt)?).at(self.0.clock.now_ms());
+        if outcome.is_ok() {
+            recorded = recorded.lookup(devices::hash(&confirm));
+        }
         self.0.store.put_document(&recorded).await?;
         match outcome {
             Ok((user_id, name, _)) => {
                 tracing::info!(user = %user_id, device = %attempt.device_id, "signed in with DingTalk");
-                Ok((name, user_id))
+                Ok(ToConfirm {
+                    user_id,
+                    name,
+                    device_id: attempt.device_id,
+                    confirm,
+                })
             }
             Err(e) => {
                 tracing::warn!(device = %attempt.device_id, reason = %e, "DingTalk sign-in refused");
+                Err(e)
+            }
+        }
+    }
+
+    /// The employee who signed in answered the confirmation form (secret `confirm`): `enroll`
+    /// the device as theirs, or not. Single-use; the agent then collects its token, or learns
+    /// it was refused.
+    pub(crate) async fn confirmed(&self, confirm: &str, enroll: bool) -> Result<Confirmed, SignInError> {
+        let Some(document) = self.0.store.find_document(KIND, &devices::hash(confirm)).await? else {
+            return Err(SignInError::UnknownState);
+        };
+        let mut attempt: Attempt = devices::decode(&document)?;
+        let Some(Outcome::Confirming {
+            user_id,
+            name,
+            departments,
+        }) = attempt.outcome.take()
+        else {
+            return Err(SignInError::UnknownState);
+        };
+        let outcome = if !enroll {
+            Err(SignInError::NotConfirmed)
+        } else if self.0.clock.now_ms() >= attempt.expires_at_ms {
+            Err(SignInError::Expired)
+        } else {
+            Ok(())
+        };
+        attempt.outcome = Some(match &outcome {
+            Ok(()) => Outcome::SignedIn {
+                user_id: user_id.clone(),
+                name: name.clone(),
+                departments,
+            },
+            Err(e) => Outcome::Refused {
+                reason: e.to_string(),
+            },
+        });
+        // Without the lookup: the form cannot be sent twice.
+        let recorded = Document::new(KIND, &document.id, document.version, devices::body(&attempt)?)
+            .at(self.0.clock.now_ms());
+        match self.0.store.put_document(&recorded).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict { .. }) => return Err(SignInError::UnknownState),
+            Err(e) => return Err(e.into()),
+        }
+        match outcome {
+            Ok(()) => {
+                tracing::info!(user = %user_id, device = %attempt.device_id, "device confirmed after DingTalk sign-in");
+                Ok(Confirmed {
+                    user_id,
+                    name,
+                    device_id: attempt.device_id,
+                })
+            }
+            Err(e) => {
+                tracing::warn!(device = %attempt.device_id, reason = %e, "DingTalk sign-in not confirmed");
                 Err(e)
             }
         }
@@ -325,8 +426,10 @@ impl SignIn {
         };
         let record: Attempt = devices::decode(&document)?;
         match record.outcome {
-            None if self.0.clock.now_ms() >= record.expires_at_ms => Ok(Collected::Unknown),
-            None => Ok(Collected::Waiting),
+            None | Some(Outcome::Confirming { .. }) if self.0.clock.now_ms() >= record.expires_at_ms => {
+                Ok(Collected::Unknown)
+            }
+            None | Some(Outcome::Confirming { .. }) => Ok(Collected::Waiting),
             Some(Outcome::Refused { reason }) => Ok(Collected::Refused(reason)),
             Some(Outcome::SignedIn {
                 user_id, departments, ..

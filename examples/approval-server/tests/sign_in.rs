@@ -1,8 +1,9 @@
 //! Enrollment by signing in with DingTalk, over real HTTP on 127.0.0.1 against the mock
 //! DingTalk's sign-in page: the agent starts, the employee signs in, DingTalk sends the
-//! browser back, the agent collects its device token, and the device's policy follows the
-//! user's departments. Refused with a clear message: a replayed redirect, a replayed code, a
-//! sign-in of another organisation's account, a stale state.
+//! browser back, the employee confirms the device by its name, the agent collects its device
+//! token, and the device's policy follows the user's departments. Refused with a clear
+//! message: a replayed redirect, a replayed code or confirmation, a device the employee did
+//! not confirm, a sign-in of another organisation's account, a stale state.
 
 #![expect(
     clippy::unwrap_used,
@@ -70,6 +71,23 @@ impl Enrolling {
 async fn open(url: &str) -> (u16, String) {
     let page = browser().get(url).send().await.unwrap();
     (page.status().as_u16(), page.text().await.unwrap())
+}
+
+/// Answers the confirmation form on our page `page` (after the sign-in) with `decision`
+/// (`enroll` or `cancel`), as the browser posts it: the answer's status and text.
+async fn confirm(base: &str, page: &str, decision: &str) -> (u16, String) {
+    let secret = page
+        .split("name=\"confirm\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    let answer = browser()
+        .post(format!("{base}/dingtalk/sign-in"))
+        .form(&[("confirm", secret), ("decision", decision)])
+        .send()
+        .await
+        .unwrap();
+    (answer.status().as_u16(), answer.text().await.unwrap())
 }
 
 /// The test configuration following the mock's directory, with sign-in
@@ -146,9 +164,30 @@ async fn an_employee_enrolls_a_device_by_signing_in_with_dingtalk() {
     assert_eq!(consent.status(), 303);
     let back = consent.headers()["location"].to_str().unwrap().to_owned();
     assert!(back.starts_with(&format!("{base}/dingtalk/sign-in?")), "{back}");
-    let (status, text) = open(&back).await;
+    let (status, page) = open(&back).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Signed in as Alice (alice). Enroll the device <strong>LAPTOP-NEW</strong> as yours?"),
+        "{page}"
+    );
+    // Signed in is not enrolled: the employee confirms the device by its name first (else a
+    // link sent to them would enroll the sender's device as theirs).
+    assert_eq!(
+        agent.collect(&attempt).await.0,
+        202,
+        "waiting for the confirmation"
+    );
+    let (status, text) = confirm(&base, &page, "enroll").await;
     assert_eq!(status, 200, "{text}");
-    assert!(text.contains("Signed in as Alice (alice)"), "{text}");
+    assert!(
+        text.contains("The device LAPTOP-NEW is enrolled as Alice&#39;s (alice)")
+            || text.contains("The device LAPTOP-NEW is enrolled as Alice's (alice)"),
+        "{text}"
+    );
+    // The form once only.
+    let (status, text) = confirm(&base, &page, "enroll").await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("not valid or was used already"), "{text}");
 
     // The agent collects its token (once) and the grant keys.
     let (status, enrolled) = agent.collect(&attempt).await;
@@ -198,6 +237,42 @@ async fn an_employee_enrolls_a_device_by_signing_in_with_dingtalk() {
         (403, &json!("sign_in_refused")),
         "{refused}"
     );
+
+    // Bob signs in with a link someone else started, sees a device that is not his, and
+    // cancels: nothing is enrolled, the waiting agent is told so.
+    let (attempt, _, state) = agent.start("EVE-PC").await;
+    let issued = mock
+        .sign_in_code(MockSignIn::new(APP, "bob", format!("{base}/dingtalk/sign-in")).state(state))
+        .unwrap();
+    let (status, page) = open(&issued.location).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<strong>EVE-PC</strong>"), "{page}");
+    let (status, text) = confirm(&base, &page, "cancel").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("The device was not enrolled"), "{text}");
+    let (status, refused) = agent.collect(&attempt).await;
+    assert_eq!(
+        (status, &refused["error"]),
+        (403, &json!("sign_in_refused")),
+        "{refused}"
+    );
+    assert_eq!(
+        confirm(&base, &page, "enroll").await.0,
+        403,
+        "and cannot be confirmed after"
+    );
+
+    // A confirmation after the attempt's ten minutes: refused as expired.
+    let (attempt, _, state) = agent.start("LAPTOP-SLOW").await;
+    let issued = mock
+        .sign_in_code(MockSignIn::new(APP, "bob", format!("{base}/dingtalk/sign-in")).state(state))
+        .unwrap();
+    let (_, page) = open(&issued.location).await;
+    clock.advance(Duration::from_secs(11 * 60));
+    let (status, text) = confirm(&base, &page, "enroll").await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("expired"), "{text}");
+    assert_eq!(agent.collect(&attempt).await.0, 403, "refused: expired");
 
     // Mallory, of another organisation, signs in: refused, saying so.
     let (attempt, _, state) = agent.start("LAPTOP-MALLORY").await;
@@ -271,7 +346,19 @@ async fn an_employee_signs_in_in_the_browser() {
     browser.wait_for_path("/dingtalk/sign-in").await;
     browser.wait_for_text("main", "Signed in as Alice (alice)").await;
     browser.assert_no_errors("sign-in").await;
+    browser.assert_labelled("sign-in").await;
     browser.shot("sign-in").await;
+    assert_eq!(
+        agent.collect(&attempt).await.0,
+        202,
+        "not before the confirmation"
+    );
+    browser.find("#enroll").await.click().await.unwrap();
+    browser
+        .wait_for_text("main", "The device LAPTOP-BROWSER is enrolled")
+        .await;
+    browser.assert_no_errors("sign-in confirmed").await;
+    browser.shot("sign-in-enrolled").await;
     let (status, enrolled) = agent.collect(&attempt).await;
     assert_eq!(
         (status, &enrolled["user_id"]),
@@ -349,8 +436,9 @@ async fn the_demo_enrolls_a_device_by_sign_in_with_the_agent_simulator() {
         .await
         .unwrap();
     let back = consent.headers()["location"].to_str().unwrap().to_owned();
-    let (status, text) = open(&back).await;
-    assert_eq!(status, 200, "{text}");
+    let (status, page) = open(&back).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(confirm(&base, &page, "enroll").await.0, 200);
 
     let said = next_until("Filed request ").await;
     assert!(said.contains("Enrolled device LAPTOP-2 of user alice"), "{said}");

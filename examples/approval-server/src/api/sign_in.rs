@@ -3,11 +3,13 @@
 
 use super::devices::{check_name, enrolled, EnrolledDevice};
 use super::{body, engine_error, error, path, ApiError, AppState, JsonBody, PathParams};
-use crate::sign_in::{Collected, SignIn};
+use crate::sign_in::{Collected, SignIn, SignInError};
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 use axum::Json;
+use maud::html;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -99,8 +101,8 @@ pub(super) async fn start(State(state): State<AppState>, b: JsonBody<StartBody>)
     params(("attempt" = String, Path, description = "The attempt's secret")),
     responses(
         (status = 201, description = "Enrolled", body = EnrolledDevice),
-        (status = 202, description = "Not signed in yet: ask again", body = Waiting),
-        (status = 403, description = "`sign_in_refused`: another organisation's account, a user not in the directory, a code DingTalk refused", body = ApiError),
+        (status = 202, description = "Not signed in, or the device not confirmed by the employee, yet: ask again", body = Waiting),
+        (status = 403, description = "`sign_in_refused`: another organisation's account, a user not in the directory, a code DingTalk refused, the device not confirmed", body = ApiError),
         (status = 404, description = "No such attempt: unknown, expired or collected", body = ApiError),
     ))]
 pub(super) async fn collect(State(state): State<AppState>, attempt: PathParams<String>) -> Response {
@@ -128,20 +130,90 @@ pub(super) async fn collect(State(state): State<AppState>, attempt: PathParams<S
 }
 
 /// `GET /dingtalk/sign-in`: where DingTalk sends the browser back; a page saying who signed
-/// in (return to the SASE App) or why not.
+/// in and asking them to confirm the device by its name (a form posted back here), or why
+/// not.
 pub(super) async fn redirected(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     let sign_in = match configured(&state) {
         Ok(s) => s,
         Err(r) => return r,
     };
     match sign_in.redirected(query.as_deref().unwrap_or_default()).await {
-        Ok((name, user_id)) => crate::console::message_page(
+        Ok(to) => crate::console::notice_page(
             StatusCode::OK,
-            "已登录 · Signed in",
-            &format!("已登录：{name}（{user_id}）。请返回 SASE 客户端。 Signed in as {name} ({user_id}): return to the SASE App."),
+            "确认设备 · Confirm the device",
+            html! {
+                p.message {
+                    "已登录：" (to.name) "（" (to.user_id) "）。将设备 " strong { (to.device_id) }
+                    " 登记为你的设备？"
+                }
+                p.message {
+                    "Signed in as " (to.name) " (" (to.user_id) "). Enroll the device "
+                    strong { (to.device_id) } " as yours?"
+                }
+                p {
+                    "只有当你刚在这台设备的 SASE 客户端上开始登录时才登记。"
+                    " Enroll it only if you have just started this sign-in in the SASE App on that device."
+                }
+                form.actions method="post" action=(crate::sign_in::REDIRECT_PATH) {
+                    input type="hidden" name="confirm" value=(to.confirm);
+                    button #enroll type="submit" name="decision" value="enroll" { "登记此设备 · Enroll this device" }
+                    button.secondary #cancel type="submit" name="decision" value="cancel" { "取消 · Cancel" }
+                }
+            },
         ),
-        Err(crate::sign_in::SignInError::Store(e)) => engine_error(&e),
-        Err(e) => crate::console::message_page(
+        Err(e) => refused(e),
+    }
+}
+
+/// `POST /dingtalk/sign-in`: the confirmation form (`confirm`, `decision` = `enroll` or
+/// `cancel`); a page saying whether the device is enrolled.
+pub(super) async fn confirmed(State(state): State<AppState>, form: Bytes) -> Response {
+    let sign_in = match configured(&state) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let field = |name: &str| {
+        form_urlencoded::parse(&form)
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default()
+    };
+    let enroll = match field("decision").as_str() {
+        "enroll" => true,
+        "cancel" => false,
+        _ => {
+            return crate::console::message_page(
+                StatusCode::BAD_REQUEST,
+                "登录被拒绝 · Sign-in refused",
+                "the form's decision is neither enroll nor cancel",
+            )
+        }
+    };
+    match sign_in.confirmed(&field("confirm"), enroll).await {
+        Ok(done) => crate::console::message_page(
+            StatusCode::OK,
+            "已登记 · Enrolled",
+            &format!(
+                "设备 {device} 已登记为 {name}（{user}）的设备。请返回 SASE 客户端。 The device {device} is enrolled as {name}'s ({user}): return to the SASE App.",
+                device = done.device_id,
+                name = done.name,
+                user = done.user_id,
+            ),
+        ),
+        Err(SignInError::NotConfirmed) => crate::console::message_page(
+            StatusCode::OK,
+            "未登记 · Not enrolled",
+            "设备未登记。 The device was not enrolled.",
+        ),
+        Err(e) => refused(e),
+    }
+}
+
+/// The page of a refused sign-in (or the store's error).
+fn refused(e: SignInError) -> Response {
+    match e {
+        SignInError::Store(e) => engine_error(&e),
+        e => crate::console::message_page(
             StatusCode::FORBIDDEN,
             "登录被拒绝 · Sign-in refused",
             &e.to_string(),

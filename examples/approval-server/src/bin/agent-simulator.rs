@@ -184,7 +184,7 @@ async fn identity(http: &reqwest::Client, a: &Args) -> Result<Identity, String> 
 }
 
 /// Signs in with DingTalk: starts an attempt, prints its sign-in URL, and waits for the
-/// enrollment (the server's 202 while nobody has signed in).
+/// enrollment (the server's 202 until someone has signed in and confirmed the device).
 async fn signed_in(http: &reqwest::Client, a: &Args) -> Result<Value, String> {
     let started = call(
         http,
@@ -200,6 +200,7 @@ async fn signed_in(http: &reqwest::Client, a: &Args) -> Result<Value, String> {
         "Sign in with DingTalk to enroll this device: {}",
         started["sign_in_url"].as_str().unwrap_or_default()
     );
+    println!("Then enroll the device {} on the page that follows.", a.device);
     let deadline = std::time::Instant::now() + Duration::from_secs(a.wait_secs);
     loop {
         let answer = call(
