@@ -307,6 +307,10 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
     /// The document `id` of `kind`.
     async fn get_document(&self, kind: &str, id: &str) -> Result<Option<Document>>;
 
+    /// The version of the document `id` of `kind` (`None`: there is none), without its body:
+    /// what a replica asks on each reload tick of a large document that seldom changes.
+    async fn document_version(&self, kind: &str, id: &str) -> Result<Option<u64>>;
+
     /// The document of `kind` whose `lookup` is `lookup`.
     async fn find_document(&self, kind: &str, lookup: &str) -> Result<Option<Document>>;
 

@@ -86,6 +86,10 @@ impl ApprovalStore for CrashBeforeLinking {
         self.0.remove_counters(from, to).await
     }
 
+    async fn document_version(&self, kind: &str, id: &str) -> sase_approval::Result<Option<u64>> {
+        self.0.document_version(kind, id).await
+    }
+
     async fn put_document(&self, document: &sase_approval::store::Document) -> sase_approval::Result<u64> {
         self.0.put_document(document).await
     }

@@ -231,6 +231,15 @@ async fn documents(store: &dyn ApprovalStore) {
         (2, Some("hash-t2"), r#"{"token":"t2"}"#, 1_000)
     );
     assert_eq!(
+        (
+            store.document_version("device", "dev-b").await.unwrap(),
+            store.document_version("device", "dev-x").await.unwrap(),
+            store.document_version("other", "dev-b").await.unwrap(),
+        ),
+        (Some(2), None, None),
+        "the version alone"
+    );
+    assert_eq!(
         store.find_document("device", "hash-t2").await.unwrap(),
         Some(stored.clone())
     );
@@ -272,6 +281,7 @@ async fn documents(store: &dyn ApprovalStore) {
         Err(Error::Conflict { actual: 2, .. })
     ));
     store.delete_document("device", "dev-b", 2).await.unwrap();
+    assert_eq!(store.document_version("device", "dev-b").await.unwrap(), None);
     assert!(matches!(
         store.delete_document("device", "dev-b", 2).await,
         Err(Error::Conflict { actual: 0, .. })

@@ -169,8 +169,12 @@ impl Directory {
         *self.0.snapshot.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
     }
 
-    /// Reads the stored directory if it changed (another replica wrote it).
+    /// Reads the stored directory if it changed (another replica wrote it): its version
+    /// first, the whole document (hundreds of KB for a large organisation) only when that moved.
     pub(crate) async fn reload(&self) -> Result<(), StoreError> {
+        if self.0.store.document_version(KIND, ID).await? == Some(self.snapshot().version) {
+            return Ok(());
+        }
         let Some(document) = self.0.store.get_document(KIND, ID).await? else {
             return Ok(());
         };

@@ -363,6 +363,14 @@ impl ApprovalStore for MemoryStore {
         Ok(shared.documents.get(&(kind.to_owned(), id.to_owned())).cloned())
     }
 
+    async fn document_version(&self, kind: &str, id: &str) -> Result<Option<u64>> {
+        let shared = unpoison(&self.shared);
+        Ok(shared
+            .documents
+            .get(&(kind.to_owned(), id.to_owned()))
+            .map(|d| d.version))
+    }
+
     async fn find_document(&self, kind: &str, lookup: &str) -> Result<Option<Document>> {
         let shared = unpoison(&self.shared);
         Ok(shared

@@ -821,6 +821,17 @@ impl ApprovalStore for PostgresStore {
         row.as_ref().map(decode_document).transpose()
     }
 
+    async fn document_version(&self, kind: &str, id: &str) -> Result<Option<u64>> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM documents WHERE kind = $1 AND id = $2")
+                .bind(kind)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_err)?;
+        version.map(|v| stored_counter(id, v)).transpose()
+    }
+
     async fn find_document(&self, kind: &str, lookup: &str) -> Result<Option<Document>> {
         let row = sqlx::query(
             "SELECT kind, id, version, lookup, body, updated_at_ms FROM documents WHERE kind = $1 AND lookup = $2",
