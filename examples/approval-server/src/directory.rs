@@ -63,6 +63,9 @@ pub(crate) struct Snapshot {
     /// back (pruned by the next read that begins after).
     #[serde(default)]
     removed: BTreeMap<String, i64>,
+    /// Departments an event removed, and when, likewise.
+    #[serde(default)]
+    removed_departments: BTreeMap<i64, i64>,
     /// The stored version (not in the body).
     #[serde(skip)]
     version: u64,
@@ -221,9 +224,19 @@ impl Directory {
         let mut departments = BTreeMap::new();
         let root = contacts.department(DeptId::ROOT).await?;
         departments.insert(root.dept_id.get(), dept(root.name, None, 0));
+        // A department removed while the read runs answers "not found" when its turn comes:
+        // it is left out (its removal event is applied on its own), not the read failed.
         let mut queue = VecDeque::from([DeptId::ROOT]);
         while let Some(at) = queue.pop_front() {
-            for sub in contacts.sub_departments(at).await? {
+            let subs = match contacts.sub_departments(at).await {
+                Ok(subs) => subs,
+                Err(e) if e.kind() == ErrorKind::NotFound && at != DeptId::ROOT => {
+                    departments.remove(&at.get());
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for sub in subs {
                 if departments.contains_key(&sub.dept_id.get()) {
                     continue;
                 }
@@ -233,47 +246,35 @@ impl Directory {
             }
         }
         let mut users = BTreeMap::new();
-        for &at in departments.keys() {
-            let members: Vec<_> = contacts
+        let listed: Vec<i64> = departments.keys().copied().collect();
+        for at in listed {
+            let members: Vec<_> = match contacts
                 .users(ListUsersRequest::new(DeptId::new(at)))
                 .try_collect()
-                .await?;
+                .await
+            {
+                Ok(members) => members,
+                Err(e) if e.kind() == ErrorKind::NotFound && at != DeptId::ROOT.get() => {
+                    departments.remove(&at);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             for user in members {
                 users.insert(user.user_id.as_str().to_owned(), member(user, 0));
             }
         }
-        let merged = |s: &Snapshot| {
-            let mut next = Snapshot {
-                departments: departments.clone(),
-                users: users.clone(),
-                synced_at_ms: started,
-                removed: s.removed.clone(),
-                version: s.version,
-            };
-            next.departments.extend(
-                s.departments
-                    .iter()
-                    .filter(|(_, d)| d.changed_at_ms >= started)
-                    .map(|(id, d)| (*id, d.clone())),
-            );
-            next.users.extend(
-                s.users
-                    .iter()
-                    .filter(|(_, m)| m.changed_at_ms >= started)
-                    .map(|(id, m)| (id.clone(), m.clone())),
-            );
-            next.removed.retain(|_, at| *at >= started);
-            for user in next.removed.keys() {
-                next.users.remove(user);
-            }
-            next
+        let read = Read {
+            departments,
+            users,
+            started_at_ms: started,
         };
         // Who the read would take for leavers: known before it began, and not in it.
         let before = self.snapshot();
         let leaving = before
             .users
             .iter()
-            .filter(|(user, m)| m.changed_at_ms < started && !users.contains_key(*user))
+            .filter(|(user, m)| m.changed_at_ms < started && !read.users.contains_key(*user))
             .count();
         if before.users.len() >= 4 && leaving * 2 > before.users.len() {
             return Err(DirectoryError::Implausible {
@@ -284,7 +285,7 @@ impl Directory {
         let left = std::sync::Mutex::new(Vec::new());
         let written = self
             .update(|s| {
-                let next = merged(s);
+                let next = read.merged(s);
                 *left.lock().unwrap_or_else(PoisonError::into_inner) = s
                     .users
                     .keys()
@@ -413,9 +414,11 @@ impl Directory {
             self.update(|s| match &read {
                 Some(d) => {
                     s.departments.insert(id, d.clone());
+                    s.removed_departments.remove(&id);
                 }
                 None => {
                     s.departments.remove(&id);
+                    s.removed_departments.insert(id, now);
                 }
             })
             .await?;
@@ -501,6 +504,55 @@ impl Directory {
     }
 }
 
+/// What a full read of DingTalk found.
+#[derive(Debug)]
+struct Read {
+    departments: BTreeMap<i64, Dept>,
+    users: BTreeMap<String, Member>,
+    /// When the read began, Unix ms.
+    started_at_ms: i64,
+}
+
+impl Read {
+    /// The directory this read makes of `stored`: the read's departments and users, but what
+    /// an event changed or removed since the read began kept as the event left it (the read
+    /// saw it before); the removals older than the read forgotten.
+    fn merged(&self, stored: &Snapshot) -> Snapshot {
+        let started = self.started_at_ms;
+        let mut next = Snapshot {
+            departments: self.departments.clone(),
+            users: self.users.clone(),
+            synced_at_ms: started,
+            removed: stored.removed.clone(),
+            removed_departments: stored.removed_departments.clone(),
+            version: stored.version,
+        };
+        next.departments.extend(
+            stored
+                .departments
+                .iter()
+                .filter(|(_, d)| d.changed_at_ms >= started)
+                .map(|(id, d)| (*id, d.clone())),
+        );
+        next.users.extend(
+            stored
+                .users
+                .iter()
+                .filter(|(_, m)| m.changed_at_ms >= started)
+                .map(|(id, m)| (id.clone(), m.clone())),
+        );
+        next.removed.retain(|_, at| *at >= started);
+        for user in next.removed.keys() {
+            next.users.remove(user);
+        }
+        next.removed_departments.retain(|_, at| *at >= started);
+        for id in next.removed_departments.keys() {
+            next.departments.remove(id);
+        }
+        next
+    }
+}
+
 fn member(user: dingtalk_sdk::contacts::User, changed_at_ms: i64) -> Member {
     Member {
         name: user.name,
@@ -557,5 +609,49 @@ mod tests {
         assert_eq!(s.name_of("u1"), Some("Ada"));
         assert_eq!(s.department_name("2"), Some("R&D"));
         assert_eq!(s.department_name("x"), None);
+    }
+
+    /// A full read keeps what events did after it began: a department or user removed stays
+    /// removed, a renamed department keeps its new name; removals from before the read are
+    /// forgotten (the read is newer).
+    #[test]
+    fn a_read_does_not_undo_the_events_made_while_it_ran() {
+        let started = 1_000;
+        let member = |name: &str, at: i64| Member {
+            name: name.into(),
+            departments: vec![1],
+            changed_at_ms: at,
+        };
+        let read = Read {
+            departments: [
+                (1, dept("Company", None)),
+                (5, dept("Legal", Some(1))),
+                (6, dept("Sales", Some(1))),
+                (7, dept("Support", Some(1))),
+            ]
+            .into(),
+            users: [
+                ("u1".to_owned(), member("Ada", 0)),
+                ("u9".to_owned(), member("Nine", 0)),
+            ]
+            .into(),
+            started_at_ms: started,
+        };
+        let mut stored = Snapshot::default();
+        // While the read ran: Legal removed, Sales renamed, u9 left.
+        stored.removed_departments.insert(5, started + 10);
+        stored
+            .departments
+            .insert(6, super::dept("Sales & Marketing".into(), Some(1), started + 5));
+        stored.removed.insert("u9".into(), started + 10);
+        // Before it: Support removed (and back since, as the read found it).
+        stored.removed_departments.insert(7, started - 10);
+
+        let next = read.merged(&stored);
+        assert_eq!(next.departments.keys().copied().collect::<Vec<_>>(), [1, 6, 7]);
+        assert_eq!(next.department_name("6"), Some("Sales & Marketing"));
+        assert_eq!(next.users.keys().collect::<Vec<_>>(), ["u1"]);
+        assert_eq!(next.removed_departments, [(5, started + 10)].into());
+        assert_eq!(next.synced_at_ms, started);
     }
 }

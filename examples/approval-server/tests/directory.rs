@@ -350,3 +350,53 @@ async fn an_event_during_a_full_read_is_not_undone_by_it() {
     assert_eq!((code, &read["users"]), (200, &json!(8)), "{read}");
     server.shutdown().await.unwrap();
 }
+
+/// A department removed while a full read runs: the read, which listed it before, neither
+/// fails on it (its users' list answers "not found") nor brings it back.
+#[tokio::test]
+async fn a_department_removed_during_a_full_read_stays_removed() {
+    let mock = mock().await;
+    mock.add_department(MockDepartment::new(5, "Legal", Some(1)), Notify::Skip)
+        .unwrap();
+    mock.set_faults(MockFaults {
+        latency_ms: 200,
+        ..MockFaults::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&mock, &dir.path().join("removed.sqlite"), 3600);
+    let server: Server = start_with(&mock, config).await;
+    let alice = Agent::new(&server, "tok-alice");
+    let status = || async {
+        alice
+            .console(reqwest::Method::GET, "/api/console/directory")
+            .await
+            .1
+    };
+    // The read has listed the departments (Legal among them) and begun on their users.
+    let listed_root = |m: &MockDingTalk| {
+        m.journal()
+            .iter()
+            .any(|e| e.path == "/topapi/v2/user/list" && e.body.as_ref().is_some_and(|b| b["dept_id"] == 1))
+    };
+    assert!(mock.wait_for(Duration::from_secs(20), listed_root).await);
+    assert_eq!(
+        status().await["synced_at_ms"],
+        0,
+        "the first read is still running"
+    );
+    mock.remove_department(CORP, 5, Notify::Deliver).unwrap();
+    let started = Instant::now();
+    while status().await["synced_at_ms"] == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the first read ends");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let known = status().await;
+    assert_eq!(known["departments"], 4, "the mock's four, not Legal: {known}");
+
+    mock.set_faults(MockFaults::default());
+    let (code, read) = alice
+        .console(reqwest::Method::POST, "/api/console/directory/sync")
+        .await;
+    assert_eq!((code, &read["departments"]), (200, &json!(4)), "{read}");
+    server.shutdown().await.unwrap();
+}
