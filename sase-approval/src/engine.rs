@@ -649,11 +649,13 @@ impl Engine {
             "request filed"
         );
         self.notify(RequestUpdate::of(&request));
-        let details = serde_json::json!({
-            "workflow": request.workflow, "template": request.template, "device": request.device,
-            "action": request.action.as_str(),
-            "reason_chars": request.fields.get("reason").map_or(0, |r| r.chars().count()),
-        });
+        let details = || {
+            serde_json::json!({
+                "workflow": request.workflow, "template": request.template, "device": request.device,
+                "action": request.action.as_str(),
+                "reason_chars": request.fields.get("reason").map_or(0, |r| r.chars().count()),
+            })
+        };
         self.audit(request.requester.as_str(), "request.filed", &request.id, details)
             .await;
         self.create_external(&request.id, backend.as_ref(), Attempt::First)
@@ -854,16 +856,23 @@ impl Engine {
         let _ = self.updates.send(update);
     }
 
-    /// Appends what happened to `request` to the audit chain, when the engine keeps one. The
-    /// change is stored already: an entry that cannot be written is logged, not undone.
-    async fn audit(&self, actor: &str, action: &str, request: &RequestId, details: serde_json::Value) {
+    /// Appends what happened to `request` to the audit chain, when the engine keeps one; its
+    /// `details` are made only then (an event's path pays nothing for an audit that is off).
+    /// The change is stored already: an entry that cannot be written is logged, not undone.
+    async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        request: &RequestId,
+        details: impl FnOnce() -> serde_json::Value,
+    ) {
         let Some(sink) = &self.audit else { return };
         let record = AuditRecord::new(
             self.clock.now_ms(),
             actor,
             action,
             format!("request/{request}"),
-            details,
+            details(),
         );
         match self.store.append_audit(&record).await {
             Ok(entry) => sink(&entry),
@@ -887,12 +896,14 @@ impl Engine {
         } else {
             "request.noted".to_owned()
         };
-        let details = serde_json::json!({
-            "from": from.as_str(), "to": after.state.as_str(), "source": last.source,
-            "note": last.note, "workflow": after.workflow, "requester": after.requester,
-            "device": after.device, "grant": after.grant.as_ref().map(|g| g.grant.id.as_str()),
-            "grant_withdrawn": grant.filter(|_| after.grant.is_none()),
-        });
+        let details = || {
+            serde_json::json!({
+                "from": from.as_str(), "to": after.state.as_str(), "source": last.source,
+                "note": last.note, "workflow": after.workflow, "requester": after.requester,
+                "device": after.device, "grant": after.grant.as_ref().map(|g| g.grant.id.as_str()),
+                "grant_withdrawn": grant.filter(|_| after.grant.is_none()),
+            })
+        };
         self.audit(&last.actor, &action, &after.id, details).await;
     }
 
@@ -1036,11 +1047,13 @@ impl Engine {
                 } else {
                     "request.noted".to_owned()
                 };
-                let details = serde_json::json!({
-                    "from": from, "to": update.state.as_str(), "source": "external",
-                    "origin": origin.name(), "instance": event.instance, "event": event.key,
-                    "grant": issued.as_ref().map(|(grant, _)| grant.as_str()),
-                });
+                let details = || {
+                    serde_json::json!({
+                        "from": from, "to": update.state.as_str(), "source": "external",
+                        "origin": origin.name(), "instance": event.instance, "event": event.key,
+                        "grant": issued.as_ref().map(|(grant, _)| grant.as_str()),
+                    })
+                };
                 self.audit(&event.actor, &action, &update.id, details).await;
                 self.notify(update);
                 outcome
@@ -1295,9 +1308,11 @@ impl Engine {
             Err(Error::GrantRefused { refusal }) => {
                 log_refused(*refusal);
                 // Presented by the agent, unverified: recorded as a quoted value only.
-                let details = serde_json::json!({
-                    "grant": grant.grant.id.as_str(), "device": device, "reason": refusal.code(),
-                });
+                let details = || {
+                    serde_json::json!({
+                        "grant": grant.grant.id.as_str(), "device": device, "reason": refusal.code(),
+                    })
+                };
                 self.audit(user.as_str(), "grant.refused", &id, details).await;
             }
             Err(_) => {}
