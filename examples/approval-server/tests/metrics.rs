@@ -148,10 +148,13 @@ async fn a_scrape_counts_requests_events_calls_and_latency_and_shows_no_secret()
     let (status, _) = json(client.http.get(format!("{}/no/such/route", client.base))).await;
     assert_eq!(status, 404);
 
-    // The second deliveries may land after the request shows approved.
+    // The second deliveries may land after the request shows approved, and an event is
+    // counted when its handling ends, after the request it approved is stored (and seen).
     let mut scrape = client.scrape().await;
     for _ in 0..200 {
-        if scrape.value("sase_events_total{outcome=\"duplicate\"}").is_some() {
+        if scrape.value("sase_events_total{outcome=\"duplicate\"}").is_some()
+            && scrape.value("sase_events_total{outcome=\"applied\"}").is_some()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
