@@ -584,14 +584,7 @@ async fn the_seed_is_walked_end_to_end_in_the_browser() {
         said.contains("Uninstalling needs approval"),
         "the policy's prompt: {said}"
     );
-    let id = said
-        .split("Filed request ")
-        .nth(1)
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = support::filed_request_id(&said);
 
     // 7. The instance page; the approver agrees in DingTalk; the page shows it, no reload.
     browser.goto(&format!("{base}/console/requests/{id}")).await;

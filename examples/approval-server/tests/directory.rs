@@ -59,6 +59,43 @@ async fn effect_becomes(agent: &Agent, effect: &str) -> Duration {
     }
 }
 
+/// The directory's status (`GET /api/console/directory`).
+async fn directory_status(agent: &Agent) -> Value {
+    agent
+        .console(reqwest::Method::GET, "/api/console/directory")
+        .await
+        .1
+}
+
+/// Waits until the first full read (slowed down by the mock) has listed the departments and
+/// begun on their users, the root's first; it is still running then.
+async fn first_read_lists_users(mock: &MockDingTalk, agent: &Agent) {
+    let listed_root = |m: &MockDingTalk| {
+        m.journal()
+            .iter()
+            .any(|e| e.path == "/topapi/v2/user/list" && e.body.as_ref().is_some_and(|b| b["dept_id"] == 1))
+    };
+    assert!(mock.wait_for(Duration::from_secs(20), listed_root).await);
+    assert_eq!(
+        directory_status(agent).await["synced_at_ms"],
+        0,
+        "the first read is still running"
+    );
+}
+
+/// Waits up to 30 s for the first full read to end: the directory's status then.
+async fn first_read_ended(agent: &Agent) -> Value {
+    let started = Instant::now();
+    loop {
+        let status = directory_status(agent).await;
+        if status["synced_at_ms"] != 0 {
+            return status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the first read ends");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn request(agent: &Agent, id: &str) -> Value {
     agent
         .console(reqwest::Method::GET, &format!("/api/console/requests/{id}"))
@@ -309,32 +346,11 @@ async fn an_event_during_a_full_read_is_not_undone_by_it() {
     config.devices.push(device("tok-carol", "carol", "staff"));
     let server: Server = start_with(&mock, config).await;
     let carol = Agent::new(&server, "tok-carol");
-    let status = || async {
-        carol
-            .console(reqwest::Method::GET, "/api/console/directory")
-            .await
-            .1
-    };
     // The read lists the departments' users in order: the root's first, three more to go.
-    let listed_root = |m: &MockDingTalk| {
-        m.journal()
-            .iter()
-            .any(|e| e.path == "/topapi/v2/user/list" && e.body.as_ref().is_some_and(|b| b["dept_id"] == 1))
-    };
-    assert!(mock.wait_for(Duration::from_secs(20), listed_root).await);
-    assert_eq!(
-        status().await["synced_at_ms"],
-        0,
-        "the first read is still running"
-    );
+    first_read_lists_users(&mock, &carol).await;
     mock.add_user(MockUser::new("carol", "Carol", vec![1]), Notify::Deliver)
         .unwrap();
-    let started = Instant::now();
-    while status().await["synced_at_ms"] == 0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "the first read ends");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let known = status().await;
+    let known = first_read_ended(&carol).await;
     assert_eq!(known["users"], 8, "the mock's seven, and carol: {known}");
     assert_eq!(
         carol.check().await["effect"],
@@ -366,31 +382,10 @@ async fn a_department_removed_during_a_full_read_stays_removed() {
     let config = config(&mock, &dir.path().join("removed.sqlite"), 3600);
     let server: Server = start_with(&mock, config).await;
     let alice = Agent::new(&server, "tok-alice");
-    let status = || async {
-        alice
-            .console(reqwest::Method::GET, "/api/console/directory")
-            .await
-            .1
-    };
     // The read has listed the departments (Legal among them) and begun on their users.
-    let listed_root = |m: &MockDingTalk| {
-        m.journal()
-            .iter()
-            .any(|e| e.path == "/topapi/v2/user/list" && e.body.as_ref().is_some_and(|b| b["dept_id"] == 1))
-    };
-    assert!(mock.wait_for(Duration::from_secs(20), listed_root).await);
-    assert_eq!(
-        status().await["synced_at_ms"],
-        0,
-        "the first read is still running"
-    );
+    first_read_lists_users(&mock, &alice).await;
     mock.remove_department(CORP, 5, Notify::Deliver).unwrap();
-    let started = Instant::now();
-    while status().await["synced_at_ms"] == 0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "the first read ends");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let known = status().await;
+    let known = first_read_ended(&alice).await;
     assert_eq!(known["departments"], 4, "the mock's four, not Legal: {known}");
 
     mock.set_faults(MockFaults::default());

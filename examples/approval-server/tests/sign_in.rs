@@ -442,14 +442,7 @@ async fn the_demo_enrolls_a_device_by_sign_in_with_the_agent_simulator() {
 
     let said = next_until("Filed request ").await;
     assert!(said.contains("Enrolled device LAPTOP-2 of user alice"), "{said}");
-    let id = said
-        .split("Filed request ")
-        .nth(1)
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let id = support::filed_request_id(&said);
     let (_, request) = support::json(
         reqwest::Client::new()
             .get(format!("{base}/api/console/requests/{id}"))

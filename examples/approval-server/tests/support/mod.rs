@@ -232,6 +232,17 @@ pub(crate) async fn send(req: reqwest::RequestBuilder) -> (u16, reqwest::header:
     (status, headers, body)
 }
 
+/// The request id in the agent simulator's "Filed request <id>; …" line within `said`.
+pub(crate) fn filed_request_id(said: &str) -> String {
+    said.split("Filed request ")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// Whether `key` signed `grant` (its own user, device and action, when it was issued).
 pub(crate) fn signed_by(grant: &SignedGrant, key: &GrantVerifier) -> bool {
     let g = &grant.grant;
